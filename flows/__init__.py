@@ -1,0 +1,1 @@
+"""Prefect flows: thin arrangements of estampille's library stages."""

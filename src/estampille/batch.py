@@ -1,0 +1,141 @@
+"""One weekly batch for one brand: its context, and the idempotency every stage relies on.
+
+Each unit of work (a draft, a prompt, a render, a check, a signature) has a key derived from
+its inputs. Before doing the work, a stage looks the key up in the ledger: if it is there,
+the recorded result is reused; if not, the work is done and recorded under that key. So a
+repeated or crashed batch redoes nothing that finished, and adds no duplicate rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from . import __version__
+from .brand import BrandBundle, load_brand, parse_week, posts_in_week
+from .errors import EstampilleError
+from .ledger import Ledger
+from .records import Record
+from .render.registry import TINY_ID, ResolvedModel, check_licence, load_registry, resolve_model
+from .settings import Settings
+from .text.guardrails import Guardrails, guardrails_for
+from .text.llm import ChatModel, chat_model_for
+
+R = TypeVar("R", bound=Record)
+
+
+@dataclass
+class StageCount:
+    reused: int = 0     # already in the ledger from an earlier run
+    new: int = 0
+    failed: int = 0
+
+
+@dataclass
+class Batch:
+    bundle: BrandBundle
+    week: str
+    settings: Settings
+    ledger: Ledger
+    run_dir: Path
+    model: ResolvedModel
+    guardrails: Guardrails
+    run_key: str
+    chat: ChatModel           # cheap to create; the embedded model loads on its first call
+    counts: dict[str, StageCount] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def brand(self):
+        return self.bundle.brand
+
+    @property
+    def slug(self) -> str:
+        return self.bundle.slug
+
+    def count(self, stage: str) -> StageCount:
+        return self.counts.setdefault(stage, StageCount())
+
+    def record(self, stage: str, kind: str, key: str, subject: str, make: Callable[[], R],
+               record_type: type[R], failures: tuple[type[Exception], ...] = ()) -> R | None:
+        """Reuse the result recorded under `key`, or make it and record it.
+
+        An exception listed in `failures` costs only this item: it is recorded as a
+        `<stage>.failed` event (a fresh key, so the next run tries again) and None is returned.
+        """
+        existing = self.ledger.get(key)
+        if existing is not None:
+            self.count(stage).reused += 1
+            return record_type.model_validate(existing.payload)
+        try:
+            result = make()
+        except failures as exc:
+            self.count(stage).failed += 1
+            self.failures.append(f"{stage} {subject}: {exc}")
+            self.append(f"{stage}.failed", f"{key}:failed:{uuid.uuid4().hex[:12]}", subject,
+                        {"error": str(exc), "error_type": type(exc).__name__})
+            return None
+        self.append(kind, key, subject, result.model_dump(mode="json"))
+        self.count(stage).new += 1
+        return result
+
+    def append(self, kind: str, key: str, subject: str | None, payload: dict):
+        return self.ledger.append(kind, key, payload, brand=self.slug, week=self.week, subject=subject)
+
+
+def content_key(prefix: str, *parts: object) -> str:
+    """A short, stable key for a unit of work from everything that determines its result."""
+    material = json.dumps(parts, sort_keys=True, default=str)
+    return f"{prefix}-{hashlib.sha256(material.encode()).hexdigest()[:20]}"
+
+
+def open_batch(brand_dir: str | Path, week: str, settings: Settings, *, build_tiny: bool = True) -> Batch:
+    """Validate everything first (brand, calendar, week, model, licence); only then write."""
+    bundle = load_brand(brand_dir)
+    parse_week(week)
+    posts = posts_in_week(bundle, week)
+    render_settings = bundle.brand.render
+    if render_settings.model == TINY_ID and build_tiny and not (settings.models_dir / "tiny-sd").is_dir():
+        from .render.tiny import build_tiny_model
+
+        build_tiny_model(settings.models_dir / "tiny-sd")
+    model = resolve_model(render_settings.model, settings.models_dir, settings.home)
+    check_licence(model, bundle.brand.licence_policy, render_settings.accepted_licences,
+                  load_registry(settings.home))
+    run_dir = settings.out / bundle.slug / week
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(settings.ledger_url)
+    chat = chat_model_for(bundle.brand.text.llm, settings.llm_base_url, settings.llm_model)
+    batch = Batch(bundle=bundle, week=week, settings=settings, ledger=ledger, run_dir=run_dir, model=model,
+                  guardrails=guardrails_for(bundle.brand), run_key="", chat=chat)
+    config = {"brand_version": bundle.version, "llm": chat.describe(), "model": model.id,
+              "render": render_settings.model_dump(), "estampille": __version__}
+    batch.run_key = content_key("run", bundle.slug, week, config)
+    batch.append("run.started", batch.run_key, None,
+                 {"brand": bundle.brand.name, "week": week, "posts": [p.id for p in posts], **config})
+    if model.entry.test_model:
+        batch.notes.append(f"Images were made by a tiny TEST model ({model.id}) with random weights: "
+                           "they are noise, for checking the pipeline only. Set render.model in "
+                           "brand.yaml to a real model for real visuals.")
+    return batch
+
+
+def finish(batch: Batch) -> dict:
+    """Close the run: a `run.completed` event when nothing failed, and a summary for people."""
+    if not batch.failures:
+        batch.append("run.completed", f"{batch.run_key}:completed", None,
+                     {"counts": {k: vars(v) for k, v in batch.counts.items()}})
+    batch.ledger.close()
+    return {"run_dir": str(batch.run_dir), "review_page": str(batch.run_dir / "review.html"),
+            "counts": {k: vars(v) for k, v in batch.counts.items()}, "failures": list(batch.failures),
+            "notes": list(batch.notes), "ledger": batch.ledger.safe_url}
+
+
+class BatchFailed(EstampilleError):
+    """Some items failed; the others are recorded, and a rerun retries only the failed ones."""

@@ -1,0 +1,229 @@
+"""The brand file and its weekly calendar: what to post, where, in which voice and with which rules.
+
+Both are validated in full before anything runs, so a typo stops the batch with the file,
+field and line instead of failing halfway through a render.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .errors import ConfigError
+from .yaml_source import YamlSource
+
+BRAND_FILE = "brand.yaml"
+CALENDAR_FILE = "calendar.yaml"
+WEEK_PATTERN = re.compile(r"^(\d{4})-W(\d{2})$")
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a misspelt field must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VoiceExample(Strict):
+    language: str
+    text: str
+
+
+class Voice(Strict):
+    tone: str
+    do: list[str] = []
+    dont: list[str] = []
+    examples: list[VoiceExample] = []
+
+
+class PlatformRules(Strict):
+    max_chars: int = Field(gt=0)
+    max_hashtags: int = Field(ge=0)
+    max_line_breaks: int | None = Field(default=None, ge=0)
+
+
+class Visual(Strict):
+    style: str
+    palette: list[str] = []
+    composition: str = ""
+    negative_prompt: str = ""
+
+
+class Disclosure(Strict):
+    policy: Literal["always", "never"] = "always"
+    lines: dict[str, str]
+
+
+class Competitor(Strict):
+    name: str
+    images: str | None = None   # folder relative to the brand folder
+    marks: list[str] = []       # product names and slogans that must not appear in prompts
+
+
+class Rights(Strict):
+    creator: str
+    credit_line: str
+    copyright_notice: str
+    web_statement: str
+    licensor_name: str
+    licensor_url: str
+    data_mining: Literal["prohibited", "allowed"] = "prohibited"
+
+
+class LLMSettings(Strict):
+    """An OpenAI-compatible endpoint; the key is read from the named environment variable."""
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str = "ESTAMPILLE_LLM_API_KEY"
+    temperature: float = 0.7
+    timeout_s: float = 60.0
+
+
+class TextSettings(Strict):
+    variants: int = Field(default=2, ge=1, le=10)
+    llm: LLMSettings = LLMSettings()
+
+
+class RenderSettings(Strict):
+    model: str = "builtin:tiny-sd"
+    steps: int = Field(default=4, ge=1, le=200)
+    guidance: float = Field(default=5.0, ge=0)
+    width: int = Field(default=256, ge=64, le=4096)
+    height: int = Field(default=256, ge=64, le=4096)
+    images_per_variant: int = Field(default=1, ge=1, le=8)
+    batch_size: int = Field(default=8, ge=1, le=64)
+    accepted_licences: list[str] = []   # conditional licences legal has accepted (registry ids)
+
+    @field_validator("width", "height")
+    @classmethod
+    def multiple_of_8(cls, value: int) -> int:
+        if value % 8:
+            raise ValueError(f"must be a multiple of 8, got {value}")
+        return value
+
+
+class Brand(Strict):
+    name: str
+    handle: str | None = None
+    website: str | None = None
+    languages: list[str] = Field(min_length=1)
+    voice: Voice
+    platforms: dict[str, PlatformRules] = Field(min_length=1)
+    visual: Visual
+    banned_terms: list[str] = []
+    disclosure: Disclosure
+    licence_policy: Literal["commercial", "non-commercial"]
+    competitors: list[Competitor] = []
+    rights: Rights
+    text: TextSettings = TextSettings()
+    render: RenderSettings = RenderSettings()
+
+
+class Post(Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    date: dt.date
+    platform: str
+    language: str
+    brief: str
+    facts: list[str] = []       # offers, prices, times the post may state
+
+
+class Calendar(Strict):
+    posts: list[Post] = Field(min_length=1)
+
+
+class BrandBundle(BaseModel):
+    """A validated brand folder: brand, calendar, and the version hash of both files."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    folder: Path
+    brand: Brand
+    calendar: Calendar
+    version: str
+
+    @property
+    def slug(self) -> str:
+        return self.folder.resolve().name
+
+    def competitor_folders(self) -> dict[str, Path]:
+        return {c.name: self.folder / c.images for c in self.brand.competitors if c.images}
+
+
+def parse_week(week: str) -> tuple[dt.date, dt.date]:
+    """'2026-W48' -> (Monday, Sunday) of that ISO week."""
+    match = WEEK_PATTERN.match(week)
+    if not match:
+        raise ConfigError(f"--week must look like 2026-W48, got {week!r}")
+    year, number = int(match.group(1)), int(match.group(2))
+    try:
+        monday = dt.date.fromisocalendar(year, number, 1)
+    except ValueError:
+        raise ConfigError(f"--week {week!r}: {year} has no ISO week {number}") from None
+    return monday, monday + dt.timedelta(days=6)
+
+
+def iso_week(day: dt.date) -> str:
+    year, number, _ = day.isocalendar()
+    return f"{year}-W{number:02d}"
+
+
+def load_brand(folder: str | Path) -> BrandBundle:
+    """Load and cross-check brand.yaml and calendar.yaml in `folder`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: brand folder not found (expected a folder with {BRAND_FILE})")
+    brand_source = YamlSource(folder / BRAND_FILE)
+    brand: Brand = brand_source.validate(Brand)
+    _check_brand(brand, brand_source, folder)
+    calendar_source = YamlSource(folder / CALENDAR_FILE)
+    calendar: Calendar = calendar_source.validate(Calendar)
+    _check_calendar(calendar, calendar_source, brand)
+    digest = hashlib.sha256()
+    for source in (brand_source, calendar_source):
+        digest.update(source.path.read_bytes())
+    return BrandBundle(folder=folder, brand=brand, calendar=calendar, version=digest.hexdigest()[:16])
+
+
+def _check_brand(brand: Brand, source: YamlSource, folder: Path) -> None:
+    if brand.disclosure.policy == "always":
+        for i, language in enumerate(brand.languages):
+            if language not in brand.disclosure.lines:
+                raise source.error(("disclosure", "lines"),
+                                   f"no AI-disclosure line for language '{language}' (policy is 'always')")
+    for i, competitor in enumerate(brand.competitors):
+        if competitor.images and not (folder / competitor.images).is_dir():
+            raise source.error(("competitors", i, "images"),
+                               f"folder {folder / competitor.images} does not exist")
+
+
+def _check_calendar(calendar: Calendar, source: YamlSource, brand: Brand) -> None:
+    seen: set[str] = set()
+    for i, post in enumerate(calendar.posts):
+        if post.id in seen:
+            raise source.error(("posts", i, "id"), f"duplicate post id '{post.id}'")
+        seen.add(post.id)
+        if post.platform not in brand.platforms:
+            raise source.error(("posts", i, "platform"),
+                               f"platform '{post.platform}' is not in brand.yaml platforms "
+                               f"({', '.join(sorted(brand.platforms))})")
+        if post.language not in brand.languages:
+            raise source.error(("posts", i, "language"),
+                               f"language '{post.language}' is not in brand.yaml languages "
+                               f"({', '.join(brand.languages)})")
+
+
+def posts_in_week(bundle: BrandBundle, week: str) -> list[Post]:
+    """The calendar's posts dated within `week`; an empty week is a user error."""
+    monday, sunday = parse_week(week)
+    posts = [p for p in bundle.calendar.posts if monday <= p.date <= sunday]
+    if not posts:
+        weeks = sorted({iso_week(p.date) for p in bundle.calendar.posts})
+        raise ConfigError(f"{bundle.folder / CALENDAR_FILE}: no posts in {week} "
+                          f"(weeks with posts: {', '.join(weeks)})")
+    return sorted(posts, key=lambda p: (p.date, p.id))

@@ -1,0 +1,41 @@
+"""Errors a user can act on. The CLI maps each class to one exit status (see cli.py)."""
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    OK = 0
+    ERROR = 1          # something failed while working (a model, the disk, a check)
+    USAGE = 2          # the user's input is wrong: config file, arguments, missing model
+
+
+class EstampilleError(Exception):
+    """Base class: the message is shown to the user as is, without a traceback."""
+
+    exit_status = ExitStatus.ERROR
+
+
+class ConfigError(EstampilleError):
+    """A brand or calendar file is malformed; the message names file, field and line."""
+
+    exit_status = ExitStatus.USAGE
+
+
+class ModelNotFoundError(EstampilleError):
+    """A configured model folder or file does not exist; the message names the fix."""
+
+    exit_status = ExitStatus.USAGE
+
+
+class LicenceError(EstampilleError):
+    """The brand's licence policy forbids the configured model."""
+
+    exit_status = ExitStatus.USAGE
+
+
+class LLMError(EstampilleError):
+    """The text model failed for one slot (timeout, junk, refusal) after bounded retries."""
+
+
+class LedgerError(EstampilleError):
+    """The ledger cannot be opened or written."""

@@ -1,0 +1,1 @@
+"""Lookalike stage: perceptual fingerprints and a Hamming-distance index of reference images."""

@@ -1,0 +1,95 @@
+"""What each stage produces. These are the payloads of ledger events, so they round-trip
+through JSON: a rerun rebuilds them from the ledger instead of redoing the work."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .brand import Post
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Slot(Record):
+    slot_id: str          # "<week>/<post id>"
+    brand: str
+    week: str
+    post: Post
+
+
+class Draft(Record):
+    draft_id: str
+    slot_id: str
+    variant: int
+    language: str
+    platform: str
+    caption: str
+    hashtags: list[str]
+    call_to_action: str
+    alt_text: str
+    text: str             # the post as published: caption, call to action, hashtags, disclosure
+    flags: list[str]      # rule problems a reviewer must see; empty when clean
+    llm: dict[str, Any]
+
+
+class ImagePrompt(Record):
+    prompt_id: str
+    draft_id: str
+    slot_id: str
+    prompt: str
+    negative_prompt: str
+    guardrails_version: str
+    removed_terms: list[tuple[str, str]]
+    llm: dict[str, Any]
+
+
+class Render(Record):
+    image_id: str
+    prompt_id: str
+    draft_id: str
+    slot_id: str
+    file: str             # raw render, relative to the run folder
+    sha256: str
+    seed: int
+    prompt: str
+    negative_prompt: str
+    steps: int
+    guidance: float
+    width: int
+    height: int
+    batch_size: int       # images per pipeline call: on CPU, pixels depend on it (renderer.render)
+    model: dict[str, Any]  # id, revision, weights_sha256, pipeline_class, licence, commercial_use
+    scheduler: dict[str, Any]
+    versions: dict[str, str]
+    device: str
+    duration_s: float
+    fingerprints: dict[str, str]   # perceptual hashes, for audits of stripped files
+
+
+class Match(Record):
+    source: str           # competitor name, or "own:<week>" for the brand's own past renders
+    reference: str        # the matched image's path or image id
+    distances: dict[str, int]
+    verdict: Literal["lookalike", "near"]
+
+
+class LookalikeCheck(Record):
+    image_id: str
+    verdict: Literal["clear", "lookalike"]
+    matches: list[Match]
+    thresholds: dict[str, int]
+    index_size: int
+
+
+class Provenance(Record):
+    image_id: str
+    file: str             # signed image, relative to the run folder
+    sidecar: str
+    sha256: str
+    digital_source_type: str
+    c2pa_state: str       # validation state read back right after signing
+    signer: str           # certificate subject, never key material

@@ -1,0 +1,267 @@
+"""The weekly batch's stages as plain functions: values in, values out, ledger as memory.
+
+flows/weekly_batch.py arranges these as Prefect tasks; `run_batch` arranges them without
+Prefect. Each stage loops over its items itself (one task per stage, not per item).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from .batch import Batch, content_key, finish, open_batch
+from .brand import posts_in_week
+from .errors import EstampilleError, LLMError
+from .lookalike.evidence import side_by_side
+from .lookalike.fingerprint import fingerprints
+from .lookalike.index import THRESHOLDS, HashIndex, Reference, index_folders, verdict_for
+from .provenance.c2pa_manifest import ManifestSigner, generation_manifest, read_manifest
+from .provenance.identity import SignerIdentity, configured_identity, dev_identity
+from .provenance.xmp import TRAINED, XmpFields, png_with_xmp, xmp_packet
+from .records import Draft, ImagePrompt, LookalikeCheck, Match, Provenance, Render, Slot
+from .render.renderer import (RenderJob, library_versions, load_model, model_folder, render, scheduler_record,
+                              weights_sha256)
+from .review.static_page import write_review_page
+from .settings import Settings
+from .text import drafting, image_prompts, templates
+
+
+def plan_slots(batch: Batch) -> list[Slot]:
+    """One slot per calendar post in the week."""
+    return [Slot(slot_id=f"{batch.week}/{post.id}", brand=batch.slug, week=batch.week, post=post)
+            for post in posts_in_week(batch.bundle, batch.week)]
+
+
+def draft_texts(batch: Batch, slots: list[Slot]) -> list[Draft]:
+    """`text.variants` drafts per slot; an LLM failure costs that variant only."""
+    drafts = []
+    for slot in slots:
+        template_version = templates.version(*drafting.TEMPLATES, language=slot.post.language)
+        for variant in range(batch.brand.text.variants):
+            key = content_key("draft", batch.bundle.version, slot.slot_id, variant, batch.chat.describe(),
+                              template_version, drafting.DRAFT_MAX_TOKENS)
+            draft = batch.record(
+                "draft", "draft.created", key, slot.slot_id,
+                lambda: drafting.write_draft(batch.chat, batch.brand, slot, variant, batch.guardrails, key),
+                Draft, failures=(LLMError,))
+            if draft:
+                drafts.append(draft)
+    return drafts
+
+
+def write_image_prompts(batch: Batch, slots: list[Slot], drafts: list[Draft]) -> list[ImagePrompt]:
+    """One image prompt per draft, through the guardrails."""
+    by_id = {s.slot_id: s for s in slots}
+    prompts = []
+    template_version = templates.version(*image_prompts.TEMPLATES)
+    for draft in drafts:
+        slot = by_id[draft.slot_id]
+        key = content_key("prompt", draft.draft_id, batch.bundle.version, batch.guardrails.version,
+                          batch.chat.describe(), template_version, image_prompts.PROMPT_MAX_TOKENS)
+        prompt = batch.record(
+            "prompt", "prompt.created", key, draft.slot_id,
+            lambda: image_prompts.write_image_prompt(batch.chat, batch.brand, slot, draft, batch.guardrails, key),
+            ImagePrompt, failures=(LLMError,))
+        if prompt:
+            prompts.append(prompt)
+    return prompts
+
+
+def render_images(batch: Batch, prompts: list[ImagePrompt]) -> list[Render]:
+    """`images_per_variant` renders per prompt; the model is loaded once, only if needed."""
+    settings = batch.brand.render
+    digest_cache = batch.settings.home / "weights-sha256.json"
+    folder = model_folder(batch.model)
+    weights = weights_sha256(folder, digest_cache) if folder else batch.model.entry.revision or "unpinned"
+    planned: list[tuple[ImagePrompt, RenderJob]] = []
+    for prompt in prompts:
+        for n in range(settings.images_per_variant):
+            seed = int.from_bytes(hashlib.sha256(f"{prompt.prompt_id}#{n}".encode()).digest()[:4], "big")
+            key = content_key("img", prompt.prompt_id, n, batch.model.id, weights, settings.steps, settings.guidance, settings.width, settings.height)
+            planned.append((prompt, RenderJob(key, prompt.prompt, prompt.negative_prompt, seed, settings.steps,
+                                              settings.guidance, settings.width, settings.height)))
+    done: dict[str, Render] = {}
+    fresh: list[tuple[ImagePrompt, RenderJob]] = []
+    lost: dict[int, list[tuple[ImagePrompt, RenderJob]]] = {}   # recorded batch size -> jobs to re-create
+    for prompt, job in planned:
+        event = batch.ledger.get(job.key)
+        if event is None:
+            fresh.append((prompt, job))
+        elif (batch.run_dir / event.payload["file"]).is_file():
+            done[job.key] = Render.model_validate(event.payload)
+            batch.count("render").reused += 1
+        else:
+            lost.setdefault(event.payload["batch_size"], []).append((prompt, job))
+    if not fresh and not lost:
+        return [done[job.key] for _, job in planned]
+    loaded = load_model(batch.model, digest_cache)
+    versions, scheduler = library_versions(), scheduler_record(loaded.pipeline)
+    passes = [(fresh, settings.batch_size, False)] + [(jobs, size, True) for size, jobs in lost.items()]
+    for todo, size, pad in passes:
+        prompt_of = {job.key: prompt for prompt, job in todo}
+        for job, image, seconds, used in render(loaded, [job for _, job in todo], size, pad=pad):
+            done[job.key] = _store_render(batch, prompt_of[job.key], job, image, seconds, used, loaded,
+                                          versions, scheduler)
+    return [done[job.key] for _, job in planned]
+
+
+def _store_render(batch: Batch, prompt: ImagePrompt, job: RenderJob, image, seconds: float, batch_size: int,
+                  loaded, versions: dict, scheduler: dict) -> Render:
+    """Save the PNG and record it; a re-created image must match its record to the byte."""
+    file = Path("renders") / f"{job.key}.png"
+    (batch.run_dir / "renders").mkdir(exist_ok=True)
+    image.save(batch.run_dir / file, "PNG")
+    digest = hashlib.sha256((batch.run_dir / file).read_bytes()).hexdigest()
+    event = batch.ledger.get(job.key)
+    if event is not None:
+        if event.payload["sha256"] != digest:
+            raise EstampilleError(f"render {job.key} was re-created from its record but its pixels differ "
+                                  "from the recorded ones (another device or library version?)")
+        batch.count("render").reused += 1
+        return Render.model_validate(event.payload)
+    record = Render(image_id=job.key, prompt_id=prompt.prompt_id, draft_id=prompt.draft_id,
+                    slot_id=prompt.slot_id, file=str(file), sha256=digest, seed=job.seed, prompt=job.prompt,
+                    negative_prompt=job.negative_prompt, steps=job.steps, guidance=job.guidance,
+                    width=job.width, height=job.height, batch_size=batch_size, model=loaded.describe(),
+                    scheduler=scheduler, versions=versions, device=loaded.device,
+                    duration_s=round(seconds, 4), fingerprints=fingerprints(image))
+    batch.append("render.created", job.key, prompt.slot_id, record.model_dump(mode="json"))
+    batch.count("render").new += 1
+    return record
+
+
+def reference_index(batch: Batch) -> HashIndex:
+    """Competitors' images (cached by content) plus the brand's own renders from other weeks."""
+    index = index_folders({name: folder for name, folder in batch.bundle.competitor_folders().items()},
+                          batch.settings.out / batch.slug / "competitor-hashes.json")
+    for event in batch.ledger.events(kind="render.created", brand=batch.slug):
+        if event.week != batch.week:
+            index.references.append(Reference(source=f"own:{event.week}", reference=event.subject + "/" +
+                                              event.payload["image_id"], hashes=event.payload["fingerprints"]))
+    return index
+
+
+def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck]:
+    """Compare every render with the reference index; write side-by-side evidence for matches."""
+    index = reference_index(batch)
+    for path, reason in index.skipped:
+        batch.notes.append(f"competitor image skipped: {path}: {reason}")
+    checks = []
+    for render_record in renders:
+        key = content_key("check", render_record.image_id, index.version, THRESHOLDS)
+
+        def check(render_record=render_record) -> LookalikeCheck:
+            matches = []
+            for n, (reference, distances) in enumerate(index.search(render_record.fingerprints)):
+                verdict = verdict_for(distances)
+                matches.append(Match(source=reference.source, reference=reference.reference,
+                                     distances=distances, verdict=verdict))
+                if Path(reference.reference).is_file():
+                    side_by_side(Image.open(batch.run_dir / render_record.file), Image.open(reference.reference),
+                                 f"{verdict}: {reference.source}  " + "  ".join(f"{k}={v}" for k, v in distances.items()),
+                                 batch.run_dir / "evidence" / f"{render_record.image_id}-{n}.png")
+            verdict = "lookalike" if any(m.verdict == "lookalike" for m in matches) else "clear"
+            return LookalikeCheck(image_id=render_record.image_id, verdict=verdict, matches=matches,
+                                  thresholds=THRESHOLDS, index_size=len(index.references))
+
+        checks.append(batch.record("check", "lookalike.checked", key, render_record.slot_id, check, LookalikeCheck))
+    return checks
+
+
+def signer_identity(settings: Settings) -> SignerIdentity:
+    if settings.signer_cert and settings.signer_key:
+        return configured_identity(settings.signer_cert, settings.signer_key)
+    return dev_identity(settings.keys_dir)
+
+
+def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
+    """XMP first, then a signed C2PA manifest, then a JSON sidecar; read back to check."""
+    identity = signer_identity(batch.settings)
+    signer: ManifestSigner | None = None
+    results = []
+    for render_record in renders:
+        generation = 1
+        while True:   # a recorded signature whose file is gone is superseded, never overwritten
+            key = f"sign-{render_record.image_id}" + (f"-{generation}" if generation > 1 else "")
+            event = batch.ledger.get(key)
+            if event is None or _signed_file_intact(batch.run_dir, event.payload):
+                break
+            generation += 1
+        if event is not None:
+            batch.count("sign").reused += 1
+            results.append(Provenance.model_validate(event.payload))
+            continue
+        signer = signer or ManifestSigner(identity)
+        record = _sign_one(batch, render_record, signer, identity)
+        batch.append("provenance.signed", key, render_record.slot_id, record.model_dump(mode="json"))
+        batch.count("sign").new += 1
+        results.append(record)
+    if signer:
+        signer.close()
+    return results
+
+
+def _signed_file_intact(run_dir: Path, payload: dict) -> bool:
+    path = run_dir / payload["file"]
+    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == payload["sha256"]
+
+
+def _sign_one(batch: Batch, render_record: Render, signer: ManifestSigner, identity: SignerIdentity) -> Provenance:
+    brand, rights = batch.brand, batch.brand.rights
+    model = render_record.model
+    xmp = XmpFields(digital_source_type=TRAINED, ai_system=model["id"],
+                    ai_system_version=model["revision"] or f"sha256:{model['weights_sha256'][:16]}",
+                    ai_prompt=render_record.prompt, creator=rights.creator, credit_line=rights.credit_line,
+                    copyright_notice=rights.copyright_notice, web_statement=rights.web_statement,
+                    licensor_name=rights.licensor_name, licensor_url=rights.licensor_url,
+                    data_mining=rights.data_mining)
+    image = Image.open(batch.run_dir / render_record.file)
+    unsigned = png_with_xmp(image, xmp_packet(xmp))
+    generation = {
+        "image_id": render_record.image_id, "model": model["id"], "revision": model["revision"],
+        "weights_sha256": model["weights_sha256"], "pipeline": model["pipeline_class"],
+        "licence": model["licence"], "commercial_use": model["commercial_use"],
+        "test_model": model["test_model"], "seed": render_record.seed, "steps": render_record.steps,
+        "guidance": render_record.guidance, "scheduler": render_record.scheduler["class"],
+        "width": render_record.width, "height": render_record.height,
+        "prompt": render_record.prompt, "negative_prompt": render_record.negative_prompt,
+    }
+    file = Path("images") / f"{render_record.image_id}.png"
+    manifest = generation_manifest(file.name, TRAINED, {"name": f"diffusers {model['pipeline_class']}",
+                                                        "version": render_record.versions["diffusers"]},
+                                   generation, rights.data_mining)
+    signed = signer.sign(unsigned, "image/png", manifest)
+    report = read_manifest(signed, "image/png", identity.trust_anchor_pem)
+    if report.state not in ("Valid", "Trusted"):
+        raise EstampilleError(f"signed {file} does not validate ({report.state}: {', '.join(report.failures)})")
+    (batch.run_dir / "images").mkdir(exist_ok=True)
+    (batch.run_dir / file).write_bytes(signed)
+    digest = hashlib.sha256(signed).hexdigest()
+    sidecar = file.with_suffix(".json")
+    record = Provenance(image_id=render_record.image_id, file=str(file), sidecar=str(sidecar), sha256=digest,
+                        digital_source_type=TRAINED, c2pa_state=report.state, signer=identity.subject)
+    (batch.run_dir / sidecar).write_text(json.dumps(
+        {"provenance": record.model_dump(mode="json"), "render": render_record.model_dump(mode="json"),
+         "xmp": vars(xmp), "brand": brand.name, "week": batch.week}, indent=2, ensure_ascii=False))
+    return record
+
+
+def write_review(batch: Batch, slots, drafts, prompts, renders, checks, provenance) -> Path:
+    return write_review_page(batch.run_dir / "review.html", batch.brand.name, batch.week, slots, drafts,
+                             prompts, renders, checks, provenance, batch.notes)
+
+
+def run_batch(brand_dir: str | Path, week: str, settings: Settings) -> dict:
+    """The whole weekly batch without Prefect (same stages, same order as the flow)."""
+    batch = open_batch(brand_dir, week, settings)
+    slots = plan_slots(batch)
+    drafts = draft_texts(batch, slots)
+    prompts = write_image_prompts(batch, slots, drafts)
+    renders = render_images(batch, prompts)
+    checks = check_lookalikes(batch, renders)
+    provenance = record_provenance(batch, renders)
+    write_review(batch, slots, drafts, prompts, renders, checks, provenance)
+    return finish(batch)

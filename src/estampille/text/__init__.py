@@ -1,0 +1,1 @@
+"""Text stages: the LLM clients, post drafting, image-prompt writing and their guardrails."""

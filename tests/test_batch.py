@@ -1,0 +1,134 @@
+"""The weekly batch end to end (no Prefect here; see test_flow.py): outputs, provenance,
+ledger, idempotent reruns, per-slot failures and resumption."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from estampille.brand import load_brand, posts_in_week
+from estampille.cli import main
+from estampille.ledger import Ledger
+from estampille.provenance.c2pa_manifest import read_manifest
+from estampille.provenance.xmp import TRAINED, read_xmp
+from estampille.settings import Settings
+from estampille.stages import run_batch
+
+from .conftest import DEMO_BRAND, DEMO_WEEK
+
+
+def _events(settings):
+    ledger = Ledger(settings.ledger_url)
+    try:
+        return ledger.events()
+    finally:
+        ledger.close()
+
+
+@pytest.fixture
+def first_run(fake_llm, settings):
+    fake_llm.caption_extra = " <script>alert('x')</script>"
+    summary = run_batch(DEMO_BRAND, DEMO_WEEK, settings)
+    return summary
+
+
+def test_every_post_gets_two_variants_and_two_signed_labelled_images(first_run, settings):
+    assert first_run["failures"] == []
+    events = _events(settings)
+    posts = posts_in_week(load_brand(DEMO_BRAND), DEMO_WEEK)
+    by_kind = Counter(e.kind for e in events)
+    assert by_kind["draft.created"] == by_kind["render.created"] == by_kind["provenance.signed"] == 2 * len(posts)
+    per_slot = Counter(e.subject for e in events if e.kind == "provenance.signed")
+    assert set(per_slot) == {f"{DEMO_WEEK}/{p.id}" for p in posts} and set(per_slot.values()) == {2}
+    anchor = (settings.keys_dir / "dev-ca.pem").read_bytes()
+    run_dir = settings.out / "demo" / DEMO_WEEK
+    for event in (e for e in events if e.kind == "provenance.signed"):
+        data = (run_dir / event.payload["file"]).read_bytes()
+        assert read_xmp(data)["Iptc4xmpExt:DigitalSourceType"] == TRAINED
+        assert read_manifest(data, "image/png", anchor).state == "Trusted"
+        assert read_manifest(data, "image/png", None).state == "Valid"
+        sidecar = json.loads((run_dir / event.payload["sidecar"]).read_text())
+        assert sidecar["render"]["model"]["weights_sha256"] and sidecar["render"]["seed"] >= 0
+
+
+def test_ledger_verifies_and_records_calls_without_the_api_key(first_run, settings):
+    ledger = Ledger(settings.ledger_url)
+    assert ledger.verify().ok
+    ledger.close()
+    dump = json.dumps([e.payload for e in _events(settings)])
+    assert "SECRET" not in dump
+    draft = next(e for e in _events(settings) if e.kind == "draft.created")
+    assert draft.payload["llm"]["host"].startswith("127.0.0.1") and draft.payload["llm"]["prompt_tokens"] == 42
+
+
+def test_drafts_carry_the_disclosure_line_in_their_language(first_run, settings):
+    lines = load_brand(DEMO_BRAND).brand.disclosure.lines
+    for event in (e for e in _events(settings) if e.kind == "draft.created"):
+        assert event.payload["text"].endswith(lines[event.payload["language"]])
+
+
+def test_review_page_lists_every_post_and_escapes_model_text(first_run):
+    html = open(first_run["review_page"], encoding="utf-8").read()
+    for post in posts_in_week(load_brand(DEMO_BRAND), DEMO_WEEK):
+        assert f'id="{post.id}"' in html
+    assert "<script>alert" not in html and "&lt;script&gt;" in html
+    assert "tiny TEST model" in html and "C2PA Trusted" in html
+
+
+def test_second_run_renders_nothing_and_adds_no_rows(first_run, settings):
+    run_dir = settings.out / "demo" / DEMO_WEEK
+    rows = len(_events(settings))
+    mtimes = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.png")}
+    again = run_batch(DEMO_BRAND, DEMO_WEEK, Settings.from_env())
+    assert len(_events(settings)) == rows
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.png")} == mtimes
+    assert all(c["new"] == 0 and c["reused"] > 0 for c in again["counts"].values())
+
+
+def test_deleted_render_is_recreated_pixel_identical_without_a_new_row(first_run, settings):
+    run_dir = settings.out / "demo" / DEMO_WEEK
+    victim = next((run_dir / "renders").glob("*.png"))
+    before = victim.read_bytes()
+    rows = len(_events(settings))
+    victim.unlink()
+    run_batch(DEMO_BRAND, DEMO_WEEK, Settings.from_env())
+    assert victim.read_bytes() == before and len(_events(settings)) == rows
+
+
+def test_a_failing_slot_costs_only_that_slot_and_the_rerun_completes_it(fake_llm, settings):
+    fake_llm.rules.append(("Camille", "http500"))      # the LinkedIn post's brief
+    summary = run_batch(DEMO_BRAND, DEMO_WEEK, settings)
+    assert len(summary["failures"]) == 2 and all("HTTP 500" in f for f in summary["failures"])
+    events = _events(settings)
+    assert sum(e.kind == "draft.failed" for e in events) == 2
+    assert sum(e.kind == "provenance.signed" for e in events) == 8
+    assert not any(e.kind == "run.completed" for e in events)
+    calls_before = len(fake_llm.requests)
+
+    fake_llm.rules.clear()
+    summary = run_batch(DEMO_BRAND, DEMO_WEEK, settings)
+    assert summary["failures"] == [] and summary["counts"]["draft"] == {"reused": 8, "new": 2, "failed": 0}
+    assert len(fake_llm.requests) - calls_before == 4     # 2 drafts + 2 prompts, nothing else redone
+    events = _events(settings)
+    assert sum(e.kind == "provenance.signed" for e in events) == 10
+    assert any(e.kind == "run.completed" for e in events)
+
+
+def test_cli_run_prints_where_the_output_is(fake_llm, isolated, capsys):
+    assert main(["run", "--brand", str(DEMO_BRAND), "--week", DEMO_WEEK, "--engine", "plain"]) == 0
+    out = capsys.readouterr().out
+    assert f"Review page: {isolated / 'out' / 'demo' / DEMO_WEEK / 'review.html'}" in out
+    assert "tiny TEST model" in out and "10 new" in out
+    assert main(["run", "--brand", str(DEMO_BRAND), "--week", DEMO_WEEK, "--engine", "plain"]) == 0
+    assert "0 new, 10 already done" in capsys.readouterr().out
+
+
+def test_missing_model_folder_exits_2_with_the_fix(fake_llm, brand_copy, isolated, capsys):
+    brand_file = brand_copy / "brand.yaml"
+    brand_file.write_text(brand_file.read_text().replace("model: builtin:tiny-sd", "model: ./models/my-sdxl"))
+    assert main(["run", "--brand", str(brand_copy), "--week", DEMO_WEEK, "--engine", "plain"]) == 2
+    err = capsys.readouterr().err
+    assert "my-sdxl does not exist" in err and "save_pretrained" in err
+    assert not (isolated / "out").exists()
