@@ -35,7 +35,9 @@ def _options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.
 
 def _prefect_defaults(settings: Settings) -> None:
     """Prefect's local mode, with its state inside our data folder and no telemetry."""
-    os.environ.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
+    if "PREFECT_HOME" not in os.environ:
+        (settings.home / "prefect").mkdir(parents=True, exist_ok=True)   # Prefect makes one level only
+        os.environ["PREFECT_HOME"] = str(settings.home / "prefect")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     # The first start creates Prefect's database: on 2 busy cores that exceeds the 20 s default.
