@@ -64,12 +64,16 @@ def test_banned_terms_and_competitor_names_are_removed_and_flagged(bundle):
     assert any("competitor" in f for f in flags) and any("banned term" in f for f in flags)
 
 
-def test_json_answer_is_parsed_and_plain_text_is_repaired_with_a_flag():
+def test_json_and_plain_answers_are_parsed_and_repaired():
     fields, flags = parse_draft('Sure! {"caption": "Pain chaud", "hashtags": ["#pain"], "alt_text": "Une miche"}')
     assert fields["caption"] == "Pain chaud" and fields["hashtags"] == ["#pain"] and flags == []
     fields, flags = parse_draft("Pain chaud ce matin. Pain chaud ce matin. #pain #lyon")
     assert fields["caption"] == "Pain chaud ce matin." and fields["hashtags"] == ["#pain", "#lyon"]
-    assert flags and "not the JSON" in flags[0]
+    assert flags == []
+    fields, flags = parse_draft("Croûte dorée. Mie souple. Et le levain qui")
+    assert fields["caption"] == "Croûte dorée. Mie souple." and "mid-sentence" in flags[0]
+    fields, flags = parse_draft("le plus le plus le plus le plus le plus")
+    assert fields["caption"] == "" and flags == ["empty answer"]
     _, flags = parse_draft("   ")
     assert flags == ["empty answer"]
 

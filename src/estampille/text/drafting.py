@@ -41,7 +41,8 @@ def variant_seed(slot_id: str, variant: int) -> int:
 
 
 def parse_draft(text: str) -> tuple[dict[str, Any], list[str]]:
-    """The fields of a draft from the model's answer, repaired when it is not the JSON asked for."""
+    """The fields of a draft from the model's answer: a JSON object when the model gave one,
+    else plain text with its hashtags pulled out and an unfinished last sentence dropped."""
     match = re.search(r"\{.*\}", text, re.DOTALL)
     if match:
         try:
@@ -56,10 +57,16 @@ def parse_draft(text: str) -> tuple[dict[str, Any], list[str]]:
         except json.JSONDecodeError:
             pass
     cleaned = drop_repeats(re.sub(r"[{}\[\]\"]", "", text).strip())
-    if not cleaned:
+    caption = re.sub(r"[ \t]{2,}", " ", HASHTAG.sub("", cleaned)).strip()
+    flags = []
+    finished = re.match(r"(?s)(.*[.!?…])\s", caption + " ")
+    if finished and finished.group(1).strip() != caption:
+        caption = finished.group(1).strip()
+        flags.append("answer stopped mid-sentence: unfinished sentence dropped")
+    if not caption:
         return {"caption": "", "hashtags": [], "call_to_action": "", "alt_text": ""}, ["empty answer"]
-    return {"caption": HASHTAG.sub("", cleaned).strip(), "hashtags": HASHTAG.findall(cleaned),
-            "call_to_action": "", "alt_text": ""}, ["answer was not the JSON asked for: used as plain caption"]
+    return {"caption": caption, "hashtags": HASHTAG.findall(cleaned), "call_to_action": "",
+            "alt_text": ""}, flags
 
 
 def drop_repeats(text: str) -> str:
