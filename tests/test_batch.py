@@ -17,6 +17,7 @@ from estampille.settings import Settings
 from estampille.stages import run_batch
 
 from .conftest import DEMO_BRAND, DEMO_WEEK
+from .fake_openai import FakeOpenAI
 
 
 def _events(settings):
@@ -60,13 +61,21 @@ def test_ledger_verifies_and_records_calls_without_the_api_key(first_run, settin
     dump = json.dumps([e.payload for e in _events(settings)])
     assert "SECRET" not in dump
     draft = next(e for e in _events(settings) if e.kind == "draft.created")
-    assert draft.payload["llm"]["host"].startswith("127.0.0.1") and draft.payload["llm"]["prompt_tokens"] == 42
+    assert draft.payload["llm"]["host"].startswith("127.0.0.1") and draft.payload["llm"]["calls"][0]["prompt_tokens"] == 42
 
 
 def test_drafts_carry_the_disclosure_line_in_their_language(first_run, settings):
     lines = load_brand(DEMO_BRAND).brand.disclosure.lines
     for event in (e for e in _events(settings) if e.kind == "draft.created"):
         assert event.payload["text"].endswith(lines[event.payload["language"]])
+
+
+def test_invented_facts_are_marked_on_the_review_page(fake_llm, settings):
+    fake_llm.rules.append(("croissant", "invent"))
+    summary = run_batch(DEMO_BRAND, DEMO_WEEK, settings)
+    html = open(summary["review_page"], encoding="utf-8").read()
+    assert '<mark title="unsupported percentage: not in the brief or brand file">-30%</mark>' in html
+    assert '<mark title="unsupported day: not in the brief or brand file">dimanche</mark>' in html
 
 
 def test_review_page_lists_every_post_and_escapes_model_text(first_run):
@@ -97,32 +106,57 @@ def test_deleted_render_is_recreated_pixel_identical_without_a_new_row(first_run
     assert victim.read_bytes() == before and len(_events(settings)) == rows
 
 
+N_POSTS = len(posts_in_week(load_brand(DEMO_BRAND), DEMO_WEEK))
+
+
 def test_a_failing_slot_costs_only_that_slot_and_the_rerun_completes_it(fake_llm, settings):
     fake_llm.rules.append(("Camille", "http500"))      # the LinkedIn post's brief
     summary = run_batch(DEMO_BRAND, DEMO_WEEK, settings)
     assert len(summary["failures"]) == 2 and all("HTTP 500" in f for f in summary["failures"])
     events = _events(settings)
     assert sum(e.kind == "draft.failed" for e in events) == 2
-    assert sum(e.kind == "provenance.signed" for e in events) == 8
+    assert "HTTP 500" in next(e for e in events if e.kind == "draft.failed").payload["error"]
+    assert sum(e.kind == "provenance.signed" for e in events) == 2 * N_POSTS - 2
     assert not any(e.kind == "run.completed" for e in events)
     calls_before = len(fake_llm.requests)
 
     fake_llm.rules.clear()
     summary = run_batch(DEMO_BRAND, DEMO_WEEK, settings)
-    assert summary["failures"] == [] and summary["counts"]["draft"] == {"reused": 8, "new": 2, "failed": 0}
-    assert len(fake_llm.requests) - calls_before == 4     # 2 drafts + 2 prompts, nothing else redone
+    assert summary["failures"] == []
+    assert summary["counts"]["draft"] == {"reused": 2 * N_POSTS - 2, "new": 2, "failed": 0}
+    new_requests = fake_llm.requests[calls_before:]
+    assert new_requests and all("Camille" in r["messages"][-1]["content"] for r in new_requests)
     events = _events(settings)
-    assert sum(e.kind == "provenance.signed" for e in events) == 10
+    assert sum(e.kind == "provenance.signed" for e in events) == 2 * N_POSTS
     assert any(e.kind == "run.completed" for e in events)
+
+
+def test_killed_endpoint_mid_batch_keeps_finished_slots_and_the_rerun_completes(fake_llm, settings):
+    fake_llm.kill_after = 5                 # dies while drafting the third post
+    summary = run_batch(DEMO_BRAND, DEMO_WEEK, settings)
+    assert summary["failures"] and all("cannot reach" in f for f in summary["failures"])
+    done = {e.key for e in _events(settings) if e.kind == "draft.created"}
+    assert 1 <= len(done) < 2 * N_POSTS and Ledger(settings.ledger_url).verify().ok
+
+    revived = FakeOpenAI(port=fake_llm.port).start()      # the endpoint comes back on the same address
+    try:
+        summary = run_batch(DEMO_BRAND, DEMO_WEEK, Settings.from_env())
+        assert summary["failures"] == [] and summary["counts"]["draft"]["reused"] == len(done)
+        events = _events(settings)
+        assert sum(e.kind == "draft.created" for e in events) == 2 * N_POSTS
+        assert sum(e.kind == "provenance.signed" for e in events) == 2 * N_POSTS
+        assert Ledger(settings.ledger_url).verify().ok
+    finally:
+        revived.stop()
 
 
 def test_cli_run_prints_where_the_output_is(fake_llm, isolated, capsys):
     assert main(["run", "--brand", str(DEMO_BRAND), "--week", DEMO_WEEK, "--engine", "plain"]) == 0
     out = capsys.readouterr().out
     assert f"Review page: {isolated / 'out' / 'demo' / DEMO_WEEK / 'review.html'}" in out
-    assert "tiny TEST model" in out and "10 new" in out
+    assert "tiny TEST model" in out and f"{2 * N_POSTS} new" in out
     assert main(["run", "--brand", str(DEMO_BRAND), "--week", DEMO_WEEK, "--engine", "plain"]) == 0
-    assert "0 new, 10 already done" in capsys.readouterr().out
+    assert f"0 new, {2 * N_POSTS} already done" in capsys.readouterr().out
 
 
 def test_missing_model_folder_exits_2_with_the_fix(fake_llm, brand_copy, isolated, capsys):

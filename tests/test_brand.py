@@ -65,12 +65,12 @@ def test_missing_field_names_field_and_line(brand_copy):
 
 def test_wrong_type_names_field_line_and_value(brand_copy):
     brand_file = brand_copy / "brand.yaml"
-    _replace(brand_file, "x: {max_chars: 280,", "x: {max_chars: lots,")
+    _replace(brand_file, "x: {max_hashtags: 2,", "x: {max_hashtags: lots,")
     with pytest.raises(ConfigError) as error:
         load_brand(brand_copy)
     message = str(error.value)
-    assert "field 'platforms.x.max_chars'" in message and "'lots'" in message
-    assert f"line {_line_of(brand_file, 'max_chars: lots')}" in message
+    assert "field 'platforms.x.max_hashtags'" in message and "'lots'" in message
+    assert f"line {_line_of(brand_file, 'max_hashtags: lots')}" in message
 
 
 def test_misspelt_key_is_an_error_not_ignored(brand_copy):
@@ -85,6 +85,14 @@ def test_calendar_post_on_unknown_platform_names_its_line(brand_copy):
     with pytest.raises(ConfigError) as error:
         load_brand(brand_copy)
     assert "myspace" in str(error.value) and f"line {_line_of(calendar, 'myspace')}" in str(error.value)
+
+
+def test_calendar_post_for_an_unknown_audience_names_its_line(brand_copy):
+    calendar = brand_copy / "calendar.yaml"
+    _replace(calendar, "audience: visitors", "audience: martians")
+    with pytest.raises(ConfigError) as error:
+        load_brand(brand_copy)
+    assert "martians" in str(error.value) and f"line {_line_of(calendar, 'martians')}" in str(error.value)
 
 
 def test_week_without_posts_lists_the_weeks_that_have_some():

@@ -22,8 +22,8 @@ def test_embedded_model_drafts_a_rule_abiding_post():
     model = EmbeddedModel()
     draft = write_draft(model, bundle.brand, slot, 0, guardrails_for(bundle.brand), "draft-test")
     assert draft.caption.strip()
-    assert len(draft.text) <= bundle.brand.platforms["x"].max_chars
+    assert len(draft.text) <= bundle.brand.rules_for("x").max_chars
     assert draft.text.endswith(bundle.brand.disclosure.lines["en"])
-    assert draft.llm["backend"] == "embedded" and draft.llm["completion_tokens"] > 0
+    assert draft.llm["backend"] == "embedded" and draft.llm["calls"][0]["completion_tokens"] > 0
     again = write_draft(model, bundle.brand, slot, 0, guardrails_for(bundle.brand), "draft-test")
-    assert again.llm["raw_answer"] == draft.llm["raw_answer"]   # seeded: the same variant twice
+    assert again.llm["calls"][0]["raw_answer"] == draft.llm["calls"][0]["raw_answer"]   # seeded

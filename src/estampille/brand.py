@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import ConfigError
+from .text.platforms import PLATFORM_LIMITS
 from .yaml_source import YamlSource
 
 BRAND_FILE = "brand.yaml"
@@ -41,9 +42,20 @@ class Voice(Strict):
 
 
 class PlatformRules(Strict):
-    max_chars: int = Field(gt=0)
-    max_hashtags: int = Field(ge=0)
+    """A brand's limits for one platform; unset ones take the platform's own (text/platforms.py)."""
+
+    max_chars: int | None = Field(default=None, gt=0)
+    max_hashtags: int | None = Field(default=None, ge=0)
     max_line_breaks: int | None = Field(default=None, ge=0)
+
+    def resolved(self, platform: str) -> "PlatformRules":
+        own = PLATFORM_LIMITS.get(platform)
+        if own is None:
+            return self
+        return PlatformRules(max_chars=self.max_chars or own.max_chars,
+                             max_hashtags=own.max_hashtags if self.max_hashtags is None else self.max_hashtags,
+                             max_line_breaks=self.max_line_breaks if self.max_line_breaks is not None
+                             else own.max_line_breaks)
 
 
 class Visual(Strict):
@@ -54,8 +66,26 @@ class Visual(Strict):
 
 
 class Disclosure(Strict):
-    policy: Literal["always", "never"] = "always"
+    """The AI-disclosure line per language, and where it goes: every post, no post, or the
+    posts of the listed platforms only (policy: platforms)."""
+
+    policy: Literal["always", "never", "platforms"] = "always"
+    platforms: list[str] = []
     lines: dict[str, str]
+
+    def required_on(self, platform: str) -> bool:
+        return self.policy == "always" or (self.policy == "platforms" and platform in self.platforms)
+
+
+class Audience(Strict):
+    """Who a post speaks to: drafting adapts tone, references and language variant to it."""
+
+    language: str
+    locale: str                   # e.g. fr-FR, fr-CA, en-GB
+    region: str = ""
+    culture: str = ""
+    interests: list[str] = []
+    tone: str = ""
 
 
 class Competitor(Strict):
@@ -116,12 +146,17 @@ class Brand(Strict):
     platforms: dict[str, PlatformRules] = Field(min_length=1)
     visual: Visual
     banned_terms: list[str] = []
+    audiences: dict[str, Audience] = {}
     disclosure: Disclosure
     licence_policy: Literal["commercial", "non-commercial"]
     competitors: list[Competitor] = []
     rights: Rights
     text: TextSettings = TextSettings()
     render: RenderSettings = RenderSettings()
+
+    def rules_for(self, platform: str) -> PlatformRules:
+        """The brand's limits for `platform`, completed with the platform's own."""
+        return self.platforms[platform].resolved(platform)
 
 
 class Post(Strict):
@@ -131,6 +166,7 @@ class Post(Strict):
     language: str
     brief: str
     facts: list[str] = []       # offers, prices, times the post may state
+    audience: str | None = None  # a key of brand.yaml audiences
 
 
 class Calendar(Strict):
@@ -191,11 +227,31 @@ def load_brand(folder: str | Path) -> BrandBundle:
 
 
 def _check_brand(brand: Brand, source: YamlSource, folder: Path) -> None:
-    if brand.disclosure.policy == "always":
-        for i, language in enumerate(brand.languages):
+    if brand.disclosure.policy != "never":
+        for language in brand.languages:
             if language not in brand.disclosure.lines:
                 raise source.error(("disclosure", "lines"),
-                                   f"no AI-disclosure line for language '{language}' (policy is 'always')")
+                                   f"no AI-disclosure line for language '{language}' "
+                                   f"(policy is '{brand.disclosure.policy}')")
+    for platform in brand.disclosure.platforms:
+        if platform not in brand.platforms:
+            raise source.error(("disclosure", "platforms"), f"platform '{platform}' is not in platforms")
+    for name, rules in brand.platforms.items():
+        own = PLATFORM_LIMITS.get(name)
+        if own is None:
+            if rules.max_chars is None or rules.max_hashtags is None:
+                raise source.error(("platforms", name), f"'{name}' is not a known platform "
+                                   f"({', '.join(PLATFORM_LIMITS)}): give max_chars and max_hashtags")
+            continue
+        for field in ("max_chars", "max_hashtags"):
+            value = getattr(rules, field)
+            if value is not None and value > getattr(own, field):
+                raise source.error(("platforms", name, field),
+                                   f"{value} is above {name}'s own limit of {getattr(own, field)}")
+    for name, audience in brand.audiences.items():
+        if audience.language not in brand.languages:
+            raise source.error(("audiences", name, "language"),
+                               f"language '{audience.language}' is not in languages")
     for i, competitor in enumerate(brand.competitors):
         if competitor.images and not (folder / competitor.images).is_dir():
             raise source.error(("competitors", i, "images"),
@@ -216,6 +272,16 @@ def _check_calendar(calendar: Calendar, source: YamlSource, brand: Brand) -> Non
             raise source.error(("posts", i, "language"),
                                f"language '{post.language}' is not in brand.yaml languages "
                                f"({', '.join(brand.languages)})")
+        if post.audience is not None:
+            audience = brand.audiences.get(post.audience)
+            if audience is None:
+                raise source.error(("posts", i, "audience"),
+                                   f"audience '{post.audience}' is not in brand.yaml audiences "
+                                   f"({', '.join(brand.audiences) or 'none defined'})")
+            if audience.language != post.language:
+                raise source.error(("posts", i, "language"),
+                                   f"the post is in '{post.language}' but audience '{post.audience}' "
+                                   f"reads '{audience.language}'")
 
 
 def posts_in_week(bundle: BrandBundle, week: str) -> list[Post]:

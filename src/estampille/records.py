@@ -26,6 +26,8 @@ class Draft(Record):
     slot_id: str
     variant: int
     language: str
+    locale: str
+    audience: str | None
     platform: str
     caption: str
     hashtags: list[str]
@@ -33,7 +35,9 @@ class Draft(Record):
     alt_text: str
     text: str             # the post as published: caption, call to action, hashtags, disclosure
     flags: list[str]      # rule problems a reviewer must see; empty when clean
-    llm: dict[str, Any]
+    fact_spans: list[list]  # [start, end, kind] of each unsupported fact in `text`
+    similarity: dict[str, Any]
+    llm: dict[str, Any]   # every call made for this variant (attempts), with host, tokens, latency
 
 
 class ImagePrompt(Record):

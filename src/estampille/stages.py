@@ -36,19 +36,24 @@ def plan_slots(batch: Batch) -> list[Slot]:
 
 
 def draft_texts(batch: Batch, slots: list[Slot]) -> list[Draft]:
-    """`text.variants` drafts per slot; an LLM failure costs that variant only."""
+    """`text.variants` drafts per slot, each unlike the slot's others; an LLM failure costs
+    that variant only (recorded as `draft.failed`, retried by the next run)."""
     drafts = []
+    brand_dir = batch.bundle.folder
     for slot in slots:
-        template_version = templates.version(*drafting.TEMPLATES, language=slot.post.language)
+        template_version = templates.version(*drafting.TEMPLATES, language=slot.post.language, brand_dir=brand_dir)
+        captions: list[str] = []
         for variant in range(batch.brand.text.variants):
             key = content_key("draft", batch.bundle.version, slot.slot_id, variant, batch.chat.describe(),
-                              template_version, drafting.DRAFT_MAX_TOKENS)
+                              template_version, drafting.DRAFT_MAX_TOKENS, drafting.MAX_ATTEMPTS)
             draft = batch.record(
                 "draft", "draft.created", key, slot.slot_id,
-                lambda: drafting.write_draft(batch.chat, batch.brand, slot, variant, batch.guardrails, key),
+                lambda: drafting.write_draft(batch.chat, batch.brand, slot, variant, batch.guardrails, key,
+                                             others=captions, brand_dir=brand_dir),
                 Draft, failures=(LLMError,))
             if draft:
                 drafts.append(draft)
+                captions.append(draft.caption)
     return drafts
 
 
@@ -56,14 +61,15 @@ def write_image_prompts(batch: Batch, slots: list[Slot], drafts: list[Draft]) ->
     """One image prompt per draft, through the guardrails."""
     by_id = {s.slot_id: s for s in slots}
     prompts = []
-    template_version = templates.version(*image_prompts.TEMPLATES)
+    template_version = templates.version(*image_prompts.TEMPLATES, brand_dir=batch.bundle.folder)
     for draft in drafts:
         slot = by_id[draft.slot_id]
         key = content_key("prompt", draft.draft_id, batch.bundle.version, batch.guardrails.version,
                           batch.chat.describe(), template_version, image_prompts.PROMPT_MAX_TOKENS)
         prompt = batch.record(
             "prompt", "prompt.created", key, draft.slot_id,
-            lambda: image_prompts.write_image_prompt(batch.chat, batch.brand, slot, draft, batch.guardrails, key),
+            lambda: image_prompts.write_image_prompt(batch.chat, batch.brand, slot, draft, batch.guardrails, key,
+                                                     brand_dir=batch.bundle.folder),
             ImagePrompt, failures=(LLMError,))
         if prompt:
             prompts.append(prompt)

@@ -14,6 +14,17 @@ def _environment() -> Environment:
     return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
 
 
+def marked_segments(text: str, spans: list[list]) -> list[tuple[str, str | None]]:
+    """`text` cut into (piece, fact kind or None) so the template can mark unsupported facts
+    while still escaping every piece."""
+    pieces, position = [], 0
+    for start, end, kind in sorted(spans):
+        if start >= position:
+            pieces += [(text[position:start], None), (text[start:end], kind)]
+            position = end
+    return [p for p in pieces + [(text[position:], None)] if p[0]]
+
+
 def write_review_page(out: Path, brand_name: str, week: str, slots, drafts, prompts, renders, checks,
                       provenance, notes) -> Path:
     prompt_by_draft = {p.draft_id: p for p in prompts}
@@ -28,7 +39,8 @@ def write_review_page(out: Path, brand_name: str, week: str, slots, drafts, prom
                        "evidence": sorted(str(p.relative_to(out.parent)) for p in
                                           (out.parent / "evidence").glob(f"{r.image_id}-*.png"))}
                       for r in renders if prompt and r.prompt_id == prompt.prompt_id]
-            variants.append({"draft": draft, "prompt": prompt, "images": images})
+            variants.append({"draft": draft, "prompt": prompt, "images": images,
+                             "segments": marked_segments(draft.text, draft.fact_spans)})
         posts.append({"slot": slot, "variants": variants})
     html = _environment().get_template("review.html").render(
         brand=brand_name, week=week, posts=posts, notes=notes,

@@ -1,8 +1,12 @@
 """Draft post variants with the LLM, then enforce the brand's and platform's rules in code.
 
-A model may ignore instructions; the rules here do not depend on it: hashtags are capped,
-the caption is cut to the platform's limit, banned and competitor terms are removed, the
-disclosure line is added where policy says so, and whatever had to be repaired is flagged.
+A model may ignore instructions; nothing here depends on it obeying. Answers are parsed (JSON
+against a schema where the endpoint supports it, plain text otherwise), repaired or retried a
+bounded number of times; then hashtags are capped, the caption is cut to the platform's limit,
+banned and competitor terms are removed, the disclosure line is added where policy says so,
+every figure, date, URL and @handle is checked against the brief and the brand file, and a
+variant too close to another of its slot is written again. What had to be repaired, and what
+still breaks a rule, is flagged for the reviewer.
 """
 
 from __future__ import annotations
@@ -10,52 +14,101 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from ..brand import Brand, Post
+from ..errors import LLMError
 from ..records import Draft, Slot
-from . import templates
+from . import templates, variety
+from .facts import unsupported_facts
 from .guardrails import Guardrails
 from .llm import ChatModel
+from .platforms import counted_length
 
 HASHTAG = re.compile(r"#[\w\u00C0-\u024F]+")
-DRAFT_MAX_TOKENS = 120
-TEMPLATES = ("draft_system", "draft_user")
+DRAFT_MAX_TOKENS = 160
+MAX_ATTEMPTS = 3            # answers that cannot be used are asked for again, this many times in all
+TEMPLATES = ("draft_system", "draft_user", "draft_json", "audience")
+REFUSAL = re.compile(r"^\s*(i'?m sorry|i am sorry|i can(no|')t (help|assist)|as an ai|je suis désolée?, mais|"
+                     r"je ne peux pas)", re.IGNORECASE)
 
 
-def draft_messages(brand: Brand, post: Post) -> list[dict[str, str]]:
-    rules = brand.platforms[post.platform]
+class DraftFields(BaseModel):
+    """The structured answer asked of the model (also its JSON schema)."""
+
+    model_config = ConfigDict(extra="forbid", title="draft")
+
+    caption: str
+    hashtags: list[str]
+    call_to_action: str
+    alt_text: str
+    language: str
+
+
+DRAFT_SCHEMA = {**DraftFields.model_json_schema(), "additionalProperties": False}
+
+
+def draft_messages(brand: Brand, post: Post, structured: bool, brand_dir: Path | None = None) -> list[dict[str, str]]:
+    """System prompt with the brand's voice; user prompt with examples (few-shot), audience, brief."""
+    rules = brand.rules_for(post.platform)
+    audience = brand.audiences.get(post.audience) if post.audience else None
+    locale = audience.locale if audience else post.language
     examples = "".join(f"« {e.text} »\n" for e in brand.voice.examples if e.language == post.language)
+    audience_text = templates.render(
+        "audience", post.language, brand_dir, region=audience.region, locale=audience.locale,
+        culture=audience.culture, interests=", ".join(audience.interests), tone=audience.tone) if audience else ""
     system = templates.render(
-        "draft_system", post.language, brand=brand.name, tone=brand.voice.tone,
+        "draft_system", post.language, brand_dir, brand=brand.name, tone=brand.voice.tone,
         do="; ".join(brand.voice.do), dont="; ".join(brand.voice.dont))
     user = templates.render(
-        "draft_user", post.language, platform=post.platform.capitalize(), max_chars=rules.max_chars,
+        "draft_user", post.language, brand_dir, platform=post.platform.capitalize(), max_chars=rules.max_chars,
         max_hashtags=rules.max_hashtags, brief=post.brief, facts="; ".join(post.facts) or "-",
-        examples=examples)
+        examples=examples, audience=audience_text,
+        format=templates.render("draft_json", post.language, brand_dir, locale=locale) if structured else "")
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def variant_seed(slot_id: str, variant: int) -> int:
-    return int.from_bytes(hashlib.sha256(f"{slot_id}#{variant}".encode()).digest()[:4], "big")
+def variant_seed(slot_id: str, variant: int, attempt: int = 0) -> int:
+    return int.from_bytes(hashlib.sha256(f"{slot_id}#{variant}#{attempt}".encode()).digest()[:4], "big")
 
 
-def parse_draft(text: str) -> tuple[dict[str, Any], list[str]]:
-    """The fields of a draft from the model's answer: a JSON object when the model gave one,
-    else plain text with its hashtags pulled out and an unfinished last sentence dropped."""
+def parse_structured(text: str) -> dict[str, Any]:
+    """The JSON answer, repaired where that is safe (prose around it, a hashtag string instead
+    of a list); ValueError naming the problem when it cannot be used."""
     match = re.search(r"\{.*\}", text, re.DOTALL)
-    if match:
-        try:
-            data = json.loads(match.group(0))
-            if isinstance(data, dict) and isinstance(data.get("caption"), str) and data["caption"].strip():
-                tags = data.get("hashtags") or []
-                tags = tags if isinstance(tags, list) else HASHTAG.findall(str(tags))
-                return {"caption": data["caption"].strip(),
-                        "hashtags": [str(t) for t in tags],
-                        "call_to_action": str(data.get("call_to_action") or "").strip(),
-                        "alt_text": str(data.get("alt_text") or "").strip()}, []
-        except json.JSONDecodeError:
-            pass
+    if not match:
+        raise ValueError("malformed JSON (unterminated object)" if "{" in text else "the answer holds no JSON object")
+    try:
+        data = json.loads(match.group(0))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"malformed JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise ValueError("the JSON is not an object")
+    if isinstance(data.get("hashtags"), str):
+        data["hashtags"] = HASHTAG.findall(data["hashtags"])
+    data.setdefault("call_to_action", "")
+    data.setdefault("alt_text", "")
+    data.setdefault("language", "")
+    try:
+        fields = DraftFields.model_validate(data).model_dump()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ValueError(f"wrong schema: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    if len(re.findall(r"[^\W\d_]{2,}", fields["caption"])) < 3:
+        raise ValueError("the caption has fewer than three words")
+    return {k: fields[k].strip() if isinstance(fields[k], str) else fields[k] for k in fields}
+
+
+def parse_plain(text: str) -> tuple[dict[str, Any], list[str]]:
+    """The fields of a plain-text answer: a JSON object if the model gave one anyway, else the text
+    with its hashtags pulled out, repeats removed and an unfinished last sentence dropped."""
+    try:
+        return parse_structured(text), []
+    except ValueError:
+        pass
     cleaned = drop_repeats(re.sub(r"[{}\[\]\"]", "", text).strip())
     caption = re.sub(r"[ \t]{2,}", " ", HASHTAG.sub("", cleaned)).strip()
     flags = []
@@ -63,10 +116,10 @@ def parse_draft(text: str) -> tuple[dict[str, Any], list[str]]:
     if finished and finished.group(1).strip() != caption:
         caption = finished.group(1).strip()
         flags.append("answer stopped mid-sentence: unfinished sentence dropped")
-    if not caption:
-        return {"caption": "", "hashtags": [], "call_to_action": "", "alt_text": ""}, ["empty answer"]
+    if len(re.findall(r"[^\W\d_]{2,}", caption)) < 3:
+        raise ValueError("the answer has no usable caption")
     return {"caption": caption, "hashtags": HASHTAG.findall(cleaned), "call_to_action": "",
-            "alt_text": ""}, flags
+            "alt_text": "", "language": ""}, flags
 
 
 def drop_repeats(text: str) -> str:
@@ -92,7 +145,8 @@ def normalise_hashtags(tags: list[str]) -> list[str]:
     return out
 
 
-def compose_post(caption: str, call_to_action: str, hashtags: list[str], disclosure: str | None) -> str:
+def compose_post(caption: str, call_to_action: str, hashtags: list[str], disclosure: str | None,
+                 separator: str = "\n\n") -> str:
     parts = [caption.strip()]
     if call_to_action and call_to_action not in caption:
         parts[0] = f"{parts[0]} {call_to_action}".strip()
@@ -100,13 +154,13 @@ def compose_post(caption: str, call_to_action: str, hashtags: list[str], disclos
         parts.append(" ".join(hashtags))
     if disclosure:
         parts.append(disclosure)
-    return "\n\n".join(p for p in parts if p)
+    return separator.join(p for p in parts if p)
 
 
 def enforce_rules(fields: dict[str, Any], brand: Brand, post: Post,
                   guardrails: Guardrails) -> tuple[dict[str, Any], str, list[str]]:
     """Apply every rule in code; return the repaired fields, the final text and the flags."""
-    rules = brand.platforms[post.platform]
+    rules = brand.rules_for(post.platform)
     flags: list[str] = []
     caption, removed = guardrails.scrub(fields["caption"])
     cta, removed_cta = guardrails.scrub(fields["call_to_action"])
@@ -116,19 +170,26 @@ def enforce_rules(fields: dict[str, Any], brand: Brand, post: Post,
     if len(tags) > rules.max_hashtags:
         flags.append(f"hashtags cut from {len(tags)} to {rules.max_hashtags} ({post.platform} rule)")
         tags = tags[: rules.max_hashtags]
-    disclosure = brand.disclosure.lines.get(post.language) if brand.disclosure.policy == "always" else None
+    disclosure = brand.disclosure.lines.get(post.language) if brand.disclosure.required_on(post.platform) else None
     text = compose_post(caption, cta, tags, disclosure)
-    if len(text) > rules.max_chars:
-        budget = rules.max_chars - (len(text) - len(caption)) - 1
+    length = counted_length(text, post.platform)
+    if length > rules.max_chars:
+        budget = len(caption) - (length - rules.max_chars) - 1
         if budget < 20:
             tags, cta = [], ""
-            budget = rules.max_chars - len(compose_post("", "", [], disclosure)) - 3
+            budget = rules.max_chars - counted_length(compose_post("", "", [], disclosure), post.platform) - 3
         caption = _cut_at_word(caption, max(budget, 0))
         flags.append(f"caption cut to fit {rules.max_chars} characters ({post.platform} rule)")
         text = compose_post(caption, cta, tags, disclosure)
     if rules.max_line_breaks is not None and text.count("\n") > rules.max_line_breaks:
-        text = re.sub(r"\n+", " ", text) if rules.max_line_breaks == 0 else text
-        flags.append(f"line breaks reduced ({post.platform} rule)")
+        caption = re.sub(r"\s*\n\s*", " ", caption)
+        for separator in ("\n\n", "\n", " "):
+            text = compose_post(caption, cta, tags, disclosure, separator)
+            if text.count("\n") <= rules.max_line_breaks:
+                break
+        flags.append(f"line breaks reduced to {text.count(chr(10))} ({post.platform} rule)")
+    if counted_length(text, post.platform) > rules.max_chars:
+        flags.append(f"BREAKS RULE: still over {rules.max_chars} characters after repair")
     if not caption:
         flags.append("empty caption")
     return {**fields, "caption": caption, "call_to_action": cta, "hashtags": tags}, text, flags
@@ -141,19 +202,60 @@ def _cut_at_word(text: str, limit: int) -> str:
     return cut + "…" if cut else ""
 
 
-def write_draft(model: ChatModel, brand: Brand, slot: Slot, variant: int,
-                guardrails: Guardrails, draft_id: str) -> Draft:
-    """One variant for one slot: ask, parse, repair, enforce."""
+def fact_sources(brand: Brand, post: Post) -> list[str]:
+    """What a draft may state: the post's brief and facts, and the brand file's own facts."""
+    return [post.brief, *post.facts, brand.name, brand.handle or "", brand.website or "",
+            *brand.disclosure.lines.values(), *(e.text for e in brand.voice.examples)]
+
+
+def write_draft(model: ChatModel, brand: Brand, slot: Slot, variant: int, guardrails: Guardrails,
+                draft_id: str, others: list[str] = (), brand_dir: Path | None = None) -> Draft:
+    """One variant for one slot: ask, parse, repair, retry (bounded), enforce, check facts and
+    variety. Raises LLMError, for this variant only, when no usable answer came."""
     post = slot.post
-    seed = variant_seed(slot.slot_id, variant)
-    completion = model.complete(draft_messages(brand, post), max_tokens=DRAFT_MAX_TOKENS, seed=seed)
-    fields, parse_flags = parse_draft(completion.text)
+    audience = brand.audiences.get(post.audience) if post.audience else None
+    messages = draft_messages(brand, post, model.structured, brand_dir)
+    calls, problems, best = [], [], None
+    for attempt in range(MAX_ATTEMPTS):
+        completion = model.complete(messages, max_tokens=DRAFT_MAX_TOKENS, seed=variant_seed(slot.slot_id, variant, attempt),
+                                    json_schema=DRAFT_SCHEMA if model.structured else None)
+        call = {**completion.record, "attempt": attempt + 1, "raw_answer": completion.text}
+        calls.append(call)
+        if REFUSAL.match(completion.text):
+            raise LLMError(f"the LLM refused: {completion.text.strip()[:160]}")
+        try:
+            fields, parse_flags = (parse_structured(completion.text), []) if model.structured \
+                else parse_plain(completion.text)
+        except ValueError as exc:
+            call["problem"] = str(exc)
+            problems.append(str(exc))
+            continue
+        similar = variety.max_similarity(fields["caption"], list(others))
+        call["similarity"] = round(similar, 3)
+        if best is None or similar < best[2]:
+            best = (fields, parse_flags, similar)
+        if similar <= variety.NEAR_DUPLICATE:
+            break
+        problems.append(f"too close to another variant (similarity {similar:.2f})")
+    if best is None:
+        raise LLMError(f"no usable draft after {MAX_ATTEMPTS} attempts: {'; '.join(problems)}")
+    fields, parse_flags, similar = best
     fields, text, rule_flags = enforce_rules(fields, brand, post, guardrails)
+    if similar > variety.NEAR_DUPLICATE:
+        rule_flags.append(f"near-duplicate of another variant (similarity {similar:.2f} after "
+                          f"{MAX_ATTEMPTS} attempts)")
+    facts = unsupported_facts(text, fact_sources(brand, post))
+    fact_flags = [f"unsupported {f.kind} '{f.text}': not in the brief or the brand file" for f in facts]
     if not fields["alt_text"]:
         fields["alt_text"] = f"{brand.name}: {post.brief}"[:250]
     return Draft(draft_id=draft_id, slot_id=slot.slot_id, variant=variant, language=post.language,
+                 locale=audience.locale if audience else post.language, audience=post.audience,
                  platform=post.platform, caption=fields["caption"], hashtags=fields["hashtags"],
                  call_to_action=fields["call_to_action"], alt_text=fields["alt_text"], text=text,
-                 flags=parse_flags + rule_flags,
-                 llm={**completion.record, "template_version": templates.version(*TEMPLATES, language=post.language),
-                      "raw_answer": completion.text})
+                 flags=parse_flags + rule_flags + fact_flags,
+                 fact_spans=[[f.start, f.end, f.kind] for f in facts],
+                 similarity={"max_to_other_variants": round(similar, 3), "method": variety.method()},
+                 llm={"calls": calls, "attempts": len(calls), **{k: v for k, v in calls[-1].items()
+                                                                if k in ("backend", "host", "model")},
+                      "template_version": templates.version(*TEMPLATES, language=post.language,
+                                                            brand_dir=brand_dir)})

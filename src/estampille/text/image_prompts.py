@@ -4,6 +4,7 @@ style it, and the guardrails remove any banned term, competitor mark or living a
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from ..brand import Brand
 from ..records import Draft, ImagePrompt, Slot
@@ -34,12 +35,13 @@ def styled_prompt(scene: str, brand: Brand) -> str:
     return ", ".join(p.strip() for p in parts if p.strip())
 
 
-def write_image_prompt(model: ChatModel, brand: Brand, slot: Slot, draft: Draft,
-                       guardrails: Guardrails, prompt_id: str) -> ImagePrompt:
+def write_image_prompt(model: ChatModel, brand: Brand, slot: Slot, draft: Draft, guardrails: Guardrails,
+                       prompt_id: str, brand_dir: Path | None = None) -> ImagePrompt:
+    """The scene comes from the model, the style from the brand; the guardrails have the last word."""
     messages = [
-        {"role": "system", "content": templates.render("image_prompt_system")},
-        {"role": "user", "content": templates.render("image_prompt_user", brief=slot.post.brief,
-                                                      caption=draft.caption)},
+        {"role": "system", "content": templates.render("image_prompt_system", brand_dir=brand_dir)},
+        {"role": "user", "content": templates.render("image_prompt_user", brand_dir=brand_dir,
+                                                      brief=slot.post.brief, alt_text=draft.alt_text)},
     ]
     seed = int(draft.draft_id[-8:], 16)
     completion = model.complete(messages, max_tokens=PROMPT_MAX_TOKENS, seed=seed)
@@ -49,5 +51,5 @@ def write_image_prompt(model: ChatModel, brand: Brand, slot: Slot, draft: Draft,
     return ImagePrompt(prompt_id=prompt_id, draft_id=draft.draft_id, slot_id=slot.slot_id,
                        prompt=prompt, negative_prompt=negative, guardrails_version=guardrails.version,
                        removed_terms=removed,
-                       llm={**completion.record, "template_version": templates.version(*TEMPLATES),
+                       llm={**completion.record, "template_version": templates.version(*TEMPLATES, brand_dir=brand_dir),
                             "raw_answer": completion.text})

@@ -29,10 +29,13 @@ class Completion:
 
 
 class ChatModel(Protocol):
+    structured: bool   # can it be asked for JSON that follows a schema?
+
     def describe(self) -> dict[str, Any]:
         """Backend, host and model: part of every cache key and ledger record."""
 
-    def complete(self, messages: list[dict[str, str]], *, max_tokens: int, seed: int) -> Completion:
+    def complete(self, messages: list[dict[str, str]], *, max_tokens: int, seed: int,
+                 json_schema: dict[str, Any] | None = None) -> Completion:
         ...
 
 
@@ -44,6 +47,8 @@ class OpenAICompatibleModel:
         import openai
 
         self.base_url, self.model, self.temperature = base_url, model, temperature
+        self.structured = True
+        self._schema_mode = "json_schema"   # falls back to "prompt" when the endpoint refuses it
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed",
                                      timeout=timeout_s, max_retries=max_retries)
 
@@ -51,32 +56,48 @@ class OpenAICompatibleModel:
         return {"backend": "openai-compatible", "host": urlparse(self.base_url).netloc,
                 "model": self.model, "temperature": self.temperature}
 
-    def complete(self, messages: list[dict[str, str]], *, max_tokens: int, seed: int) -> Completion:
+    def complete(self, messages: list[dict[str, str]], *, max_tokens: int, seed: int,
+                 json_schema: dict[str, Any] | None = None) -> Completion:
+        """One chat call. With `json_schema`, ask for structured output; an endpoint that
+        refuses `response_format` (HTTP 400/422) is asked again without it, and remembered."""
         import openai
 
+        host = self.describe()["host"]
         started = time.perf_counter()
+        kwargs: dict[str, Any] = dict(model=self.model, messages=messages, temperature=self.temperature,
+                                      max_tokens=max_tokens, seed=seed)
+        mode = self._schema_mode if json_schema else None
+        create = self._client.chat.completions.create
         try:
-            response = self._client.chat.completions.create(
-                model=self.model, messages=messages, temperature=self.temperature,
-                max_tokens=max_tokens, seed=seed)
+            if mode == "json_schema":
+                schema_format = {"type": "json_schema", "json_schema": {
+                    "name": json_schema.get("title", "answer"), "schema": json_schema, "strict": True}}
+                try:
+                    response = create(**kwargs, response_format=schema_format)
+                except (openai.BadRequestError, openai.UnprocessableEntityError):
+                    self._schema_mode = mode = "prompt"     # the prompt itself still asks for JSON
+                    response = create(**kwargs)
+            else:
+                response = create(**kwargs)
         except openai.APITimeoutError:
-            raise LLMError(f"the LLM at {self.describe()['host']} timed out") from None
+            raise LLMError(f"the LLM at {host} timed out") from None
         except openai.APIConnectionError as exc:
-            raise LLMError(f"cannot reach the LLM at {self.describe()['host']}: {exc.__cause__ or exc}") from None
+            raise LLMError(f"cannot reach the LLM at {host}: {exc.__cause__ or exc}") from None
         except openai.APIStatusError as exc:
-            raise LLMError(f"the LLM at {self.describe()['host']} answered HTTP {exc.status_code}: "
-                           f"{str(exc.message)[:200]}") from None
+            raise LLMError(f"the LLM at {host} answered HTTP {exc.status_code}: {str(exc.message)[:200]}") from None
         choices = getattr(response, "choices", None)
         if not choices or choices[0].message is None:
-            raise LLMError(f"the LLM at {self.describe()['host']} returned no choices")
+            raise LLMError(f"the LLM at {host} returned no choices")
         message = choices[0].message
+        refusal = getattr(message, "refusal", None)
+        if refusal:
+            raise LLMError(f"the LLM refused: {refusal}")
         text = message.content or ""
         if not text.strip():
-            refusal = getattr(message, "refusal", None)
-            raise LLMError(f"the LLM refused: {refusal}" if refusal else "the LLM returned an empty answer")
+            raise LLMError("the LLM returned an empty answer")
         usage = response.usage
         return Completion(text, {
-            **self.describe(), "max_tokens": max_tokens, "seed": seed,
+            **self.describe(), "max_tokens": max_tokens, "seed": seed, "structured": mode,
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "completion_tokens": usage.completion_tokens if usage else None,
             "latency_s": round(time.perf_counter() - started, 3),
@@ -92,6 +113,8 @@ class EmbeddedModel:
 
     # A 135M model rambles at the usual 0.7; low temperature and no repeated 4-grams keep it
     # on topic (tried against the demo briefs, see tests/test_llm_embedded.py).
+    structured = False   # a 135M model cannot hold a JSON schema: it is asked for plain text
+
     def __init__(self, temperature: float = 0.3, no_repeat_ngram_size: int = 4):
         self.temperature, self.no_repeat_ngram_size = temperature, no_repeat_ngram_size
 
@@ -99,7 +122,8 @@ class EmbeddedModel:
         return {"backend": "embedded", "host": None, "model": EMBEDDED_NAME,
                 "temperature": self.temperature, "no_repeat_ngram_size": self.no_repeat_ngram_size}
 
-    def complete(self, messages: list[dict[str, str]], *, max_tokens: int, seed: int) -> Completion:
+    def complete(self, messages: list[dict[str, str]], *, max_tokens: int, seed: int,
+                 json_schema: dict[str, Any] | None = None) -> Completion:
         import torch
 
         tokenizer, model = _load_embedded()
@@ -116,7 +140,7 @@ class EmbeddedModel:
         new_tokens = output[0][prompt_tokens:]
         text = tokenizer.decode(new_tokens, skip_special_tokens=True)
         return Completion(text, {
-            **self.describe(), "max_tokens": max_tokens, "seed": seed,
+            **self.describe(), "max_tokens": max_tokens, "seed": seed, "structured": None,
             "prompt_tokens": int(prompt_tokens), "completion_tokens": int(new_tokens.shape[0]),
             "latency_s": round(time.perf_counter() - started, 3),
         })

@@ -1,4 +1,8 @@
-"""Prompt templates are files (editable, versioned by content hash), not strings in code."""
+"""Prompt templates are files, one per stage and language, versioned by their content.
+
+A brand can override any of them: a file of the same name in `<brand folder>/templates/` wins
+over the built-in one, language by language.
+"""
 
 from __future__ import annotations
 
@@ -8,31 +12,37 @@ from pathlib import Path
 from string import Template
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-
-
 FALLBACK_LANGUAGE = "en"
 
 
-def template_name(stage: str, language: str | None = None) -> str:
-    """`<stage>.<language>` when that file exists, else the English one, else `<stage>`."""
-    for name in ((f"{stage}.{language}", f"{stage}.{FALLBACK_LANGUAGE}") if language else ()) + (stage,):
-        if (TEMPLATE_DIR / f"{name}.txt").is_file():
-            return name
-    raise FileNotFoundError(f"no prompt template for stage '{stage}' in {TEMPLATE_DIR}")
+def template_path(stage: str, language: str | None = None, brand_dir: Path | None = None) -> Path:
+    """The file for `stage` in `language`: the brand's, then the built-in, then English, then plain."""
+    names = ([f"{stage}.{language}"] if language else []) + [f"{stage}.{FALLBACK_LANGUAGE}", stage]
+    folders = ([brand_dir / "templates"] if brand_dir else []) + [TEMPLATE_DIR]
+    for name in names:
+        for folder in folders:
+            path = folder / f"{name}.txt"
+            if path.is_file():
+                return path
+    raise FileNotFoundError(f"no prompt template for stage '{stage}' in {', '.join(map(str, folders))}")
 
 
 @functools.lru_cache(maxsize=None)
-def _template(name: str) -> tuple[Template, str]:
-    text = (TEMPLATE_DIR / f"{name}.txt").read_text(encoding="utf-8")
+def _template(path: Path, mtime_ns: int) -> tuple[Template, str]:
+    text = path.read_text(encoding="utf-8")
     return Template(text), hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def render(stage: str, language: str | None = None, **values: object) -> str:
-    name = template_name(stage, language)
-    return _template(name)[0].safe_substitute({k: str(v) for k, v in values.items()}).strip()
+def _load(path: Path) -> tuple[Template, str]:
+    return _template(path, path.stat().st_mtime_ns)
 
 
-def version(*stages: str, language: str | None = None) -> str:
+def render(stage: str, language: str | None = None, brand_dir: Path | None = None, **values: object) -> str:
+    template, _ = _load(template_path(stage, language, brand_dir))
+    return template.safe_substitute({k: str(v) for k, v in values.items()}).strip()
+
+
+def version(*stages: str, language: str | None = None, brand_dir: Path | None = None) -> str:
     """A short hash over the templates in use: part of every draft's cache key and record."""
-    names = [template_name(s, language) for s in stages]
-    return hashlib.sha256("".join(_template(n)[1] for n in names).encode()).hexdigest()[:12]
+    digests = [_load(template_path(s, language, brand_dir))[1] for s in stages]
+    return hashlib.sha256("".join(digests).encode()).hexdigest()[:12]
