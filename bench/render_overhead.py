@@ -44,8 +44,10 @@ def main() -> None:
     batch.bundle.brand.render.__dict__.update(batch_size=args.batch, width=args.size, height=args.size)
     steps, guidance = batch.brand.render.steps, batch.brand.render.guidance
 
+    slot_id = f"2026-W48/{batch.bundle.calendar.posts[0].id}"
+
     def prompts(tag: str) -> list[ImagePrompt]:
-        return [ImagePrompt(prompt_id=f"{tag}-{i}", draft_id="d", slot_id="2026-W48/bench",
+        return [ImagePrompt(prompt_id=f"{tag}-{i}", draft_id="d", slot_id=slot_id,
                             prompt=f"a sourdough loaf number {i} on a wooden table", negative_prompt="text",
                             guardrails_version="gr", removed_terms=[], llm={}) for i in range(args.images)]
 

@@ -47,11 +47,35 @@ def test_every_post_gets_two_variants_and_two_signed_labelled_images(first_run, 
     run_dir = settings.out / "demo" / DEMO_WEEK
     for event in (e for e in events if e.kind == "provenance.signed"):
         data = (run_dir / event.payload["file"]).read_bytes()
-        assert read_xmp(data)["Iptc4xmpExt:DigitalSourceType"] == TRAINED
+        assert read_xmp(data)["Iptc4xmpExt:DigitalSourceType"] == event.payload["digital_source_type"]
+        assert event.payload["digital_source_type"].endswith("AlgorithmicMedia")
         assert read_manifest(data, "image/png", anchor).state == "Trusted"
         assert read_manifest(data, "image/png", None).state == "Valid"
         sidecar = json.loads((run_dir / event.payload["sidecar"]).read_text())
         assert sidecar["render"]["model"]["weights_sha256"] and sidecar["render"]["seed"] >= 0
+
+
+def test_image_to_image_slot_records_its_reference_and_is_labelled_composite(fake_llm, settings, brand_copy):
+    from estampille.provenance.xmp import COMPOSITE_TRAINED
+
+    calendar = brand_copy / "calendar.yaml"
+    calendar.write_text(calendar.read_text().replace("    # reference_image:", "    reference_image:")
+                        .replace("    # strength:", "    strength:"))
+    run_batch(brand_copy, DEMO_WEEK, settings)
+    run_dir = settings.out / "brand" / DEMO_WEEK
+    events = _events(settings)
+    renders = [e.payload for e in events if e.kind == "render.created" and e.subject.endswith("atelier-samedi")]
+    assert len(renders) == 2 and all(r["mode"] == "image-to-image" for r in renders)
+    assert renders[0]["reference"]["path"].endswith("references/atelier-table.jpg")
+    assert renders[0]["reference"]["strength"] == 0.75
+    signed = next(e.payload for e in events if e.kind == "provenance.signed" and e.payload["image_id"] == renders[0]["image_id"])
+    data = (run_dir / signed["file"]).read_bytes()
+    assert read_xmp(data)["Iptc4xmpExt:DigitalSourceType"] == COMPOSITE_TRAINED
+    report = read_manifest(data, "image/png", (settings.keys_dir / "dev-ca.pem").read_bytes())
+    assert report.state == "Trusted"
+    assert [i["title"] for i in report.active["ingredients"]] == ["atelier-table.jpg"]
+    others = [e.payload for e in events if e.kind == "render.created" and not e.subject.endswith("atelier-samedi")]
+    assert all(r["mode"] == "text-to-image" and r["reference"] is None for r in others)
 
 
 def test_ledger_verifies_and_records_calls_without_the_api_key(first_run, settings):
@@ -115,7 +139,8 @@ def test_a_failing_slot_costs_only_that_slot_and_the_rerun_completes_it(fake_llm
     assert len(summary["failures"]) == 2 and all("HTTP 500" in f for f in summary["failures"])
     events = _events(settings)
     assert sum(e.kind == "draft.failed" for e in events) == 2
-    assert "HTTP 500" in next(e for e in events if e.kind == "draft.failed").payload["error"]
+    failed = next(e for e in events if e.kind == "draft.failed").payload
+    assert "HTTP 500" in failed["error"] and failed["calls"][0]["host"].startswith("127.0.0.1")
     assert sum(e.kind == "provenance.signed" for e in events) == 2 * N_POSTS - 2
     assert not any(e.kind == "run.completed" for e in events)
     calls_before = len(fake_llm.requests)

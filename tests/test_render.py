@@ -11,6 +11,7 @@ from estampille.cli import main
 from estampille.errors import LicenceError, ModelNotFoundError
 from estampille.render.registry import TINY_ID, check_licence, load_registry, resolve_model
 from estampille.render.renderer import RenderJob, load_model, render, weights_sha256
+from estampille.render.tiny import build_tiny_model
 
 
 def _job(seed, key="k"):
@@ -34,13 +35,62 @@ def test_tiny_model_loads_with_from_pretrained_and_records_its_identity(loaded, 
 
 def test_same_seed_and_batch_size_give_the_same_pixels_whatever_the_other_images(loaded):
     jobs = [_job(seed) for seed in range(1, 9)]
-    batch = {job.key: np.asarray(image) for job, image, _, size in render(loaded, jobs, 8)}
-    alone = {job.key: (np.asarray(image), size) for job, image, _, size in render(loaded, [jobs[2]], 8, pad=True)}
+    batch = {r.job.key: np.asarray(r.image) for r in render(loaded, jobs, 8)}
+    alone = {r.job.key: (np.asarray(r.image), r.batch_size) for r in render(loaded, [jobs[2]], 8, pad=True)}
     assert np.array_equal(alone["k3"][0], batch["k3"]) and alone["k3"][1] == 8
     assert not np.array_equal(batch["k1"], batch["k2"])
     assert batch["k1"].shape == (64, 64, 3)
-    assert not np.array_equal(batch["k1"], batch["k2"])
-    assert batch["k1"].shape == (64, 64, 3)
+
+
+def test_scheduler_is_chosen_by_name(tiny_model_dir, tmp_path):
+    (tmp_path / "tiny-sd").symlink_to(tiny_model_dir)
+    euler = load_model(resolve_model(TINY_ID, tmp_path), scheduler="EulerDiscreteScheduler")
+    assert type(euler.pipeline.scheduler).__name__ == "EulerDiscreteScheduler"
+    image = next(render(euler, [_job(1)], 1)).image
+    assert image.size == (64, 64)
+
+
+def test_image_to_image_starts_from_the_reference(loaded, tmp_path):
+    from PIL import Image
+
+    reference = tmp_path / "ref.png"
+    Image.new("RGB", (80, 80), (200, 120, 40)).save(reference)
+    base = RenderJob(**{**_job(5).__dict__, "steps": 10})
+    light = next(render(loaded, [RenderJob(**{**base.__dict__, "key": "a", "reference": reference,
+                                              "strength": 0.3})], 1)).image
+    text_only = next(render(loaded, [base], 1)).image
+    orange = np.array([200, 120, 40])
+    # a light touch keeps the reference's colour; the text-only render of the same seed does not
+    assert np.abs(np.asarray(light).reshape(-1, 3).mean(0) - orange).max() < \
+        np.abs(np.asarray(text_only).reshape(-1, 3).mean(0) - orange).max()
+
+
+class SmallGPU:
+    """Hardware boundary stand-in: the real tiny pipeline behind a memory ceiling of `fits`
+    images per call, raising torch's own OutOfMemoryError above it (no GPU on these machines)."""
+
+    def __init__(self, pipeline, fits, never=()):
+        self.pipeline, self.fits, self.never, self.calls = pipeline, fits, never, []
+
+    def __call__(self, **kwargs):
+        import torch
+
+        self.calls.append(len(kwargs["prompt"]))
+        if len(kwargs["prompt"]) > self.fits or any(p in self.never for p in kwargs["prompt"]):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.pipeline(**kwargs)
+
+
+def test_out_of_memory_splits_the_batch_then_fails_only_the_image_that_cannot_fit(loaded):
+    import dataclasses
+
+    gpu = SmallGPU(loaded.pipeline, fits=2, never=("too big",))
+    small = dataclasses.replace(loaded, pipeline=gpu)
+    jobs = [_job(seed) for seed in range(1, 5)] + [RenderJob(**{**_job(9).__dict__, "key": "big", "prompt": "too big"})]
+    results = {r.job.key: r for r in render(small, jobs, 5)}
+    assert gpu.calls[:3] == [5, 2, 3]     # 5 fails, halves tried: 2 fits, 3 fails and splits again
+    assert all(results[f"k{i}"].image is not None and results[f"k{i}"].batch_size <= 2 for i in range(1, 5))
+    assert results["big"].image is None and "out of memory" in results["big"].error
 
 
 def test_weights_digest_is_cached_by_file_stats(tiny_model_dir, tmp_path):
@@ -87,6 +137,49 @@ def test_conditional_licence_needs_explicit_acceptance(tmp_path):
 def test_unknown_model_is_refused_because_its_licence_is_unknown(tmp_path):
     with pytest.raises(LicenceError, match="not in the model registry"):
         resolve_model("someone/mystery-model", tmp_path)
+
+
+def test_rerender_command_recreates_a_batch_image_pixel_identical(fake_llm, isolated, capsys):
+    from estampille.ledger import Ledger
+    from estampille.settings import Settings
+    from estampille.stages import run_batch
+
+    from .conftest import DEMO_BRAND, DEMO_WEEK
+
+    run_batch(DEMO_BRAND, DEMO_WEEK, Settings.from_env())
+    ledger = Ledger(Settings.from_env().ledger_url)
+    image_id = ledger.events(kind="render.created")[3].key
+    ledger.close()
+    assert main(["rerender", image_id, "--out", str(isolated / "again.png")]) == 0
+    out = capsys.readouterr().out
+    assert "pixel-identical" in out and (isolated / "again.png").is_file()
+    assert main(["rerender", "img-nope"]) == 1
+    assert "no render img-nope" in capsys.readouterr().err
+
+
+def test_rerender_refuses_other_weights(fake_llm, isolated, tmp_path, capsys):
+    from estampille.ledger import Ledger
+    from estampille.settings import Settings
+    from estampille.stages import run_batch
+
+    from .conftest import DEMO_BRAND, DEMO_WEEK
+
+    settings = Settings.from_env()
+    run_batch(DEMO_BRAND, DEMO_WEEK, settings)
+    ledger = Ledger(settings.ledger_url)
+    image_id = ledger.events(kind="render.created")[0].key
+    ledger.close()
+    from safetensors.torch import load_file, save_file
+
+    (settings.models_dir / "tiny-sd").unlink()          # the shared session model stays untouched
+    build = build_tiny_model(settings.models_dir / "tiny-sd")
+    weights = next((build / "unet").glob("*.safetensors"))
+    tensors = load_file(weights)
+    first = next(iter(tensors))
+    tensors[first] = tensors[first] + 1.0
+    save_file(tensors, weights)
+    assert main(["rerender", image_id]) == 1
+    assert "not the recorded ones" in capsys.readouterr().err
 
 
 def test_cli_builds_tiny_model_that_from_pretrained_loads(tmp_path, capsys):

@@ -1,10 +1,10 @@
-"""Make the demo brand's competitor images, with nothing downloaded.
+"""Make the demo brand's competitor images and its own reference photo, with nothing downloaded.
 
 Two fictional competitors each get procedural bakery-like pictures (loaves, croissants,
 tarts drawn with Pillow) and transformed copies of sample photos that scikit-image ships
 in its wheel. Deterministic: the same files every time.
 
-    .venv/bin/python tools/make_demo_competitors.py brand_assets/demo/competitors
+    .venv/bin/python tools/make_demo_competitors.py brand_assets/demo
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ def transformed(photo: Image.Image, rng: random.Random) -> Image.Image:
     return ImageOps.mirror(image) if rng.random() < 0.3 else image
 
 
-def main(out: Path) -> None:
+def main(brand_folder: Path) -> None:
     rng = random.Random(48)
+    out = brand_folder / "competitors"
     for competitor, count in (("boulangerie-doree", 16), ("le-fournil-express", 16)):
         folder = out / competitor
         folder.mkdir(parents=True, exist_ok=True)
@@ -71,7 +72,10 @@ def main(out: Path) -> None:
             image = pastry_scene(rng) if i % 2 == 0 else transformed(sample_photo(SAMPLES[(i // 2) % len(SAMPLES)]), rng)
             image.save(folder / f"{competitor}-{i:02d}.jpg", "JPEG", quality=82)
     print(f"wrote {sum(1 for _ in out.rglob('*.jpg'))} images under {out}")
+    # The brand's own photo of its Saturday workshop table, used as an image-to-image reference.
+    (brand_folder / "references").mkdir(exist_ok=True)
+    pastry_scene(random.Random(2026)).save(brand_folder / "references" / "atelier-table.jpg", "JPEG", quality=85)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "brand_assets/demo/competitors"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "brand_assets/demo"))

@@ -79,7 +79,8 @@ class Batch:
             self.count(stage).failed += 1
             self.failures.append(f"{stage} {subject}: {exc}")
             self.append(f"{stage}.failed", f"{key}:failed:{uuid.uuid4().hex[:12]}", subject,
-                        {"error": str(exc), "error_type": type(exc).__name__})
+                        {"error": str(exc), "error_type": type(exc).__name__,
+                         "calls": getattr(exc, "calls", [])})
             return None
         self.append(kind, key, subject, result.model_dump(mode="json"))
         self.count(stage).new += 1

@@ -128,6 +128,21 @@ class RenderSettings(Strict):
     images_per_variant: int = Field(default=1, ge=1, le=8)
     batch_size: int = Field(default=8, ge=1, le=64)
     accepted_licences: list[str] = []   # conditional licences legal has accepted (registry ids)
+    scheduler: str | None = None        # any diffusers scheduler class, e.g. EulerDiscreteScheduler
+    cpu_offload: bool = False           # GPUs with little memory: keep idle sub-models in RAM
+    attention_slicing: bool = False     # GPUs with little memory: attention in slices
+
+    @field_validator("scheduler")
+    @classmethod
+    def known_scheduler(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        import diffusers
+
+        names = sorted(n for n in dir(diffusers) if n.endswith("Scheduler") and n != "SchedulerMixin")
+        if value not in names:
+            raise ValueError(f"unknown scheduler; diffusers has: {', '.join(names)}")
+        return value
 
     @field_validator("width", "height")
     @classmethod
@@ -167,6 +182,8 @@ class Post(Strict):
     brief: str
     facts: list[str] = []       # offers, prices, times the post may state
     audience: str | None = None  # a key of brand.yaml audiences
+    reference_image: str | None = None   # image-to-image from this file (relative to the brand folder)
+    strength: float = Field(default=0.6, gt=0, le=1)   # how far the render may move from the reference
 
 
 class Calendar(Strict):
@@ -272,6 +289,13 @@ def _check_calendar(calendar: Calendar, source: YamlSource, brand: Brand) -> Non
             raise source.error(("posts", i, "language"),
                                f"language '{post.language}' is not in brand.yaml languages "
                                f"({', '.join(brand.languages)})")
+        if post.reference_image and not (source.path.parent / post.reference_image).is_file():
+            raise source.error(("posts", i, "reference_image"),
+                               f"file {source.path.parent / post.reference_image} does not exist")
+        if post.reference_image and int(post.strength * brand.render.steps) < 1:
+            raise source.error(("posts", i, "strength"),
+                               f"strength {post.strength} × {brand.render.steps} steps leaves no denoising step: "
+                               "raise strength or render.steps")
         if post.audience is not None:
             audience = brand.audiences.get(post.audience)
             if audience is None:

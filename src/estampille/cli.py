@@ -84,6 +84,35 @@ def _print_summary(summary: dict) -> None:
     typer.echo(f"Ledger: {summary['ledger']}")
 
 
+@app.command()
+def rerender(image_id: str = typer.Argument(..., help="Image id (img-…) from the review page or a sidecar."),
+             out: Path = typer.Option(None, "--out", help="Where to write the re-created PNG."),
+             ledger: str = typer.Option(None, "--ledger", help="SQLAlchemy URL (default: the run's SQLite).")) -> None:
+    """Re-create an image from its ledger record and compare it with the recorded one."""
+    from .ledger import Ledger
+    from .render.rerender import rerender as rerender_image
+
+    settings = Settings.from_env()
+    store = Ledger(ledger or settings.ledger_url)
+    event = store.get(image_id)
+    store.close()
+    if event is None or event.kind != "render.created":
+        raise EstampilleError(f"no render {image_id} in the ledger at {store.safe_url}")
+    original = settings.out / event.brand / event.week / event.payload["file"]
+    result = rerender_image(event.payload, settings, original)
+    target = out or Path(f"{image_id}.rerender.png")
+    result.image.save(target, "PNG")
+    typer.echo(f"Re-created {image_id} with {event.payload['model']['id']} (seed {event.payload['seed']}, "
+               f"batch size {event.payload['batch_size']}) -> {target}")
+    if result.identical:
+        typer.echo("pixel-identical to the recorded render (same PNG bytes)")
+        return
+    detail = (f": {result.differing_pixels} pixels differ, by at most {result.max_difference}"
+              if result.differing_pixels is not None else "")
+    typer.echo(f"DIFFERENT from the recorded render{detail}", err=True)
+    raise typer.Exit(ExitStatus.ERROR)
+
+
 @models_app.command("build-tiny")
 def build_tiny(out: Path = typer.Option(None, "--out", help="Folder (default: $ESTAMPILLE_HOME/models/tiny-sd)."),
                force: bool = typer.Option(False, "--force", help="Rebuild even if it exists.")) -> None:

@@ -36,6 +36,10 @@ class LicenceError(EstampilleError):
 class LLMError(EstampilleError):
     """The text model failed for one slot (timeout, junk, refusal) after bounded retries."""
 
+    def __init__(self, message: str, calls: list | None = None):
+        super().__init__(message)
+        self.calls = calls or []   # the calls made before giving up, for the ledger
+
 
 class LedgerError(EstampilleError):
     """The ledger cannot be opened or written."""

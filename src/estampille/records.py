@@ -66,6 +66,8 @@ class Render(Record):
     width: int
     height: int
     batch_size: int       # images per pipeline call: on CPU, pixels depend on it (renderer.render)
+    mode: Literal["text-to-image", "image-to-image"] = "text-to-image"
+    reference: dict[str, Any] | None = None   # image-to-image input: path, sha256, strength
     model: dict[str, Any]  # id, revision, weights_sha256, pipeline_class, licence, commercial_use
     scheduler: dict[str, Any]
     versions: dict[str, str]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from pathlib import Path
 
 from PIL import Image
@@ -20,10 +21,10 @@ from .lookalike.fingerprint import fingerprints
 from .lookalike.index import THRESHOLDS, HashIndex, Reference, index_folders, verdict_for
 from .provenance.c2pa_manifest import ManifestSigner, generation_manifest, read_manifest
 from .provenance.identity import SignerIdentity, configured_identity, dev_identity
-from .provenance.xmp import TRAINED, XmpFields, png_with_xmp, xmp_packet
+from .provenance.xmp import COMPOSITE_TRAINED, TRAINED, XmpFields, png_with_xmp, xmp_packet
 from .records import Draft, ImagePrompt, LookalikeCheck, Match, Provenance, Render, Slot
-from .render.renderer import (RenderJob, library_versions, load_model, model_folder, render, scheduler_record,
-                              weights_sha256)
+from .render.renderer import (Rendered, RenderJob, library_versions, load_model, model_folder, render,
+                              scheduler_record, weights_sha256)
 from .review.static_page import write_review_page
 from .settings import Settings
 from .text import drafting, image_prompts, templates
@@ -77,18 +78,26 @@ def write_image_prompts(batch: Batch, slots: list[Slot], drafts: list[Draft]) ->
 
 
 def render_images(batch: Batch, prompts: list[ImagePrompt]) -> list[Render]:
-    """`images_per_variant` renders per prompt; the model is loaded once, only if needed."""
+    """`images_per_variant` renders per prompt; the model is loaded once, only if needed.
+    An image that cannot be rendered (out of memory even alone) fails alone."""
     settings = batch.brand.render
     digest_cache = batch.settings.home / "weights-sha256.json"
     folder = model_folder(batch.model)
     weights = weights_sha256(folder, digest_cache) if folder else batch.model.entry.revision or "unpinned"
+    post_of = {f"{batch.week}/{p.id}": p for p in posts_in_week(batch.bundle, batch.week)}
     planned: list[tuple[ImagePrompt, RenderJob]] = []
     for prompt in prompts:
+        post = post_of[prompt.slot_id]
+        reference = batch.bundle.folder / post.reference_image if post.reference_image else None
+        reference_sha = hashlib.sha256(reference.read_bytes()).hexdigest() if reference else None
         for n in range(settings.images_per_variant):
             seed = int.from_bytes(hashlib.sha256(f"{prompt.prompt_id}#{n}".encode()).digest()[:4], "big")
-            key = content_key("img", prompt.prompt_id, n, batch.model.id, weights, settings.steps, settings.guidance, settings.width, settings.height)
+            key = content_key("img", prompt.prompt_id, n, batch.model.id, weights, settings.steps,
+                              settings.guidance, settings.width, settings.height, settings.scheduler,
+                              reference_sha, post.strength if reference else None)
             planned.append((prompt, RenderJob(key, prompt.prompt, prompt.negative_prompt, seed, settings.steps,
-                                              settings.guidance, settings.width, settings.height)))
+                                              settings.guidance, settings.width, settings.height,
+                                              reference, post.strength)))
     done: dict[str, Render] = {}
     fresh: list[tuple[ImagePrompt, RenderJob]] = []
     lost: dict[int, list[tuple[ImagePrompt, RenderJob]]] = {}   # recorded batch size -> jobs to re-create
@@ -101,25 +110,32 @@ def render_images(batch: Batch, prompts: list[ImagePrompt]) -> list[Render]:
             batch.count("render").reused += 1
         else:
             lost.setdefault(event.payload["batch_size"], []).append((prompt, job))
-    if not fresh and not lost:
-        return [done[job.key] for _, job in planned]
-    loaded = load_model(batch.model, digest_cache)
-    versions, scheduler = library_versions(), scheduler_record(loaded.pipeline)
-    passes = [(fresh, settings.batch_size, False)] + [(jobs, size, True) for size, jobs in lost.items()]
-    for todo, size, pad in passes:
-        prompt_of = {job.key: prompt for prompt, job in todo}
-        for job, image, seconds, used in render(loaded, [job for _, job in todo], size, pad=pad):
-            done[job.key] = _store_render(batch, prompt_of[job.key], job, image, seconds, used, loaded,
-                                          versions, scheduler)
-    return [done[job.key] for _, job in planned]
+    if fresh or lost:
+        loaded = load_model(batch.model, digest_cache, scheduler=settings.scheduler,
+                            cpu_offload=settings.cpu_offload, attention_slicing=settings.attention_slicing)
+        versions, scheduler = library_versions(), scheduler_record(loaded.pipeline)
+        passes = [(fresh, settings.batch_size, False)] + [(jobs, size, True) for size, jobs in lost.items()]
+        for todo, size, pad in passes:
+            prompt_of = {job.key: prompt for prompt, job in todo}
+            for result in render(loaded, [job for _, job in todo], size, pad=pad):
+                prompt = prompt_of[result.job.key]
+                if result.image is None:
+                    batch.count("render").failed += 1
+                    batch.failures.append(f"render {prompt.slot_id} {result.job.key}: {result.error}")
+                    batch.append("render.failed", f"{result.job.key}:failed:{uuid.uuid4().hex[:12]}",
+                                 prompt.slot_id, {"image_id": result.job.key, "error": result.error})
+                    continue
+                done[result.job.key] = _store_render(batch, prompt, result, loaded, versions, scheduler)
+    return [done[job.key] for _, job in planned if job.key in done]
 
 
-def _store_render(batch: Batch, prompt: ImagePrompt, job: RenderJob, image, seconds: float, batch_size: int,
-                  loaded, versions: dict, scheduler: dict) -> Render:
+def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, loaded, versions: dict,
+                  scheduler: dict) -> Render:
     """Save the PNG and record it; a re-created image must match its record to the byte."""
+    job = result.job
     file = Path("renders") / f"{job.key}.png"
     (batch.run_dir / "renders").mkdir(exist_ok=True)
-    image.save(batch.run_dir / file, "PNG")
+    result.image.save(batch.run_dir / file, "PNG")
     digest = hashlib.sha256((batch.run_dir / file).read_bytes()).hexdigest()
     event = batch.ledger.get(job.key)
     if event is not None:
@@ -128,12 +144,17 @@ def _store_render(batch: Batch, prompt: ImagePrompt, job: RenderJob, image, seco
                                   "from the recorded ones (another device or library version?)")
         batch.count("render").reused += 1
         return Render.model_validate(event.payload)
+    reference = None
+    if job.reference is not None:
+        reference = {"path": str(job.reference.resolve()),
+                     "sha256": hashlib.sha256(job.reference.read_bytes()).hexdigest(), "strength": job.strength}
     record = Render(image_id=job.key, prompt_id=prompt.prompt_id, draft_id=prompt.draft_id,
                     slot_id=prompt.slot_id, file=str(file), sha256=digest, seed=job.seed, prompt=job.prompt,
                     negative_prompt=job.negative_prompt, steps=job.steps, guidance=job.guidance,
-                    width=job.width, height=job.height, batch_size=batch_size, model=loaded.describe(),
-                    scheduler=scheduler, versions=versions, device=loaded.device,
-                    duration_s=round(seconds, 4), fingerprints=fingerprints(image))
+                    width=job.width, height=job.height, batch_size=result.batch_size,
+                    mode="image-to-image" if reference else "text-to-image", reference=reference,
+                    model=loaded.describe(), scheduler=scheduler, versions=versions, device=loaded.device,
+                    duration_s=round(result.seconds, 4), fingerprints=fingerprints(result.image))
     batch.append("render.created", job.key, prompt.slot_id, record.model_dump(mode="json"))
     batch.count("render").new += 1
     return record
@@ -218,7 +239,9 @@ def _signed_file_intact(run_dir: Path, payload: dict) -> bool:
 def _sign_one(batch: Batch, render_record: Render, signer: ManifestSigner, identity: SignerIdentity) -> Provenance:
     brand, rights = batch.brand, batch.brand.rights
     model = render_record.model
-    xmp = XmpFields(digital_source_type=TRAINED, ai_system=model["id"],
+    # Image-to-image mixes a human-made input with the model's output: IPTC calls that a composite.
+    source_type = COMPOSITE_TRAINED if render_record.mode == "image-to-image" else TRAINED
+    xmp = XmpFields(digital_source_type=source_type, ai_system=model["id"],
                     ai_system_version=model["revision"] or f"sha256:{model['weights_sha256'][:16]}",
                     ai_prompt=render_record.prompt, creator=rights.creator, credit_line=rights.credit_line,
                     copyright_notice=rights.copyright_notice, web_statement=rights.web_statement,
@@ -234,12 +257,19 @@ def _sign_one(batch: Batch, render_record: Render, signer: ManifestSigner, ident
         "guidance": render_record.guidance, "scheduler": render_record.scheduler["class"],
         "width": render_record.width, "height": render_record.height,
         "prompt": render_record.prompt, "negative_prompt": render_record.negative_prompt,
+        "mode": render_record.mode, "reference": render_record.reference,
     }
+    ingredients = []
+    if render_record.reference:
+        reference = Path(render_record.reference["path"])
+        mime = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}.get(reference.suffix.lower(),
+                                                                                         "image/png")
+        ingredients.append(({"title": reference.name, "relationship": "inputTo"}, mime, reference.read_bytes()))
     file = Path("images") / f"{render_record.image_id}.png"
-    manifest = generation_manifest(file.name, TRAINED, {"name": f"diffusers {model['pipeline_class']}",
+    manifest = generation_manifest(file.name, source_type, {"name": f"diffusers {model['pipeline_class']}",
                                                         "version": render_record.versions["diffusers"]},
                                    generation, rights.data_mining)
-    signed = signer.sign(unsigned, "image/png", manifest)
+    signed = signer.sign(unsigned, "image/png", manifest, ingredients)
     report = read_manifest(signed, "image/png", identity.trust_anchor_pem)
     if report.state not in ("Valid", "Trusted"):
         raise EstampilleError(f"signed {file} does not validate ({report.state}: {', '.join(report.failures)})")
@@ -248,7 +278,7 @@ def _sign_one(batch: Batch, render_record: Render, signer: ManifestSigner, ident
     digest = hashlib.sha256(signed).hexdigest()
     sidecar = file.with_suffix(".json")
     record = Provenance(image_id=render_record.image_id, file=str(file), sidecar=str(sidecar), sha256=digest,
-                        digital_source_type=TRAINED, c2pa_state=report.state, signer=identity.subject)
+                        digital_source_type=source_type, c2pa_state=report.state, signer=identity.subject)
     (batch.run_dir / sidecar).write_text(json.dumps(
         {"provenance": record.model_dump(mode="json"), "render": render_record.model_dump(mode="json"),
          "xmp": vars(xmp), "brand": brand.name, "week": batch.week}, indent=2, ensure_ascii=False))

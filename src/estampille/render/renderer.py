@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,19 @@ class RenderJob:
     guidance: float
     width: int
     height: int
+    reference: Path | None = None   # image-to-image input
+    strength: float = 0.6
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One job's outcome: an image, or the reason there is none (e.g. out of memory alone)."""
+
+    job: RenderJob
+    image: Any | None
+    seconds: float           # pipeline time per image of its batch
+    batch_size: int          # images in the pipeline call that made it (pixels depend on it on CPU)
+    error: str | None = None
 
 
 @dataclass
@@ -41,6 +55,16 @@ class LoadedModel:
     revision: str | None
     weights_sha256: str
     device: str
+    _img2img: Any = None
+
+    def image_to_image(self) -> Any:
+        """The same components as an image-to-image pipeline (no second copy of the weights)."""
+        if self._img2img is None:
+            from diffusers import AutoPipelineForImage2Image
+
+            self._img2img = AutoPipelineForImage2Image.from_pipe(self.pipeline)
+            self._img2img.set_progress_bar_config(disable=True)
+        return self._img2img
 
     def describe(self) -> dict[str, Any]:
         entry = self.resolved.entry
@@ -99,8 +123,11 @@ def model_folder(resolved: ResolvedModel) -> Path | None:
     return local if local.is_dir() else _hub_snapshot(resolved)
 
 
-def load_model(resolved: ResolvedModel, digest_cache: Path | None = None) -> LoadedModel:
-    """`from_pretrained` on the resolved folder or hub id, then move to the best device."""
+def load_model(resolved: ResolvedModel, digest_cache: Path | None = None, *, scheduler: str | None = None,
+               scheduler_config: dict | None = None, cpu_offload: bool = False,
+               attention_slicing: bool = False) -> LoadedModel:
+    """`from_pretrained` on the resolved folder or hub id, then the scheduler asked for (by
+    class name, optionally with a recorded config), and the best device with the memory options."""
     import diffusers
     from diffusers.utils import logging as diffusers_logging
 
@@ -118,7 +145,16 @@ def load_model(resolved: ResolvedModel, digest_cache: Path | None = None) -> Loa
                                  "rebuild or re-download it (`estampille models build-tiny` for the "
                                  "test model).") from None
     pipeline.set_progress_bar_config(disable=True)
-    pipeline.to(device)
+    if scheduler:
+        scheduler_class = getattr(diffusers, scheduler)
+        config = _scheduler_config(scheduler_config) if scheduler_config else pipeline.scheduler.config
+        pipeline.scheduler = scheduler_class.from_config(config)
+    if attention_slicing:
+        pipeline.enable_attention_slicing()
+    if cpu_offload and device == "cuda":
+        pipeline.enable_model_cpu_offload()   # moves sub-models to the GPU only while they run
+    else:
+        pipeline.to(device)
     folder = model_folder(resolved)
     revision = resolved.entry.revision or (folder.name if folder and folder.parent.name == "snapshots" else None)
     return LoadedModel(resolved=resolved, pipeline=pipeline, folder=folder, revision=revision,
@@ -144,38 +180,84 @@ def library_versions() -> dict[str, str]:
             "transformers": transformers.__version__}
 
 
+NON_FINITE = {"inf": float("inf"), "-inf": float("-inf"), "nan": float("nan")}
+
+
 def scheduler_record(pipeline: Any) -> dict[str, Any]:
-    config = dict(pipeline.scheduler.config)
-    return {"class": type(pipeline.scheduler).__name__,
-            "config": {k: v for k, v in config.items() if not k.startswith("_")}}
+    """Class and config of the scheduler, JSON-safe: infinities (DPM-Solver's lambda_min_clipped)
+    are kept as the strings "inf"/"-inf" since JSON has no number for them."""
+    config = {k: v for k, v in dict(pipeline.scheduler.config).items() if not k.startswith("_")}
+    for name, value in config.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            config[name] = str(value)
+    return {"class": type(pipeline.scheduler).__name__, "config": config}
+
+
+def _scheduler_config(recorded: dict) -> dict:
+    return {k: NON_FINITE.get(v, v) if isinstance(v, str) else v for k, v in recorded.items()}
 
 
 def render(loaded: LoadedModel, jobs: list[RenderJob], batch_size: int, *,
-           pad: bool = False) -> Iterator[tuple[RenderJob, Any, float, int]]:
-    """Yield (job, PIL image, seconds per image, size of the batch it was rendered in).
+           pad: bool = False) -> Iterator[Rendered]:
+    """Render every job, `batch_size` images per pipeline call.
 
     Jobs are grouped by their shared settings; each image gets its own seeded CPU generator.
     On CPU an image's pixels depend on the batch *size* (the matrix kernels change with it)
     but not on the other images in the batch, so a record keeps that size, and re-creating
     an image renders it with `pad=True`: its chunk is filled up to the recorded size with
     copies of itself (tests/test_render.py shows both facts).
-    """
-    import torch
 
+    Out of memory, a batch is split in two and each half tried again; an image that does not
+    fit alone comes back with its error, and the others carry on.
+    """
     groups: dict[tuple, list[RenderJob]] = {}
     for job in jobs:
-        groups.setdefault((job.steps, job.guidance, job.width, job.height), []).append(job)
-    for (steps, guidance, width, height), group in groups.items():
+        groups.setdefault((job.steps, job.guidance, job.width, job.height, job.reference is not None,
+                           job.strength), []).append(job)
+    for group in groups.values():
         for start in range(0, len(group), batch_size):
             chunk = group[start:start + batch_size]
-            padded = chunk + [chunk[-1]] * (batch_size - len(chunk)) if pad else chunk
-            started = time.perf_counter()
-            with torch.inference_mode():
-                images = loaded.pipeline(
-                    prompt=[j.prompt for j in padded],
-                    negative_prompt=[j.negative_prompt for j in padded],
-                    num_inference_steps=steps, guidance_scale=guidance, width=width, height=height,
-                    generator=[torch.Generator("cpu").manual_seed(j.seed) for j in padded],
-                ).images
-            per_image = (time.perf_counter() - started) / len(padded)
-            yield from ((job, image, per_image, len(padded)) for job, image in zip(chunk, images))
+            yield from _render_chunk(loaded, chunk, batch_size if pad else len(chunk), can_split=not pad)
+
+
+def _render_chunk(loaded: LoadedModel, chunk: list[RenderJob], size: int, can_split: bool) -> list[Rendered]:
+    import torch
+
+    padded = chunk + [chunk[-1]] * (size - len(chunk))
+    first = padded[0]
+    arguments: dict[str, Any] = dict(
+        prompt=[j.prompt for j in padded], negative_prompt=[j.negative_prompt for j in padded],
+        num_inference_steps=first.steps, guidance_scale=first.guidance,
+        generator=[torch.Generator("cpu").manual_seed(j.seed) for j in padded])
+    pipeline = loaded.pipeline
+    if first.reference is not None:
+        from PIL import Image
+
+        pipeline = loaded.image_to_image()
+        arguments.update(image=[Image.open(j.reference).convert("RGB").resize((j.width, j.height)) for j in padded],
+                         strength=first.strength)
+    else:
+        arguments.update(width=first.width, height=first.height)
+    started = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            images = pipeline(**arguments).images
+    except (torch.OutOfMemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        if loaded.device == "cuda":
+            torch.cuda.empty_cache()
+        if can_split and len(chunk) > 1:
+            half = len(chunk) // 2
+            return (_render_chunk(loaded, chunk[:half], half, can_split)
+                    + _render_chunk(loaded, chunk[half:], len(chunk) - half, can_split))
+        return [Rendered(job, None, 0.0, size, f"out of memory at batch size {size}: {str(exc).splitlines()[0]}")
+                for job in chunk]
+    per_image = (time.perf_counter() - started) / len(padded)
+    return [Rendered(job, image, per_image, len(padded)) for job, image in zip(chunk, images)]
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()

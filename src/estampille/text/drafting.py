@@ -217,12 +217,16 @@ def write_draft(model: ChatModel, brand: Brand, slot: Slot, variant: int, guardr
     messages = draft_messages(brand, post, model.structured, brand_dir)
     calls, problems, best = [], [], None
     for attempt in range(MAX_ATTEMPTS):
-        completion = model.complete(messages, max_tokens=DRAFT_MAX_TOKENS, seed=variant_seed(slot.slot_id, variant, attempt),
-                                    json_schema=DRAFT_SCHEMA if model.structured else None)
+        try:
+            completion = model.complete(messages, max_tokens=DRAFT_MAX_TOKENS,
+                                        seed=variant_seed(slot.slot_id, variant, attempt),
+                                        json_schema=DRAFT_SCHEMA if model.structured else None)
+        except LLMError as exc:
+            raise LLMError(str(exc), calls + [{**model.describe(), "attempt": attempt + 1, "error": str(exc)}]) from None
         call = {**completion.record, "attempt": attempt + 1, "raw_answer": completion.text}
         calls.append(call)
         if REFUSAL.match(completion.text):
-            raise LLMError(f"the LLM refused: {completion.text.strip()[:160]}")
+            raise LLMError(f"the LLM refused: {completion.text.strip()[:160]}", calls)
         try:
             fields, parse_flags = (parse_structured(completion.text), []) if model.structured \
                 else parse_plain(completion.text)
@@ -238,7 +242,7 @@ def write_draft(model: ChatModel, brand: Brand, slot: Slot, variant: int, guardr
             break
         problems.append(f"too close to another variant (similarity {similar:.2f})")
     if best is None:
-        raise LLMError(f"no usable draft after {MAX_ATTEMPTS} attempts: {'; '.join(problems)}")
+        raise LLMError(f"no usable draft after {MAX_ATTEMPTS} attempts: {'; '.join(problems)}", calls)
     fields, parse_flags, similar = best
     fields, text, rule_flags = enforce_rules(fields, brand, post, guardrails)
     if similar > variety.NEAR_DUPLICATE:

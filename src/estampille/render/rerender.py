@@ -1,0 +1,60 @@
+"""Re-create an image from its ledger record, and say whether the pixels are the same.
+
+Everything comes from the record: model (whose weights must hash to the recorded SHA-256),
+scheduler class and config, prompt, seed, steps, guidance, size, batch size, and the reference
+image for image-to-image (whose content must also match). On CPU the result is
+pixel-identical; on a GPU, kernels and library builds decide (see README).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import EstampilleError
+from ..settings import Settings
+from .registry import resolve_model
+from .renderer import RenderJob, load_model, render
+
+
+@dataclass(frozen=True)
+class Rerendered:
+    image: Image.Image
+    identical: bool          # same PNG bytes as recorded
+    differing_pixels: int | None = None   # when the original file is at hand to compare with
+    max_difference: int | None = None
+
+
+def rerender(record: dict, settings: Settings, original: Path | None = None) -> Rerendered:
+    resolved = resolve_model(record["model"]["id"], settings.models_dir, settings.home)
+    loaded = load_model(resolved, settings.home / "weights-sha256.json", scheduler=record["scheduler"]["class"],
+                        scheduler_config=record["scheduler"]["config"])
+    if loaded.weights_sha256 != record["model"]["weights_sha256"]:
+        raise EstampilleError(f"the weights of {resolved.id} at {resolved.load_from} are not the recorded ones "
+                              f"(recorded sha256 {record['model']['weights_sha256'][:16]}…, found "
+                              f"{loaded.weights_sha256[:16]}…): restore that model version to re-create the image")
+    reference = None
+    if record.get("reference"):
+        reference = Path(record["reference"]["path"])
+        if not reference.is_file() or hashlib.sha256(reference.read_bytes()).hexdigest() != record["reference"]["sha256"]:
+            raise EstampilleError(f"the reference image {reference} is missing or not the recorded one")
+    job = RenderJob(key=record["image_id"], prompt=record["prompt"], negative_prompt=record["negative_prompt"],
+                    seed=record["seed"], steps=record["steps"], guidance=record["guidance"], width=record["width"],
+                    height=record["height"], reference=reference,
+                    strength=record["reference"]["strength"] if reference else 0.6)
+    result = next(render(loaded, [job], record["batch_size"], pad=True))
+    if result.image is None:
+        raise EstampilleError(f"could not re-create {record['image_id']}: {result.error}")
+    buffer = io.BytesIO()
+    result.image.save(buffer, "PNG")
+    identical = hashlib.sha256(buffer.getvalue()).hexdigest() == record["sha256"]
+    if original is None or not original.is_file():
+        return Rerendered(result.image, identical)
+    difference = np.abs(np.asarray(result.image, dtype=np.int16) -
+                        np.asarray(Image.open(original).convert("RGB"), dtype=np.int16))
+    return Rerendered(result.image, identical, int((difference.max(axis=-1) > 0).sum()), int(difference.max()))
