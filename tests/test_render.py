@@ -50,6 +50,17 @@ def test_scheduler_is_chosen_by_name(tiny_model_dir, tmp_path):
     assert image.size == (64, 64)
 
 
+def test_attention_slicing_option_is_applied_and_still_renders(tiny_model_dir, tmp_path):
+    from diffusers.models.attention_processor import SlicedAttnProcessor
+
+    (tmp_path / "tiny-sd").symlink_to(tiny_model_dir)
+    sliced = load_model(resolve_model(TINY_ID, tmp_path), attention_slicing=True, cpu_offload=True)
+    processors = sliced.pipeline.unet.attn_processors.values()
+    assert processors and all(isinstance(p, SlicedAttnProcessor) for p in processors)
+    assert sliced.device == "cpu"   # CPU offload only applies on CUDA; on CPU it is a no-op
+    assert next(render(sliced, [_job(1)], 1)).image.size == (64, 64)
+
+
 def test_image_to_image_starts_from_the_reference(loaded, tmp_path):
     from PIL import Image
 
