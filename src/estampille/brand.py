@@ -177,6 +177,7 @@ class Brand(Strict):
 class Post(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     date: dt.date
+    time: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")   # local publishing time
     platform: str
     language: str
     brief: str

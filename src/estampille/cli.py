@@ -17,9 +17,11 @@ from .settings import Settings
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Weekly AI visuals for brands, with provenance and human review.")
 models_app = typer.Typer(no_args_is_help=True, help="Image models.")
+review_app = typer.Typer(no_args_is_help=True, help="Approve or reject drafts and images (ledger events).")
 ledger_app = typer.Typer(no_args_is_help=True, help="The append-only ledger.")
 app.add_typer(models_app, name="models")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(review_app, name="review")
 
 state = {"debug": False}
 # Library chatter (progress bars, optional-dependency notices) hides our own summary.
@@ -84,16 +86,117 @@ def _print_summary(summary: dict) -> None:
     typer.echo(f"Ledger: {summary['ledger']}")
 
 
+def _open_ledger(url: str | None):
+    from .ledger import Ledger
+
+    settings = Settings.from_env()
+    url = url or settings.ledger_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise EstampilleError(f"no ledger at {url}: run a batch first, or pass --ledger URL")
+    return Ledger(url)
+
+
+def _decide(items: list[str], decision: str, reviewer: str, comment: str, override: str | None,
+            text: str | None, ledger: str | None) -> None:
+    from .review.decisions import decide
+
+    store = _open_ledger(ledger)
+    try:
+        for item in items:
+            event = decide(store, item, decision, reviewer, comment, override, text)
+            typer.echo(f"{item}: {decision} by {reviewer} (ledger row {event.seq})")
+    finally:
+        store.close()
+
+
+@review_app.command("approve")
+def review_approve(items: list[str] = typer.Argument(..., help="Draft or image ids."),
+                   reviewer: str = typer.Option(..., "--reviewer", help="Who decides (recorded)."),
+                   comment: str = typer.Option("", "--comment"),
+                   override_lookalike: str = typer.Option(None, "--override-lookalike",
+                                                          help="Reason to approve an image flagged as a lookalike."),
+                   text: str = typer.Option(None, "--text", help="Edited caption for a draft (before/after recorded)."),
+                   ledger: str = typer.Option(None, "--ledger")) -> None:
+    """Approve drafts or images."""
+    _decide(items, "approved", reviewer, comment, override_lookalike, text, ledger)
+
+
+@review_app.command("reject")
+def review_reject(items: list[str] = typer.Argument(..., help="Draft or image ids."),
+                  reviewer: str = typer.Option(..., "--reviewer"), comment: str = typer.Option("", "--comment"),
+                  ledger: str = typer.Option(None, "--ledger")) -> None:
+    """Reject drafts or images: a rejected image never reaches an export."""
+    _decide(items, "rejected", reviewer, comment, None, None, ledger)
+
+
+@app.command()
+def publish(brand: Path = typer.Option(..., "--brand"), week: str = typer.Option(..., "--week"),
+            ledger: str = typer.Option(None, "--ledger")) -> None:
+    """Export approved items whose provenance verifies; say why anything else is refused."""
+    from .brand import load_brand
+    from .review.export import publish as export
+    from .stages import signer_identity
+
+    settings = Settings.from_env()
+    bundle = load_brand(brand)
+    store = _open_ledger(ledger)
+    try:
+        report = export(store, bundle, week, settings.out / bundle.slug / week, signer_identity(settings))
+    finally:
+        store.close()
+    for item in report.exported:
+        typer.echo(f"exported {item['slot']} ({item['platform']}): {len(item['images'])} image(s)")
+    for item in report.refused:
+        typer.echo(f"refused {item['item']}: {item['reason']}")
+    typer.echo(f"Export: {report.folder} ({len(report.exported)} post(s) exported, {len(report.refused)} refusal(s))")
+
+
+@app.command()
+def audit(paths: list[Path] = typer.Argument(..., help="Image files or folders."),
+          as_json: bool = typer.Option(False, "--json", help="One JSON object per file, for machines."),
+          ledger: str = typer.Option(None, "--ledger")) -> None:
+    """Report C2PA state, XMP and the ledger record of each file, even a stripped or re-encoded one."""
+    import json
+
+    from .provenance.audit import audit_files
+    from .stages import signer_identity
+
+    store = _open_ledger(ledger)
+    try:
+        reports = audit_files(paths, store, signer_identity(Settings.from_env()).trust_anchor_pem)
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in reports], indent=2, ensure_ascii=False))
+    for r in reports if not as_json else ():
+        typer.echo(f"{r.file}")
+        if r.error:
+            typer.echo(f"  error: {r.error}")
+            continue
+        typer.echo(f"  C2PA: {r.c2pa_state}" + (f" ({', '.join(r.c2pa_failures)})" if r.c2pa_failures else ""))
+        source = r.xmp.get("Iptc4xmpExt:DigitalSourceType", "")
+        typer.echo(f"  XMP: {source.rsplit('/', 1)[-1] if source else 'none'}"
+                   + ("  — metadata gone (stripped or re-encoded)" if r.metadata_gone else ""))
+        if r.record:
+            how = r.record["found_by"] + (f", distances {r.record['distances']}" if "distances" in r.record else "")
+            typer.echo(f"  ledger: {r.record['kind']} row {r.record['ledger_row']}, image {r.record['image_id']}, "
+                       f"{r.record['brand']} {r.record['slot']} (found by {how})")
+        else:
+            typer.echo("  ledger: no matching record")
+    untraced = [r for r in reports if r.error or r.record is None]
+    if untraced:
+        raise typer.Exit(ExitStatus.ERROR)
+
+
 @app.command()
 def rerender(image_id: str = typer.Argument(..., help="Image id (img-…) from the review page or a sidecar."),
              out: Path = typer.Option(None, "--out", help="Where to write the re-created PNG."),
              ledger: str = typer.Option(None, "--ledger", help="SQLAlchemy URL (default: the run's SQLite).")) -> None:
     """Re-create an image from its ledger record and compare it with the recorded one."""
-    from .ledger import Ledger
     from .render.rerender import rerender as rerender_image
 
     settings = Settings.from_env()
-    store = Ledger(ledger or settings.ledger_url)
+    store = _open_ledger(ledger)
     event = store.get(image_id)
     store.close()
     if event is None or event.kind != "render.created":
@@ -128,13 +231,7 @@ def build_tiny(out: Path = typer.Option(None, "--out", help="Folder (default: $E
 def ledger_verify(ledger: str = typer.Option(None, "--ledger", help="SQLAlchemy URL (default: the run's SQLite).")
                   ) -> None:
     """Recompute the hash chain; name the first row that does not fit."""
-    from .ledger import Ledger
-
-    settings = Settings.from_env()
-    url = ledger or settings.ledger_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise EstampilleError(f"no ledger at {url}: run a batch first, or pass --ledger URL")
-    store = Ledger(url)
+    store = _open_ledger(ledger)
     report = store.verify()
     if report.ok:
         typer.echo(f"ledger OK: {report.rows} rows, hash chain intact ({store.safe_url})")

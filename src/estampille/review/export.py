@@ -1,0 +1,158 @@
+"""Publish: export only approved items whose provenance verifies, each signed once more with the
+human decision in its manifest; refuse everything else with a reason per item.
+
+The export folder holds, per platform, the images, the captions (with the disclosure line, and a
+reviewer's edit when there was one), the alt texts, and a CSV for Hootsuite's bulk composer.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from ..brand import BrandBundle, posts_in_week
+from ..ledger import Ledger
+from ..provenance.c2pa_manifest import ManifestSigner, read_manifest
+from ..provenance.identity import SignerIdentity
+from ..provenance.xmp import read_xmp
+from .decisions import review_state
+
+HOOTSUITE_DATE = "%d/%m/%Y"   # choose "DD/MM/YYYY" in Hootsuite's bulk composer
+
+
+@dataclass
+class ExportReport:
+    folder: Path
+    exported: list[dict] = field(default_factory=list)
+    refused: list[dict] = field(default_factory=list)
+
+
+def approval_manifest(title: str, decision: dict) -> dict:
+    """The second manifest: the generated image as parent, the review as an action."""
+    return {
+        "claim_generator_info": [{"name": "estampille", "version": __version__}],
+        "title": title,
+        "assertions": [
+            {"label": "c2pa.actions.v2", "data": {"actions": [
+                {"action": "c2pa.opened", "parameters": {"ingredientIds": ["generated"]}},
+                {"action": "org.estampille.approved", "when": decision["decided_at"],
+                 "parameters": {"reviewer": decision["reviewer"], "comment": decision.get("comment", ""),
+                                "lookalike_override": decision.get("lookalike_override")}},
+            ]}},
+            {"label": "org.estampille.review", "data": {
+                "decision": decision["decision"], "reviewer": decision["reviewer"],
+                "decided_at": decision["decided_at"], "comment": decision.get("comment", "")}},
+        ],
+    }
+
+
+def _latest(events, kind: str, key: str) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    for event in events:
+        if event.kind == kind:
+            found[event.payload[key]] = event.payload
+    return found
+
+
+def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, identity: SignerIdentity) -> ExportReport:
+    events = ledger.events(brand=bundle.slug, week=week)
+    decisions = review_state(ledger, bundle.slug, week)
+    drafts = [e.payload for e in events if e.kind == "draft.created"]
+    renders = [e.payload for e in events if e.kind == "render.created"]
+    signed = _latest(events, "provenance.signed", "image_id")
+    checks = _latest(events, "lookalike.checked", "image_id")
+    report = ExportReport(run_dir / "export")
+    signer: ManifestSigner | None = None
+    rows: dict[str, list[list[str]]] = {}
+    for post in posts_in_week(bundle, week):
+        slot_id = f"{week}/{post.id}"
+        approved_drafts = [d for d in drafts if d["slot_id"] == slot_id
+                           and decisions.get(d["draft_id"], {}).get("decision") == "approved"]
+        if not approved_drafts:
+            report.refused.append({"item": slot_id, "reason": "no approved text variant"})
+            continue
+        draft = max(approved_drafts, key=lambda d: decisions[d["draft_id"]]["decided_at"])
+        text = decisions[draft["draft_id"]].get("edit", {}).get("after", draft["text"])
+        platform_dir = report.folder / post.platform
+        images = []
+        for render_record in (r for r in renders if r["slot_id"] == slot_id):
+            image_id = render_record["image_id"]
+            reason = _refusal(image_id, decisions.get(image_id), signed.get(image_id), checks.get(image_id),
+                              run_dir, identity)
+            if reason:
+                report.refused.append({"item": image_id, "slot": slot_id, "reason": reason})
+                continue
+            signer = signer or ManifestSigner(identity)
+            target = platform_dir / f"{post.id}-{len(images) + 1}.png"
+            images.append(_export_image(ledger, bundle.slug, week, slot_id, signed[image_id], decisions[image_id],
+                                        run_dir, target, signer))
+        if not images:
+            report.refused.append({"item": slot_id, "reason": "no approved, verified image"})
+            continue
+        platform_dir.mkdir(parents=True, exist_ok=True)
+        (platform_dir / f"{post.id}.txt").write_text(text + "\n", encoding="utf-8")
+        (platform_dir / f"{post.id}.alt.txt").write_text(draft["alt_text"] + "\n", encoding="utf-8")
+        rows.setdefault(post.platform, []).append([f"{post.date.strftime(HOOTSUITE_DATE)} {post.time}", text, ""])
+        report.exported.append({"slot": slot_id, "platform": post.platform, "draft": draft["draft_id"],
+                                "text": text, "images": images})
+    if signer:
+        signer.close()
+    for platform, platform_rows in rows.items():
+        with (report.folder / platform / f"hootsuite-{platform}.csv").open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows(platform_rows)   # Hootsuite's bulk composer: no header row
+    if report.exported or report.refused:
+        report.folder.mkdir(parents=True, exist_ok=True)
+        (report.folder / "export.json").write_text(json.dumps(
+            {"exported": report.exported, "refused": report.refused}, indent=2, ensure_ascii=False))
+    return report
+
+
+def _refusal(image_id: str, decision: dict | None, signed: dict | None, check: dict | None, run_dir: Path,
+             identity: SignerIdentity) -> str | None:
+    """Why an image may not be exported, or None when it may."""
+    if decision is None:
+        return "pending review: nobody approved it"
+    if decision["decision"] != "approved":
+        return f"rejected by {decision['reviewer']}" + (f": {decision['comment']}" if decision.get("comment") else "")
+    if check and check["verdict"] == "lookalike" and not decision.get("lookalike_override"):
+        return "flagged as a lookalike and not overridden"
+    if signed is None:
+        return "never signed"
+    path = run_dir / signed["file"]
+    if not path.is_file():
+        return f"signed file {signed['file']} is missing"
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != signed["sha256"]:
+        return "signed file changed since it was signed"
+    manifest = read_manifest(data, "image/png", identity.trust_anchor_pem)
+    if manifest.state not in ("Trusted", "Valid") or manifest.failures:
+        return f"C2PA manifest does not validate ({manifest.state}: {', '.join(manifest.failures) or 'no detail'})"
+    if not read_xmp(data).get("Iptc4xmpExt:DigitalSourceType"):
+        return "IPTC XMP (DigitalSourceType) is missing"
+    return None
+
+
+def _export_image(ledger: Ledger, brand: str, week: str, slot_id: str, signed: dict, decision: dict,
+                  run_dir: Path, target: Path, signer: ManifestSigner) -> dict:
+    """Sign the approved image again, the human decision in the manifest; once per decision."""
+    key = f"export-{signed['image_id']}-{hashlib.sha256(json.dumps(decision, sort_keys=True).encode()).hexdigest()[:16]}"
+    done = ledger.get(key)
+    if done and target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == done.payload["sha256"]:
+        return done.payload
+    source = (run_dir / signed["file"]).read_bytes()
+    ingredient = {"title": Path(signed["file"]).name, "relationship": "parentOf", "label": "generated"}
+    data = signer.sign(source, "image/png", approval_manifest(target.name, decision),
+                       [(ingredient, "image/png", source)])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    payload = {"image_id": signed["image_id"], "file": str(target.relative_to(run_dir)),
+               "sha256": hashlib.sha256(data).hexdigest(), "reviewer": decision["reviewer"],
+               "decided_at": decision["decided_at"]}
+    # A re-export after a lost file gets its own row (the bytes differ: signatures are not repeatable).
+    key = key if done is None else f"{key}-{payload['sha256'][:12]}"
+    ledger.append("export.created", key, payload, brand=brand, week=week, subject=slot_id)
+    return payload
