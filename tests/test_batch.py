@@ -4,6 +4,7 @@ ledger, idempotent reruns, per-slot failures and resumption."""
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 
 import pytest
@@ -173,6 +174,27 @@ def test_killed_endpoint_mid_batch_keeps_finished_slots_and_the_rerun_completes(
         assert Ledger(settings.ledger_url).verify().ok
     finally:
         revived.stop()
+
+
+@pytest.mark.skipif(not os.environ.get("ESTAMPILLE_TEST_POSTGRES_URL"),
+                    reason="set ESTAMPILLE_TEST_POSTGRES_URL (see .ci/postgres.sh) to run a batch on PostgreSQL")
+def test_whole_batch_on_a_postgres_ledger(fake_llm, monkeypatch):
+    from sqlalchemy import create_engine
+
+    from estampille.ledger.schema import metadata
+
+    url = os.environ["ESTAMPILLE_TEST_POSTGRES_URL"]
+    engine = create_engine(url)
+    metadata.drop_all(engine)
+    engine.dispose()
+    monkeypatch.setenv("ESTAMPILLE_LEDGER_URL", url)
+    summary = run_batch(DEMO_BRAND, DEMO_WEEK, Settings.from_env())
+    assert summary["failures"] == [] and summary["ledger"].startswith("postgresql")
+    again = run_batch(DEMO_BRAND, DEMO_WEEK, Settings.from_env())
+    assert all(c["new"] == 0 for c in again["counts"].values())
+    ledger = Ledger(url)
+    assert ledger.verify().ok and sum(e.kind == "provenance.signed" for e in ledger.events()) == 2 * N_POSTS
+    ledger.close()
 
 
 def test_cli_run_prints_where_the_output_is(fake_llm, isolated, capsys):

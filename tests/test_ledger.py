@@ -1,18 +1,40 @@
-"""The ledger: idempotent appends, and verify names the first edited, deleted or reordered row."""
+"""The ledger, on SQLite and on PostgreSQL (when ESTAMPILLE_TEST_POSTGRES_URL names a server, as
+.ci/run does): idempotent appends, concurrent writers, and verify naming the first edited,
+deleted or reordered row."""
 
 from __future__ import annotations
 
-import sqlite3
+import multiprocessing
+import os
 
 import pytest
+from sqlalchemy import text
 
 from estampille.cli import main
 from estampille.ledger import Ledger
+from estampille.ledger.chain import row_hash
+from estampille.ledger.schema import metadata
+
+POSTGRES = os.environ.get("ESTAMPILLE_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    if not POSTGRES:
+        pytest.skip("set ESTAMPILLE_TEST_POSTGRES_URL (see .ci/postgres.sh) to run the ledger on PostgreSQL")
+    from sqlalchemy import create_engine
+
+    engine = create_engine(POSTGRES)
+    metadata.drop_all(engine)          # a clean ledger for every test
+    engine.dispose()
+    return POSTGRES
 
 
 @pytest.fixture
-def ledger(tmp_path):
-    store = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+def ledger(ledger_url):
+    store = Ledger(ledger_url)
     for i in range(1, 6):
         store.append("draft.created", f"key-{i}", {"n": i, "text": f"variante {i} é"}, brand="demo",
                      week="2026-W48", subject=f"slot-{i}")
@@ -20,8 +42,9 @@ def ledger(tmp_path):
     store.close()
 
 
-def _db(tmp_path):
-    return sqlite3.connect(tmp_path / "ledger.sqlite", isolation_level=None)
+def _sql(ledger, statement, **params):
+    with ledger.engine.begin() as conn:
+        return conn.execute(text(statement), params)
 
 
 def test_chain_verifies_and_links_each_row_to_the_previous(ledger):
@@ -39,47 +62,63 @@ def test_appending_an_existing_key_returns_the_stored_event_and_adds_nothing(led
     assert ledger.count() == 5
 
 
-def test_edited_payload_is_named(ledger, tmp_path):
-    _db(tmp_path).execute("UPDATE events SET payload = '{\"n\":3,\"text\":\"-30%\"}' WHERE seq = 3")
+def test_edited_payload_is_named(ledger):
+    _sql(ledger, "UPDATE events SET payload = :p WHERE seq = 3", p='{"n":3,"text":"-30%"}')
     report = ledger.verify()
     assert not report.ok and report.first_bad_seq == 3 and "edited" in report.reason
 
 
-def test_edited_row_with_recomputed_hash_breaks_the_next_link(ledger, tmp_path):
-    from estampille.ledger.chain import row_hash
-
-    db = _db(tmp_path)
-    row = db.execute("SELECT prev_hash, seq, key, kind, brand, week, subject, created_at FROM events "
-                     "WHERE seq = 2").fetchone()
+def test_edited_row_with_recomputed_hash_breaks_the_next_link(ledger):
+    row = _sql(ledger, "SELECT prev_hash, seq, key, kind, brand, week, subject, created_at FROM events "
+                       "WHERE seq = 2").one()
     forged_payload = '{"n":2,"text":"forged"}'
     forged = row_hash(row[0], row[1], row[2], row[3], row[4], row[5], row[6], forged_payload, row[7])
-    db.execute("UPDATE events SET payload = ?, hash = ? WHERE seq = 2", (forged_payload, forged))
+    _sql(ledger, "UPDATE events SET payload = :p, hash = :h WHERE seq = 2", p=forged_payload, h=forged)
     report = ledger.verify()
     assert not report.ok and report.first_bad_seq == 3
 
 
-def test_deleted_row_is_named(ledger, tmp_path):
-    _db(tmp_path).execute("DELETE FROM events WHERE seq = 2")
+def test_deleted_row_is_named(ledger):
+    _sql(ledger, "DELETE FROM events WHERE seq = 2")
     report = ledger.verify()
     assert not report.ok and report.first_bad_seq == 3 and "deleted" in report.reason
 
 
-def test_reordered_rows_are_named(ledger, tmp_path):
-    db = _db(tmp_path)
-    rows = {r[0]: r[1:] for r in db.execute("SELECT seq, key, payload, subject FROM events WHERE seq IN (2, 3)")}
-    db.execute("UPDATE events SET key = 'tmp' WHERE seq = 2")
+def test_reordered_rows_are_named(ledger):
+    rows = {r[0]: r[1:] for r in _sql(ledger, "SELECT seq, key, payload, subject FROM events WHERE seq IN (2, 3)")}
+    _sql(ledger, "UPDATE events SET key = 'tmp' WHERE seq = 2")
     for seq, other in ((3, 2), (2, 3)):
-        db.execute("UPDATE events SET key = ?, payload = ?, subject = ? WHERE seq = ?", (*rows[other], seq))
+        key, payload, subject = rows[other]
+        _sql(ledger, "UPDATE events SET key = :k, payload = :p, subject = :s WHERE seq = :seq",
+             k=key, p=payload, s=subject, seq=seq)
     report = ledger.verify()
     assert not report.ok and report.first_bad_seq == 2
 
 
-def test_cli_verify_reports_ok_then_broken(ledger, tmp_path, capsys):
-    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-    assert main(["ledger", "verify", "--ledger", url]) == 0
+def _writer(url: str, brand: str, count: int) -> None:
+    store = Ledger(url)
+    for i in range(count):
+        store.append("draft.created", f"{brand}-{i}", {"i": i}, brand=brand, week="2026-W48")
+    store.close()
+
+
+def test_two_batches_writing_at_once_keep_the_chain_valid(ledger):
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_writer, args=(ledger.url, brand, 40)) for brand in ("levain", "doree")]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(120)
+        assert writer.exitcode == 0
+    assert ledger.count() == 85 and ledger.verify().ok
+    assert {e.brand for e in ledger.events()} == {"demo", "levain", "doree"}
+
+
+def test_cli_verify_reports_ok_then_broken(ledger, capsys):
+    assert main(["ledger", "verify", "--ledger", ledger.url]) == 0
     assert "5 rows" in capsys.readouterr().out
-    _db(tmp_path).execute("UPDATE events SET kind = 'render.created' WHERE seq = 4")
-    assert main(["ledger", "verify", "--ledger", url]) == 1
+    _sql(ledger, "UPDATE events SET kind = 'render.created' WHERE seq = 4")
+    assert main(["ledger", "verify", "--ledger", ledger.url]) == 1
     assert "row 4" in capsys.readouterr().err
 
 

@@ -102,6 +102,9 @@ class Rights(Strict):
     licensor_name: str
     licensor_url: str
     data_mining: Literal["prohibited", "allowed"] = "prohibited"
+    # What a published file says of its prompt: the text, a salted SHA-256 (the salt stays in the
+    # ledger, to prove the prompt later), or nothing.
+    prompt_disclosure: Literal["full", "hashed", "none"] = "full"
 
 
 class LLMSettings(Strict):

@@ -188,6 +188,25 @@ def audit(paths: list[Path] = typer.Argument(..., help="Image files or folders."
         raise typer.Exit(ExitStatus.ERROR)
 
 
+@app.command("import-edit")
+def import_edit(image_id: str = typer.Argument(..., help="The render the retouch starts from."),
+                file: Path = typer.Argument(..., help="The retouched file (PNG, JPEG, WebP, TIFF)."),
+                editor: str = typer.Option(..., "--editor", help="Who retouched it (recorded)."),
+                ledger: str = typer.Option(None, "--ledger")) -> None:
+    """Record a retouch made outside Estampille as the image's current version."""
+    from .provenance.edits import import_edit as record_edit
+    from .stages import signer_identity
+
+    settings = Settings.from_env()
+    store = _open_ledger(ledger)
+    try:
+        payload = record_edit(store, settings.out, image_id, file, editor, signer_identity(settings))
+    finally:
+        store.close()
+    typer.echo(f"{image_id}: retouch by {editor} recorded as {payload['file']} "
+               f"(compositeWithTrainedAlgorithmicMedia, C2PA {payload['c2pa_state']})")
+
+
 @app.command()
 def rerender(image_id: str = typer.Argument(..., help="Image id (img-…) from the review page or a sidecar."),
              out: Path = typer.Option(None, "--out", help="Where to write the re-created PNG."),

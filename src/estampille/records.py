@@ -99,3 +99,5 @@ class Provenance(Record):
     digital_source_type: str
     c2pa_state: str       # validation state read back right after signing
     signer: str           # certificate subject, never key material
+    prompt_disclosure: str = "full"
+    prompt_salt: str | None = None   # for "hashed": sha256(salt + prompt) is in the manifest

@@ -20,6 +20,9 @@ class Settings:
     llm_model: str | None
     signer_cert: Path | None   # the brand's own chain (leaf first) ...
     signer_key: Path | None    # ... and private key; unset = project dev CA
+    signer_callback: str | None = None   # or module:function signing in a KMS/HSM
+    signer_anchor: Path | None = None    # a private root to validate against (Trusted)
+    timestamp_url: str | None = None     # RFC 3161 timestamp authority
 
     @property
     def models_dir(self) -> Path:
@@ -36,7 +39,11 @@ class Settings:
         out_dir = Path(out or env.get("ESTAMPILLE_OUT", "out")).absolute()
         ledger = env.get("ESTAMPILLE_LEDGER_URL") or f"sqlite:///{out_dir / 'ledger.sqlite'}"
         cert, key = env.get("ESTAMPILLE_SIGNER_CERT"), env.get("ESTAMPILLE_SIGNER_KEY")
+        anchor = env.get("ESTAMPILLE_SIGNER_ANCHOR")
         return cls(home=home, out=out_dir, ledger_url=ledger,
                    llm_base_url=env.get("ESTAMPILLE_LLM_BASE_URL") or None,
                    llm_model=env.get("ESTAMPILLE_LLM_MODEL") or None,
-                   signer_cert=Path(cert) if cert else None, signer_key=Path(key) if key else None)
+                   signer_cert=Path(cert) if cert else None, signer_key=Path(key) if key else None,
+                   signer_callback=env.get("ESTAMPILLE_SIGNER_CALLBACK") or None,
+                   signer_anchor=Path(anchor) if anchor else None,
+                   timestamp_url=env.get("ESTAMPILLE_TSA_URL") or None)

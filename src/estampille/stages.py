@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import uuid
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from .lookalike.evidence import side_by_side
 from .lookalike.fingerprint import fingerprints
 from .lookalike.index import THRESHOLDS, HashIndex, Reference, index_folders, verdict_for
 from .provenance.c2pa_manifest import ManifestSigner, generation_manifest, read_manifest
-from .provenance.identity import SignerIdentity, configured_identity, dev_identity
+from .provenance.identity import SignerIdentity, callback_identity, configured_identity, dev_identity
 from .provenance.xmp import COMPOSITE_TRAINED, TRAINED, XmpFields, png_with_xmp, xmp_packet
 from .records import Draft, ImagePrompt, LookalikeCheck, Match, Provenance, Render, Slot
 from .render.renderer import (Rendered, RenderJob, library_versions, load_model, model_folder, render,
@@ -199,9 +200,14 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
 
 
 def signer_identity(settings: Settings) -> SignerIdentity:
+    """A KMS/HSM callback, or the brand's key file, or the project dev CA, in that order."""
+    if settings.signer_cert and settings.signer_callback:
+        return callback_identity(settings.signer_cert, settings.signer_callback, settings.signer_anchor,
+                                 settings.timestamp_url)
     if settings.signer_cert and settings.signer_key:
-        return configured_identity(settings.signer_cert, settings.signer_key)
-    return dev_identity(settings.keys_dir)
+        return configured_identity(settings.signer_cert, settings.signer_key, settings.signer_anchor,
+                                   settings.timestamp_url)
+    return dev_identity(settings.keys_dir, settings.timestamp_url)
 
 
 def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
@@ -241,9 +247,11 @@ def _sign_one(batch: Batch, render_record: Render, signer: ManifestSigner, ident
     model = render_record.model
     # Image-to-image mixes a human-made input with the model's output: IPTC calls that a composite.
     source_type = COMPOSITE_TRAINED if render_record.mode == "image-to-image" else TRAINED
+    disclosure, salt = rights.prompt_disclosure, None
     xmp = XmpFields(digital_source_type=source_type, ai_system=model["id"],
                     ai_system_version=model["revision"] or f"sha256:{model['weights_sha256'][:16]}",
-                    ai_prompt=render_record.prompt, creator=rights.creator, credit_line=rights.credit_line,
+                    ai_prompt=render_record.prompt if disclosure == "full" else None,
+                    creator=rights.creator, credit_line=rights.credit_line,
                     copyright_notice=rights.copyright_notice, web_statement=rights.web_statement,
                     licensor_name=rights.licensor_name, licensor_url=rights.licensor_url,
                     data_mining=rights.data_mining)
@@ -256,9 +264,14 @@ def _sign_one(batch: Batch, render_record: Render, signer: ManifestSigner, ident
         "test_model": model["test_model"], "seed": render_record.seed, "steps": render_record.steps,
         "guidance": render_record.guidance, "scheduler": render_record.scheduler["class"],
         "width": render_record.width, "height": render_record.height,
-        "prompt": render_record.prompt, "negative_prompt": render_record.negative_prompt,
-        "mode": render_record.mode, "reference": render_record.reference,
+        "mode": render_record.mode,
+        "reference": {k: v for k, v in (render_record.reference or {}).items() if k != "path"} or None,
     }
+    if disclosure == "full":
+        generation.update(prompt=render_record.prompt, negative_prompt=render_record.negative_prompt)
+    elif disclosure == "hashed":
+        salt = secrets.token_hex(16)
+        generation["prompt_sha256"] = hashlib.sha256((salt + render_record.prompt).encode()).hexdigest()
     ingredients = []
     if render_record.reference:
         reference = Path(render_record.reference["path"])
@@ -278,7 +291,8 @@ def _sign_one(batch: Batch, render_record: Render, signer: ManifestSigner, ident
     digest = hashlib.sha256(signed).hexdigest()
     sidecar = file.with_suffix(".json")
     record = Provenance(image_id=render_record.image_id, file=str(file), sidecar=str(sidecar), sha256=digest,
-                        digital_source_type=source_type, c2pa_state=report.state, signer=identity.subject)
+                        digital_source_type=source_type, c2pa_state=report.state, signer=identity.subject,
+                        prompt_disclosure=disclosure, prompt_salt=salt)
     (batch.run_dir / sidecar).write_text(json.dumps(
         {"provenance": record.model_dump(mode="json"), "render": render_record.model_dump(mode="json"),
          "xmp": vars(xmp), "brand": brand.name, "week": batch.week}, indent=2, ensure_ascii=False))

@@ -18,7 +18,7 @@ from .c2pa_manifest import read_manifest
 from .xmp import read_xmp
 
 MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "TIFF": "image/tiff", "GIF": "image/gif"}
-TRACE_BY_CONTENT = ("provenance.signed", "export.created", "render.created")
+TRACE_BY_CONTENT = ("provenance.signed", "export.created", "edit.imported", "render.created")
 # A stripped copy is traced to the closest render when both hashes stay this close (bits of 64).
 MAX_DISTANCE = {"phash": 12, "dhash": 16}
 
@@ -101,7 +101,7 @@ def _describe(event) -> dict:
     return {"kind": event.kind, "ledger_row": event.seq, "brand": event.brand, "week": event.week,
             "slot": event.subject, "image_id": payload.get("image_id"),
             "model": payload.get("model", {}).get("id") if isinstance(payload.get("model"), dict) else None,
-            "reviewer": payload.get("reviewer")}
+            "reviewer": payload.get("reviewer"), "editor": payload.get("editor")}
 
 
 def audit_files(paths: list[Path], ledger: Ledger, trust_anchor_pem: bytes | None) -> list[AuditReport]:

@@ -14,6 +14,7 @@ from typing import Any
 import c2pa
 
 from .. import __version__
+from ..errors import EstampilleError
 from .identity import SignerIdentity
 
 OFFLINE = {"remote_manifest_fetch": False, "ocsp_fetch": False}
@@ -33,23 +34,34 @@ def reading_context(trust_anchor_pem: bytes | None) -> c2pa.Context:
 
 
 class ManifestSigner:
-    """One c2pa signer and context for a whole batch (creating them per image wastes time)."""
+    """One c2pa signer and context for a whole batch (creating them per image wastes time).
+
+    The key is either a private file read here, or stays in a KMS/HSM behind `identity.sign`
+    (a callback that signs the bytes c2pa hands it); only the certificate chain is read then."""
 
     def __init__(self, identity: SignerIdentity):
         self.identity = identity
-        info = c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, identity.chain_pem,
-                                   identity.key_path.read_bytes(), identity.timestamp_url)
-        self._signer = c2pa.Signer.from_info(info)
+        if identity.sign is not None:
+            self._signer = c2pa.Signer.from_callback(identity.sign, c2pa.C2paSigningAlg.ES256,
+                                                     identity.chain_pem.decode(), identity.timestamp_url)
+        else:
+            info = c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, identity.chain_pem,
+                                       identity.key_path.read_bytes(), identity.timestamp_url)
+            self._signer = c2pa.Signer.from_info(info)
         self._context = _signing_context()
 
     def sign(self, data: bytes, mime: str, manifest: dict[str, Any],
              ingredients: list[tuple[dict[str, Any], str, bytes]] = ()) -> bytes:
-        with c2pa.Builder(manifest, self._context) as builder:
-            for ingredient, ingredient_mime, ingredient_bytes in ingredients:
-                builder.add_ingredient(ingredient, ingredient_mime, io.BytesIO(ingredient_bytes))
-            out = io.BytesIO()
-            builder.sign(self._signer, mime, io.BytesIO(data), out)
-            return out.getvalue()
+        try:
+            with c2pa.Builder(manifest, self._context) as builder:
+                for ingredient, ingredient_mime, ingredient_bytes in ingredients:
+                    builder.add_ingredient(ingredient, ingredient_mime, io.BytesIO(ingredient_bytes))
+                out = io.BytesIO()
+                builder.sign(self._signer, mime, io.BytesIO(data), out)
+                return out.getvalue()
+        except c2pa.C2paError as exc:
+            raise EstampilleError(f"C2PA signing failed with {self.identity.subject}: "
+                                  f"{str(exc).splitlines()[0][:200]}") from None
 
     def close(self) -> None:
         self._signer.close()

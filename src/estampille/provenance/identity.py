@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +29,11 @@ SIGNER_KEY = "signer.key"
 @dataclass(frozen=True)
 class SignerIdentity:
     chain_pem: bytes           # leaf first, then its issuers
-    key_path: Path
+    key_path: Path | None      # a private key file, or None when `sign` holds the key elsewhere
     trust_anchor_pem: bytes | None   # the dev CA, to validate as Trusted; None for a public chain
     subject: str
-    timestamp_url: str | None = None
+    timestamp_url: str | None = None   # an RFC 3161 timestamp authority (TSA)
+    sign: Callable[[bytes], bytes] | None = None   # KMS/HSM: ES256 signature of the given bytes
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -100,18 +103,43 @@ def _create_dev_ca(keys_dir: Path) -> None:
     (keys_dir / SIGNER_CHAIN).write_bytes(leaf_cert.public_bytes(pem) + ca_cert.public_bytes(pem))
 
 
-def configured_identity(cert: Path, key: Path, anchor: Path | None = None,
-                        timestamp_url: str | None = None) -> SignerIdentity:
-    """The brand's own chain (leaf first) and key; the key file must not be readable by others."""
-    for path in (cert, key):
-        if not path.is_file():
-            raise ConfigError(f"signer file {path} does not exist (ESTAMPILLE_SIGNER_CERT / _KEY)")
-    if key.stat().st_mode & 0o077:
-        raise ConfigError(f"signer key {key} is readable by group or others: run `chmod 600 {key}`")
+def _leaf(cert: Path) -> tuple[bytes, x509.Certificate]:
+    if not cert.is_file():
+        raise ConfigError(f"signer certificate {cert} does not exist (ESTAMPILLE_SIGNER_CERT)")
     chain = cert.read_bytes()
     try:
         leaf = x509.load_pem_x509_certificates(chain)[0]
     except ValueError:
         raise ConfigError(f"{cert}: not a PEM certificate chain") from None
+    now = dt.datetime.now(dt.timezone.utc)
+    if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
+        raise ConfigError(f"signer certificate {cert} is valid from {leaf.not_valid_before_utc:%Y-%m-%d} to "
+                          f"{leaf.not_valid_after_utc:%Y-%m-%d}, not now: renew it (manifests signed with it "
+                          "would not validate)")
+    return chain, leaf
+
+
+def configured_identity(cert: Path, key: Path, anchor: Path | None = None,
+                        timestamp_url: str | None = None) -> SignerIdentity:
+    """The brand's own chain (leaf first) and key; the key file must not be readable by others."""
+    chain, leaf = _leaf(cert)
+    if not key.is_file():
+        raise ConfigError(f"signer key {key} does not exist (ESTAMPILLE_SIGNER_KEY)")
+    if key.stat().st_mode & 0o077:
+        raise ConfigError(f"signer key {key} is readable by group or others: run `chmod 600 {key}`")
     return SignerIdentity(chain, key, anchor.read_bytes() if anchor else None,
                           leaf.subject.rfc4514_string(), timestamp_url)
+
+
+def callback_identity(cert: Path, callback: str, anchor: Path | None = None,
+                      timestamp_url: str | None = None) -> SignerIdentity:
+    """The brand's chain, with the key in a KMS or HSM reached by `module:function`, a callable
+    that returns the ES256 (ECDSA P-256, SHA-256, DER) signature of the bytes it is given."""
+    chain, leaf = _leaf(cert)
+    module_name, _, function = callback.partition(":")
+    try:
+        sign = getattr(importlib.import_module(module_name), function)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"ESTAMPILLE_SIGNER_CALLBACK={callback!r}: cannot load it ({exc})") from None
+    return SignerIdentity(chain, None, anchor.read_bytes() if anchor else None, leaf.subject.rfc4514_string(),
+                          timestamp_url, sign)

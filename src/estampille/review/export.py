@@ -16,9 +16,11 @@ from pathlib import Path
 from .. import __version__
 from ..brand import BrandBundle, posts_in_week
 from ..ledger import Ledger
+from ..paths import OutsideFolder, inside
 from ..provenance.c2pa_manifest import ManifestSigner, read_manifest
 from ..provenance.identity import SignerIdentity
 from ..provenance.xmp import read_xmp
+from ..provenance.edits import current_versions
 from .decisions import review_state
 
 HOOTSUITE_DATE = "%d/%m/%Y"   # choose "DD/MM/YYYY" in Hootsuite's bulk composer
@@ -63,7 +65,7 @@ def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, ident
     decisions = review_state(ledger, bundle.slug, week)
     drafts = [e.payload for e in events if e.kind == "draft.created"]
     renders = [e.payload for e in events if e.kind == "render.created"]
-    signed = _latest(events, "provenance.signed", "image_id")
+    signed = current_versions(ledger, bundle.slug, week)   # an imported retouch replaces the render
     checks = _latest(events, "lookalike.checked", "image_id")
     report = ExportReport(run_dir / "export")
     signer: ManifestSigner | None = None
@@ -122,7 +124,10 @@ def _refusal(image_id: str, decision: dict | None, signed: dict | None, check: d
         return "flagged as a lookalike and not overridden"
     if signed is None:
         return "never signed"
-    path = run_dir / signed["file"]
+    try:
+        path = inside(run_dir, signed["file"])
+    except OutsideFolder:
+        return f"its record points outside the output folder ({signed['file']!r}): refused"
     if not path.is_file():
         return f"signed file {signed['file']} is missing"
     data = path.read_bytes()
@@ -143,7 +148,7 @@ def _export_image(ledger: Ledger, brand: str, week: str, slot_id: str, signed: d
     done = ledger.get(key)
     if done and target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == done.payload["sha256"]:
         return done.payload
-    source = (run_dir / signed["file"]).read_bytes()
+    source = inside(run_dir, signed["file"]).read_bytes()
     ingredient = {"title": Path(signed["file"]).name, "relationship": "parentOf", "label": "generated"}
     data = signer.sign(source, "image/png", approval_manifest(target.name, decision),
                        [(ingredient, "image/png", source)])

@@ -1,0 +1,18 @@
+"""Paths read from records are data: they must stay inside the folder they are relative to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class OutsideFolder(ValueError):
+    pass
+
+
+def inside(folder: Path, relative: str) -> Path:
+    """`folder / relative`, refusing anything that resolves outside `folder` (../, absolute, links)."""
+    base = folder.resolve()
+    path = (base / relative).resolve()
+    if path != base and base not in path.parents:
+        raise OutsideFolder(f"path {relative!r} points outside {folder}")
+    return path

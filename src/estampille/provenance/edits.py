@@ -1,0 +1,74 @@
+"""A designer's retouch made outside Estampille (Photoshop, Affinity...) becomes the image's
+current version: labelled compositeWithTrainedAlgorithmicMedia, signed with the render as its
+parent ingredient, recorded in the ledger. Review and export then use it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from .. import __version__
+from ..errors import EstampilleError
+from ..ledger import Ledger
+from ..lookalike.index import open_checked
+from ..paths import inside
+from .c2pa_manifest import ManifestSigner, read_manifest
+from .identity import SignerIdentity
+from .xmp import COMPOSITE_TRAINED, XmpFields, png_with_xmp, xmp_packet
+
+
+def current_versions(ledger: Ledger, brand: str, week: str) -> dict[str, dict]:
+    """image id -> the record of its current file: the latest imported edit, else its signature."""
+    current: dict[str, dict] = {}
+    for event in ledger.events(brand=brand, week=week):
+        if event.kind in ("provenance.signed", "edit.imported"):
+            current[event.payload["image_id"]] = event.payload
+    return current
+
+
+def import_edit(ledger: Ledger, run_root: Path, image_id: str, edited: Path, editor: str,
+                identity: SignerIdentity) -> dict:
+    render_event = ledger.get(image_id)
+    if render_event is None or render_event.kind != "render.created":
+        raise EstampilleError(f"no render {image_id} in the ledger at {ledger.safe_url}")
+    run_dir = run_root / render_event.brand / render_event.week
+    parent = current_versions(ledger, render_event.brand, render_event.week).get(image_id)
+    if parent is None:
+        raise EstampilleError(f"render {image_id} was never signed: run the batch to the end first")
+    try:
+        image = open_checked(edited).convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise EstampilleError(f"{edited}: {exc}") from None
+    parent_file = inside(run_dir, parent["file"])
+    parent_bytes = parent_file.read_bytes()
+    sidecar = json.loads(inside(run_dir, f"images/{image_id}.json").read_text())
+    fields = replace(XmpFields(**sidecar["xmp"]), digital_source_type=COMPOSITE_TRAINED)
+    unsigned = png_with_xmp(image, xmp_packet(fields))
+    manifest = {
+        "claim_generator_info": [{"name": "estampille", "version": __version__}],
+        "title": f"{image_id}-edit.png",
+        "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": [
+            {"action": "c2pa.opened", "parameters": {"ingredientIds": ["render"]}},
+            {"action": "c2pa.edited", "digitalSourceType": COMPOSITE_TRAINED,
+             "description": f"Retouched outside Estampille by {editor} ({edited.name})"},
+        ]}}],
+    }
+    signer = ManifestSigner(identity)
+    try:
+        signed = signer.sign(unsigned, "image/png", manifest,
+                             [({"title": parent_file.name, "relationship": "parentOf", "label": "render"},
+                               "image/png", parent_bytes)])
+    finally:
+        signer.close()
+    report = read_manifest(signed, "image/png", identity.trust_anchor_pem)
+    digest = hashlib.sha256(signed).hexdigest()
+    file = Path("images") / f"{image_id}.edit-{digest[:12]}.png"
+    inside(run_dir, str(file)).write_bytes(signed)
+    payload = {"image_id": image_id, "file": str(file), "sha256": digest, "editor": editor,
+               "source_name": edited.name, "digital_source_type": COMPOSITE_TRAINED, "c2pa_state": report.state,
+               "parent_sha256": parent["sha256"], "signer": identity.subject}
+    ledger.append("edit.imported", f"edit-{image_id}-{digest[:16]}", payload, brand=render_event.brand,
+                  week=render_event.week, subject=render_event.subject)
+    return payload
