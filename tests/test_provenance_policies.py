@@ -166,3 +166,49 @@ def test_imported_retouch_becomes_the_exported_version(fake_llm, settings, brand
     assert main(["audit", str(next((run_dir / "images").glob(f"{image.key}.edit-*.png"))), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)[0]["record"]
     assert record["kind"] == "edit.imported" and record["editor"] == "Léa"
+
+
+def test_manifest_whose_certificate_expired_after_signing_is_invalid(settings, tmp_path):
+    """Why the README asks for a timestamp authority: without one, expiry invalidates the file."""
+    import time
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from estampille.provenance.c2pa_manifest import ManifestSigner, generation_manifest
+    from estampille.provenance.identity import SignerIdentity, dev_identity, write_private
+    from estampille.provenance.xmp import TRAINED
+
+    dev = dev_identity(settings.keys_dir)
+    ca_key = serialization.load_pem_private_key((settings.keys_dir / "dev-ca.key").read_bytes(), None)
+    ca = x509.load_pem_x509_certificate(dev.trust_anchor_pem)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    usage = dict(content_commitment=False, key_encipherment=False, data_encipherment=False, key_agreement=False,
+                 encipher_only=False, decipher_only=False, key_cert_sign=False, crl_sign=False)
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Short")]))
+            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(seconds=3))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, **usage), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    write_private(tmp_path / "short.key", key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                            serialization.NoEncryption()))
+    short = SignerIdentity(leaf.public_bytes(pem) + dev.trust_anchor_pem, tmp_path / "short.key",
+                           dev.trust_anchor_pem, "CN=Short")
+    image = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(image, "PNG")
+    signer = ManifestSigner(short)
+    signed = signer.sign(image.getvalue(), "image/png",
+                         generation_manifest("x.png", TRAINED, {"name": "t", "version": "1"}, {}, "prohibited"))
+    signer.close()
+    assert read_manifest(signed, "image/png", dev.trust_anchor_pem).state == "Trusted"
+    time.sleep(4)
+    report = read_manifest(signed, "image/png", dev.trust_anchor_pem)
+    assert report.state == "Invalid" and "signingCredential.expired" in report.failures

@@ -112,8 +112,10 @@ def test_audit_traces_an_exported_file_and_its_stripped_resized_jpeg(batch_run, 
     reposted = tmp_path / "reposted.jpg"
     image.resize((image.width // 2, image.height // 2)).save(reposted, "JPEG", quality=70)
     (tmp_path / "not-an-image.png").write_bytes(b"<html>hello</html>")
+    Image.new("1", (12000, 12000)).save(tmp_path / "bomb.png", optimize=True)
     capsys.readouterr()
-    status = main(["audit", str(exported), str(reposted), str(tmp_path / "not-an-image.png"), "--json"])
+    status = main(["audit", str(exported), str(reposted), str(tmp_path / "not-an-image.png"),
+                   str(tmp_path / "bomb.png"), "--json"])
     reports = {r["file"].rsplit("/", 1)[1]: r for r in json.loads(capsys.readouterr().out)}
     assert status == 1                                         # one file could not be traced
     signed = reports["croissant-mercredi-1.png"]
@@ -123,6 +125,7 @@ def test_audit_traces_an_exported_file_and_its_stripped_resized_jpeg(batch_run, 
     assert stripped["metadata_gone"] and stripped["c2pa_state"] == "absent" and stripped["xmp"] == {}
     assert stripped["record"]["found_by"] == "perceptual hash" and stripped["record"]["image_id"] == run["images"][0]
     assert "not a readable image" in reports["not-an-image.png"]["error"]
+    assert "decompression bomb" in reports["bomb.png"]["error"] and reports["bomb.png"]["record"] is None
 
     assert main(["audit", str(reposted)]) == 0
     text = capsys.readouterr().out
