@@ -1,16 +1,24 @@
 """The weekly visual batch as a Prefect flow: one task per stage, in the order of the mission.
 
-Tasks hold no logic: each calls one library stage (estampille.stages). Idempotency lives in
-the ledger, not in Prefect's cache, so results are not cached or persisted here.
+Tasks hold no logic: each calls one library stage (estampille.stages). Idempotency lives in the
+ledger, not in Prefect's cache: every unit of work is keyed by its inputs there, so a rerun of a
+crashed flow skips what finished even across Prefect servers. Prefect adds retries with backoff
+where the network can fail (the LLM stages), a per-machine GPU concurrency limit on rendering,
+and artifacts: render progress, a summary and a table of items by stage.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import socket
 from zoneinfo import ZoneInfo
 
 from prefect import flow, task
+from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
+                               update_progress_artifact)
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
+from prefect.tasks import exponential_backoff
 
 from estampille import stages
 from estampille.batch import finish, open_batch
@@ -18,16 +26,45 @@ from estampille.brand import iso_week
 from estampille.settings import Settings
 
 stage = task(cache_policy=NO_CACHE, persist_result=False)
+network_stage = task(cache_policy=NO_CACHE, persist_result=False, retries=3,
+                     retry_delay_seconds=exponential_backoff(backoff_factor=10), retry_jitter_factor=0.5)
 
 open_batch_task = stage(open_batch, name="open-batch")
 plan = stage(stages.plan_slots, name="plan-slots")
-draft = stage(stages.draft_texts, name="draft-texts", retries=1, retry_delay_seconds=5)
-write_prompts = stage(stages.write_image_prompts, name="write-image-prompts", retries=1, retry_delay_seconds=5)
-render = stage(stages.render_images, name="render-images")
+draft = network_stage(stages.draft_texts, name="draft-texts")
+write_prompts = network_stage(stages.write_image_prompts, name="write-image-prompts")
 check = stage(stages.check_lookalikes, name="check-lookalikes")
 sign = stage(stages.record_provenance, name="record-provenance")
 review = stage(stages.write_review, name="write-review-page")
 close = stage(finish, name="finish")
+
+
+def gpu_limit_name() -> str:
+    """One GPU slot per machine: `prefect gcl create gpu-<hostname> --limit 1` (README)."""
+    return f"gpu-{socket.gethostname()}"
+
+
+@task(name="render-images", cache_policy=NO_CACHE, persist_result=False)
+def render(batch, prompts):
+    artifact = create_progress_artifact(0.0, key="render-progress", description="Images rendered and recorded")
+
+    def progress(done: int, total: int) -> None:
+        update_progress_artifact(artifact, 100.0 * done / max(total, 1))
+
+    with concurrency(gpu_limit_name(), occupy=1):
+        return stages.render_images(batch, prompts, progress)
+
+
+def report(batch_name: str, week: str, summary: dict) -> None:
+    rows = [{"stage": name, "new": c["new"], "already done": c["reused"], "failed": c["failed"]}
+            for name, c in summary["counts"].items()]
+    create_table_artifact(rows, key="items-by-stage", description=f"{batch_name} {week}")
+    failures = "".join(f"\n- {f}" for f in summary["failures"]) or " none"
+    create_markdown_artifact(
+        f"# {batch_name} — {week}\n\nReview page: `{summary['review_page']}`\n\n"
+        f"Ledger: `{summary['ledger']}`\n\nFailures:{failures}\n\n"
+        + "".join(f"> {note}\n\n" for note in summary["notes"]),
+        key="weekly-batch-summary")
 
 
 @flow(name="weekly-visual-batch", persist_result=False, log_prints=True)
@@ -43,4 +80,6 @@ def weekly_batch(brand: str, week: str | None = None, out: str | None = None) ->
     checks = check(batch, renders)
     provenance = sign(batch, renders)
     review(batch, slots, drafts, prompts, renders, checks, provenance)
-    return close(batch)
+    summary = close(batch)
+    report(batch.brand.name, week, summary)
+    return summary

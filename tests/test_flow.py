@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -11,6 +16,8 @@ from estampille.cli import main
 from estampille.ledger import Ledger
 
 from .conftest import DEMO_BRAND, DEMO_WEEK
+
+POSTGRES = os.environ.get("ESTAMPILLE_TEST_POSTGRES_URL")
 
 STAGE_TASKS = {"open-batch", "plan-slots", "draft-texts", "write-image-prompts", "render-images",
                "check-lookalikes", "record-provenance", "write-review-page", "finish"}
@@ -33,6 +40,16 @@ async def _task_names(flow_run_id):
     return {run.name.rsplit("-", 1)[0] for run in runs if run.state and run.state.is_completed()}
 
 
+async def _artifacts(flow_run_id):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async with get_client() as client:
+        found = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {a.key: a for a in found}
+
+
 @pytest.mark.prefect
 def test_weekly_flow_runs_every_stage_as_a_task_and_reruns_idempotently(prefect_harness, fake_llm, settings,
                                                                           capsys):
@@ -44,6 +61,11 @@ def test_weekly_flow_runs_every_stage_as_a_task_and_reruns_idempotently(prefect_
     n_images = 2 * len(posts_in_week(load_brand(DEMO_BRAND), DEMO_WEEK))
     assert summary["failures"] == [] and summary["counts"]["sign"]["new"] == n_images
     assert asyncio.run(_task_names(state.state_details.flow_run_id)) == STAGE_TASKS
+    artifacts = asyncio.run(_artifacts(state.state_details.flow_run_id))
+    assert artifacts["render-progress"].data == 100.0
+    assert "review.html" in artifacts["weekly-batch-summary"].data
+    table = artifacts["items-by-stage"].data
+    assert '"stage": "render"' in table.replace("'", '"') and str(n_images) in table
     ledger = Ledger(settings.ledger_url)
     rows = ledger.count()
     assert ledger.verify().ok
@@ -52,4 +74,62 @@ def test_weekly_flow_runs_every_stage_as_a_task_and_reruns_idempotently(prefect_
     assert main(["run", "--brand", str(DEMO_BRAND), "--week", DEMO_WEEK]) == 0
     assert f"0 new, {n_images} already done" in capsys.readouterr().out
     assert ledger.count() == rows
+    ledger.close()
+
+
+def _render_events(url):
+    ledger = Ledger(url)
+    try:
+        return {e.key: e for e in ledger.events(kind="render.created")}
+    finally:
+        ledger.close()
+
+
+@pytest.mark.prefect
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_flow_killed_mid_render_resumes_without_redoing_anything(prefect_harness, fake_llm, isolated, backend,
+                                                                 monkeypatch):
+    from prefect.settings import PREFECT_API_URL
+
+    if backend == "postgres":
+        if not POSTGRES:
+            pytest.skip("set ESTAMPILLE_TEST_POSTGRES_URL (see .ci/postgres.sh) for the PostgreSQL run")
+        from sqlalchemy import create_engine
+
+        from estampille.ledger.schema import metadata
+
+        engine = create_engine(POSTGRES)
+        metadata.drop_all(engine)
+        engine.dispose()
+        monkeypatch.setenv("ESTAMPILLE_LEDGER_URL", POSTGRES)
+    url = os.environ.get("ESTAMPILLE_LEDGER_URL") or f"sqlite:///{isolated / 'out' / 'ledger.sqlite'}"
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}   # the session harness's server
+    command = [sys.executable, "-m", "estampille.cli", "run", "--brand", str(DEMO_BRAND), "--week", DEMO_WEEK]
+    n_images = 2 * len(posts_in_week(load_brand(DEMO_BRAND), DEMO_WEEK))
+
+    flow_process = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        ledger_file = isolated / "out" / "ledger.sqlite"
+        if (backend == "postgres" or ledger_file.exists()) and _render_events(url):
+            break
+        assert flow_process.poll() is None, "the flow ended before it could be killed"
+        time.sleep(0.2)
+    os.killpg(flow_process.pid, signal.SIGKILL)              # no cleanup, no finally blocks
+    flow_process.wait()
+    before = _render_events(url)
+    assert 0 < len(before) < n_images
+    run_dir = isolated / "out" / "demo" / DEMO_WEEK
+    mtimes = {key: (run_dir / e.payload["file"]).stat().st_mtime_ns for key, e in before.items()}
+
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"render: {n_images - len(before)} new, {len(before)} already done" in rerun.stdout
+    after = _render_events(url)
+    assert len(after) == n_images                            # nothing lost, no duplicate
+    assert all(after[key].seq == event.seq for key, event in before.items())       # not redone
+    assert all((run_dir / before[key].payload["file"]).stat().st_mtime_ns == mtime for key, mtime in mtimes.items())
+    ledger = Ledger(url)
+    assert ledger.verify().ok and sum(e.kind == "provenance.signed" for e in ledger.events()) == n_images
     ledger.close()

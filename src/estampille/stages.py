@@ -10,6 +10,7 @@ import hashlib
 import json
 import secrets
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
@@ -78,9 +79,11 @@ def write_image_prompts(batch: Batch, slots: list[Slot], drafts: list[Draft]) ->
     return prompts
 
 
-def render_images(batch: Batch, prompts: list[ImagePrompt]) -> list[Render]:
+def render_images(batch: Batch, prompts: list[ImagePrompt],
+                  progress: Callable[[int, int], None] | None = None) -> list[Render]:
     """`images_per_variant` renders per prompt; the model is loaded once, only if needed.
-    An image that cannot be rendered (out of memory even alone) fails alone."""
+    An image that cannot be rendered (out of memory even alone) fails alone. `progress(done,
+    total)` is called as images are recorded (the flow turns it into a Prefect artifact)."""
     settings = batch.brand.render
     digest_cache = batch.settings.home / "weights-sha256.json"
     folder = model_folder(batch.model)
@@ -111,6 +114,9 @@ def render_images(batch: Batch, prompts: list[ImagePrompt]) -> list[Render]:
             batch.count("render").reused += 1
         else:
             lost.setdefault(event.payload["batch_size"], []).append((prompt, job))
+    total = len(planned)
+    if progress:
+        progress(len(done), total)
     if fresh or lost:
         loaded = load_model(batch.model, digest_cache, scheduler=settings.scheduler,
                             cpu_offload=settings.cpu_offload, attention_slicing=settings.attention_slicing)
@@ -127,6 +133,8 @@ def render_images(batch: Batch, prompts: list[ImagePrompt]) -> list[Render]:
                                  prompt.slot_id, {"image_id": result.job.key, "error": result.error})
                     continue
                 done[result.job.key] = _store_render(batch, prompt, result, loaded, versions, scheduler)
+                if progress:
+                    progress(len(done), total)
     return [done[job.key] for _, job in planned if job.key in done]
 
 
