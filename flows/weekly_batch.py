@@ -47,12 +47,23 @@ def gpu_limit_name() -> str:
 @task(name="render-images", cache_policy=NO_CACHE, persist_result=False)
 def render(batch, prompts):
     artifact = create_progress_artifact(0.0, key="render-progress", description="Images rendered and recorded")
+    shown = [0.0]
 
     def progress(done: int, total: int) -> None:
-        update_progress_artifact(artifact, 100.0 * done / max(total, 1))
+        # Each update is an API call (~10 ms): report in steps of 5%, not per image.
+        percent = 100.0 * done / max(total, 1)
+        if percent - shown[0] >= 5 or (percent == 100.0 and shown[0] < 100.0):
+            update_progress_artifact(artifact, percent)
+            shown[0] = percent
 
     with concurrency(gpu_limit_name(), occupy=1):
         return stages.render_images(batch, prompts, progress)
+
+
+@task(name="render-shard", cache_policy=NO_CACHE, persist_result=False)
+def render_shard(brand: str, week: str, out: str, shard: int, shards: int) -> dict:
+    """One GPU worker's share of the renders (runs in its own process under a Dask task runner)."""
+    return stages.render_shard(brand, week, Settings.from_env(out=out), shard, shards)
 
 
 def report(batch_name: str, week: str, summary: dict) -> None:
@@ -68,14 +79,22 @@ def report(batch_name: str, week: str, summary: dict) -> None:
 
 
 @flow(name="weekly-visual-batch", persist_result=False, log_prints=True)
-def weekly_batch(brand: str, week: str | None = None, out: str | None = None) -> dict:
-    """Draft, prompt, render, check, sign and lay out one brand's week (default: this week in Paris)."""
+def weekly_batch(brand: str, week: str | None = None, out: str | None = None, render_workers: int = 1) -> dict:
+    """Draft, prompt, render, check, sign and lay out one brand's week (default: this week in Paris).
+
+    With `render_workers` > 1 and a Dask task runner (one worker process per GPU), the renders are
+    split between the workers; the render stage that follows only collects them (and renders
+    whatever a failed worker left)."""
     week = week or iso_week(dt.datetime.now(ZoneInfo("Europe/Paris")).date())
     settings = Settings.from_env(out=out)
     batch = open_batch_task(brand, week, settings)
     slots = plan(batch)
     drafts = draft(batch, slots)
     prompts = write_prompts(batch, slots, drafts)
+    if render_workers > 1:
+        shares = [render_shard.submit(brand, week, str(settings.out), i, render_workers) for i in range(render_workers)]
+        for share in shares:
+            share.wait()
     renders = render(batch, prompts)
     checks = check(batch, renders)
     provenance = sign(batch, renders)

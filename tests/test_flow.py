@@ -77,6 +77,28 @@ def test_weekly_flow_runs_every_stage_as_a_task_and_reruns_idempotently(prefect_
     ledger.close()
 
 
+@pytest.mark.prefect
+def test_two_render_workers_split_the_images_with_one_ledger(prefect_harness, fake_llm, settings):
+    from prefect_dask import DaskTaskRunner
+
+    from flows.weekly_batch import weekly_batch
+
+    runner = DaskTaskRunner(cluster_kwargs={"n_workers": 2, "processes": True, "threads_per_worker": 1})
+    summary = weekly_batch.with_options(task_runner=runner)(str(DEMO_BRAND), DEMO_WEEK, str(settings.out),
+                                                            render_workers=2)
+    n_images = 2 * len(posts_in_week(load_brand(DEMO_BRAND), DEMO_WEEK))
+    assert summary["failures"] == [] and summary["counts"]["render"] == {"reused": n_images, "new": 0, "failed": 0}
+    ledger = Ledger(settings.ledger_url)
+    renders = [e.payload for e in ledger.events(kind="render.created")]
+    workers = {r["worker"] for r in renders}
+    assert len(renders) == n_images and len(workers) == 2, workers
+    assert {w.rsplit(" ", 1)[-1] for w in workers} == {"1/2", "2/2"}
+    pids = {w.split(":")[1].split(" ")[0] for w in workers}
+    assert str(os.getpid()) not in pids                      # rendered in the worker processes
+    assert ledger.verify().ok and sum(e.kind == "provenance.signed" for e in ledger.events()) == n_images
+    ledger.close()
+
+
 def _render_events(url):
     ledger = Ledger(url)
     try:

@@ -51,7 +51,11 @@ def run(brand: Path = typer.Option(..., "--brand", help="Brand folder with brand
         week: str = typer.Option(None, "--week", help="ISO week, e.g. 2026-W48 (default: this week)."),
         out: Path = typer.Option(None, "--out", help="Output folder (default: $ESTAMPILLE_OUT or ./out)."),
         engine: str = typer.Option("prefect", "--engine",
-                                   help="prefect (flow in Prefect's local mode) or plain (no Prefect).")) -> None:
+                                   help="prefect (flow in Prefect's local mode) or plain (no Prefect)."),
+        render_workers: int = typer.Option(1, "--render-workers", min=1,
+                                           help="Split renders over this many worker processes (one per GPU)."),
+        dask: str = typer.Option(None, "--dask", help="Address of a Dask scheduler for the render workers "
+                                                      "(default with --render-workers: a local cluster).")) -> None:
     """Run the weekly batch: draft, prompt, render, check lookalikes, sign, write the review page."""
     week = week or iso_week(dt.date.today())
     settings = Settings.from_env(out=out)
@@ -59,8 +63,16 @@ def run(brand: Path = typer.Option(..., "--brand", help="Brand folder with brand
         _prefect_defaults(settings)
         from flows.weekly_batch import weekly_batch
 
-        summary = weekly_batch(str(brand), week, str(settings.out))
+        if render_workers > 1 or dask:
+            from prefect_dask import DaskTaskRunner
+
+            runner = DaskTaskRunner(address=dask) if dask else DaskTaskRunner(
+                cluster_kwargs={"n_workers": render_workers, "processes": True, "threads_per_worker": 1})
+            weekly_batch = weekly_batch.with_options(task_runner=runner)
+        summary = weekly_batch(str(brand), week, str(settings.out), render_workers=render_workers)
     elif engine == "plain":
+        if render_workers > 1:
+            raise typer.BadParameter("--render-workers needs --engine prefect (a Dask task runner)")
         from .stages import run_batch
 
         summary = run_batch(brand, week, settings)

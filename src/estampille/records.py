@@ -74,6 +74,7 @@ class Render(Record):
     device: str
     duration_s: float
     fingerprints: dict[str, str]   # perceptual hashes, for audits of stripped files
+    worker: str = ""      # host:pid (and shard) of the process that rendered it
 
 
 class Match(Record):

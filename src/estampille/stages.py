@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
+import socket
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -79,11 +81,13 @@ def write_image_prompts(batch: Batch, slots: list[Slot], drafts: list[Draft]) ->
     return prompts
 
 
-def render_images(batch: Batch, prompts: list[ImagePrompt],
-                  progress: Callable[[int, int], None] | None = None) -> list[Render]:
+def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[int, int], None] | None = None,
+                  shard: tuple[int, int] = (0, 1)) -> list[Render]:
     """`images_per_variant` renders per prompt; the model is loaded once, only if needed.
     An image that cannot be rendered (out of memory even alone) fails alone. `progress(done,
-    total)` is called as images are recorded (the flow turns it into a Prefect artifact)."""
+    total)` is called as images are recorded (the flow turns it into a Prefect artifact).
+    With `shard=(i, n)`, this process renders only its share of the jobs (on GPU i): n workers
+    split a batch between them, and the ledger keeps one chain for all."""
     settings = batch.brand.render
     digest_cache = batch.settings.home / "weights-sha256.json"
     folder = model_folder(batch.model)
@@ -105,10 +109,12 @@ def render_images(batch: Batch, prompts: list[ImagePrompt],
     done: dict[str, Render] = {}
     fresh: list[tuple[ImagePrompt, RenderJob]] = []
     lost: dict[int, list[tuple[ImagePrompt, RenderJob]]] = {}   # recorded batch size -> jobs to re-create
+    index, shards = shard
     for prompt, job in planned:
         event = batch.ledger.get(job.key)
         if event is None:
-            fresh.append((prompt, job))
+            if int(job.key[-8:], 16) % shards == index:
+                fresh.append((prompt, job))
         elif (batch.run_dir / event.payload["file"]).is_file():
             done[job.key] = Render.model_validate(event.payload)
             batch.count("render").reused += 1
@@ -118,8 +124,9 @@ def render_images(batch: Batch, prompts: list[ImagePrompt],
     if progress:
         progress(len(done), total)
     if fresh or lost:
-        loaded = load_model(batch.model, digest_cache, scheduler=settings.scheduler,
-                            cpu_offload=settings.cpu_offload, attention_slicing=settings.attention_slicing)
+        loaded = load_model(batch.model, digest_cache, scheduler=settings.scheduler, cpu_offload=settings.cpu_offload,
+                            attention_slicing=settings.attention_slicing, gpu=index)
+        worker = f"{socket.gethostname()}:{os.getpid()}" + (f" shard {index + 1}/{shards}" if shards > 1 else "")
         versions, scheduler = library_versions(), scheduler_record(loaded.pipeline)
         passes = [(fresh, settings.batch_size, False)] + [(jobs, size, True) for size, jobs in lost.items()]
         for todo, size, pad in passes:
@@ -132,14 +139,14 @@ def render_images(batch: Batch, prompts: list[ImagePrompt],
                     batch.append("render.failed", f"{result.job.key}:failed:{uuid.uuid4().hex[:12]}",
                                  prompt.slot_id, {"image_id": result.job.key, "error": result.error})
                     continue
-                done[result.job.key] = _store_render(batch, prompt, result, loaded, versions, scheduler)
+                done[result.job.key] = _store_render(batch, prompt, result, loaded, versions, scheduler, worker)
                 if progress:
                     progress(len(done), total)
     return [done[job.key] for _, job in planned if job.key in done]
 
 
 def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, loaded, versions: dict,
-                  scheduler: dict) -> Render:
+                  scheduler: dict, worker: str) -> Render:
     """Save the PNG and record it; a re-created image must match its record to the byte."""
     job = result.job
     file = Path("renders") / f"{job.key}.png"
@@ -163,7 +170,7 @@ def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, loaded, v
                     width=job.width, height=job.height, batch_size=result.batch_size,
                     mode="image-to-image" if reference else "text-to-image", reference=reference,
                     model=loaded.describe(), scheduler=scheduler, versions=versions, device=loaded.device,
-                    duration_s=round(result.seconds, 4), fingerprints=fingerprints(result.image))
+                    duration_s=round(result.seconds, 4), fingerprints=fingerprints(result.image), worker=worker)
     batch.append("render.created", job.key, prompt.slot_id, record.model_dump(mode="json"))
     batch.count("render").new += 1
     return record
@@ -310,6 +317,20 @@ def _sign_one(batch: Batch, render_record: Render, signer: ManifestSigner, ident
 def write_review(batch: Batch, slots, drafts, prompts, renders, checks, provenance) -> Path:
     return write_review_page(batch.run_dir / "review.html", batch.brand.name, batch.week, slots, drafts,
                              prompts, renders, checks, provenance, batch.notes)
+
+
+def render_shard(brand_dir: str | Path, week: str, settings: Settings, shard: int, shards: int) -> dict:
+    """One render worker's share of a batch whose drafts and prompts are recorded: it opens its
+    own ledger connection and loads the model once on its own GPU (number `shard`)."""
+    batch = open_batch(brand_dir, week, settings)
+    try:
+        slots = plan_slots(batch)
+        prompts = write_image_prompts(batch, slots, draft_texts(batch, slots))
+        render_images(batch, prompts, shard=(shard, shards))
+    finally:
+        batch.ledger.close()
+    return {"shard": shard, "worker": f"{socket.gethostname()}:{os.getpid()}", **vars(batch.count("render")),
+            "failures": batch.failures}
 
 
 def run_batch(brand_dir: str | Path, week: str, settings: Settings) -> dict:

@@ -74,11 +74,12 @@ class LoadedModel:
                 "test_model": entry.test_model}
 
 
-def pick_device() -> tuple[str, Any]:
+def pick_device(gpu: int = 0) -> tuple[str, Any]:
+    """CUDA (GPU number `gpu`, modulo the GPUs present), then Apple MPS, then CPU."""
     import torch
 
     if torch.cuda.is_available():
-        return "cuda", torch.float16
+        return f"cuda:{gpu % torch.cuda.device_count()}", torch.float16
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "mps", torch.float16
     return "cpu", torch.float32
@@ -125,14 +126,14 @@ def model_folder(resolved: ResolvedModel) -> Path | None:
 
 def load_model(resolved: ResolvedModel, digest_cache: Path | None = None, *, scheduler: str | None = None,
                scheduler_config: dict | None = None, cpu_offload: bool = False,
-               attention_slicing: bool = False) -> LoadedModel:
+               attention_slicing: bool = False, gpu: int = 0) -> LoadedModel:
     """`from_pretrained` on the resolved folder or hub id, then the scheduler asked for (by
     class name, optionally with a recorded config), and the best device with the memory options."""
     import diffusers
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()
-    device, dtype = pick_device()
+    device, dtype = pick_device(gpu)
     pipeline_class = getattr(diffusers, resolved.entry.pipeline, diffusers.DiffusionPipeline)
     kwargs: dict[str, Any] = {"dtype": dtype}
     if resolved.entry.revision:
@@ -151,8 +152,8 @@ def load_model(resolved: ResolvedModel, digest_cache: Path | None = None, *, sch
         pipeline.scheduler = scheduler_class.from_config(config)
     if attention_slicing:
         pipeline.enable_attention_slicing()
-    if cpu_offload and device == "cuda":
-        pipeline.enable_model_cpu_offload()   # moves sub-models to the GPU only while they run
+    if cpu_offload and device.startswith("cuda"):
+        pipeline.enable_model_cpu_offload(gpu_id=int(device.split(":")[1]))   # sub-models on the GPU only while they run
     else:
         pipeline.to(device)
     folder = model_folder(resolved)
@@ -245,7 +246,7 @@ def _render_chunk(loaded: LoadedModel, chunk: list[RenderJob], size: int, can_sp
     except (torch.OutOfMemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):
             raise
-        if loaded.device == "cuda":
+        if loaded.device.startswith("cuda"):
             torch.cuda.empty_cache()
         if can_split and len(chunk) > 1:
             half = len(chunk) // 2
