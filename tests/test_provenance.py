@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import stat
-import struct
 import zlib
 
 import pytest
@@ -14,6 +13,8 @@ from estampille.provenance.c2pa_manifest import ManifestSigner, generation_manif
 from estampille.provenance.identity import configured_identity, dev_identity
 from estampille.provenance.xmp import TRAINED, XmpFields, png_with_xmp, read_xmp, xmp_packet
 from estampille.errors import ConfigError
+
+from .png_chunks import chunks, rebuild
 
 FIELDS = XmpFields(digital_source_type=TRAINED, ai_system="builtin:tiny-sd", ai_system_version="sha256:abc",
                    ai_prompt='loaf "on" <table> & linen', creator="Maison Levain", credit_line="Maison Levain (AI)",
@@ -77,41 +78,25 @@ def test_no_key_material_in_the_signed_file(signed, identity):
     assert key_body[:40] not in signed
 
 
-def _png_chunks(data):
-    pos, chunks = 8, []
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        chunks.append((kind, data[pos + 8:pos + 8 + length]))
-        pos += 12 + length
-    return chunks
-
-
-def _rebuild(chunks):
-    out = bytearray(b"\x89PNG\r\n\x1a\n")
-    for kind, body in chunks:
-        out += struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-    return bytes(out)
-
-
 def test_one_changed_pixel_is_invalid(signed, identity):
-    chunks = _png_chunks(signed)
-    raw = bytearray(zlib.decompress(b"".join(b for k, b in chunks if k == b"IDAT")))
+    parts = chunks(signed)
+    raw = bytearray(zlib.decompress(b"".join(b for k, b in parts if k == b"IDAT")))
     raw[1] ^= 1
     idat_done, rebuilt = False, []
-    for kind, body in chunks:
+    for kind, body in parts:
         if kind == b"IDAT":
             if idat_done:
                 continue
             body, idat_done = zlib.compress(bytes(raw)), True
         rebuilt.append((kind, body))
-    report = read_manifest(_rebuild(rebuilt), "image/png", identity.trust_anchor_pem)
+    report = read_manifest(rebuild(rebuilt), "image/png", identity.trust_anchor_pem)
     assert report.state == "Invalid" and report.failures
 
 
 def test_edited_xmp_after_signing_is_invalid(signed, identity):
-    chunks = [(k, b.replace(b"Maison Levain SAS", b"Someone Else SAS")) if k == b"iTXt" else (k, b)
-              for k, b in _png_chunks(signed)]
-    report = read_manifest(_rebuild(chunks), "image/png", identity.trust_anchor_pem)
+    edited = [(k, b.replace(b"Maison Levain SAS", b"Someone Else SAS")) if k == b"iTXt" else (k, b)
+              for k, b in chunks(signed)]
+    report = read_manifest(rebuild(edited), "image/png", identity.trust_anchor_pem)
     assert report.state == "Invalid"
 
 

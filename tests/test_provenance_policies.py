@@ -6,8 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import struct
-import zlib
 
 import pytest
 from PIL import Image
@@ -22,6 +20,7 @@ from estampille.stages import run_batch, signer_identity
 
 from .conftest import DEMO_WEEK
 from .kms import fake_kms
+from .png_chunks import chunks, rebuild
 
 
 def _set_rights(brand_copy, line):
@@ -104,26 +103,15 @@ def test_expired_brand_certificate_is_refused_before_signing(settings, tmp_path)
         configured_identity(tmp_path / "chain.pem", tmp_path / "key.pem")
 
 
-def _chunks(data):
-    pos, out = 8, []
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        out.append((kind, data[pos + 8:pos + 8 + length]))
-        pos += 12 + length
-    return out
-
-
 def test_manifest_copied_onto_another_image_is_invalid(fake_llm, settings, brand_copy):
     run_batch(brand_copy, DEMO_WEEK, settings)
     _, data = _signed(settings)[0]
-    manifest = [c for c in _chunks(data) if c[0] == b"caBX"]
+    manifest = [c for c in chunks(data) if c[0] == b"caBX"]
     other = io.BytesIO()
     Image.new("RGB", (256, 256), "blue").save(other, "PNG")
-    chunks = _chunks(other.getvalue())
-    forged = bytearray(b"\x89PNG\r\n\x1a\n")
-    for kind, body in [chunks[0], *manifest, *chunks[1:]]:
-        forged += struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-    report = read_manifest(bytes(forged), "image/png", (settings.keys_dir / "dev-ca.pem").read_bytes())
+    parts = chunks(other.getvalue())
+    forged = rebuild([parts[0], *manifest, *parts[1:]])
+    report = read_manifest(forged, "image/png", (settings.keys_dir / "dev-ca.pem").read_bytes())
     assert report.state == "Invalid" and "assertion.dataHash.mismatch" in report.failures
 
 

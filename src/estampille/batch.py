@@ -18,7 +18,6 @@ from typing import TypeVar
 
 from . import __version__
 from .brand import BrandBundle, load_brand, parse_week, posts_in_week
-from .errors import EstampilleError
 from .ledger import Ledger
 from .records import Record
 from .render.registry import TINY_ID, ResolvedModel, check_licence, load_registry, resolve_model
@@ -137,6 +136,3 @@ def finish(batch: Batch) -> dict:
             "counts": {k: vars(v) for k, v in batch.counts.items()}, "failures": list(batch.failures),
             "notes": list(batch.notes), "ledger": batch.ledger.safe_url}
 
-
-class BatchFailed(EstampilleError):
-    """Some items failed; the others are recorded, and a rerun retries only the failed ones."""

@@ -224,6 +224,7 @@ def rerender(image_id: str = typer.Argument(..., help="Image id (img-…) from t
              out: Path = typer.Option(None, "--out", help="Where to write the re-created PNG."),
              ledger: str = typer.Option(None, "--ledger", help="SQLAlchemy URL (default: the run's SQLite).")) -> None:
     """Re-create an image from its ledger record and compare it with the recorded one."""
+    from .paths import inside
     from .render.rerender import rerender as rerender_image
 
     settings = Settings.from_env()
@@ -232,7 +233,7 @@ def rerender(image_id: str = typer.Argument(..., help="Image id (img-…) from t
     store.close()
     if event is None or event.kind != "render.created":
         raise EstampilleError(f"no render {image_id} in the ledger at {store.safe_url}")
-    original = settings.out / event.brand / event.week / event.payload["file"]
+    original = inside(settings.out / event.brand / event.week, event.payload["file"])
     result = rerender_image(event.payload, settings, original)
     target = out or Path(f"{image_id}.rerender.png")
     result.image.save(target, "PNG")

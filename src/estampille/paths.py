@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import EstampilleError
 
-class OutsideFolder(ValueError):
-    pass
+
+class OutsideFolder(EstampilleError, ValueError):
+    """A record names a file outside its folder: a forged or corrupted record."""
 
 
 def inside(folder: Path, relative: str) -> Path:

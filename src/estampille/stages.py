@@ -26,6 +26,7 @@ from .lookalike.index import THRESHOLDS, HashIndex, Reference, index_folders, ve
 from .provenance.c2pa_manifest import ManifestSigner, generation_manifest, read_manifest
 from .provenance.identity import SignerIdentity, callback_identity, configured_identity, dev_identity
 from .provenance.xmp import COMPOSITE_TRAINED, TRAINED, XmpFields, png_with_xmp, xmp_packet
+from .paths import inside
 from .records import Draft, ImagePrompt, LookalikeCheck, Match, Provenance, Render, Slot
 from .render.renderer import (Rendered, RenderJob, library_versions, load_model, model_folder, render,
                               scheduler_record, weights_sha256)
@@ -115,7 +116,7 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
         if event is None:
             if int(job.key[-8:], 16) % shards == index:
                 fresh.append((prompt, job))
-        elif (batch.run_dir / event.payload["file"]).is_file():
+        elif inside(batch.run_dir, event.payload["file"]).is_file():
             done[job.key] = Render.model_validate(event.payload)
             batch.count("render").reused += 1
         else:
@@ -203,7 +204,7 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
                 matches.append(Match(source=reference.source, reference=reference.reference,
                                      distances=distances, verdict=verdict))
                 if Path(reference.reference).is_file():
-                    side_by_side(Image.open(batch.run_dir / render_record.file), Image.open(reference.reference),
+                    side_by_side(Image.open(inside(batch.run_dir, render_record.file)), Image.open(reference.reference),
                                  f"{verdict}: {reference.source}  " + "  ".join(f"{k}={v}" for k, v in distances.items()),
                                  batch.run_dir / "evidence" / f"{render_record.image_id}-{n}.png")
             verdict = "lookalike" if any(m.verdict == "lookalike" for m in matches) else "clear"
@@ -253,7 +254,7 @@ def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
 
 
 def _signed_file_intact(run_dir: Path, payload: dict) -> bool:
-    path = run_dir / payload["file"]
+    path = inside(run_dir, payload["file"])
     return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == payload["sha256"]
 
 
@@ -270,7 +271,7 @@ def _sign_one(batch: Batch, render_record: Render, signer: ManifestSigner, ident
                     copyright_notice=rights.copyright_notice, web_statement=rights.web_statement,
                     licensor_name=rights.licensor_name, licensor_url=rights.licensor_url,
                     data_mining=rights.data_mining)
-    image = Image.open(batch.run_dir / render_record.file)
+    image = Image.open(inside(batch.run_dir, render_record.file))
     unsigned = png_with_xmp(image, xmp_packet(xmp))
     generation = {
         "image_id": render_record.image_id, "model": model["id"], "revision": model["revision"],

@@ -37,10 +37,15 @@ class Reference:
 class HashIndex:
     references: list[Reference] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
+    _packed: tuple[int, dict[str, np.ndarray]] | None = None
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {kind: np.array([hex_to_int(r.hashes[kind]) for r in self.references], dtype=np.uint64)
-                for kind in HASH_KINDS}
+        """The hashes packed as uint64 arrays, built once (again only if references were added)."""
+        if self._packed is None or self._packed[0] != len(self.references):
+            self._packed = (len(self.references), {
+                kind: np.array([hex_to_int(r.hashes[kind]) for r in self.references], dtype=np.uint64)
+                for kind in HASH_KINDS})
+        return self._packed[1]
 
     @property
     def version(self) -> str:

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import EstampilleError
+from ..errors import EstampilleError, ExitStatus
 from ..ledger import Event, Ledger
 
 DECISION_KINDS = ("review.approved", "review.rejected")
@@ -19,7 +19,7 @@ Decision = Literal["approved", "rejected"]
 class ReviewError(EstampilleError):
     """A decision that cannot be taken (unknown item, lookalike without override, no reviewer)."""
 
-    exit_status = 2
+    exit_status = ExitStatus.USAGE
 
 
 @dataclass(frozen=True)
