@@ -103,8 +103,11 @@ def test_invented_facts_are_marked_on_the_review_page(fake_llm, settings):
     assert '<mark title="unsupported day: not in the brief or brand file">dimanche</mark>' in html
 
 
-def test_review_page_lists_every_post_and_escapes_model_text(first_run):
+def test_review_page_lists_every_post_and_escapes_model_text(first_run, settings):
     html = open(first_run["review_page"], encoding="utf-8").read()
+    for event in _events(settings):
+        if event.kind in ("draft.created", "render.created"):
+            assert event.key in html     # the ids a reviewer passes to `estampille review approve`
     for post in posts_in_week(load_brand(DEMO_BRAND), DEMO_WEEK):
         assert f'id="{post.id}"' in html
     assert "<script>alert" not in html and "&lt;script&gt;" in html
