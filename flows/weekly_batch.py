@@ -9,6 +9,7 @@ and artifacts: render progress, a summary and a table of items by stage.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import socket
 from zoneinfo import ZoneInfo
@@ -39,9 +40,19 @@ review = stage(stages.write_review, name="write-review-page")
 close = stage(finish, name="finish")
 
 
-def gpu_limit_name() -> str:
-    """One GPU slot per machine: `prefect gcl create gpu-<hostname> --limit 1` (README)."""
-    return f"gpu-{socket.gethostname()}"
+def gpu_slot():
+    """One render at a time per GPU machine, when the operator created the limit
+    (`prefect gcl create gpu-<hostname> --limit 1`, README); no limit, no waiting and no warning."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    name = f"gpu-{socket.gethostname()}"
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            return contextlib.nullcontext()
+    return concurrency(name, occupy=1)
 
 
 @task(name="render-images", cache_policy=NO_CACHE, persist_result=False)
@@ -56,7 +67,7 @@ def render(batch, prompts):
             update_progress_artifact(artifact, percent)
             shown[0] = percent
 
-    with concurrency(gpu_limit_name(), occupy=1):
+    with gpu_slot():
         return stages.render_images(batch, prompts, progress)
 
 

@@ -78,6 +78,27 @@ def test_weekly_flow_runs_every_stage_as_a_task_and_reruns_idempotently(prefect_
 
 
 @pytest.mark.prefect
+def test_render_holds_the_machines_gpu_slot_when_the_limit_exists(prefect_harness):
+    import socket
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    from flows.weekly_batch import gpu_slot
+
+    name = f"gpu-{socket.gethostname()}"
+    assert gpu_slot().__class__.__name__ == "nullcontext"       # no limit: render without waiting
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+        try:
+            with gpu_slot():
+                assert client.read_global_concurrency_limit_by_name(name).active_slots == 1
+            assert client.read_global_concurrency_limit_by_name(name).active_slots == 0
+        finally:
+            client.delete_global_concurrency_limit_by_name(name)
+
+
+@pytest.mark.prefect
 def test_two_render_workers_split_the_images_with_one_ledger(prefect_harness, fake_llm, settings):
     from prefect_dask import DaskTaskRunner
 
