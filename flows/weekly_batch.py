@@ -113,3 +113,15 @@ def weekly_batch(brand: str, week: str | None = None, out: str | None = None, re
     summary = close(batch)
     report(batch.brand.name, week, summary)
     return summary
+
+
+def weekly_batch_for(render_workers: int = 1, dask_address: str | None = None):
+    """The flow with the task runner its render workers need: a local Dask cluster of one worker
+    process per GPU, or an existing Dask scheduler; the plain flow otherwise."""
+    if render_workers <= 1 and not dask_address:
+        return weekly_batch
+    from prefect_dask import DaskTaskRunner
+
+    runner = DaskTaskRunner(address=dask_address) if dask_address else DaskTaskRunner(
+        cluster_kwargs={"n_workers": render_workers, "processes": True, "threads_per_worker": 1})
+    return weekly_batch.with_options(task_runner=runner)

@@ -100,13 +100,9 @@ def test_render_holds_the_machines_gpu_slot_when_the_limit_exists(prefect_harnes
 
 @pytest.mark.prefect
 def test_two_render_workers_split_the_images_with_one_ledger(prefect_harness, fake_llm, settings):
-    from prefect_dask import DaskTaskRunner
+    from flows.weekly_batch import weekly_batch_for
 
-    from flows.weekly_batch import weekly_batch
-
-    runner = DaskTaskRunner(cluster_kwargs={"n_workers": 2, "processes": True, "threads_per_worker": 1})
-    summary = weekly_batch.with_options(task_runner=runner)(str(DEMO_BRAND), DEMO_WEEK, str(settings.out),
-                                                            render_workers=2)
+    summary = weekly_batch_for(render_workers=2)(str(DEMO_BRAND), DEMO_WEEK, str(settings.out), render_workers=2)
     n_images = 2 * len(posts_in_week(load_brand(DEMO_BRAND), DEMO_WEEK))
     assert summary["failures"] == [] and summary["counts"]["render"] == {"reused": n_images, "new": 0, "failed": 0}
     ledger = Ledger(settings.ledger_url)

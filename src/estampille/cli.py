@@ -61,15 +61,10 @@ def run(brand: Path = typer.Option(..., "--brand", help="Brand folder with brand
     settings = Settings.from_env(out=out)
     if engine == "prefect":
         _prefect_defaults(settings)
-        from flows.weekly_batch import weekly_batch
+        from flows.weekly_batch import weekly_batch_for
 
-        if render_workers > 1 or dask:
-            from prefect_dask import DaskTaskRunner
-
-            runner = DaskTaskRunner(address=dask) if dask else DaskTaskRunner(
-                cluster_kwargs={"n_workers": render_workers, "processes": True, "threads_per_worker": 1})
-            weekly_batch = weekly_batch.with_options(task_runner=runner)
-        summary = weekly_batch(str(brand), week, str(settings.out), render_workers=render_workers)
+        summary = weekly_batch_for(render_workers, dask)(str(brand), week, str(settings.out),
+                                                         render_workers=render_workers)
     elif engine == "plain":
         if render_workers > 1:
             raise typer.BadParameter("--render-workers needs --engine prefect (a Dask task runner)")
