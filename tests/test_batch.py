@@ -13,7 +13,7 @@ from estampille.brand import load_brand, posts_in_week
 from estampille.cli import main
 from estampille.ledger import Ledger
 from estampille.provenance.c2pa_manifest import read_manifest
-from estampille.provenance.xmp import TRAINED, read_xmp
+from estampille.provenance.xmp import read_xmp
 from estampille.settings import Settings
 from estampille.stages import run_batch
 

@@ -5,7 +5,6 @@ metadata, re-encoded, resized or cropped it."""
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 

@@ -25,7 +25,7 @@ PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("handle", re.compile(r"(?<![\w.])@[A-Za-z0-9_](?:[A-Za-z0-9_.]*[A-Za-z0-9_])?")),
     ("percentage", re.compile(rf"[-−+]?\s?{NUMBER}\s?%")),
     ("price", re.compile(rf"(?:[€$£]\s?{NUMBER}|{NUMBER}\s?(?:€|\$|£|eur\b|euros?\b|dollars?\b))", re.IGNORECASE)),
-    ("time", re.compile(rf"\b\d{{1,2}}\s?(?:h|:)\s?\d{{0,2}}\b|\b\d{{1,2}}\s?(?:a\.?m\.?|p\.?m\.?)",
+    ("time", re.compile(r"\b\d{1,2}\s?(?:h|:)\s?\d{0,2}\b|\b\d{1,2}\s?(?:a\.?m\.?|p\.?m\.?)",
                         re.IGNORECASE)),
     ("date", re.compile(rf"\b\d{{1,2}}(?:er)?\s+(?:{MONTHS})\b|\b(?:{MONTHS})\s+\d{{1,2}}(?:st|nd|rd|th)?\b|"
                         rf"\b\d{{1,2}}[/.]\d{{1,2}}(?:[/.]\d{{2,4}})?\b", re.IGNORECASE)),
