@@ -79,20 +79,14 @@ def test_misspelt_key_is_an_error_not_ignored(brand_copy):
         load_brand(brand_copy)
 
 
-def test_calendar_post_on_unknown_platform_names_its_line(brand_copy):
+@pytest.mark.parametrize("old,new,bad", [("platform: linkedin", "platform: myspace", "myspace"),
+                                         ("audience: visitors", "audience: martians", "martians")])
+def test_calendar_post_naming_something_unknown_names_its_line(brand_copy, old, new, bad):
     calendar = brand_copy / "calendar.yaml"
-    _replace(calendar, "platform: linkedin", "platform: myspace")
+    _replace(calendar, old, new)
     with pytest.raises(ConfigError) as error:
         load_brand(brand_copy)
-    assert "myspace" in str(error.value) and f"line {_line_of(calendar, 'myspace')}" in str(error.value)
-
-
-def test_calendar_post_for_an_unknown_audience_names_its_line(brand_copy):
-    calendar = brand_copy / "calendar.yaml"
-    _replace(calendar, "audience: visitors", "audience: martians")
-    with pytest.raises(ConfigError) as error:
-        load_brand(brand_copy)
-    assert "martians" in str(error.value) and f"line {_line_of(calendar, 'martians')}" in str(error.value)
+    assert bad in str(error.value) and f"line {_line_of(calendar, bad)}" in str(error.value)
 
 
 def test_week_without_posts_lists_the_weeks_that_have_some():

@@ -83,10 +83,15 @@ def test_invented_offer_sunday_opening_and_url_are_flagged_with_spans(fake_llm, 
 
 
 def test_near_duplicate_variant_is_regenerated(fake_llm, bundle):
+    fake_llm.rules.append(("croissant", "same"))
     first = _draft(fake_llm, bundle, variant=0)
+    fake_llm.rules[:] = [("croissant", "same-once")]       # the next variant's first answer repeats it
+    fake_llm.seen.clear()
     second = _draft(fake_llm, bundle, variant=1, others=[first.caption])
-    assert second.similarity["max_to_other_variants"] < 0.9
+    assert second.llm["attempts"] == 2 and second.llm["calls"][0]["similarity"] > 0.9
+    assert second.similarity["max_to_other_variants"] < 0.9 and second.caption != first.caption
     assert second.similarity["method"] == "all-MiniLM-L6-v2 cosine"
+    assert not any("near-duplicate" in f for f in second.flags)
 
 
 def test_variant_that_stays_a_duplicate_is_flagged(fake_llm, bundle):

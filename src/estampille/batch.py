@@ -95,13 +95,13 @@ def content_key(prefix: str, *parts: object) -> str:
     return f"{prefix}-{hashlib.sha256(material.encode()).hexdigest()[:20]}"
 
 
-def open_batch(brand_dir: str | Path, week: str, settings: Settings, *, build_tiny: bool = True) -> Batch:
+def open_batch(brand_dir: str | Path, week: str, settings: Settings) -> Batch:
     """Validate everything first (brand, calendar, week, model, licence); only then write."""
     bundle = load_brand(brand_dir)
     parse_week(week)
     posts = posts_in_week(bundle, week)
     render_settings = bundle.brand.render
-    if render_settings.model == TINY_ID and build_tiny and not (settings.models_dir / "tiny-sd").is_dir():
+    if render_settings.model == TINY_ID and not (settings.models_dir / "tiny-sd").is_dir():
         from .render.tiny import build_tiny_model
 
         build_tiny_model(settings.models_dir / "tiny-sd")

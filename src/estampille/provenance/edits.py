@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import EstampilleError
-from ..ledger import Ledger
+from ..ledger import Ledger, latest_payloads
 from ..lookalike.index import open_checked
 from ..paths import inside
 from .c2pa_manifest import ManifestSigner, read_manifest
@@ -19,13 +19,12 @@ from .identity import SignerIdentity
 from .xmp import COMPOSITE_TRAINED, XmpFields, png_with_xmp, xmp_packet
 
 
+CURRENT_FILE_KINDS = ("provenance.signed", "edit.imported")
+
+
 def current_versions(ledger: Ledger, brand: str, week: str) -> dict[str, dict]:
     """image id -> the record of its current file: the latest imported edit, else its signature."""
-    current: dict[str, dict] = {}
-    for event in ledger.events(brand=brand, week=week):
-        if event.kind in ("provenance.signed", "edit.imported"):
-            current[event.payload["image_id"]] = event.payload
-    return current
+    return latest_payloads(ledger.events(brand=brand, week=week), CURRENT_FILE_KINDS, "image_id")
 
 
 def import_edit(ledger: Ledger, run_root: Path, image_id: str, edited: Path, editor: str,

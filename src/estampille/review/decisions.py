@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import EstampilleError, ExitStatus
-from ..ledger import Event, Ledger
+from ..ledger import Event, Ledger, latest_payloads
 
 DECISION_KINDS = ("review.approved", "review.rejected")
 Decision = Literal["approved", "rejected"]
@@ -42,9 +42,9 @@ def find_item(ledger: Ledger, item_id: str) -> Item:
                 event.subject, event)
 
 
-def lookalike_verdict(ledger: Ledger, image_id: str) -> str | None:
-    checks = [e for e in ledger.events(kind="lookalike.checked") if e.payload["image_id"] == image_id]
-    return checks[-1].payload["verdict"] if checks else None
+def lookalike_verdict(ledger: Ledger, item: Item) -> str | None:
+    events = ledger.events(kind="lookalike.checked", brand=item.brand, week=item.week)
+    return latest_payloads(events, ("lookalike.checked",), "image_id").get(item.item_id, {}).get("verdict")
 
 
 def decide(ledger: Ledger, item_id: str, decision: Decision, reviewer: str, comment: str = "",
@@ -55,7 +55,7 @@ def decide(ledger: Ledger, item_id: str, decision: Decision, reviewer: str, comm
     item = find_item(ledger, item_id)
     payload = {"item_id": item_id, "item_kind": item.kind, "decision": decision, "reviewer": reviewer,
                "comment": comment, "decided_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    if item.kind == "image" and decision == "approved" and lookalike_verdict(ledger, item_id) == "lookalike":
+    if item.kind == "image" and decision == "approved" and lookalike_verdict(ledger, item) == "lookalike":
         if not override_lookalike:
             raise ReviewError(f"image {item_id} looks like a reference image (see its evidence): approving it "
                               "needs --override-lookalike REASON")
@@ -67,11 +67,3 @@ def decide(ledger: Ledger, item_id: str, decision: Decision, reviewer: str, comm
     return ledger.append(f"review.{decision}", f"review-{uuid.uuid4().hex}", payload, brand=item.brand,
                          week=item.week, subject=item.slot_id)
 
-
-def review_state(ledger: Ledger, brand: str, week: str) -> dict[str, dict]:
-    """item id -> the latest decision's payload, for one brand and week."""
-    state: dict[str, dict] = {}
-    for event in ledger.events(brand=brand, week=week):
-        if event.kind in DECISION_KINDS:
-            state[event.payload["item_id"]] = event.payload
-    return state

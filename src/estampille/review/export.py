@@ -15,13 +15,13 @@ from pathlib import Path
 
 from .. import __version__
 from ..brand import BrandBundle, posts_in_week
-from ..ledger import Ledger
+from ..ledger import Ledger, latest_payloads
 from ..paths import OutsideFolder, inside
 from ..provenance.c2pa_manifest import ManifestSigner, read_manifest
 from ..provenance.identity import SignerIdentity
 from ..provenance.xmp import read_xmp
-from ..provenance.edits import current_versions
-from .decisions import review_state
+from ..provenance.edits import CURRENT_FILE_KINDS
+from .decisions import DECISION_KINDS
 
 HOOTSUITE_DATE = "%d/%m/%Y"   # choose "DD/MM/YYYY" in Hootsuite's bulk composer
 
@@ -52,21 +52,13 @@ def approval_manifest(title: str, decision: dict) -> dict:
     }
 
 
-def _latest(events, kind: str, key: str) -> dict[str, dict]:
-    found: dict[str, dict] = {}
-    for event in events:
-        if event.kind == kind:
-            found[event.payload[key]] = event.payload
-    return found
-
-
 def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, identity: SignerIdentity) -> ExportReport:
-    events = ledger.events(brand=bundle.slug, week=week)
-    decisions = review_state(ledger, bundle.slug, week)
+    events = ledger.events(brand=bundle.slug, week=week)      # read once; everything below derives from it
+    decisions = latest_payloads(events, DECISION_KINDS, "item_id")
     drafts = [e.payload for e in events if e.kind == "draft.created"]
     renders = [e.payload for e in events if e.kind == "render.created"]
-    signed = current_versions(ledger, bundle.slug, week)   # an imported retouch replaces the render
-    checks = _latest(events, "lookalike.checked", "image_id")
+    signed = latest_payloads(events, CURRENT_FILE_KINDS, "image_id")   # an imported retouch replaces the render
+    checks = latest_payloads(events, ("lookalike.checked",), "image_id")
     report = ExportReport(run_dir / "export")
     signer: ManifestSigner | None = None
     rows: dict[str, list[list[str]]] = {}

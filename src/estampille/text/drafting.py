@@ -75,6 +75,11 @@ def variant_seed(slot_id: str, variant: int, attempt: int = 0) -> int:
     return int.from_bytes(hashlib.sha256(f"{slot_id}#{variant}#{attempt}".encode()).digest()[:4], "big")
 
 
+def has_words(text: str, at_least: int = 3) -> bool:
+    """Junk guard: a caption needs a few real words (letters, two or more each)."""
+    return len(re.findall(r"[^\W\d_]{2,}", text)) >= at_least
+
+
 def parse_structured(text: str) -> dict[str, Any]:
     """The JSON answer, repaired where that is safe (prose around it, a hashtag string instead
     of a list); ValueError naming the problem when it cannot be used."""
@@ -97,7 +102,7 @@ def parse_structured(text: str) -> dict[str, Any]:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ValueError(f"wrong schema: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    if len(re.findall(r"[^\W\d_]{2,}", fields["caption"])) < 3:
+    if not has_words(fields["caption"]):
         raise ValueError("the caption has fewer than three words")
     return {k: fields[k].strip() if isinstance(fields[k], str) else fields[k] for k in fields}
 
@@ -116,7 +121,7 @@ def parse_plain(text: str) -> tuple[dict[str, Any], list[str]]:
     if finished and finished.group(1).strip() != caption:
         caption = finished.group(1).strip()
         flags.append("answer stopped mid-sentence: unfinished sentence dropped")
-    if len(re.findall(r"[^\W\d_]{2,}", caption)) < 3:
+    if not has_words(caption):
         raise ValueError("the answer has no usable caption")
     return {"caption": caption, "hashtags": HASHTAG.findall(cleaned), "call_to_action": "",
             "alt_text": "", "language": ""}, flags

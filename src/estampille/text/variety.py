@@ -63,4 +63,11 @@ def similarity(a: str, b: str) -> float:
 
 
 def max_similarity(text: str, others: list[str]) -> float:
-    return max((similarity(text, other) for other in others), default=0.0)
+    """The closest of `others` to `text`: one embedding pass for all of them."""
+    others = [o for o in others if o.strip()]
+    if not text.strip() or not others:
+        return 0.0
+    if model_folder() is None:
+        return max(similarity(text, other) for other in others)
+    vectors = embed([text, *others])
+    return float((vectors[1:] @ vectors[0]).max().item())
