@@ -243,6 +243,48 @@ def rerender(image_id: str = typer.Argument(..., help="Image id (img-…) from t
     raise typer.Exit(ExitStatus.ERROR)
 
 
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: localhost only)."),
+          port: int = typer.Option(8000, "--port"),
+          brands: Path = typer.Option(Path("brand_assets"), "--brands",
+                                      help="Folder holding the brand folders (briefs, competitor images, publish)."),
+          reviewers: list[str] = typer.Option(None, "--reviewer",
+                                              help="A reviewer's name (repeat); or $ESTAMPILLE_REVIEWERS=a,b."),
+          proxy_header: str = typer.Option(None, "--proxy-header",
+                                           help="Take the reviewer's name from this header, set by a trusted "
+                                                "reverse proxy (e.g. X-Forwarded-User).")) -> None:
+    """Serve the review and audit pages. Reviewers sign in with their name and the team token
+    ($ESTAMPILLE_REVIEW_TOKEN; one is made and printed here when it is unset)."""
+    import secrets
+
+    import uvicorn
+
+    from .stages import signer_identity
+    from .web.app import WebConfig, create_app
+    from .web.security import ReviewerPolicy, is_loopback
+
+    settings = Settings.from_env()
+    names = tuple(reviewers or [n.strip() for n in os.environ.get("ESTAMPILLE_REVIEWERS", "").split(",") if n.strip()])
+    token = os.environ.get("ESTAMPILLE_REVIEW_TOKEN") or None
+    if names and not token and not proxy_header:
+        token = secrets.token_urlsafe(12)
+        typer.echo(f"Team token for this session (set ESTAMPILLE_REVIEW_TOKEN to choose one): {token}")
+    if not is_loopback(host) and not proxy_header:
+        typer.echo(f"warning: serving on {host} without a reverse proxy: use HTTPS in front of it", err=True)
+    config = WebConfig(settings=settings, identity=signer_identity(settings),
+                       policy=ReviewerPolicy(names, token, proxy_header),
+                       brands_dir=brands.absolute() if brands.is_dir() else None, bind_host=host)
+    typer.echo(f"Review pages on http://{'localhost' if is_loopback(host) else host}:{port}/ "
+               f"(ledger {_safe_ledger_url(settings)})")
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+
+
+def _safe_ledger_url(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.ledger_url).render_as_string(hide_password=True)
+
+
 @models_app.command("build-tiny")
 def build_tiny(out: Path = typer.Option(None, "--out", help="Folder (default: $ESTAMPILLE_HOME/models/tiny-sd)."),
                force: bool = typer.Option(False, "--force", help="Rebuild even if it exists.")) -> None:

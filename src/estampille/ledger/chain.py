@@ -143,6 +143,11 @@ class Ledger:
         with self.engine.connect() as conn:
             return [_to_event(row) for row in conn.execute(query)]
 
+    def head(self) -> int:
+        """The last row's sequence number (0 when empty): a cheap "has anything changed" mark."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(events_table.c.seq))).scalar_one() or 0
+
     def count(self) -> int:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(events_table)).scalar_one()

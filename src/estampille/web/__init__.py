@@ -1,0 +1,1 @@
+"""The review and audit web pages (`estampille serve`)."""
