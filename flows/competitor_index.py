@@ -1,4 +1,4 @@
-"""Refresh a brand's competitor fingerprints daily, so the weekly batch only hashes new files."""
+"""Refresh a brand's reference index nightly, so the weekly batch only hashes new files."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from estampille.brand import load_brand
-from estampille.lookalike.index import index_folders
+from estampille.lookalike.brand_index import refresh_brand_index
 from estampille.settings import Settings
 
 
@@ -14,8 +14,10 @@ from estampille.settings import Settings
 def competitor_index_refresh(brand: str, out: str | None = None) -> dict:
     settings = Settings.from_env(out=out)
     bundle = load_brand(brand)
-    index = index_folders(bundle.competitor_folders(), settings.out / bundle.slug / "competitor-hashes.json")
-    skipped = "".join(f"\n- `{path}`: {reason}" for path, reason in index.skipped) or " none"
-    create_markdown_artifact(f"# {bundle.brand.name}: {len(index.references)} competitor images indexed\n\n"
-                             f"Skipped:{skipped}", key="competitor-index")
-    return {"indexed": len(index.references), "skipped": len(index.skipped)}
+    store, skipped = refresh_brand_index(settings.out / bundle.slug / "lookalike-index", bundle.competitor_folders(), [])
+    indexed = store.count()
+    store.close()
+    listing = "".join(f"\n- `{source}`: {reason}" for source, reason in skipped) or " none"
+    create_markdown_artifact(f"# {bundle.brand.name}: {indexed} reference images indexed\n\nSkipped:{listing}",
+                             key="competitor-index")
+    return {"indexed": indexed, "skipped": len(skipped)}

@@ -1,80 +1,223 @@
-"""Perceptual fingerprints (imagehash bits) and the reference index."""
+"""The lookalike engine: hashes checked against imagehash, the on-disk index (incremental,
+parallel, bad files skipped), exact search (crops, mirrors, recolours), Dask scale-out with the
+same answers, the CLI, and calibration on a small labelled set."""
 
 from __future__ import annotations
 
 import io
+import json
+import os
+import shutil
 
 import imagehash
+import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageEnhance, ImageOps
 
+from estampille.cli import main
+from estampille.lookalike import benchset, calibration, ingest as ingest_module
+from estampille.lookalike.engine import calibrated, hash_queries, search_store
 from estampille.lookalike.fingerprint import fingerprints
-from estampille.lookalike.index import index_folders, verdict_for
+from estampille.lookalike.hashing import colour_of, decode, dhash_of, hash_image, phash_of
+from estampille.lookalike.ingest import ingest
+from estampille.lookalike.scan import Thresholds, popcount, scan
+from estampille.lookalike.store import ReferenceStore
 
-from .conftest import DEMO_BRAND
+from .conftest import DEMO_BRAND, REPO
 
 COMPETITOR = DEMO_BRAND / "competitors" / "boulangerie-doree"
+OTHER = DEMO_BRAND / "competitors" / "le-fournil-express"
 
 
-def _jpeg(image, quality=70):
+def jpeg(image: Image.Image, quality: int = 80) -> bytes:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, "JPEG", quality=quality)
-    return Image.open(io.BytesIO(buffer.getvalue()))
+    return buffer.getvalue()
 
 
-def test_fingerprints_are_imagehash_bits():
+def test_render_fingerprints_in_records_are_imagehash_bits():
     image = Image.open(COMPETITOR / "boulangerie-doree-01.jpg")
     hashes = fingerprints(image)
     assert hashes["phash"] == str(imagehash.phash(image)) and hashes["dhash"] == str(imagehash.dhash(image))
 
 
+def test_phash_dhash_and_colour_are_imagehash_bits_for_the_same_decoded_pixels():
+    files = sorted(COMPETITOR.glob("*.jpg")) + sorted(OTHER.glob("*.jpg")) + [REPO / "docs/screenshots/runs-page.png"]
+    for path in files:
+        image = decode(path)          # what the pipeline hashes: a reduced decode
+        gray = image.convert("L")
+        assert f"{phash_of(gray):016x}" == str(imagehash.phash(image)), path
+        assert f"{dhash_of(gray):016x}" == str(imagehash.dhash(image)), path
+        small = image.reduce(max(1, max(image.size) // 64))
+        assert colour_of(image) == int(str(imagehash.colorhash(small, binbits=3)), 16), path
+    assert max(decode(files[0]).size) < 256           # JPEG decoded at a reduced scale (draft)
+
+
 @pytest.fixture(scope="module")
-def index(tmp_path_factory):
-    return index_folders({"Boulangerie Dorée": COMPETITOR}, tmp_path_factory.mktemp("i") / "cache.json")
+def competitor_index(tmp_path_factory):
+    store = ReferenceStore(tmp_path_factory.mktemp("index"))
+    ingest(store, [COMPETITOR], "Boulangerie Dorée", captured="2026-11-01", rights="screenshot, internal use")
+    ingest(store, [OTHER], "Le Fournil Express")
+    yield store
+    store.close()
 
 
-def test_resized_recompressed_copy_of_a_competitor_image_is_a_lookalike(index):
-    original = Image.open(COMPETITOR / "boulangerie-doree-03.jpg")
-    copy = _jpeg(original.resize((original.width // 2, original.height // 2)), quality=60)
-    hits = index.search(fingerprints(copy))
-    best = min(hits, key=lambda h: h[1]["phash"])
-    assert best[0].reference.endswith("boulangerie-doree-03.jpg") and verdict_for(best[1]) == "lookalike"
+def hash_queries_from_bytes(blobs):
+    from estampille.lookalike.hashing import hash_query
+
+    return [hash_query(decode(b)) for b in blobs], None
 
 
-def test_unrelated_image_matches_nothing(index):
-    noise = Image.effect_noise((256, 256), 80).convert("RGB")
-    assert all(verdict_for(d) != "lookalike" for _, d in index.search(fingerprints(noise)))
+@pytest.mark.parametrize("copy", [
+    lambda im: im.resize((im.width // 2, im.height // 2)),
+    lambda im: ImageOps.mirror(im),
+    lambda im: im.crop((int(im.width * 0.12), int(im.height * 0.1), im.width, im.height)),     # ~20% of the area gone
+    lambda im: ImageEnhance.Brightness(ImageOps.mirror(im)).enhance(1.2),
+    lambda im: ImageOps.expand(im, im.width // 12, fill="white"),                               # a border
+    lambda im: im.rotate(4, resample=Image.Resampling.BICUBIC).crop((20, 20, im.width - 20, im.height - 20)),
+], ids=["half-size", "mirror", "crop-20%", "mirror+brighter", "border", "rotated-4°"])
+def test_copies_of_a_competitor_image_are_found_and_unrelated_images_are_not(competitor_index, copy):
+    original = Image.open(COMPETITOR / "boulangerie-doree-05.jpg")
+    queries, _ = hash_queries_from_bytes([jpeg(copy(original)), jpeg(Image.open(OTHER / "le-fournil-express-09.jpg"))])
+    hits = search_store(competitor_index, queries)
+    described = competitor_index.describe({h.reference_id for h in hits})
+    found = {described[h.reference_id]["source"].rsplit("/", 1)[1] for h in hits if h.query == 0}
+    assert "boulangerie-doree-05.jpg" in found
+    assert all(described[h.reference_id]["competitor"] == "Le Fournil Express" for h in hits if h.query == 1)
+    first = next(h for h in hits if h.query == 0 and described[h.reference_id]["source"].endswith("-05.jpg"))
+    assert set(first.distances) == {"phash", "window", "pdq", "dhash", "colour"} and first.reasons
+    assert described[first.reference_id]["captured"] == "2026-11-01"
 
 
-def test_bad_files_are_skipped_with_a_reason_and_the_rest_indexed(tmp_path):
+def test_noise_matches_nothing(competitor_index):
+    noise = Image.fromarray(np.random.default_rng(3).integers(0, 255, (300, 400, 3), dtype=np.uint8))
+    queries, _ = hash_queries_from_bytes([jpeg(noise)])
+    assert search_store(competitor_index, queries) == []
+
+
+def test_the_scan_is_exact_against_a_plain_numpy_evaluation():
+    """Random hashes, thresholds wide enough for many hits: the compiled scan with its shortcuts
+    returns exactly the pairs a direct evaluation of the rule finds."""
+    rng = np.random.default_rng(7)
+    n, q, w = 5000, 40, 8
+    u = lambda *shape: rng.integers(0, 2**63, shape, dtype=np.int64).view(np.uint64) * np.uint64(2)  # noqa: E731
+    phash = u(n)
+    flips = np.uint64(1) << rng.integers(0, 64, (w, n)).astype(np.uint64)
+    windows = np.ascontiguousarray(phash[None, :] ^ flips)
+    reach = popcount(phash[None, :] ^ windows).max(axis=0)
+    pdq = u(4, n)
+    from estampille.lookalike.scan import QueryArrays
+
+    q_phash, q_windows = phash[:q] ^ np.uint64(0b1011), windows[:, :q].T.copy()
+    q_reach = popcount(q_phash[:, None] ^ q_windows).max(axis=1)
+    queries = QueryArrays(q_phash, u(q), q_windows, q_reach, u(q, 2, 4))
+    t = Thresholds(phash=24, window=23, pdq=110)
+    found = {tuple(p) for p in scan(queries, phash, windows, reach, pdq, t)}
+    direct = popcount(queries.phash[:, None] ^ phash[None, :])
+    mirror = popcount(queries.mirror[:, None] ^ phash[None, :])
+    win = np.minimum(popcount(queries.phash[:, None, None] ^ windows.T[None]).min(axis=2),
+                     popcount(queries.windows[:, None, :] ^ phash[None, :, None]).min(axis=2))
+    pd = popcount(queries.pdq[:, :, None, :] ^ pdq.T[None, None]).sum(axis=3).min(axis=1)
+    expected = {tuple(p) for p in np.argwhere((direct <= 24) | (mirror <= 24) | (win <= 23) | (pd <= 110))}
+    assert found == expected and len(expected) > q
+
+
+def test_ingest_is_incremental_parallel_and_skips_bad_files_with_reasons(tmp_path, monkeypatch):
     folder = tmp_path / "mixed"
-    folder.mkdir()
-    Image.new("RGB", (64, 48), "orange").save(folder / "good.png")
+    shutil.copytree(COMPETITOR, folder)
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "fake.png").write_bytes(b"this is not an image")
     good = (COMPETITOR / "boulangerie-doree-00.jpg").read_bytes()
     (folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
-    index = index_folders({"x": folder}, tmp_path / "cache.json")
-    assert [r.reference.rsplit("/", 1)[1] for r in index.references] == ["good.png"]
-    reasons = {path.rsplit("/", 1)[1]: reason for path, reason in index.skipped}
+    Image.new("1", (12000, 12000)).save(folder / "bomb.png", optimize=True)
+    for n in range(150):                    # enough files for the process pool
+        (folder / f"extra-{n:03d}.jpg").write_bytes(good)
+    store = ReferenceStore(tmp_path / "index")
+    seen = []
+    report = ingest(store, [folder], "Dorée", workers=2, progress=lambda done, total: seen.append((done, total)))
+    assert report.added == 16 + 150 and seen[-1] == (170, 170)
+    reasons = {source.rsplit("/", 1)[1]: reason for source, reason in report.skipped}
     assert reasons["empty.jpg"] == "empty file"
     assert "not a readable image" in reasons["fake.png"]
     assert "truncated" in reasons["truncated.jpg"]
+    assert "decompression bomb" in reasons["bomb.png"]
+    assert len(store.skipped()) == 4
+
+    # Unchanged files are not read again; a changed one is, and replaces its old row.
+    monkeypatch.setattr(ingest_module, "hash_file", lambda data: pytest.fail("re-hashed an unchanged file"))
+    again = ingest(store, [folder], "Dorée", workers=1)
+    assert (again.added, again.unchanged) == (0, 166)
+    monkeypatch.undo()
+    changed = folder / "boulangerie-doree-03.jpg"
+    changed.write_bytes(jpeg(ImageOps.mirror(Image.open(COMPETITOR / "boulangerie-doree-03.jpg")), 60))
+    os.utime(changed, ns=(1, 1))
+    third = ingest(store, [folder], "Dorée", workers=1)
+    assert (third.added, third.replaced) == (1, 1) and store.count() == 166
+    queries, _ = hash_queries([COMPETITOR / "boulangerie-doree-03.jpg"])
+    hits = search_store(store, queries)
+    sources = store.describe({h.reference_id for h in hits})
+    assert sum(1 for h in hits if sources[h.reference_id]["source"].endswith("-03.jpg")) == 1   # old row filtered
 
 
-def test_decompression_bomb_is_skipped(tmp_path):
-    folder = tmp_path / "bomb"
-    folder.mkdir()
-    Image.new("1", (12000, 12000)).save(folder / "bomb.png", optimize=True)
-    index = index_folders({"x": folder}, tmp_path / "cache.json")
-    assert not index.references and "too large" in index.skipped[0][1]
+def test_dask_cluster_of_two_workers_returns_exactly_the_single_process_matches(tmp_path, monkeypatch):
+    from dask.distributed import Client, LocalCluster
+
+    from estampille.lookalike.distributed import search_on_dask
+
+    monkeypatch.setattr(ingest_module, "SHARD_SIZE", 6)        # several shards from 32 images
+    store = ReferenceStore(tmp_path / "index")
+    ingest(store, [COMPETITOR], "Dorée", workers=1)
+    ingest(store, [OTHER], "Fournil", workers=1)
+    assert len(store.shard_numbers()) >= 6
+    copies = [jpeg(ImageOps.mirror(Image.open(p)).resize((300, 225))) for p in sorted(COMPETITOR.glob("*.jpg"))[:6]]
+    copies += [jpeg(im.crop((im.width // 12, im.height // 12, im.width, im.height)))
+               for im in (Image.open(p) for p in sorted(OTHER.glob("*.jpg"))[:6])]
+    queries, _ = hash_queries_from_bytes(copies)
+    here = search_store(store, queries)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        there = search_on_dask(client, store.folder, queries)
+        workers = {w for w, _ in there.placements}
+    assert [(h.query, h.reference_id, h.distances) for h in there.hits] == \
+        [(h.query, h.reference_id, h.distances) for h in here]
+    assert len({h.query for h in here}) >= 8 and len(workers) == 2
 
 
-def test_cache_is_keyed_by_content_so_unchanged_files_are_not_rehashed(tmp_path, monkeypatch):
-    cache = tmp_path / "cache.json"
-    first = index_folders({"c": COMPETITOR}, cache)
-    import estampille.lookalike.index as module
+def test_cli_check_prints_json_per_file_and_exit_status(tmp_path, capsys):
+    index = tmp_path / "index"
+    assert main(["lookalike", "index", "--index", str(index), "--competitor", "Boulangerie Dorée",
+                 "--captured", "2026-10-30", "--rights", "public post", str(COMPETITOR)]) == 0
+    copy = tmp_path / "copy.jpg"
+    copy.write_bytes(jpeg(ImageOps.mirror(Image.open(COMPETITOR / "boulangerie-doree-07.jpg")), 60))
+    clean = tmp_path / "clean.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(clean)
+    capsys.readouterr()
+    assert main(["lookalike", "check", "--index", str(index), "--json", str(copy), str(clean)]) == 1
+    results = json.loads(capsys.readouterr().out)
+    assert [r["file"] for r in results] == [str(copy), str(clean)]
+    match = results[0]["matches"][0]
+    assert set(match) == {"competitor", "source", "distances", "verdict", "captured", "rights"}
+    assert match["competitor"] == "Boulangerie Dorée" and match["source"].endswith("boulangerie-doree-07.jpg")
+    assert match["verdict"] == "lookalike" and match["distances"]["phash"] <= calibrated().phash
+    assert results[1] == {"file": str(clean), "matches": [], "error": None}
+    assert main(["lookalike", "check", "--index", str(index), str(clean)]) == 0
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff garbage")
+    capsys.readouterr()
+    assert main(["lookalike", "check", "--index", str(index), "--json", str(broken)]) == 2
+    assert "not a readable image" in json.loads(capsys.readouterr().out)[0]["error"]
+    assert main(["lookalike", "check", "--index", str(tmp_path / "nowhere"), str(clean)]) == 2
 
-    monkeypatch.setattr(module, "fingerprints", lambda image: pytest.fail("re-hashed an unchanged file"))
-    second = index_folders({"c": COMPETITOR}, cache)
-    assert [r.hashes for r in second.references] == [r.hashes for r in first.references]
+
+def test_calibration_on_a_small_labelled_set_reaches_the_easy_targets():
+    originals, copies, distractors = benchset.build(REPO, scenes=6, distractor_scenes=40, seed=5)
+    originals = originals[::12]                                  # a few photos and every scene
+    copies = [c for c in copies if c.original in {o.name for o in originals}]
+    distances = calibration.measure(originals, copies, distractors, workers=1)
+    thresholds = calibration.choose(distances)
+    summary = calibration.report(distances, thresholds)
+    assert summary["false_positive_rate"] <= 0.001
+    assert summary["families"]["jpeg"]["recall"] == 1.0 and summary["families"]["mirror"]["recall"] >= 0.9
+    assert summary["families"]["mirror"]["baseline_phash10"] < 0.2          # what plain pHash misses
+    shipped = json.loads((REPO / "src/estampille/lookalike/thresholds.json").read_text())
+    assert shipped["thresholds"] == {"phash": calibrated().phash, "window": calibrated().window, "pdq": calibrated().pdq}

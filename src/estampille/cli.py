@@ -19,9 +19,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 models_app = typer.Typer(no_args_is_help=True, help="Image models.")
 review_app = typer.Typer(no_args_is_help=True, help="Approve or reject drafts and images (ledger events).")
 ledger_app = typer.Typer(no_args_is_help=True, help="The append-only ledger.")
+lookalike_app = typer.Typer(no_args_is_help=True, help="Reference images and lookalike checks.")
 app.add_typer(models_app, name="models")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(review_app, name="review")
+app.add_typer(lookalike_app, name="lookalike")
 
 state = {"debug": False}
 # Library chatter (progress bars, optional-dependency notices) hides our own summary.
@@ -283,6 +285,101 @@ def _safe_ledger_url(settings: Settings) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(settings.ledger_url).render_as_string(hide_password=True)
+
+
+def _index_folder(index: Path | None, brand: Path | None) -> Path:
+    """--index, or the brand's own index under the output folder, or $ESTAMPILLE_OUT/lookalike-index."""
+    settings = Settings.from_env()
+    if index:
+        return index
+    if brand:
+        return settings.out / brand.absolute().name / "lookalike-index"
+    return settings.out / "lookalike-index"
+
+
+@lookalike_app.command("index")
+def lookalike_index(paths: list[Path] = typer.Argument(..., help="Image files or folders (walked)."),
+                    competitor: str = typer.Option(..., "--competitor", help="Whose images these are."),
+                    captured: str = typer.Option(None, "--captured", help="When they were captured (e.g. 2026-11-20)."),
+                    rights: str = typer.Option(None, "--rights", help="A rights note (where from, what use)."),
+                    index: Path = typer.Option(None, "--index", help="Index folder."),
+                    brand: Path = typer.Option(None, "--brand", help="Use this brand's index (out/<brand>/lookalike-index)."),
+                    workers: int = typer.Option(None, "--workers", min=1, help="Processes (default: one per core).")
+                    ) -> None:
+    """Add images to a reference index: only new or changed files are hashed; bad files are skipped."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from .lookalike.ingest import ingest
+    from .lookalike.store import ReferenceStore
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise typer.BadParameter(f"not found: {', '.join(missing)}")
+    store = ReferenceStore(_index_folder(index, brand))
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("hashing", total=None)
+        report = ingest(store, paths, competitor, captured=captured, rights=rights, workers=workers,
+                        progress=lambda done, total: bar.update(task, completed=done, total=total))
+    total = store.count()
+    store.close()
+    for source, reason in report.skipped:
+        typer.echo(f"skipped {source}: {reason}", err=True)
+    typer.echo(f"{competitor}: {report.added} added ({report.replaced} changed), {report.unchanged} unchanged, "
+               f"{len(report.skipped)} skipped; {total} images in {store.folder}")
+
+
+@lookalike_app.command("check")
+def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to check (renders, drafts, downloads)."),
+                    as_json: bool = typer.Option(False, "--json", help="A JSON array: one object per file."),
+                    index: Path = typer.Option(None, "--index", help="Index folder."),
+                    brand: Path = typer.Option(None, "--brand", help="Use this brand's index."),
+                    rotations: bool = typer.Option(False, "--rotations", help="Also search quarter-turned copies."),
+                    dask: str = typer.Option(None, "--dask", help="Scan the shards on this Dask scheduler.")) -> None:
+    """Matches above threshold per file. Exit 0: no lookalike, 1: at least one, 2: error."""
+    import json
+
+    from .lookalike.engine import calibrated, hash_queries, search_store
+    from .lookalike.store import ReferenceStore
+
+    folder = _index_folder(index, brand)
+    if not (folder / "catalog.sqlite").is_file():
+        raise typer.BadParameter(f"no index at {folder}: build one with `estampille lookalike index`")
+    store = ReferenceStore(folder)
+    queries, errors = hash_queries(files)
+    readable = [n for n, q in enumerate(queries) if q is not None]
+    if dask:
+        from dask.distributed import Client
+
+        from .lookalike.distributed import search_on_dask
+
+        with Client(dask) as client:
+            hits = search_on_dask(client, folder, [queries[n] for n in readable], rotations=rotations).hits
+    else:
+        hits = search_store(store, [queries[n] for n in readable], rotations=rotations)
+    described = store.describe({h.reference_id for h in hits})
+    store.close()
+    results = [{"file": str(f), "matches": [], "error": e} for f, e in zip(files, errors)]
+    for hit in hits:
+        reference = described[hit.reference_id]
+        results[readable[hit.query]]["matches"].append({
+            "competitor": reference["competitor"], "source": reference["source"], "distances": hit.distances,
+            "verdict": "lookalike", "captured": reference["captured"], "rights": reference["rights"]})
+    if as_json:
+        typer.echo(json.dumps(results, indent=2, ensure_ascii=False))
+    else:
+        limits = calibrated()
+        for result in results:
+            status = "error" if result["error"] else ("LOOKALIKE" if result["matches"] else "clear")
+            typer.echo(f"{result['file']}: {status}" + (f" ({result['error']})" if result["error"] else ""))
+            for m in result["matches"]:
+                typer.echo(f"  {m['competitor']}: {m['source']}  " + " ".join(
+                    f"{k}={v}" for k, v in m["distances"].items())
+                    + f"  (thresholds phash<={limits.phash} window<={limits.window} pdq<={limits.pdq})")
+    if any(r["error"] for r in results):
+        raise typer.Exit(ExitStatus.USAGE)
+    if any(r["matches"] for r in results):
+        raise typer.Exit(ExitStatus.ERROR)
 
 
 @models_app.command("build-tiny")

@@ -33,6 +33,10 @@ class LicenceError(EstampilleError):
     exit_status = ExitStatus.USAGE
 
 
+class LookalikeError(EstampilleError):
+    """One render could not be checked (its file is unreadable): that render stays unchecked."""
+
+
 class LLMError(EstampilleError):
     """The text model failed for one slot (timeout, junk, refusal) after bounded retries."""
 

@@ -19,10 +19,11 @@ from PIL import Image
 
 from .batch import Batch, content_key, finish, open_batch
 from .brand import posts_in_week
-from .errors import EstampilleError, LLMError
+from .errors import EstampilleError, LLMError, LookalikeError
 from .lookalike.evidence import side_by_side
 from .lookalike.fingerprint import fingerprints
-from .lookalike.index import THRESHOLDS, HashIndex, Reference, index_folders, verdict_for
+from .lookalike.brand_index import refresh_brand_index
+from .lookalike.engine import calibrated, hash_queries, search_store
 from .provenance.c2pa_manifest import ManifestSigner, generation_manifest, read_manifest
 from .provenance.identity import SignerIdentity, callback_identity, configured_identity, dev_identity
 from .provenance.xmp import COMPOSITE_TRAINED, TRAINED, XmpFields, png_with_xmp, xmp_packet
@@ -177,42 +178,49 @@ def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, loaded, v
     return record
 
 
-def reference_index(batch: Batch) -> HashIndex:
-    """Competitors' images (cached by content) plus the brand's own renders from other weeks."""
-    index = index_folders({name: folder for name, folder in batch.bundle.competitor_folders().items()},
-                          batch.settings.out / batch.slug / "competitor-hashes.json")
-    for event in batch.ledger.events(kind="render.created", brand=batch.slug):
-        if event.week != batch.week:
-            index.references.append(Reference(source=f"own:{event.week}", reference=event.subject + "/" +
-                                              event.payload["image_id"], hashes=event.payload["fingerprints"]))
-    return index
-
-
 def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck]:
-    """Compare every render with the reference index; write side-by-side evidence for matches."""
-    index = reference_index(batch)
-    for path, reason in index.skipped:
-        batch.notes.append(f"competitor image skipped: {path}: {reason}")
+    """Compare every render with the brand's reference index (competitors' images, refreshed
+    incrementally, and the brand's renders of other weeks); write side-by-side evidence for matches."""
+    own = [(e.week, e.payload["image_id"], batch.settings.out / batch.slug / e.week / e.payload["file"])
+           for e in batch.ledger.events(kind="render.created", brand=batch.slug) if e.week != batch.week]
+    store, skipped = refresh_brand_index(batch.settings.out / batch.slug / "lookalike-index",
+                                         batch.bundle.competitor_folders(), own)
+    for source, reason in skipped:
+        batch.notes.append(f"reference image skipped: {source}: {reason}")
+    thresholds = calibrated()
+    limits = {"phash": thresholds.phash, "window": thresholds.window, "pdq": thresholds.pdq}
+    keys = {r.image_id: content_key("check", r.image_id, store.version(), limits) for r in renders}
+    todo = [r for r in renders if batch.ledger.get(keys[r.image_id]) is None]
+    queries, errors = hash_queries([inside(batch.run_dir, r.file) for r in todo])
+    readable = [(r, q) for r, q in zip(todo, queries) if q is not None]
+    problems = {r.image_id: error for r, error in zip(todo, errors) if error}
+    hits = search_store(store, [q for _, q in readable], thresholds)
+    described = store.describe({h.reference_id for h in hits})
+    by_render: dict[str, list] = {r.image_id: [] for r, _ in readable}
+    for hit in hits:
+        by_render[readable[hit.query][0].image_id].append(hit)
     checks = []
     for render_record in renders:
-        key = content_key("check", render_record.image_id, index.version, THRESHOLDS)
-
         def check(render_record=render_record) -> LookalikeCheck:
+            if render_record.image_id in problems:
+                raise LookalikeError(f"render {render_record.image_id} cannot be read: {problems[render_record.image_id]}")
             matches = []
-            for n, (reference, distances) in enumerate(index.search(render_record.fingerprints)):
-                verdict = verdict_for(distances)
-                matches.append(Match(source=reference.source, reference=reference.reference,
-                                     distances=distances, verdict=verdict))
-                if Path(reference.reference).is_file():
-                    side_by_side(Image.open(inside(batch.run_dir, render_record.file)), Image.open(reference.reference),
-                                 f"{verdict}: {reference.source}  " + "  ".join(f"{k}={v}" for k, v in distances.items()),
+            for n, hit in enumerate(by_render[render_record.image_id]):
+                reference = described[hit.reference_id]
+                matches.append(Match(source=reference["competitor"], reference=reference["source"],
+                                     distances=hit.distances, verdict="lookalike"))
+                if Path(reference["source"]).is_file():
+                    side_by_side(Image.open(inside(batch.run_dir, render_record.file)), Image.open(reference["source"]),
+                                 f"lookalike: {reference['competitor']}  " + "  ".join(
+                                     f"{k}={v}" + ("*" if k in hit.reasons else "") for k, v in hit.distances.items()),
                                  batch.run_dir / "evidence" / f"{render_record.image_id}-{n}.png")
-            verdict = "lookalike" if any(m.verdict == "lookalike" for m in matches) else "clear"
-            return LookalikeCheck(image_id=render_record.image_id, verdict=verdict, matches=matches,
-                                  thresholds=THRESHOLDS, index_size=len(index.references))
+            return LookalikeCheck(image_id=render_record.image_id, verdict="lookalike" if matches else "clear",
+                                  matches=matches, thresholds=limits, index_size=store.count())
 
-        checks.append(batch.record("check", "lookalike.checked", key, render_record.slot_id, check, LookalikeCheck))
-    return checks
+        checks.append(batch.record("check", "lookalike.checked", keys[render_record.image_id], render_record.slot_id,
+                                   check, LookalikeCheck, failures=(LookalikeError,)))
+    store.close()
+    return [c for c in checks if c]
 
 
 def signer_identity(settings: Settings) -> SignerIdentity:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..ledger import Ledger
 from ..lookalike.fingerprint import HASH_KINDS, fingerprints, hex_to_int
-from ..lookalike.index import IMAGE_SUFFIXES, open_checked
+from ..images import IMAGE_SUFFIXES, open_checked
 from .c2pa_manifest import read_manifest
 from .xmp import read_xmp
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import EstampilleError
 from ..ledger import Ledger, latest_payloads
-from ..lookalike.index import open_checked
+from ..images import open_checked
 from ..paths import inside
 from .c2pa_manifest import ManifestSigner, read_manifest
 from .identity import SignerIdentity

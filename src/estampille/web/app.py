@@ -23,7 +23,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from ..errors import EstampilleError
 from ..ledger import Ledger
-from ..lookalike.index import IMAGE_SUFFIXES
+from ..images import IMAGE_SUFFIXES
 from ..paths import OutsideFolder, inside
 from ..provenance.audit import Auditor
 from ..provenance.c2pa_manifest import read_manifest

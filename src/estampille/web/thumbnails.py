@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 
-from ..lookalike.index import open_checked
+from ..images import open_checked
 
 THUMB_SIZE = 320
 

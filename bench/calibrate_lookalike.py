@@ -1,0 +1,52 @@
+"""Calibrate the lookalike thresholds on the labelled set and write them next to the engine.
+
+    .venv/bin/python bench/calibrate_lookalike.py [--scenes 160] [--distractors 1500] [--seed 0]
+
+The set (src/estampille/lookalike/benchset.py) is generated from the images the project ships
+(demo competitors and references, scikit-image's sample photos) and procedural scenes, each
+copied 28 ways. One threshold per searched hash: the largest whose false-positive rate stays
+within its share of a 0.09% budget. `bench/lookalike_quality.py` then measures recall on a set
+generated with another seed (held out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=160)
+    parser.add_argument("--distractors", type=int, default=1500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="default: the engine's thresholds.json")
+    args = parser.parse_args()
+    from estampille.lookalike import benchset, calibration, engine
+    from estampille.lookalike.hashing import pipeline_id
+
+    started = time.perf_counter()
+    originals, copies, distractors = benchset.build(REPO, args.scenes, args.distractors, args.seed)
+    print(f"set: {len(originals)} originals, {len(copies)} copies, {len(distractors)} distractors "
+          f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    distances = calibration.measure(originals, copies, distractors)
+    thresholds = calibration.choose(distances)
+    summary = calibration.report(distances, thresholds)
+    out = args.out or engine.THRESHOLDS_FILE
+    out.write_text(json.dumps({"thresholds": summary["thresholds"], "pipeline": pipeline_id(),
+                               "calibrated_on": {"seed": args.seed, "originals": len(originals), "copies": len(copies),
+                                                 "distractors": len(distractors),
+                                                 "negative_pairs": summary["negative_pairs"]},
+                               "budget": calibration.BUDGET,
+                               "false_positive_rate": summary["false_positive_rate"]}, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    print(f"written {out} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

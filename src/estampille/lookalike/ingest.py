@@ -1,0 +1,125 @@
+"""Adding images to a reference index: only new or changed files are hashed, in parallel over
+processes; a file that cannot be hashed is skipped with its reason and the run goes on."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..images import IMAGE_SUFFIXES
+from .hashing import Hashes, UnreadableImage, hash_file, pipeline_id
+from .store import Entry, ReferenceStore
+CHUNK = 64                     # files per task sent to a worker process
+SHARD_SIZE = 250_000           # images per shard written by one run
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    unchanged: int = 0
+    replaced: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)    # (source, reason)
+
+
+def expand(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files as given, folders walked for image files (sorted, so runs are repeatable)."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(path)
+    return files
+
+
+def _hash_one(path: str) -> tuple[str, str, int, int, Hashes | None, str | None]:
+    """(path, sha256, size, mtime_ns, hashes, error): runs in a worker process."""
+    try:
+        stat = os.stat(path)
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return path, "", 0, 0, None, f"cannot read ({exc.strerror or exc})"
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        return path, digest, stat.st_size, stat.st_mtime_ns, hash_file(data), None
+    except UnreadableImage as exc:
+        return path, digest, stat.st_size, stat.st_mtime_ns, None, str(exc)
+
+
+def _hash_chunk(paths: list[str]) -> list[tuple]:
+    return [_hash_one(p) for p in paths]
+
+
+def ingest(store: ReferenceStore, inputs: Iterable[str | Path], competitor: str, *, captured: str | None = None,
+           rights: str | None = None, workers: int | None = None,
+           progress: Callable[[int, int], None] | None = None, label: Callable[[Path], str] | None = None
+           ) -> IngestReport:
+    """Hash what is new or changed under `inputs` and add it as `competitor`'s images.
+
+    `label` turns a path into the stored source (default: the absolute path)."""
+    report = IngestReport()
+    known = store.known()
+    bad = store.skipped_known()
+    pipeline = pipeline_id()
+    todo: list[str] = []
+    sources: dict[str, str] = {}
+    for path in expand(inputs):
+        source = label(path) if label else str(path.absolute())
+        sources[str(path)] = source
+        row = known.get(source)
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            report.skipped.append((source, f"cannot read ({exc.strerror or exc})"))
+            store.skip(source, report.skipped[-1][1])
+            continue
+        if row and row[1] == stat.st_size and row[2] == stat.st_mtime_ns and row[4] == pipeline:
+            report.unchanged += 1
+            continue
+        if source in bad and bad[source][:2] == (stat.st_size, stat.st_mtime_ns):
+            report.skipped.append((source, bad[source][2]))        # still the same bad file: not read again
+            continue
+        todo.append(str(path))
+    done = 0
+    entries: list[Entry] = []
+    hashes: list[Hashes] = []
+
+    def flush() -> None:
+        nonlocal entries, hashes
+        report.replaced += sum(1 for e in entries if e.source in known)
+        store.add(entries, hashes)
+        report.added += len(entries)
+        entries, hashes = [], []
+
+    def take(chunk: list[tuple]) -> None:
+        nonlocal done
+        for path, digest, size, mtime_ns, found, error in chunk:
+            source = sources[path]
+            if error:
+                report.skipped.append((source, error))
+                store.skip(source, error, size, mtime_ns)
+            else:
+                entries.append(Entry(source, competitor, digest, size, mtime_ns, captured, rights))
+                hashes.append(found)
+                if len(entries) >= SHARD_SIZE:
+                    flush()
+            done += 1
+            if progress:
+                progress(done, len(todo))
+
+    chunks = [todo[i:i + CHUNK] for i in range(0, len(todo), CHUNK)]
+    workers = min(workers or os.cpu_count() or 1, len(chunks))
+    if workers <= 1:
+        for chunk in chunks:
+            take(_hash_chunk(chunk))
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            for chunk in pool.map(_hash_chunk, chunks):
+                take(chunk)
+    flush()
+    return report

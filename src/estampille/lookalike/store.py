@@ -1,0 +1,200 @@
+"""The reference corpus on disk: a catalog (SQLite: where each image came from, whose it is,
+when it was captured, its rights note, its content hash) and immutable shards of packed hash
+arrays (`.npy`, memory-mapped when searched).
+
+    <index>/catalog.sqlite
+    <index>/shards/<n>/{phash,dhash,colour,reach,ids}.npy (N,)  windows.npy (W, N)  pdq.npy (4, N)
+
+Arrays are column-major so a scan reads each hash kind contiguously. A shard is written to a
+temporary folder and renamed into place before the catalog points at it, so a crash leaves
+either a whole shard or none. A changed or re-added file gets a new row; its old row is marked
+removed and filtered out of results until `compact` drops it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .hashing import WINDOWS, Hashes, pipeline_id
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,            -- path or URL it came from
+    competitor TEXT NOT NULL,        -- whose image it is ('own:<week>' for the brand's own renders)
+    sha256 TEXT NOT NULL,
+    size INTEGER, mtime_ns INTEGER,  -- to skip unchanged files without reading them
+    captured TEXT, rights TEXT,
+    pipeline TEXT NOT NULL,
+    shard INTEGER NOT NULL, row INTEGER NOT NULL,
+    removed INTEGER NOT NULL DEFAULT 0,
+    added_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_source ON images(source, removed);
+CREATE TABLE IF NOT EXISTS skipped (source TEXT PRIMARY KEY, reason TEXT NOT NULL, at TEXT NOT NULL,
+                                    size INTEGER, mtime_ns INTEGER);
+"""
+KINDS_1D = ("phash", "dhash", "colour", "reach", "ids")
+
+
+class IndexError_(Exception):
+    """The index folder is unusable (other pipeline, damaged shard): the message says what to do."""
+
+
+@dataclass
+class Shard:
+    number: int
+    phash: np.ndarray
+    dhash: np.ndarray
+    colour: np.ndarray
+    reach: np.ndarray
+    ids: np.ndarray
+    windows: np.ndarray
+    pdq: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class Entry:
+    source: str
+    competitor: str
+    sha256: str
+    size: int | None = None
+    mtime_ns: int | None = None
+    captured: str | None = None
+    rights: str | None = None
+
+
+def reach_of(hashes: Hashes) -> int:
+    return max(bin(hashes.phash ^ w).count("1") for w in hashes.windows)
+
+
+class ReferenceStore:
+    """One index folder: add shards, mark rows removed, load shards memory-mapped."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        (self.folder / "shards").mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.folder / "catalog.sqlite", timeout=60, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(SCHEMA)
+        self._clean_orphans()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ---------------------------------------------------------------- catalog
+    def known(self) -> dict[str, tuple[int, int | None, int | None, str, str]]:
+        """source -> (id, size, mtime_ns, sha256, pipeline) of its live row."""
+        rows = self.db.execute("SELECT source, id, size, mtime_ns, sha256, pipeline FROM images WHERE removed = 0")
+        return {r[0]: r[1:] for r in rows}
+
+    def skip(self, source: str, reason: str, size: int | None = None, mtime_ns: int | None = None) -> None:
+        self.db.execute("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?, ?)", (source, reason, _now(), size, mtime_ns))
+
+    def skipped(self) -> list[tuple[str, str]]:
+        return list(self.db.execute("SELECT source, reason FROM skipped ORDER BY source"))
+
+    def skipped_known(self) -> dict[str, tuple[int | None, int | None, str]]:
+        """source -> (size, mtime_ns, reason): a bad file is not read again until it changes."""
+        return {r[0]: r[1:] for r in self.db.execute("SELECT source, size, mtime_ns, reason FROM skipped")}
+
+    def remove(self, ids: list[int]) -> None:
+        self.db.executemany("UPDATE images SET removed = 1 WHERE id = ?", [(i,) for i in ids])
+
+    def describe(self, ids) -> dict[int, dict]:
+        found = {}
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 900):
+            chunk = ids[start:start + 900]
+            rows = self.db.execute(f"SELECT id, source, competitor, sha256, captured, rights FROM images WHERE id IN "
+                                   f"({','.join('?' * len(chunk))})", chunk)
+            for r in rows:
+                found[r[0]] = {"source": r[1], "competitor": r[2], "sha256": r[3], "captured": r[4], "rights": r[5]}
+        return found
+
+    def removed_ids(self) -> np.ndarray:
+        return np.fromiter((r[0] for r in self.db.execute("SELECT id FROM images WHERE removed = 1")), dtype=np.int64)
+
+    def count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM images WHERE removed = 0").fetchone()[0]
+
+    def version(self) -> str:
+        """Changes whenever the live corpus changes (a check's idempotency key includes it)."""
+        row = self.db.execute("SELECT count(*), coalesce(max(id), 0), coalesce(sum(removed), 0) FROM images").fetchone()
+        return hashlib.sha256(json.dumps([row, pipeline_id()]).encode()).hexdigest()[:16]
+
+    # ---------------------------------------------------------------- shards
+    def add(self, entries: list[Entry], hashes: list[Hashes]) -> int:
+        """Write one shard holding `hashes`, then catalog `entries` pointing at it. Returns its number."""
+        if not entries:
+            return 0
+        replaced = [k[0] for e in entries if (k := self.known().get(e.source))]
+        number = max([int(p.name) for p in (self.folder / "shards").iterdir() if p.name.isdigit()] + [0]) + 1
+        first_id = self.db.execute("SELECT coalesce(max(id), 0) FROM images").fetchone()[0] + 1
+        ids = np.arange(first_id, first_id + len(entries), dtype=np.int64)
+        arrays = {
+            "phash": np.array([h.phash for h in hashes], dtype=np.uint64),
+            "dhash": np.array([h.dhash for h in hashes], dtype=np.uint64),
+            "colour": np.array([h.colour for h in hashes], dtype=np.uint64),
+            "reach": np.array([reach_of(h) for h in hashes], dtype=np.int64),
+            "ids": ids,
+            "windows": np.ascontiguousarray(np.array([h.windows for h in hashes], dtype=np.uint64).T),
+            "pdq": np.ascontiguousarray(np.array([h.pdq for h in hashes], dtype=np.uint64).T),
+        }
+        tmp = self.folder / "shards" / f".tmp-{number}-{os.getpid()}"
+        tmp.mkdir()
+        for name, array in arrays.items():
+            np.save(tmp / f"{name}.npy", array)
+        (tmp / "meta.json").write_text(json.dumps({"pipeline": pipeline_id(), "count": len(entries),
+                                                   "windows": WINDOWS}))
+        tmp.rename(self.folder / "shards" / f"{number:06d}")
+        pipeline, now = pipeline_id(), _now()
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.executemany(
+            "INSERT INTO images (id, source, competitor, sha256, size, mtime_ns, captured, rights, pipeline, shard, row,"
+            " removed, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            [(int(ids[n]), e.source, e.competitor, e.sha256, e.size, e.mtime_ns, e.captured, e.rights, pipeline,
+              number, n, now) for n, e in enumerate(entries)])
+        self.db.executemany("UPDATE images SET removed = 1 WHERE id = ?", [(i,) for i in replaced])
+        self.db.executemany("DELETE FROM skipped WHERE source = ?", [(e.source,) for e in entries])
+        self.db.execute("COMMIT")
+        return number
+
+    def shard_numbers(self) -> list[int]:
+        live = {r[0] for r in self.db.execute("SELECT DISTINCT shard FROM images")}
+        return sorted(n for n in live if (self.folder / "shards" / f"{n:06d}").is_dir())
+
+    def load_shard(self, number: int) -> Shard:
+        folder = self.folder / "shards" / f"{number:06d}"
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta["pipeline"] != pipeline_id():
+            raise IndexError_(f"shard {folder} was hashed by another pipeline ({meta['pipeline']}); this "
+                              f"version hashes with {pipeline_id()}: rebuild the index (delete {self.folder} "
+                              "and run `estampille lookalike index` again)")
+        try:
+            arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in (*KINDS_1D, "windows", "pdq")}
+        except (OSError, ValueError) as exc:
+            raise IndexError_(f"shard {folder} is damaged ({exc}): delete it and index again") from None
+        return Shard(number, **arrays)
+
+    def _clean_orphans(self) -> None:
+        """A shard folder no catalog row points at is the leftover of a crash: remove it."""
+        for path in (self.folder / "shards").iterdir():
+            if path.name.startswith(".tmp-") and time.time() - path.stat().st_mtime > 3600:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
