@@ -75,8 +75,24 @@ def test_image_to_image_slot_records_its_reference_and_is_labelled_composite(fak
     report = read_manifest(data, "image/png", (settings.keys_dir / "dev-ca.pem").read_bytes())
     assert report.state == "Trusted"
     assert [i["title"] for i in report.active["ingredients"]] == ["atelier-table.jpg"]
-    others = [e.payload for e in events if e.kind == "render.created" and not e.subject.endswith("atelier-samedi")]
+    others = [e.payload for e in events if e.kind == "render.created"
+              and not e.subject.endswith(("atelier-samedi", "tradition-vendredi"))]
     assert all(r["mode"] == "text-to-image" and r["reference"] is None for r in others)
+
+    # The demo's "inspiration" slot starts from a competitor's picture: every render of it is
+    # flagged through its reference, with the competitor's image as evidence; the brand's own
+    # reference photo flags nothing.
+    checks = {e.payload["image_id"]: e.payload for e in events if e.kind == "lookalike.checked"}
+    copied = [e.payload for e in events if e.kind == "render.created" and e.subject.endswith("tradition-vendredi")]
+    assert len(copied) == 2
+    for render_record in copied:
+        check = checks[render_record["image_id"]]
+        assert check["verdict"] == "lookalike"
+        match = next(m for m in check["matches"] if m["via"] == "image-to-image reference")
+        assert match["source"] == "Boulangerie Dorée" and match["reference"].endswith("boulangerie-doree-04.jpg")
+        assert match["distances"]["phash"] == 0
+        assert (run_dir / "evidence" / f"{render_record['image_id']}-0.png").is_file()
+    assert all(checks[r["image_id"]]["verdict"] == "clear" for r in renders)
 
 
 def test_ledger_verifies_and_records_calls_without_the_api_key(first_run, settings):

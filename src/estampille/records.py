@@ -82,6 +82,7 @@ class Match(Record):
     reference: str        # the matched image's path or image id
     distances: dict[str, int]
     verdict: Literal["lookalike", "near"]
+    via: str = "render"   # or "image-to-image reference": the picture the render started from matched
 
 
 class LookalikeCheck(Record):

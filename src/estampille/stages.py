@@ -191,27 +191,33 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
     limits = {"phash": thresholds.phash, "window": thresholds.window, "pdq": thresholds.pdq}
     keys = {r.image_id: content_key("check", r.image_id, store.version(), limits) for r in renders}
     todo = [r for r in renders if batch.ledger.get(keys[r.image_id]) is None]
-    queries, errors = hash_queries([inside(batch.run_dir, r.file) for r in todo])
-    readable = [(r, q) for r, q in zip(todo, queries) if q is not None]
-    problems = {r.image_id: error for r, error in zip(todo, errors) if error}
+    # Each render is searched, and so is the image an image-to-image render started from: a
+    # competitor's picture used as "inspiration" is caught even when the model changed it a lot.
+    sources = [(r, "render", inside(batch.run_dir, r.file)) for r in todo]
+    sources += [(r, "image-to-image reference", Path(r.reference["path"])) for r in todo
+                if r.reference and Path(r.reference["path"]).is_file()]
+    queries, errors = hash_queries([path for _, _, path in sources])
+    readable = [(source, q) for source, q in zip(sources, queries) if q is not None]
+    problems = {r.image_id: error for (r, via, _), error in zip(sources, errors) if error and via == "render"}
     hits = search_store(store, [q for _, q in readable], thresholds)
     described = store.describe({h.reference_id for h in hits})
-    by_render: dict[str, list] = {r.image_id: [] for r, _ in readable}
+    by_render: dict[str, list] = {r.image_id: [] for r in todo}
     for hit in hits:
-        by_render[readable[hit.query][0].image_id].append(hit)
+        (render_record, via, _), _ = readable[hit.query]
+        by_render[render_record.image_id].append((via, hit))
     checks = []
     for render_record in renders:
         def check(render_record=render_record) -> LookalikeCheck:
             if render_record.image_id in problems:
                 raise LookalikeError(f"render {render_record.image_id} cannot be read: {problems[render_record.image_id]}")
             matches = []
-            for n, hit in enumerate(by_render[render_record.image_id]):
+            for n, (via, hit) in enumerate(by_render[render_record.image_id]):
                 reference = described[hit.reference_id]
                 matches.append(Match(source=reference["competitor"], reference=reference["source"],
-                                     distances=hit.distances, verdict="lookalike"))
+                                     distances=hit.distances, verdict="lookalike", via=via))
                 if Path(reference["source"]).is_file():
                     side_by_side(Image.open(inside(batch.run_dir, render_record.file)), Image.open(reference["source"]),
-                                 f"lookalike: {reference['competitor']}  " + "  ".join(
+                                 f"lookalike ({via}): {reference['competitor']}  " + "  ".join(
                                      f"{k}={v}" + ("*" if k in hit.reasons else "") for k, v in hit.distances.items()),
                                  batch.run_dir / "evidence" / f"{render_record.image_id}-{n}.png")
             return LookalikeCheck(image_id=render_record.image_id, verdict="lookalike" if matches else "clear",

@@ -24,7 +24,6 @@ from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
 
-import imagehash
 import numpy as np
 import pdqhash
 from PIL import Image
@@ -35,6 +34,7 @@ __all__ = ["UnreadableImage", "decode", "hash_image", "hash_query", "pipeline_id
 
 DECODE_SIDE = 128
 PDQ_SIDE = 64
+COLOUR_SIDE = 32
 # (x0, y0, x1, y1) as fractions of the image. Chosen greedily on the labelled set for recall on crops,
 # small rotations and borders at a low false-positive rate (bench/lookalike_quality.py); all keep
 # at least 85% of each side, so a window stays close to its image's full pHash, which lets the scan
@@ -49,7 +49,7 @@ LANCZOS = Image.Resampling.LANCZOS   # what imagehash uses (its ANTIALIAS)
 def pipeline_id() -> str:
     """Everything that changes the bits: library versions, decode mode, windows."""
     parts = [f"pillow={version('pillow')}", f"imagehash={version('imagehash')}", f"pdqhash={version('pdqhash')}",
-             f"numpy={np.__version__.split('.')[0]}", f"decode=draft-or-reduce-{DECODE_SIDE}", f"pdq-input={PDQ_SIDE}",
+             f"numpy={np.__version__.split('.')[0]}", f"decode=draft-or-reduce-{DECODE_SIDE}", f"pdq-input={PDQ_SIDE}", f"colour-input={COLOUR_SIDE}",
              "windows=" + ";".join(",".join(f"{v:g}" for v in w) for w in WINDOWS), f"colour={COLOUR_BINBITS}"]
     return "est1:" + "|".join(parts)
 
@@ -117,14 +117,19 @@ def _box_matrix(size: int, start: float, stop: float, out: int = 32) -> np.ndarr
     return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+@lru_cache(maxsize=16)
+def _window_matrices(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.stack([_box_matrix(h, y0 * h, y1 * h) for _, y0, _, y1 in WINDOWS])
+    cols = np.stack([_box_matrix(w, x0 * w, x1 * w).T for x0, _, x1, _ in WINDOWS])
+    return rows, cols
+
+
 def window_phashes(gray: Image.Image) -> tuple[int, ...]:
-    """pHash of each window in WINDOWS, box-filtered by two small matrix products per window
+    """pHash of each window in WINDOWS, box-filtered by two batched matrix products
     (windows need not match imagehash, only each other: corpus and queries share this code)."""
     pixels = np.asarray(gray.reduce(max(1, max(gray.size) // 64)), dtype=np.float32)
-    h, w = pixels.shape
-    stack = np.stack([_box_matrix(h, y0 * h, y1 * h) @ pixels @ _box_matrix(w, x0 * w, x1 * w).T
-                      for x0, y0, x1, y1 in WINDOWS])
-    return tuple(int(v) for v in _phash_bits(stack))
+    rows, cols = _window_matrices(*pixels.shape)
+    return tuple(int(v) for v in _phash_bits(np.matmul(np.matmul(rows, pixels), cols)))
 
 
 def _colour_code(value: int) -> int:
@@ -138,9 +143,9 @@ _COLOUR_SHIFTS = np.arange(13, -1, -1, dtype=np.uint64) * COLOUR_BINBITS
 
 
 def colour_of(image: Image.Image) -> int:
-    """imagehash.colorhash (binbits 3) of a 64-pixel copy, the same arithmetic vectorised
+    """imagehash.colorhash (binbits 3) of a 32-pixel copy, the same arithmetic vectorised
     (a histogram of hues: size barely moves it). Bit-identical to imagehash on that copy (tested)."""
-    small = image.reduce(max(1, max(image.size) // 64))
+    small = image.reduce(max(1, max(image.size) // COLOUR_SIDE))
     intensity = np.asarray(small.convert("L")).ravel()
     hsv = np.asarray(small.convert("HSV")).reshape(-1, 3)
     hue, sat = hsv[:, 0].astype(np.intp), hsv[:, 1]

@@ -147,3 +147,39 @@ def pair_distances(queries: QueryArrays, pairs: np.ndarray, phash, windows, pdq,
     pdq_best = popcount(queries.pdq[q] ^ pdq[:, r].T[:, None, :]).sum(axis=2).min(axis=1)
     return {"phash": np.minimum(direct, mirrored), "direct": direct, "mirrored": mirrored < direct, "window": window,
             "pdq": pdq_best, "dhash": popcount(q_dhash[q] ^ dhash[r]), "colour": popcount(q_colour[q] ^ colour[r])}
+
+
+@njit(parallel=True, cache=True)
+def _range_64(queries, hashes, radius, capacity):
+    n = hashes.shape[0]
+    blocks = (n + BLOCK * 8 - 1) // (BLOCK * 8)
+    hits = np.empty((blocks, capacity, 2), dtype=np.int64)
+    counts = np.zeros(blocks, dtype=np.int64)
+    for b in prange(blocks):
+        lo = b * BLOCK * 8
+        m = min(n, lo + BLOCK * 8) - lo
+        d = np.empty(m, dtype=np.int64)
+        found = 0
+        for q in range(queries.shape[0]):
+            a = queries[q]
+            for i in range(m):
+                d[i] = _pop(a ^ hashes[lo + i])
+            for i in range(m):
+                if d[i] <= radius:
+                    if found < capacity:
+                        hits[b, found, 0] = q
+                        hits[b, found, 1] = lo + i
+                    found += 1
+        counts[b] = found
+    return hits, counts
+
+
+def range_search(queries: np.ndarray, hashes: np.ndarray, radius: int) -> np.ndarray:
+    """(query, row) of every 64-bit hash within `radius` bits: one kind, one pass (memory-mapped
+    arrays are read in place). What a 100-million-hash corpus of one kind costs per query."""
+    hits, counts = _range_64(queries, hashes, radius, HIT_CAPACITY)
+    if counts.max(initial=0) > HIT_CAPACITY:
+        hits, counts = _range_64(queries, hashes, radius, int(counts.max()))
+    if not counts.sum():
+        return np.empty((0, 2), dtype=np.int64)
+    return np.concatenate([hits[b, :counts[b]] for b in range(len(counts))])

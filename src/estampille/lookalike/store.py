@@ -138,21 +138,26 @@ class ReferenceStore:
     # ---------------------------------------------------------------- shards
     def add(self, entries: list[Entry], hashes: list[Hashes]) -> int:
         """Write one shard holding `hashes`, then catalog `entries` pointing at it. Returns its number."""
-        if not entries:
-            return 0
-        replaced = [k[0] for e in entries if (k := self.known().get(e.source))]
-        number = max([int(p.name) for p in (self.folder / "shards").iterdir() if p.name.isdigit()] + [0]) + 1
-        first_id = self.db.execute("SELECT coalesce(max(id), 0) FROM images").fetchone()[0] + 1
-        ids = np.arange(first_id, first_id + len(entries), dtype=np.int64)
-        arrays = {
+        return self.add_arrays(entries, {
             "phash": np.array([h.phash for h in hashes], dtype=np.uint64),
             "dhash": np.array([h.dhash for h in hashes], dtype=np.uint64),
             "colour": np.array([h.colour for h in hashes], dtype=np.uint64),
             "reach": np.array([reach_of(h) for h in hashes], dtype=np.int64),
-            "ids": ids,
-            "windows": np.ascontiguousarray(np.array([h.windows for h in hashes], dtype=np.uint64).T),
-            "pdq": np.ascontiguousarray(np.array([h.pdq for h in hashes], dtype=np.uint64).T),
-        }
+            "windows": np.ascontiguousarray(np.array([h.windows for h in hashes], dtype=np.uint64)
+                                            .reshape(len(hashes), len(WINDOWS)).T),
+            "pdq": np.ascontiguousarray(np.array([h.pdq for h in hashes], dtype=np.uint64).reshape(len(hashes), 4).T),
+        })
+
+    def add_arrays(self, entries: list[Entry], arrays: dict[str, np.ndarray]) -> int:
+        """The same from packed arrays (phash, dhash, colour, reach: (N,); windows (W, N); pdq (4, N))."""
+        if not entries:
+            return 0
+        known = self.known()
+        replaced = [known[e.source][0] for e in entries if e.source in known]
+        number = max([int(p.name) for p in (self.folder / "shards").iterdir() if p.name.isdigit()] + [0]) + 1
+        first_id = self.db.execute("SELECT coalesce(max(id), 0) FROM images").fetchone()[0] + 1
+        ids = np.arange(first_id, first_id + len(entries), dtype=np.int64)
+        arrays = {**arrays, "ids": ids}
         tmp = self.folder / "shards" / f".tmp-{number}-{os.getpid()}"
         tmp.mkdir()
         for name, array in arrays.items():
