@@ -53,7 +53,7 @@ def real_hashes(queries: int):
 
 def build_index(folder: Path, corpus, size: int) -> None:
     from estampille.lookalike.hashing import WINDOWS
-    from estampille.lookalike.store import Entry, ReferenceStore, reach_of
+    from estampille.lookalike.store import Entry, ReferenceStore
 
     rng = np.random.default_rng(5)
     u = lambda *shape: rng.integers(0, 2**63, shape, dtype=np.int64).view(np.uint64) * np.uint64(2) + \
@@ -69,13 +69,11 @@ def build_index(folder: Path, corpus, size: int) -> None:
             take = flips > bit_round
             mask[take] |= np.uint64(1) << rng.integers(0, 64, int(take.sum())).astype(np.uint64)
         windows[j] = phash ^ mask
-    reach = np.bitwise_count(phash[None, :] ^ windows).max(axis=0).astype(np.int64)
-    arrays = {"phash": phash, "dhash": u(n), "colour": u(n) >> np.uint64(22), "reach": reach, "windows": windows,
+    arrays = {"phash": phash, "dhash": u(n), "colour": u(n) >> np.uint64(22), "windows": windows,
               "pdq": u(4, n)}
     real = {"phash": np.array([h.phash for h in corpus], dtype=np.uint64),
             "dhash": np.array([h.dhash for h in corpus], dtype=np.uint64),
             "colour": np.array([h.colour for h in corpus], dtype=np.uint64),
-            "reach": np.array([reach_of(h) for h in corpus], dtype=np.int64),
             "windows": np.array([h.windows for h in corpus], dtype=np.uint64).T,
             "pdq": np.array([h.pdq for h in corpus], dtype=np.uint64).T}
     merged = {k: np.ascontiguousarray(np.concatenate([real[k], arrays[k]], axis=-1)) for k in arrays}

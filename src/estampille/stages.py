@@ -189,7 +189,8 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
         batch.notes.append(f"reference image skipped: {source}: {reason}")
     thresholds = calibrated()
     limits = {"phash": thresholds.phash, "window": thresholds.window, "pdq": thresholds.pdq}
-    keys = {r.image_id: content_key("check", r.image_id, store.version(), limits) for r in renders}
+    version = store.version()
+    keys = {r.image_id: content_key("check", r.image_id, version, limits) for r in renders}
     todo = [r for r in renders if batch.ledger.get(keys[r.image_id]) is None]
     # Each render is searched, and so is the image an image-to-image render started from: a
     # competitor's picture used as "inspiration" is caught even when the model changed it a lot.

@@ -17,7 +17,6 @@ from .benchset import FAMILIES, Copy, Original, encode
 from .engine import query_arrays
 from .hashing import decode, hash_query
 from .scan import Thresholds, pair_distances, scan
-from .store import reach_of
 
 LOOSE = Thresholds(phash=20, window=20, pdq=110)      # wide enough to see every rate near the choice
 BUDGET = {"phash": 0.0002, "window": 0.0005, "pdq": 0.0002}   # sums to 0.09% < 0.1% of negative pairs
@@ -49,7 +48,6 @@ def measure(originals: list[Original], copies: list[Copy], distractors: list[Ori
     pdq = np.ascontiguousarray(np.array([h.hashes.pdq for h in corpus], dtype=np.uint64).T)
     dhash = np.array([h.hashes.dhash for h in corpus], dtype=np.uint64)
     colour = np.array([h.hashes.colour for h in corpus], dtype=np.uint64)
-    reach = np.array([reach_of(h.hashes) for h in corpus], dtype=np.int64)
     packed, q_dhash, q_colour = query_arrays(queries)
     index = {o.name: n for n, o in enumerate(corpus_items)}
     own = np.array([index[c.original] for c in copies])
@@ -57,7 +55,7 @@ def measure(originals: list[Original], copies: list[Copy], distractors: list[Ori
     positive = pair_distances(packed, np.stack([np.arange(len(copies)), own], axis=1), phash, windows, pdq, dhash,
                               colour, q_dhash, q_colour)
     plain = positive["direct"]
-    pairs = scan(packed, phash, windows, reach, pdq, LOOSE)
+    pairs = scan(packed, phash, windows, pdq, LOOSE)
     groups = np.array([group_of[o.name] for o in corpus_items])
     copy_groups = np.array([group_of[c.original] for c in copies])
     unrelated = groups[pairs[:, 1]] != copy_groups[pairs[:, 0]]

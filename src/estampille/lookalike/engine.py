@@ -42,8 +42,6 @@ def query_arrays(queries: list[QueryHashes], rotations: bool = False) -> tuple[Q
         phash=np.array([q.hashes.phash for q in queries], dtype=np.uint64),
         mirror=np.array([q.mirror_phash for q in queries], dtype=np.uint64),
         windows=np.array([q.hashes.windows for q in queries], dtype=np.uint64).reshape(len(queries), -1),
-        reach=np.array([max(bin(q.hashes.phash ^ w).count("1") for w in q.hashes.windows) for q in queries],
-                       dtype=np.int64),
         pdq=np.array([pdq_variants(q) for q in queries], dtype=np.uint64).reshape(len(queries), -1, 4))
     return (arrays, np.array([q.hashes.dhash for q in queries], dtype=np.uint64),
             np.array([q.hashes.colour for q in queries], dtype=np.uint64))
@@ -53,7 +51,7 @@ def search_shard(shard: Shard, packed: tuple[QueryArrays, np.ndarray, np.ndarray
                  removed: np.ndarray) -> list[Hit]:
     """Every pair of (query, live reference in this shard) within a threshold, with all distances."""
     queries, q_dhash, q_colour = packed
-    pairs = scan(queries, shard.phash, shard.windows, shard.reach, shard.pdq, thresholds)
+    pairs = scan(queries, shard.phash, shard.windows, shard.pdq, thresholds)
     if len(pairs) == 0:
         return []
     ids = np.asarray(shard.ids)[pairs[:, 1]]

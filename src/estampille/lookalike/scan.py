@@ -6,11 +6,9 @@ a straight pass on this hardware; a compiled pass does ~5 billion 64-bit compari
 2 cores (AVX-512 popcount), reads memory-mapped shards without copying, and splits across
 processes or machines by shard (distributed.py) with exactly the same answers.
 
-Per (query, reference) pair the rule is exact, with two shortcuts that never change the answer:
-- windows are compared only when the triangle inequality allows a match: a window's pHash is at
-  most `reach` bits from its image's pHash, so if the full pHashes differ by more than
-  threshold + reach, no window pair can be within threshold;
-- PDQ's four words are summed with an early exit once the partial sum exceeds the threshold.
+Per (query, reference) pair the rule is evaluated in full (no shortcut: windows sit ~20 bits from
+their image's pHash, too far for a triangle-inequality bound to prune): 2 pHash, 4 PDQ and 16
+window comparisons, in loops the compiler turns into AVX-512 popcounts.
 """
 
 from __future__ import annotations
@@ -24,8 +22,8 @@ os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), "
 
 from numba import njit, prange  # noqa: E402  (after the cache folder is chosen)
 
-BLOCK = 2048          # references per parallel work item: their hashes stay in L1/L2 across queries
-HIT_CAPACITY = 4096   # hits one block may hold before it is scanned again with more room
+BLOCK = 256           # references per parallel work item: their hashes (26 KB) stay in L1 across queries
+HIT_CAPACITY = 1024   # hits one block may hold before it is scanned again with more room
 
 
 @dataclass(frozen=True)
@@ -43,7 +41,6 @@ class QueryArrays:
     phash: np.ndarray      # (Q,) uint64
     mirror: np.ndarray     # (Q,) uint64
     windows: np.ndarray    # (Q, W) uint64
-    reach: np.ndarray      # (Q,) int64: max distance of a window to its image's pHash
     pdq: np.ndarray        # (Q, V, 4) uint64: PDQ variants searched
 
     def __len__(self) -> int:
@@ -59,46 +56,41 @@ def _pop(x):
     return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
 
 
-@njit(cache=True)
-def _exact(q, i, q_phash, q_mirror, q_windows, q_pdq, r_phash, r_windows, r_pdq, t):
-    if _pop(q_phash[q] ^ r_phash[i]) <= t[0] or _pop(q_mirror[q] ^ r_phash[i]) <= t[0]:
-        return True
-    for j in range(r_windows.shape[0]):
-        if _pop(q_phash[q] ^ r_windows[j, i]) <= t[1] or _pop(q_windows[q, j] ^ r_phash[i]) <= t[1]:
-            return True
-    for v in range(q_pdq.shape[1]):
-        s = 0
-        for k in range(4):
-            s += _pop(q_pdq[q, v, k] ^ r_pdq[k, i])
-        if s <= t[2]:
-            return True
-    return False
+@njit(inline="always")
+def _record(hits, b, found, q, i):
+    """Keep a hit if the block's room allows; count it either way (the caller retries with more room)."""
+    if found < hits.shape[1]:
+        hits[b, found, 0] = q
+        hits[b, found, 1] = i
+    return found + 1
 
 
 @njit(parallel=True, cache=True)
-def _scan(q_phash, q_mirror, q_windows, q_reach, q_pdq, r_phash, r_windows, r_reach, r_pdq, t, capacity):
-    """Per block of references and per query: simple loops the compiler vectorises (AVX-512
-    popcount where the CPU has it) compute the full pHash, mirror and PDQ distances and mark the
-    pairs that may match (windows only where the triangle bound allows); only those get the exact test."""
-    n = r_phash.shape[0]
-    blocks = (n + BLOCK - 1) // BLOCK
+def _scan(q_phash, q_mirror, q_windows, q_pdq, r_phash, r_windows, r_pdq, t, start, stop, capacity):
+    """Per block of references (small enough to stay in L1) and per query: simple loops the
+    compiler vectorises (AVX-512 popcount where the CPU has it) fold every distance of the rule
+    into one slack per pair; a pair with slack <= 0 matches. No shortcut: the rule is exact.
+    Scans reference rows [start, stop)."""
+    blocks = (stop - start + BLOCK - 1) // BLOCK
     hits = np.empty((blocks, capacity, 2), dtype=np.int64)
     counts = np.zeros(blocks, dtype=np.int64)
     for b in prange(blocks):
-        lo = b * BLOCK
-        m = min(n, lo + BLOCK) - lo
-        slack = np.empty(m, dtype=np.int64)     # <= 0: the pair may match
+        lo = start + b * BLOCK
+        m = min(stop, lo + BLOCK) - lo
+        slack = np.empty(m, dtype=np.int64)     # <= 0: the pair matches
         found = 0
         for q in range(q_phash.shape[0]):
             a, mm = q_phash[q], q_mirror[q]
             w0, w1, w2, w3 = q_pdq[q, 0, 0], q_pdq[q, 0, 1], q_pdq[q, 0, 2], q_pdq[q, 0, 3]
-            near = t[1] + q_reach[q]
             for i in range(m):
-                d0 = _pop(a ^ r_phash[lo + i])
+                p = r_phash[lo + i]
                 dq = _pop(w0 ^ r_pdq[0, lo + i]) + _pop(w1 ^ r_pdq[1, lo + i]) + \
                     _pop(w2 ^ r_pdq[2, lo + i]) + _pop(w3 ^ r_pdq[3, lo + i])
-                slack[i] = min(min(d0 - t[0], _pop(mm ^ r_phash[lo + i]) - t[0]),
-                               min(dq - t[2], min(d0 - near, d0 - r_reach[lo + i] - t[1])))
+                slack[i] = min(min(_pop(a ^ p), _pop(mm ^ p)) - t[0], dq - t[2])
+            for j in range(r_windows.shape[0]):      # crops: our pHash in their windows; borders: the reverse
+                qw = q_windows[q, j]
+                for i in range(m):
+                    slack[i] = min(slack[i], min(_pop(a ^ r_windows[j, lo + i]), _pop(qw ^ r_phash[lo + i])) - t[1])
             for v in range(1, q_pdq.shape[1]):        # further PDQ variants (rotations), when asked
                 w0, w1, w2, w3 = q_pdq[q, v, 0], q_pdq[q, v, 1], q_pdq[q, v, 2], q_pdq[q, v, 3]
                 for i in range(m):
@@ -106,30 +98,36 @@ def _scan(q_phash, q_mirror, q_windows, q_reach, q_pdq, r_phash, r_windows, r_re
                         _pop(w2 ^ r_pdq[2, lo + i]) + _pop(w3 ^ r_pdq[3, lo + i])
                     slack[i] = min(slack[i], dq - t[2])
             for i in range(m):
-                if slack[i] <= 0 and _exact(q, lo + i, q_phash, q_mirror, q_windows, q_pdq, r_phash, r_windows,
-                                            r_pdq, t):
-                    if found < capacity:
-                        hits[b, found, 0] = q
-                        hits[b, found, 1] = lo + i
-                    found += 1
+                if slack[i] <= 0:
+                    found = _record(hits, b, found, q, lo + i)
         counts[b] = found
     return hits, counts
 
 
-def scan(queries: QueryArrays, phash: np.ndarray, windows: np.ndarray, reach: np.ndarray, pdq: np.ndarray,
+def scan(queries: QueryArrays, phash: np.ndarray, windows: np.ndarray, pdq: np.ndarray,
          thresholds: Thresholds) -> np.ndarray:
     """(query index, reference row) of every pair the rule matches, sorted. References are
-    column-major: phash (N,), windows (W, N), reach (N,), pdq (4, N)."""
+    column-major: phash (N,), windows (W, N), pdq (4, N)."""
     if len(queries) == 0 or len(phash) == 0:
         return np.empty((0, 2), dtype=np.int64)
-    args = (queries.phash, queries.mirror, queries.windows, queries.reach, queries.pdq, phash, windows, reach, pdq,
-            thresholds.as_array())
-    hits, counts = _scan(*args, HIT_CAPACITY)
-    if counts.max(initial=0) > HIT_CAPACITY:      # a flood of matches (a corpus of near-duplicates): once more, roomier
-        hits, counts = _scan(*args, int(counts.max()))
-    found = np.concatenate([hits[b, :counts[b]] for b in range(len(counts))]) if counts.sum() else \
-        np.empty((0, 2), dtype=np.int64)
+    args = (queries.phash, queries.mirror, queries.windows, queries.pdq, phash, windows, pdq, thresholds.as_array())
+    found = _collect(_scan, args, len(phash), BLOCK)
     return found[np.lexsort((found[:, 1], found[:, 0]))]
+
+
+def _collect(kernel, args, rows: int, block: int) -> np.ndarray:
+    """Run a kernel over all rows; a block that found more hits than it had room for (many copies
+    of one image, as when renders are checked against the images they copy) is scanned again
+    alone, with room for all of them. Join the blocks' hits."""
+    hits, counts = kernel(*args, 0, rows, HIT_CAPACITY)
+    parts = []
+    for b in np.flatnonzero(counts):
+        if counts[b] <= HIT_CAPACITY:
+            parts.append(hits[b, :counts[b]])
+        else:
+            again, _ = kernel(*args, b * block, min(rows, (b + 1) * block), int(counts[b]))
+            parts.append(again[0])
+    return np.concatenate(parts) if parts else np.empty((0, 2), dtype=np.int64)
 
 
 def popcount(values: np.ndarray) -> np.ndarray:
@@ -150,14 +148,13 @@ def pair_distances(queries: QueryArrays, pairs: np.ndarray, phash, windows, pdq,
 
 
 @njit(parallel=True, cache=True)
-def _range_64(queries, hashes, radius, capacity):
-    n = hashes.shape[0]
-    blocks = (n + BLOCK * 8 - 1) // (BLOCK * 8)
+def _range_64(queries, hashes, radius, start, stop, capacity):
+    blocks = (stop - start + BLOCK * 8 - 1) // (BLOCK * 8)
     hits = np.empty((blocks, capacity, 2), dtype=np.int64)
     counts = np.zeros(blocks, dtype=np.int64)
     for b in prange(blocks):
-        lo = b * BLOCK * 8
-        m = min(n, lo + BLOCK * 8) - lo
+        lo = start + b * BLOCK * 8
+        m = min(stop, lo + BLOCK * 8) - lo
         d = np.empty(m, dtype=np.int64)
         found = 0
         for q in range(queries.shape[0]):
@@ -166,10 +163,7 @@ def _range_64(queries, hashes, radius, capacity):
                 d[i] = _pop(a ^ hashes[lo + i])
             for i in range(m):
                 if d[i] <= radius:
-                    if found < capacity:
-                        hits[b, found, 0] = q
-                        hits[b, found, 1] = lo + i
-                    found += 1
+                    found = _record(hits, b, found, q, lo + i)
         counts[b] = found
     return hits, counts
 
@@ -177,9 +171,4 @@ def _range_64(queries, hashes, radius, capacity):
 def range_search(queries: np.ndarray, hashes: np.ndarray, radius: int) -> np.ndarray:
     """(query, row) of every 64-bit hash within `radius` bits: one kind, one pass (memory-mapped
     arrays are read in place). What a 100-million-hash corpus of one kind costs per query."""
-    hits, counts = _range_64(queries, hashes, radius, HIT_CAPACITY)
-    if counts.max(initial=0) > HIT_CAPACITY:
-        hits, counts = _range_64(queries, hashes, radius, int(counts.max()))
-    if not counts.sum():
-        return np.empty((0, 2), dtype=np.int64)
-    return np.concatenate([hits[b, :counts[b]] for b in range(len(counts))])
+    return _collect(_range_64, (queries, hashes, radius), len(hashes), BLOCK * 8)

@@ -3,7 +3,7 @@ when it was captured, its rights note, its content hash) and immutable shards of
 arrays (`.npy`, memory-mapped when searched).
 
     <index>/catalog.sqlite
-    <index>/shards/<n>/{phash,dhash,colour,reach,ids}.npy (N,)  windows.npy (W, N)  pdq.npy (4, N)
+    <index>/shards/<n>/{phash,dhash,colour,ids}.npy (N,)  windows.npy (W, N)  pdq.npy (4, N)
 
 Arrays are column-major so a scan reads each hash kind contiguously. A shard is written to a
 temporary folder and renamed into place before the catalog points at it, so a crash leaves
@@ -43,7 +43,7 @@ CREATE INDEX IF NOT EXISTS images_source ON images(source, removed);
 CREATE TABLE IF NOT EXISTS skipped (source TEXT PRIMARY KEY, reason TEXT NOT NULL, at TEXT NOT NULL,
                                     size INTEGER, mtime_ns INTEGER);
 """
-KINDS_1D = ("phash", "dhash", "colour", "reach", "ids")
+KINDS_1D = ("phash", "dhash", "colour", "ids")
 
 
 class IndexError_(Exception):
@@ -56,7 +56,6 @@ class Shard:
     phash: np.ndarray
     dhash: np.ndarray
     colour: np.ndarray
-    reach: np.ndarray
     ids: np.ndarray
     windows: np.ndarray
     pdq: np.ndarray
@@ -74,10 +73,6 @@ class Entry:
     mtime_ns: int | None = None
     captured: str | None = None
     rights: str | None = None
-
-
-def reach_of(hashes: Hashes) -> int:
-    return max(bin(hashes.phash ^ w).count("1") for w in hashes.windows)
 
 
 class ReferenceStore:
@@ -142,14 +137,13 @@ class ReferenceStore:
             "phash": np.array([h.phash for h in hashes], dtype=np.uint64),
             "dhash": np.array([h.dhash for h in hashes], dtype=np.uint64),
             "colour": np.array([h.colour for h in hashes], dtype=np.uint64),
-            "reach": np.array([reach_of(h) for h in hashes], dtype=np.int64),
             "windows": np.ascontiguousarray(np.array([h.windows for h in hashes], dtype=np.uint64)
                                             .reshape(len(hashes), len(WINDOWS)).T),
             "pdq": np.ascontiguousarray(np.array([h.pdq for h in hashes], dtype=np.uint64).reshape(len(hashes), 4).T),
         })
 
     def add_arrays(self, entries: list[Entry], arrays: dict[str, np.ndarray]) -> int:
-        """The same from packed arrays (phash, dhash, colour, reach: (N,); windows (W, N); pdq (4, N))."""
+        """The same from packed arrays (phash, dhash, colour: (N,); windows (W, N); pdq (4, N))."""
         if not entries:
             return 0
         known = self.known()
