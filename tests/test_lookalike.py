@@ -223,4 +223,4 @@ def test_calibration_on_a_small_labelled_set_reaches_the_easy_targets():
     assert summary["families"]["jpeg"]["recall"] == 1.0 and summary["families"]["mirror"]["recall"] >= 0.9
     assert summary["families"]["mirror"]["baseline_phash10"] < 0.2          # what plain pHash misses
     shipped = json.loads((REPO / "src/estampille/lookalike/thresholds.json").read_text())
-    assert shipped["thresholds"] == {"phash": calibrated().phash, "window": calibrated().window, "pdq": calibrated().pdq}
+    assert shipped["thresholds"] == calibrated().as_dict()

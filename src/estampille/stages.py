@@ -188,7 +188,7 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
     for source, reason in skipped:
         batch.notes.append(f"reference image skipped: {source}: {reason}")
     thresholds = calibrated()
-    limits = {"phash": thresholds.phash, "window": thresholds.window, "pdq": thresholds.pdq}
+    limits = thresholds.as_dict()
     version = store.version()
     keys = {r.image_id: content_key("check", r.image_id, version, limits) for r in renders}
     todo = [r for r in renders if batch.ledger.get(keys[r.image_id]) is None]

@@ -92,7 +92,7 @@ def report(d: LabelledDistances, t: Thresholds) -> dict:
         if mask.any():
             families[family] = {"copies": int(mask.sum()), "recall": float(hit[mask].mean()),
                                 "baseline_phash10": float((d.plain_phash[mask] <= 10).mean()), "target": target}
-    return {"thresholds": {"phash": t.phash, "window": t.window, "pdq": t.pdq},
+    return {"thresholds": t.as_dict(),
             "families": families,
             "false_positive_rate": float(fused(d, t, negative=True).sum() / d.negative_pairs),
             "negative_pairs": d.negative_pairs,

@@ -61,7 +61,7 @@ def search_shard(shard: Shard, packed: tuple[QueryArrays, np.ndarray, np.ndarray
         return []
     found = pair_distances(queries, pairs, shard.phash, shard.windows, shard.pdq, shard.dhash, shard.colour,
                            q_dhash, q_colour)
-    limits = {"phash": thresholds.phash, "window": thresholds.window, "pdq": thresholds.pdq}
+    limits = thresholds.as_dict()
     hits = []
     for n, (q, reference) in enumerate(zip(pairs[:, 0], ids)):
         distances = {k: int(found[k][n]) for k in REPORTED}

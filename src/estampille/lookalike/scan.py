@@ -35,6 +35,9 @@ class Thresholds:
     def as_array(self) -> np.ndarray:
         return np.array([self.phash, self.window, self.pdq], dtype=np.int64)
 
+    def as_dict(self) -> dict[str, int]:
+        return {"phash": self.phash, "window": self.window, "pdq": self.pdq}
+
 
 @dataclass(frozen=True)
 class QueryArrays:

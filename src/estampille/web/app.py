@@ -122,10 +122,13 @@ def create_app(config: WebConfig) -> FastAPI:
             raise HTTPException(404, "not found")
         return path
 
-    def require_post(request: Request, csrf: str | None) -> str:
-        """The reviewer behind a state-changing request, after its CSRF token checks out."""
+    def check_csrf(request: Request, csrf: str | None) -> None:
         if not csrf_ok(request, csrf):
             raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
+
+    def require_post(request: Request, csrf: str | None) -> str:
+        """The reviewer behind a state-changing request, after its CSRF token checks out."""
+        check_csrf(request, csrf)
         reviewer = policy.reviewer(request)
         if reviewer is None:
             raise HTTPException(403, "sign in as a reviewer first")
@@ -161,11 +164,8 @@ def create_app(config: WebConfig) -> FastAPI:
             xmp = {k: v for k, v in read_xmp(data).items() if not k.startswith("_")}
         except (OutsideFolder, OSError) as exc:
             validation = {"state": "file unavailable", "failures": [str(exc)]}
-        slot = next(s for s in run.slots if s.slot_id == item.render["slot_id"]) \
-            if any(s.slot_id == item.render["slot_id"] for s in run.slots) else None
         draft = next((d for s in run.slots for d in s.drafts if d.draft_id == item.render["draft_id"]), None)
-        return page(request, "image.html", run=run, item=item, slot=slot, draft=draft,
-                    validation=validation, xmp=xmp)
+        return page(request, "image.html", run=run, item=item, draft=draft, validation=validation, xmp=xmp)
 
     @app.get("/audit", response_class=HTMLResponse)
     def audit_form(request: Request):
@@ -207,8 +207,7 @@ def create_app(config: WebConfig) -> FastAPI:
     @app.post("/login")
     def login(request: Request, name: str = Form(...), token: str = Form(...), csrf: str = Form(""),
               back: str = Form("/")):
-        if not csrf_ok(request, csrf):
-            raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
+        check_csrf(request, csrf)
         if not policy.check_login(name, token):
             raise HTTPException(403, "unknown reviewer or wrong token")
         request.session["reviewer"] = name
@@ -216,8 +215,7 @@ def create_app(config: WebConfig) -> FastAPI:
 
     @app.post("/logout")
     def logout(request: Request, csrf: str = Form("")):
-        if not csrf_ok(request, csrf):
-            raise HTTPException(403, "missing or wrong CSRF token")
+        check_csrf(request, csrf)
         request.session.pop("reviewer", None)
         return RedirectResponse("/", status_code=303)
 
@@ -258,8 +256,7 @@ def create_app(config: WebConfig) -> FastAPI:
 
     @app.post("/audit", response_class=HTMLResponse)
     async def audit_upload(request: Request, file: UploadFile, csrf: str = Form("")):
-        if not csrf_ok(request, csrf):
-            raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
+        check_csrf(request, csrf)
         data = await file.read(MAX_UPLOAD + 1)
         if len(data) > MAX_UPLOAD:
             raise HTTPException(413, f"file larger than {MAX_UPLOAD // 2**20} MB")
