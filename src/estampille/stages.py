@@ -227,6 +227,10 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
         checks.append(batch.record("check", "lookalike.checked", keys[render_record.image_id], render_record.slot_id,
                                    check, LookalikeCheck, failures=(LookalikeError,)))
     store.close()
+    flagged = [c for c in checks if c and c.verdict == "lookalike"]
+    if flagged:
+        batch.notes.append(f"{len(flagged)} of {len(renders)} renders look like a reference image (evidence in "
+                           f"{batch.run_dir / 'evidence'}): they cannot be approved without an override")
     return [c for c in checks if c]
 
 

@@ -77,6 +77,7 @@ def _scan(q_phash, q_mirror, q_windows, q_pdq, r_phash, r_windows, r_pdq, t, sta
     blocks = (stop - start + BLOCK - 1) // BLOCK
     hits = np.empty((blocks, capacity, 2), dtype=np.int64)
     counts = np.zeros(blocks, dtype=np.int64)
+    t_phash, t_window, t_pdq = t[0], t[1], t[2]      # scalars: loads the vectoriser can hoist
     for b in prange(blocks):
         lo = start + b * BLOCK
         m = min(stop, lo + BLOCK) - lo
@@ -89,17 +90,17 @@ def _scan(q_phash, q_mirror, q_windows, q_pdq, r_phash, r_windows, r_pdq, t, sta
                 p = r_phash[lo + i]
                 dq = _pop(w0 ^ r_pdq[0, lo + i]) + _pop(w1 ^ r_pdq[1, lo + i]) + \
                     _pop(w2 ^ r_pdq[2, lo + i]) + _pop(w3 ^ r_pdq[3, lo + i])
-                slack[i] = min(min(_pop(a ^ p), _pop(mm ^ p)) - t[0], dq - t[2])
+                slack[i] = min(min(_pop(a ^ p), _pop(mm ^ p)) - t_phash, dq - t_pdq)
             for j in range(r_windows.shape[0]):      # crops: our pHash in their windows; borders: the reverse
                 qw = q_windows[q, j]
                 for i in range(m):
-                    slack[i] = min(slack[i], min(_pop(a ^ r_windows[j, lo + i]), _pop(qw ^ r_phash[lo + i])) - t[1])
+                    slack[i] = min(slack[i], min(_pop(a ^ r_windows[j, lo + i]), _pop(qw ^ r_phash[lo + i])) - t_window)
             for v in range(1, q_pdq.shape[1]):        # further PDQ variants (rotations), when asked
                 w0, w1, w2, w3 = q_pdq[q, v, 0], q_pdq[q, v, 1], q_pdq[q, v, 2], q_pdq[q, v, 3]
                 for i in range(m):
                     dq = _pop(w0 ^ r_pdq[0, lo + i]) + _pop(w1 ^ r_pdq[1, lo + i]) + \
                         _pop(w2 ^ r_pdq[2, lo + i]) + _pop(w3 ^ r_pdq[3, lo + i])
-                    slack[i] = min(slack[i], dq - t[2])
+                    slack[i] = min(slack[i], dq - t_pdq)
             for i in range(m):
                 if slack[i] <= 0:
                     found = _record(hits, b, found, q, lo + i)
