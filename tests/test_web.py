@@ -294,6 +294,14 @@ def test_a_designer_reviews_publishes_and_audits_in_a_real_browser(fake_llm, set
         expect(pair.locator("table.distances")).to_contain_text("phash")
         expect(page.locator("#commercial-use")).not_to_be_empty()
         expect(page.locator("#c2pa-state")).to_contain_text("Trusted")
+
+        # The demo's "inspiration" post: the competitor's photo beside the render that started from it.
+        inspired = next(e.key for e in events if e.kind == "render.created" and e.subject.endswith("tradition-vendredi"))
+        page.goto(f"{base}{run_url(f'/images/{inspired}')}")
+        expect(page.locator("#verdict")).to_have_text("lookalike")
+        expect(page.locator("#match-0")).to_contain_text("image-to-image reference")
+        expect(page.locator("#match-0 figcaption").nth(1)).to_contain_text("boulangerie-doree-04.jpg")
+        assert page.locator("#match-0 img").evaluate_all("imgs => imgs.every(i => i.complete && i.naturalWidth > 0)")
         shoot(page, "image-page.png", tmp_path)
 
         # Audit: the exported file, and a stripped, resized JPEG of it.
