@@ -14,7 +14,7 @@ from ..images import IMAGE_SUFFIXES
 from .hashing import Hashes, UnreadableImage, hash_file, pipeline_id
 from .store import Entry, ReferenceStore
 CHUNK = 64                     # files per task sent to a worker process
-SHARD_SIZE = 250_000           # images per shard written by one run
+SHARD_SIZE = 50_000            # images per shard: a crash loses at most this much hashing (~1 min)
 
 
 @dataclass
@@ -57,11 +57,10 @@ def _hash_chunk(paths: list[str]) -> list[tuple]:
 
 def ingest(store: ReferenceStore, inputs: Iterable[str | Path], competitor: str, *, captured: str | None = None,
            rights: str | None = None, workers: int | None = None,
-           progress: Callable[[int, int], None] | None = None, label: Callable[[Path], str] | None = None
-           ) -> IngestReport:
-    """Hash what is new or changed under `inputs` and add it as `competitor`'s images.
-
-    `label` turns a path into the stored source (default: the absolute path)."""
+           progress: Callable[[int, int], None] | None = None) -> IngestReport:
+    """Hash what is new or changed under `inputs` and add it as `competitor`'s images (the stored
+    source is the file's absolute path). Shards are written as hashing goes, so a crashed run
+    loses at most one shard's worth of work."""
     report = IngestReport()
     known = store.known()
     bad = store.skipped_known()
@@ -69,7 +68,7 @@ def ingest(store: ReferenceStore, inputs: Iterable[str | Path], competitor: str,
     todo: list[str] = []
     sources: dict[str, str] = {}
     for path in expand(inputs):
-        source = label(path) if label else str(path.absolute())
+        source = str(path.absolute())
         sources[str(path)] = source
         row = known.get(source)
         try:

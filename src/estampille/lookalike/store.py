@@ -8,7 +8,7 @@ arrays (`.npy`, memory-mapped when searched).
 Arrays are column-major so a scan reads each hash kind contiguously. A shard is written to a
 temporary folder and renamed into place before the catalog points at it, so a crash leaves
 either a whole shard or none. A changed or re-added file gets a new row; its old row is marked
-removed and filtered out of results until `compact` drops it.
+removed and filtered out of results (its hashes stay in their shard until the index is rebuilt).
 """
 
 from __future__ import annotations
