@@ -87,25 +87,28 @@ def create_app(config: WebConfig) -> FastAPI:
             raise HTTPException(404, "no such run")
         return inside(settings.out, f"{brand}/{week}")
 
-    runs_seen: dict[tuple[str, str], tuple[int, object]] = {}
-    runs_lock = threading.Lock()
+    views: dict[tuple[str, ...], tuple[int, object]] = {}
+    views_lock = threading.Lock()
+
+    def while_unchanged(key: tuple[str, ...], build):
+        """A view built from the ledger, rebuilt only when the ledger has grown since (a thumbnail
+        request must not re-read the whole week: a run page asks for hundreds of them)."""
+        head = ledger.head()
+        with views_lock:
+            seen = views.get(key)
+        if seen and seen[0] == head:
+            return seen[1]
+        value = build()
+        with views_lock:
+            views[key] = (head, value)
+        return value
 
     def run_or_404(brand: str, week: str):
-        """The run's view, rebuilt only when the ledger has grown since (a thumbnail request
-        must not re-read the whole week: a run page asks for hundreds of them)."""
         run_dir(brand, week)
-        head = ledger.head()
-        with runs_lock:
-            seen = runs_seen.get((brand, week))
-            if seen and seen[0] == head:
-                return seen[1]
         try:
-            run = load_run(ledger, brand, week, config.brands_dir)
+            return while_unchanged(("run", brand, week), lambda: load_run(ledger, brand, week, config.brands_dir))
         except RunNotFound as exc:
             raise HTTPException(404, str(exc)) from None
-        with runs_lock:
-            runs_seen[(brand, week)] = (head, run)
-        return run
 
     def image_or_404(run, image_id: str) -> ImageItem:
         item = run.images.get(image_id)
@@ -145,7 +148,7 @@ def create_app(config: WebConfig) -> FastAPI:
     # ------------------------------------------------------------------ pages
     @app.get("/", response_class=HTMLResponse)
     def runs_page(request: Request):
-        return page(request, "runs.html", runs=list_runs(ledger))
+        return page(request, "runs.html", runs=while_unchanged(("runs",), lambda: list_runs(ledger)))
 
     @app.get("/runs/{brand}/{week}", response_class=HTMLResponse)
     def run_page(request: Request, brand: str, week: str, message: str = ""):
