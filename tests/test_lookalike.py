@@ -224,3 +224,17 @@ def test_calibration_on_a_small_labelled_set_reaches_the_easy_targets():
     assert summary["families"]["mirror"]["baseline_phash10"] < 0.2          # what plain pHash misses
     shipped = json.loads((REPO / "src/estampille/lookalike/thresholds.json").read_text())
     assert shipped["thresholds"] == calibrated().as_dict()
+
+
+def test_a_quarter_turned_copy_is_found_when_rotations_are_searched(competitor_index):
+    original = Image.open(COMPETITOR / "boulangerie-doree-05.jpg")
+    queries, _ = hash_queries_from_bytes([jpeg(original.transpose(Image.Transpose.ROTATE_90))])
+
+    def found(hits):
+        sources = competitor_index.describe({h.reference_id for h in hits})
+        return {sources[h.reference_id]["source"].rsplit("/", 1)[1] for h in hits}
+
+    assert "boulangerie-doree-05.jpg" not in found(search_store(competitor_index, queries))
+    turned = search_store(competitor_index, queries, rotations=True)
+    assert "boulangerie-doree-05.jpg" in found(turned)
+    assert min(h.distances["pdq"] for h in turned) <= calibrated().pdq
