@@ -61,3 +61,13 @@ def brand_copy(tmp_path) -> Path:
     target = tmp_path / "brand"
     shutil.copytree(DEMO_BRAND, target)
     return target
+
+
+def renders_of(events, slot_suffix: str) -> list[str]:
+    """The slot's render ids, those the lookalike check cleared first. A render of the tiny model
+    is noise and lands, rarely, within a threshold of a competitor's picture by chance (its seed
+    follows the fake server's port, which changes per test); a test of the approval flow must not
+    depend on that. The lookalike path has its own tests."""
+    flagged = {e.payload["image_id"] for e in events if e.kind == "lookalike.checked" and e.payload["verdict"] == "lookalike"}
+    renders = [e.key for e in events if e.kind == "render.created" and e.subject.endswith(slot_suffix)]
+    return sorted(renders, key=lambda key: key in flagged)

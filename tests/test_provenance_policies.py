@@ -18,7 +18,7 @@ from estampille.provenance.xmp import COMPOSITE_TRAINED, read_xmp
 from estampille.settings import Settings
 from estampille.stages import run_batch, signer_identity
 
-from .conftest import DEMO_WEEK
+from .conftest import DEMO_WEEK, renders_of
 from .kms import fake_kms
 from .png_chunks import chunks, rebuild
 
@@ -119,7 +119,7 @@ def test_record_pointing_outside_the_output_folder_is_refused(fake_llm, settings
     run_batch(brand_copy, DEMO_WEEK, settings)
     ledger = Ledger(settings.ledger_url)
     draft = next(e for e in ledger.events(kind="draft.created") if e.subject.endswith("croissant-mercredi"))
-    image = next(e for e in ledger.events(kind="render.created") if e.subject.endswith("croissant-mercredi"))
+    image = ledger.get(renders_of(ledger.events(), "croissant-mercredi")[0])
     forged = next(e for e in ledger.events(kind="provenance.signed") if e.payload["image_id"] == image.key).payload
     ledger.append("provenance.signed", "forged", {**forged, "file": "../../../../etc/passwd"},
                   brand="brand", week=DEMO_WEEK, subject=image.subject)
@@ -134,7 +134,7 @@ def test_imported_retouch_becomes_the_exported_version(fake_llm, settings, brand
     run_batch(brand_copy, DEMO_WEEK, settings)
     ledger = Ledger(settings.ledger_url)
     draft = next(e for e in ledger.events(kind="draft.created") if e.subject.endswith("croissant-mercredi"))
-    image = next(e for e in ledger.events(kind="render.created") if e.subject.endswith("croissant-mercredi"))
+    image = ledger.get(renders_of(ledger.events(), "croissant-mercredi")[0])
     ledger.close()
     run_dir = settings.out / "brand" / DEMO_WEEK
     retouched = tmp_path / "retouche.jpg"

@@ -16,7 +16,7 @@ from estampille.provenance.xmp import TRAINED, read_xmp
 from estampille.settings import Settings
 from estampille.stages import run_batch
 
-from .conftest import DEMO_WEEK
+from .conftest import DEMO_WEEK, renders_of
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def batch_run(fake_llm, settings, brand_copy):
     return {
         "brand": brand_copy, "run_dir": settings.out / "brand" / DEMO_WEEK, "settings": settings,
         "drafts": [e.key for e in events if e.kind == "draft.created" and e.subject == slot],
-        "images": [e.key for e in events if e.kind == "render.created" and e.subject == slot],
+        "images": renders_of(events, slot),
         "signed": {e.payload["image_id"]: e.payload for e in events if e.kind == "provenance.signed"},
     }
 

@@ -23,7 +23,7 @@ from estampille.stages import run_batch, signer_identity
 from estampille.web.app import WebConfig, create_app
 from estampille.web.security import ReviewerPolicy
 
-from .conftest import DEMO_WEEK
+from .conftest import DEMO_WEEK, renders_of
 
 TOKEN = "team-token-for-tests"
 LOCAL = ("127.0.0.1", 50123)
@@ -79,7 +79,7 @@ def served_run(prepared_run, tmp_path):
     slot = f"{DEMO_WEEK}/{SLOT}"
     return {"app": make_app(settings, prepared_run), "settings": settings, "brand": prepared_run / "brand",
             "drafts": [e.key for e in events if e.kind == "draft.created" and e.subject == slot],
-            "images": [e.key for e in events if e.kind == "render.created" and e.subject == slot]}
+            "images": renders_of(events, slot)}
 
 
 def run_url(path: str = "") -> str:
@@ -241,7 +241,7 @@ def test_a_designer_reviews_publishes_and_audits_in_a_real_browser(fake_llm, set
     ledger.close()
     slot = f"{DEMO_WEEK}/{SLOT}"
     drafts = [e.key for e in events if e.kind == "draft.created" and e.subject == slot]
-    approved, rejected = [e.key for e in events if e.kind == "render.created" and e.subject == slot][:2]
+    approved, rejected = renders_of(events, slot)[:2]
     flagged = next(e.key for e in events if e.kind == "render.created" and e.subject != slot)
     run_dir = settings.out / "brand" / DEMO_WEEK
     shutil.copy(run_dir / "renders" / f"{flagged}.png", brand_copy / "competitors" / "boulangerie-doree" / "copied.png")
