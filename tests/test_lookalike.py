@@ -210,6 +210,12 @@ def test_cli_check_prints_json_per_file_and_exit_status(tmp_path, capsys):
     assert main(["lookalike", "check", "--index", str(index), "--json", str(broken)]) == 2
     assert "not a readable image" in json.loads(capsys.readouterr().out)[0]["error"]
     assert main(["lookalike", "check", "--index", str(tmp_path / "nowhere"), str(clean)]) == 2
+    # An index hashed by another pipeline is refused with the fix, not searched with mismatched bits.
+    meta = next((index / "shards").iterdir()) / "meta.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "pipeline": "est0:older"}))
+    capsys.readouterr()
+    assert main(["lookalike", "check", "--index", str(index), str(clean)]) == 2
+    assert "hashed by another pipeline" in capsys.readouterr().err
 
 
 def test_calibration_on_a_small_labelled_set_reaches_the_easy_targets():

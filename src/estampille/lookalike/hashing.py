@@ -178,13 +178,7 @@ class Hashes:
     dhash: int
     colour: int
     pdq: tuple[int, int, int, int]
-    pdq_quality: int
     windows: tuple[int, ...]
-
-    def as_hex(self) -> dict[str, str | list[str] | int]:
-        return {"phash": f"{self.phash:016x}", "dhash": f"{self.dhash:016x}", "colour": f"{self.colour:011x}",
-                "pdq": "".join(f"{w:016x}" for w in self.pdq), "pdq_quality": self.pdq_quality,
-                "windows": [f"{w:016x}" for w in self.windows]}
 
 
 def pdq_input(image: Image.Image) -> Image.Image:
@@ -196,9 +190,8 @@ def pdq_input(image: Image.Image) -> Image.Image:
 def hash_image(image: Image.Image) -> Hashes:
     """All corpus hashes of a decoded RGB image."""
     gray = image.convert("L")
-    bits, quality = pdqhash.compute(np.asarray(pdq_input(image)))
+    bits, _quality = pdqhash.compute(np.asarray(pdq_input(image)))
     return Hashes(phash=phash_of(gray), dhash=dhash_of(gray), colour=colour_of(image), pdq=pdq_words(bits),
-                  pdq_quality=int(quality),
                   windows=window_phashes(gray))
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import EstampilleError, ExitStatus
 from .hashing import WINDOWS, Hashes, pipeline_id
 
 SCHEMA = """
@@ -46,8 +47,10 @@ CREATE TABLE IF NOT EXISTS skipped (source TEXT PRIMARY KEY, reason TEXT NOT NUL
 KINDS_1D = ("phash", "dhash", "colour", "ids")
 
 
-class IndexError_(Exception):
+class IndexUnusable(EstampilleError):
     """The index folder is unusable (other pipeline, damaged shard): the message says what to do."""
+
+    exit_status = ExitStatus.USAGE
 
 
 @dataclass
@@ -105,8 +108,14 @@ class ReferenceStore:
         """source -> (size, mtime_ns, reason): a bad file is not read again until it changes."""
         return {r[0]: r[1:] for r in self.db.execute("SELECT source, size, mtime_ns, reason FROM skipped")}
 
-    def remove(self, ids: list[int]) -> None:
-        self.db.executemany("UPDATE images SET removed = 1 WHERE id = ?", [(i,) for i in ids])
+    def _live_ids(self, sources: list[str]) -> list[int]:
+        """Ids of the live rows for these sources (what a new shard replaces)."""
+        ids: list[int] = []
+        for start in range(0, len(sources), 900):
+            chunk = sources[start:start + 900]
+            ids += [r[0] for r in self.db.execute(
+                f"SELECT id FROM images WHERE removed = 0 AND source IN ({','.join('?' * len(chunk))})", chunk)]
+        return ids
 
     def describe(self, ids) -> dict[int, dict]:
         found = {}
@@ -146,8 +155,7 @@ class ReferenceStore:
         """The same from packed arrays (phash, dhash, colour: (N,); windows (W, N); pdq (4, N))."""
         if not entries:
             return 0
-        known = self.known()
-        replaced = [known[e.source][0] for e in entries if e.source in known]
+        replaced = self._live_ids([e.source for e in entries])
         number = max([int(p.name) for p in (self.folder / "shards").iterdir() if p.name.isdigit()] + [0]) + 1
         first_id = self.db.execute("SELECT coalesce(max(id), 0) FROM images").fetchone()[0] + 1
         ids = np.arange(first_id, first_id + len(entries), dtype=np.int64)
@@ -179,13 +187,13 @@ class ReferenceStore:
         folder = self.folder / "shards" / f"{number:06d}"
         meta = json.loads((folder / "meta.json").read_text())
         if meta["pipeline"] != pipeline_id():
-            raise IndexError_(f"shard {folder} was hashed by another pipeline ({meta['pipeline']}); this "
+            raise IndexUnusable(f"shard {folder} was hashed by another pipeline ({meta['pipeline']}); this "
                               f"version hashes with {pipeline_id()}: rebuild the index (delete {self.folder} "
                               "and run `estampille lookalike index` again)")
         try:
             arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in (*KINDS_1D, "windows", "pdq")}
         except (OSError, ValueError) as exc:
-            raise IndexError_(f"shard {folder} is damaged ({exc}): delete it and index again") from None
+            raise IndexUnusable(f"shard {folder} is damaged ({exc}): delete it and index again") from None
         return Shard(number, **arrays)
 
     def _clean_orphans(self) -> None:

@@ -49,12 +49,16 @@ def list_runs(ledger: Ledger) -> list[RunSummary]:
         elif event.kind in ("draft.created", "render.created"):
             item_id = event.payload["draft_id" if event.kind == "draft.created" else "image_id"]
             run.counts["drafts" if event.kind == "draft.created" else "images"] += 1
-            run.counts[decisions.get(item_id, {}).get("decision", "pending")] += 1
+            run.counts[state_of(decisions.get(item_id))] += 1
             if checks.get(item_id, {}).get("verdict") == "lookalike":
                 run.counts["lookalikes"] += 1
         elif event.kind == "export.created":
             run.counts["exported"] += 1
     return sorted(runs.values(), key=lambda r: (r.week, r.brand), reverse=True)
+
+
+def state_of(decision: dict[str, Any] | None) -> str:
+    return decision["decision"] if decision else "pending"
 
 
 @dataclass
@@ -71,7 +75,7 @@ class ImageItem:
 
     @property
     def state(self) -> str:
-        return self.decision["decision"] if self.decision else "pending"
+        return state_of(self.decision)
 
     @property
     def lookalike(self) -> bool:
@@ -100,7 +104,7 @@ class DraftItem:
 
     @property
     def state(self) -> str:
-        return self.decision["decision"] if self.decision else "pending"
+        return state_of(self.decision)
 
     @property
     def text(self) -> str:
@@ -134,7 +138,6 @@ class RunView:
     slots: list[SlotView]
     images: dict[str, ImageItem]
     history: list[dict[str, Any]]        # decisions, newest first
-    exported: list[dict[str, Any]]
     counts: Counter
     bundle: BrandBundle | None
 
@@ -193,5 +196,4 @@ def load_run(ledger: Ledger, brand: str, week: str, brands_dir: Path | None = No
     counts["images"] = len(images)
     counts["lookalikes"] = sum(1 for i in images.values() if i.lookalike)
     history = [dict(p, seq=e.seq) for e in reversed(events) if e.kind in DECISION_KINDS for p in (e.payload,)]
-    return RunView(brand, started[-1].payload.get("brand", brand), week, slots, images, history,
-                   [p for e in events if e.kind == "export.created" for p in (e.payload,)], counts, bundle)
+    return RunView(brand, started[-1].payload.get("brand", brand), week, slots, images, history, counts, bundle)
