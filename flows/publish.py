@@ -9,7 +9,7 @@ from estampille.brand import load_brand
 from estampille.ledger import Ledger
 from estampille.review.export import publish as export
 from estampille.settings import Settings
-from estampille.stages import signer_identity
+from estampille.provenance.identity import from_settings as signer_identity
 
 
 @flow(name="publish", persist_result=False)

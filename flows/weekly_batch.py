@@ -10,20 +10,20 @@ and artifacts: render progress, a summary and a table of items by stage.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import socket
-from zoneinfo import ZoneInfo
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
                                update_progress_artifact)
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
+from prefect.states import Failed
 from prefect.tasks import exponential_backoff
 
 from estampille import stages
-from estampille.batch import finish, open_batch
-from estampille.brand import iso_week
+from estampille.batch import check_inputs, finish, open_batch
+from estampille.brand import load_brand, week_at
+from estampille.errors import EstampilleError
 from estampille.settings import Settings
 
 stage = task(cache_policy=NO_CACHE, persist_result=False)
@@ -89,15 +89,31 @@ def report(batch_name: str, week: str, summary: dict) -> None:
         key="weekly-batch-summary")
 
 
+def scheduled_week(brand: str) -> str:
+    """The ISO week of this run's *scheduled* start, read in the brand's timezone: a Monday run
+    that starts late, or is retried on Tuesday, still makes the week it was scheduled for."""
+    from prefect.runtime import flow_run
+
+    return week_at(flow_run.scheduled_start_time, load_brand(brand).brand.timezone)
+
+
 @flow(name="weekly-visual-batch", persist_result=False, log_prints=True)
 def weekly_batch(brand: str, week: str | None = None, out: str | None = None, render_workers: int = 1) -> dict:
-    """Draft, prompt, render, check, sign and lay out one brand's week (default: this week in Paris).
+    """Draft, prompt, render, check, sign and lay out one brand's week (default: the week of the
+    run's scheduled time in the brand's timezone).
 
     With `render_workers` > 1 and a Dask task runner (one worker process per GPU), the renders are
     split between the workers; the render stage that follows only collects them (and renders
     whatever a failed worker left)."""
-    week = week or iso_week(dt.datetime.now(ZoneInfo("Europe/Paris")).date())
     settings = Settings.from_env(out=out)
+    try:
+        week = week or scheduled_week(brand)
+        check_inputs(brand, week, settings)
+    except EstampilleError as exc:
+        # Bad input (brand file, week, model, licence) is the user's to fix: one line in the
+        # run's log and a Failed state that names it, not a traceback of Prefect's.
+        get_run_logger().error(str(exc))
+        return Failed(message=str(exc), data=exc)
     batch = open_batch_task(brand, week, settings)
     slots = plan(batch)
     drafts = draft(batch, slots)
@@ -125,3 +141,29 @@ def weekly_batch_for(render_workers: int = 1, dask_address: str | None = None):
     runner = DaskTaskRunner(address=dask_address) if dask_address else DaskTaskRunner(
         cluster_kwargs={"n_workers": render_workers, "processes": True, "threads_per_worker": 1})
     return weekly_batch.with_options(task_runner=runner)
+
+
+def serve_weekly(bundle, cron: str, timezone: str, name: str) -> None:
+    """Serve the weekly flow on `cron` in `timezone` with the brand as parameter, from this
+    process, against the configured Prefect server (Prefect will not schedule on its ephemeral
+    one). Blocks until interrupted; each scheduled run makes the week of its scheduled time."""
+    import httpx
+    from prefect.schedules import Cron
+    from prefect.settings import get_current_settings
+
+    from estampille.errors import ConfigError, SetupError
+
+    url = get_current_settings().api.url
+    if not url:
+        raise SetupError("scheduling needs a Prefect server: start one with `.venv/bin/prefect server start` "
+                         "and set PREFECT_API_URL=http://127.0.0.1:4200/api (Prefect does not schedule runs "
+                         "on its temporary local server)")
+    try:
+        schedule = Cron(cron, timezone=timezone)
+    except ValueError as exc:
+        raise ConfigError(f"--cron {cron!r} in {timezone}: {exc}") from None
+    try:
+        httpx.get(f"{url.rstrip('/')}/health", timeout=10).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise SetupError(f"no Prefect server answers at {url} ({exc}): start it, or fix PREFECT_API_URL") from None
+    weekly_batch.serve(name=name, schedules=[schedule], parameters={"brand": str(bundle.folder.resolve())})

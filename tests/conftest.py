@@ -71,3 +71,106 @@ def renders_of(events, slot_suffix: str) -> list[str]:
     flagged = {e.payload["image_id"] for e in events if e.kind == "lookalike.checked" and e.payload["verdict"] == "lookalike"}
     renders = [e.key for e in events if e.kind == "render.created" and e.subject.endswith(slot_suffix)]
     return sorted(renders, key=lambda key: key in flagged)
+
+
+class PrefectServer:
+    """A real `prefect server start` (API, UI and services, the scheduler among them) on loopback."""
+
+    def __init__(self, url: str, log: Path):
+        self.url, self.log = url, log
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """One real Prefect server for the whole test run (it takes 10-20 s to start here): the flow
+    tests run against it, and the scheduling tests deploy to it and run a process worker."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    home = tmp_path_factory.mktemp("prefect-server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/api"
+    log = home / "server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false")
+    prefect = Path(sys.executable).parent / "prefect"
+    with open(log, "wb") as out:
+        server = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                                  env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while True:
+        assert server.poll() is None, f"prefect server exited:\n{log.read_text()[-3000:]}"
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"prefect server did not start:\n{log.read_text()[-3000:]}"
+        time.sleep(0.5)
+    # Prefect binds its console log handler to sys.stderr when it first sets up logging: do it now,
+    # on pytest's session-long capture, not inside a test whose capsys stream closes after it.
+    from prefect.logging.configuration import setup_logging
+
+    setup_logging()
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PREFECT_API_URL", url)          # for subprocesses: the CLI, workers, `prefect deploy`
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield PrefectServer(url, log)
+    finally:
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler().flush()                    # send the last run logs before the server goes
+        patch.undo()
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.fixture(scope="session")
+def finished_batch(tmp_path_factory, tiny_model_dir):
+    """The demo week run once to the end (fake LLM), for tests that only read it or work on a copy
+    (`batch_copy`): the batch is the suite's most expensive step, so it is paid once."""
+    from .fake_openai import FakeOpenAI
+    from estampille.stages import run_batch
+
+    root = tmp_path_factory.mktemp("finished-batch")
+    (root / "home" / "models").mkdir(parents=True)
+    os.symlink(tiny_model_dir, root / "home" / "models" / "tiny-sd")
+    brand = root / "brand"
+    shutil.copytree(DEMO_BRAND, brand)
+    server = FakeOpenAI().start()
+    try:
+        settings = Settings.from_env(env={"ESTAMPILLE_HOME": str(root / "home"), "ESTAMPILLE_OUT": str(root / "out"),
+                                          "ESTAMPILLE_LLM_BASE_URL": server.base_url,
+                                          "ESTAMPILLE_LLM_MODEL": "fake-chat"})
+        summary = run_batch(brand, DEMO_WEEK, settings)
+    finally:
+        server.stop()
+    assert summary["failures"] == [], summary["failures"]
+    return root
+
+
+@pytest.fixture
+def batch_copy(finished_batch, isolated, monkeypatch):
+    """A private copy of `finished_batch` (brand, data folder, output, ledger) as this test's
+    ESTAMPILLE_HOME and ESTAMPILLE_OUT: the CLI and the library see it as their own."""
+    for name in ("brand", "out"):
+        shutil.copytree(finished_batch / name, isolated / name, symlinks=True)
+    home = isolated / "home"
+    shutil.rmtree(home)
+    shutil.copytree(finished_batch / "home", home, symlinks=True)
+    return {"brand": isolated / "brand", "out": isolated / "out", "home": home,
+            "run_dir": isolated / "out" / "brand" / DEMO_WEEK, "settings": Settings.from_env()}

@@ -1,4 +1,4 @@
-"""The Prefect flow, in Prefect's local mode: one session-scoped harness for the whole suite."""
+"""The Prefect flow against one session-scoped real Prefect server (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -23,12 +23,10 @@ STAGE_TASKS = {"open-batch", "plan-slots", "draft-texts", "write-image-prompts",
                "check-lookalikes", "record-provenance", "write-review-page", "finish"}
 
 
-@pytest.fixture(scope="session")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+@pytest.fixture
+def prefect_harness(prefect_server):
+    """The session's real Prefect server (tests/conftest.py)."""
+    return prefect_server
 
 
 async def _task_names(flow_run_id):

@@ -68,7 +68,8 @@ def test_xmp_survives_signing_with_every_field(signed):
     assert xmp["Iptc4xmpExt:DigitalSourceType"] == TRAINED
     assert xmp["Iptc4xmpExt:AIPromptInformation"] == 'loaf "on" <table> & linen'
     assert xmp["dc:creator"] == "Maison Levain" and xmp["dc:rights"] == "© 2026 Maison Levain SAS"
-    assert xmp["plus:DataMining"].endswith("DMI-PROHIBITED-AIMLTRAINING")
+    # DMI-PROHIBITED: the manifest forbids training, inference and mining, so the XMP does too.
+    assert xmp["plus:DataMining"].endswith("/DMI-PROHIBITED")
     assert "Maison Levain SAS" in xmp["plus:Licensor"]
 
 

@@ -16,7 +16,8 @@ from estampille.ledger import Ledger
 from estampille.provenance.c2pa_manifest import read_manifest
 from estampille.provenance.xmp import COMPOSITE_TRAINED, read_xmp
 from estampille.settings import Settings
-from estampille.stages import run_batch, signer_identity
+from estampille.provenance.identity import from_settings as signer_identity
+from estampille.stages import run_batch
 
 from .conftest import DEMO_WEEK, renders_of
 from .kms import fake_kms

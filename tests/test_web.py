@@ -18,8 +18,10 @@ from starlette.testclient import TestClient
 
 from estampille.ledger import Ledger
 from estampille.provenance.audit import Auditor
+from estampille.provenance.trust import audit_trust
 from estampille.settings import Settings
-from estampille.stages import run_batch, signer_identity
+from estampille.provenance.identity import from_settings as signer_identity
+from estampille.stages import run_batch
 from estampille.web.app import WebConfig, create_app
 from estampille.web.security import ReviewerPolicy
 
@@ -312,12 +314,12 @@ def test_a_designer_reviews_publishes_and_audits_in_a_real_browser(fake_llm, set
         page.goto(base + "/audit")
         page.set_input_files("#file", str(exported))
         page.click("#audit")
-        expect(page.locator("#audit-c2pa")).to_contain_text("Trusted")
-        expect(page.locator("#audit-ledger")).to_contain_text("found by content hash")
+        expect(page.locator(".audit-c2pa")).to_contain_text("Trusted")
+        expect(page.locator(".audit-ledger")).to_contain_text("found by content hash")
         page.set_input_files("#file", str(stripped))
         page.click("#audit")
-        expect(page.locator("#audit-ledger")).to_contain_text("found by perceptual hash")
-        expect(page.locator("#audit-ledger")).to_contain_text(approved)
+        expect(page.locator(".audit-ledger")).to_contain_text("found by perceptual hash")
+        expect(page.locator(".audit-ledger")).to_contain_text(approved)
         shoot(page, "audit-page.png", tmp_path)
         browser.close()
 
@@ -332,7 +334,7 @@ def test_a_designer_reviews_publishes_and_audits_in_a_real_browser(fake_llm, set
     assert decision.payload["edit"]["after"] == edited and decision.payload["reviewer"] == "Camille"
     assert decision.payload["edit"]["before"] != edited
     # The web audit said what the library's audit says.
-    web_view = Auditor(ledger, signer_identity(settings).trust_anchor_pem).audit(stripped).record
+    web_view = Auditor(ledger, audit_trust(settings)).audit(stripped).record
     assert web_view["image_id"] == approved
     assert ledger.verify().ok
     ledger.close()

@@ -23,7 +23,7 @@ from .records import Record
 from .render.registry import TINY_ID, ResolvedModel, check_licence, load_registry, resolve_model
 from .settings import Settings
 from .text.guardrails import Guardrails, guardrails_for
-from .text.llm import ChatModel, chat_model_for
+from .text.llm import ChatModel, EmbeddedModel, chat_model_for, embedded_model_path
 
 R = TypeVar("R", bound=Record)
 
@@ -95,23 +95,51 @@ def content_key(prefix: str, *parts: object) -> str:
     return f"{prefix}-{hashlib.sha256(material.encode()).hexdigest()[:20]}"
 
 
-def open_batch(brand_dir: str | Path, week: str, settings: Settings) -> Batch:
-    """Validate everything first (brand, calendar, week, model, licence); only then write."""
+@dataclass(frozen=True)
+class BatchInputs:
+    """A brand folder, week and model that passed every check, before anything is written."""
+
+    bundle: BrandBundle
+    week: str
+    posts: list
+    chat: ChatModel
+    model: ResolvedModel | None     # None only for the tiny test model not built yet
+
+
+def check_inputs(brand_dir: str | Path, week: str, settings: Settings) -> BatchInputs:
+    """Validate brand, calendar, week, model and licence without writing anything, so a bad
+    input stops in one line before Prefect (10-20 s to start) or any model loads."""
     bundle = load_brand(brand_dir)
     parse_week(week)
     posts = posts_in_week(bundle, week)
+    chat = chat_model_for(bundle.brand.text.llm, settings.llm_base_url, settings.llm_model)
+    if isinstance(chat, EmbeddedModel):
+        embedded_model_path()                             # installed, or the fix is named
     render_settings = bundle.brand.render
+    registry = load_registry(settings.home)
     if render_settings.model == TINY_ID and not (settings.models_dir / "tiny-sd").is_dir():
+        return BatchInputs(bundle, week, posts, chat, None)   # open_batch builds it; its licence is ours
+    model = resolve_model(render_settings.model, settings.models_dir, settings.home)
+    check_licence(model, bundle.brand.licence_policy, render_settings.accepted_licences, registry)
+    return BatchInputs(bundle, week, posts, chat, model)
+
+
+def open_batch(brand_dir: str | Path, week: str, settings: Settings) -> Batch:
+    """Validate everything first (brand, calendar, week, model, licence); only then write."""
+    inputs = check_inputs(brand_dir, week, settings)
+    bundle, posts, render_settings = inputs.bundle, inputs.posts, inputs.bundle.brand.render
+    model = inputs.model
+    if model is None:
         from .render.tiny import build_tiny_model
 
         build_tiny_model(settings.models_dir / "tiny-sd")
-    model = resolve_model(render_settings.model, settings.models_dir, settings.home)
-    check_licence(model, bundle.brand.licence_policy, render_settings.accepted_licences,
-                  load_registry(settings.home))
+        model = resolve_model(render_settings.model, settings.models_dir, settings.home)
+        check_licence(model, bundle.brand.licence_policy, render_settings.accepted_licences,
+                      load_registry(settings.home))
     run_dir = settings.out / bundle.slug / week
     run_dir.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(settings.ledger_url)
-    chat = chat_model_for(bundle.brand.text.llm, settings.llm_base_url, settings.llm_model)
+    chat = inputs.chat
     batch = Batch(bundle=bundle, week=week, settings=settings, ledger=ledger, run_dir=run_dir, model=model,
                   guardrails=guardrails_for(bundle.brand), run_key="", chat=chat)
     config = {"brand_version": bundle.version, "llm": chat.describe(), "model": model.id,

@@ -9,8 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import string
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -21,6 +23,10 @@ from .yaml_source import YamlSource
 BRAND_FILE = "brand.yaml"
 CALENDAR_FILE = "calendar.yaml"
 WEEK_PATTERN = re.compile(r"^(\d{4})-W(\d{2})$")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+# What a recurring post's brief may name; each is filled in for the date of the post.
+BRIEF_FIELDS = ("date", "weekday", "week")
 
 
 class Strict(BaseModel):
@@ -157,6 +163,7 @@ class RenderSettings(Strict):
 
 class Brand(Strict):
     name: str
+    timezone: str = "Europe/Paris"   # where "this week" and "Monday 07:00" are read
     handle: str | None = None
     website: str | None = None
     languages: list[str] = Field(min_length=1)
@@ -172,14 +179,24 @@ class Brand(Strict):
     text: TextSettings = TextSettings()
     render: RenderSettings = RenderSettings()
 
+    @field_validator("timezone")
+    @classmethod
+    def known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not an IANA time zone (e.g. Europe/Paris, America/Montreal)") from None
+        return value
+
     def rules_for(self, platform: str) -> PlatformRules:
         """The brand's limits for `platform`, completed with the platform's own."""
         return self.platforms[platform].resolved(platform)
 
 
-class Post(Strict):
+class PostFields(Strict):
+    """What a post is, dated or recurring."""
+
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    date: dt.date
     time: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")   # local publishing time
     platform: str
     language: str
@@ -190,8 +207,45 @@ class Post(Strict):
     strength: float = Field(default=0.6, gt=0, le=1)   # how far the render may move from the reference
 
 
+class Post(PostFields):
+    date: dt.date
+
+
+class RecurringPost(PostFields):
+    """A slot that comes back every week (Monday's bread of the week, Friday's offer): one post
+    per listed weekday of every week between `starts` and `ends`, except the `skip` dates. The
+    brief may name {date}, {weekday} and {week}. With several weekdays, each post's id gets the
+    weekday as suffix (`offre-friday`), so every slot id stays unique within its week."""
+
+    every: Weekday | list[Weekday]
+    starts: dt.date | None = None
+    ends: dt.date | None = None
+    skip: list[dt.date] = []
+
+    @property
+    def weekdays(self) -> list[str]:
+        return [self.every] if isinstance(self.every, str) else list(self.every)
+
+    def post_ids(self) -> list[str]:
+        days = self.weekdays
+        return [self.id] if len(days) == 1 else [f"{self.id}-{day}" for day in days]
+
+    def on(self, day: dt.date) -> Post | None:
+        """The post this recurrence makes on `day`, or None."""
+        name = WEEKDAYS[day.weekday()]
+        if name not in self.weekdays or day in self.skip:
+            return None
+        if (self.starts and day < self.starts) or (self.ends and day > self.ends):
+            return None
+        fields = self.model_dump(exclude={"every", "starts", "ends", "skip"})
+        fields["id"] = self.id if len(self.weekdays) == 1 else f"{self.id}-{name}"
+        fields["brief"] = self.brief.format(date=day.isoformat(), weekday=name, week=iso_week(day))
+        return Post(date=day, **fields)
+
+
 class Calendar(Strict):
-    posts: list[Post] = Field(min_length=1)
+    posts: list[Post] = []
+    recurring: list[RecurringPost] = []
 
 
 class BrandBundle(BaseModel):
@@ -228,6 +282,14 @@ def parse_week(week: str) -> tuple[dt.date, dt.date]:
 def iso_week(day: dt.date) -> str:
     year, number, _ = day.isocalendar()
     return f"{year}-W{number:02d}"
+
+
+def week_at(moment: dt.datetime, timezone: str) -> str:
+    """The ISO week of `moment` as the brand's clock reads it: a run scheduled for Monday 07:00
+    in Paris is 06:00 UTC, and one scheduled for Monday 00:30 in Paris is still Sunday in UTC."""
+    if moment.tzinfo is None:
+        raise ValueError("week_at needs an aware datetime")
+    return iso_week(moment.astimezone(ZoneInfo(timezone)).date())
 
 
 def load_brand(folder: str | Path) -> BrandBundle:
@@ -280,44 +342,75 @@ def _check_brand(brand: Brand, source: YamlSource, folder: Path) -> None:
 
 
 def _check_calendar(calendar: Calendar, source: YamlSource, brand: Brand) -> None:
+    if not calendar.posts and not calendar.recurring:
+        raise source.error((), "no posts: list dated posts under 'posts' or weekly ones under 'recurring'")
     seen: set[str] = set()
-    for i, post in enumerate(calendar.posts):
-        if post.id in seen:
-            raise source.error(("posts", i, "id"), f"duplicate post id '{post.id}'")
-        seen.add(post.id)
-        if post.platform not in brand.platforms:
-            raise source.error(("posts", i, "platform"),
-                               f"platform '{post.platform}' is not in brand.yaml platforms "
-                               f"({', '.join(sorted(brand.platforms))})")
-        if post.language not in brand.languages:
-            raise source.error(("posts", i, "language"),
-                               f"language '{post.language}' is not in brand.yaml languages "
-                               f"({', '.join(brand.languages)})")
-        if post.reference_image and not (source.path.parent / post.reference_image).is_file():
-            raise source.error(("posts", i, "reference_image"),
-                               f"file {source.path.parent / post.reference_image} does not exist")
-        if post.reference_image and int(post.strength * brand.render.steps) < 1:
-            raise source.error(("posts", i, "strength"),
-                               f"strength {post.strength} × {brand.render.steps} steps leaves no denoising step: "
-                               "raise strength or render.steps")
-        if post.audience is not None:
-            audience = brand.audiences.get(post.audience)
-            if audience is None:
-                raise source.error(("posts", i, "audience"),
-                                   f"audience '{post.audience}' is not in brand.yaml audiences "
-                                   f"({', '.join(brand.audiences) or 'none defined'})")
-            if audience.language != post.language:
-                raise source.error(("posts", i, "language"),
-                                   f"the post is in '{post.language}' but audience '{post.audience}' "
-                                   f"reads '{audience.language}'")
+    entries = [("posts", i, post, [post.id]) for i, post in enumerate(calendar.posts)]
+    entries += [("recurring", i, post, post.post_ids()) for i, post in enumerate(calendar.recurring)]
+    for section, i, post, ids in entries:
+        for post_id in ids:
+            if post_id in seen:
+                raise source.error((section, i, "id"), f"duplicate post id '{post_id}'")
+            seen.add(post_id)
+        if isinstance(post, RecurringPost):
+            _check_recurrence(post, source, i)
+        _check_post(post, source, section, i, brand)
+
+
+def _check_recurrence(post: RecurringPost, source: YamlSource, i: int) -> None:
+    if isinstance(post.every, list) and len(set(post.every)) != len(post.every):
+        raise source.error(("recurring", i, "every"), "a weekday is listed twice")
+    if post.starts and post.ends and post.ends < post.starts:
+        raise source.error(("recurring", i, "ends"), f"ends {post.ends} is before starts {post.starts}")
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(post.brief) if name is not None}
+    except ValueError as exc:
+        raise source.error(("recurring", i, "brief"), f"bad placeholder: {exc} (write {{{{ and }}}} for braces)") \
+            from None
+    unknown = names - set(BRIEF_FIELDS)
+    if unknown:
+        raise source.error(("recurring", i, "brief"), f"unknown placeholder {{{sorted(unknown)[0]}}}: "
+                           f"a brief may name {', '.join('{' + f + '}' for f in BRIEF_FIELDS)}")
+
+
+def _check_post(post: PostFields, source: YamlSource, section: str, i: int, brand: Brand) -> None:
+    if post.platform not in brand.platforms:
+        raise source.error((section, i, "platform"),
+                           f"platform '{post.platform}' is not in brand.yaml platforms "
+                           f"({', '.join(sorted(brand.platforms))})")
+    if post.language not in brand.languages:
+        raise source.error((section, i, "language"),
+                           f"language '{post.language}' is not in brand.yaml languages "
+                           f"({', '.join(brand.languages)})")
+    if post.reference_image and not (source.path.parent / post.reference_image).is_file():
+        raise source.error((section, i, "reference_image"),
+                           f"file {source.path.parent / post.reference_image} does not exist")
+    if post.reference_image and int(post.strength * brand.render.steps) < 1:
+        raise source.error((section, i, "strength"),
+                           f"strength {post.strength} × {brand.render.steps} steps leaves no denoising step: "
+                           "raise strength or render.steps")
+    if post.audience is not None:
+        audience = brand.audiences.get(post.audience)
+        if audience is None:
+            raise source.error((section, i, "audience"),
+                               f"audience '{post.audience}' is not in brand.yaml audiences "
+                               f"({', '.join(brand.audiences) or 'none defined'})")
+        if audience.language != post.language:
+            raise source.error((section, i, "language"),
+                               f"the post is in '{post.language}' but audience '{post.audience}' "
+                               f"reads '{audience.language}'")
 
 
 def posts_in_week(bundle: BrandBundle, week: str) -> list[Post]:
-    """The calendar's posts dated within `week`; an empty week is a user error."""
+    """The calendar's posts in `week`: the dated ones and what the recurring ones make that
+    week. An empty week is a user error."""
     monday, sunday = parse_week(week)
     posts = [p for p in bundle.calendar.posts if monday <= p.date <= sunday]
+    for day in (monday + dt.timedelta(days=n) for n in range(7)):
+        posts += [post for recurring in bundle.calendar.recurring if (post := recurring.on(day))]
     if not posts:
         weeks = sorted({iso_week(p.date) for p in bundle.calendar.posts})
+        recurring = " and recurring posts in none of its days" if bundle.calendar.recurring else ""
         raise ConfigError(f"{bundle.folder / CALENDAR_FILE}: no posts in {week} "
-                          f"(weeks with posts: {', '.join(weeks)})")
+                          f"(dated posts in: {', '.join(weeks) or 'no week'}{recurring})")
     return sorted(posts, key=lambda p: (p.date, p.id))

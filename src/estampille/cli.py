@@ -10,7 +10,6 @@ from pathlib import Path
 
 import typer
 
-from .brand import iso_week
 from .errors import EstampilleError, ExitStatus
 from .settings import Settings
 
@@ -59,8 +58,14 @@ def run(brand: Path = typer.Option(..., "--brand", help="Brand folder with brand
         dask: str = typer.Option(None, "--dask", help="Address of a Dask scheduler for the render workers "
                                                       "(default with --render-workers: a local cluster).")) -> None:
     """Run the weekly batch: draft, prompt, render, check lookalikes, sign, write the review page."""
-    week = week or iso_week(dt.date.today())
+    from .batch import check_inputs
+    from .brand import load_brand, week_at
+
+    if engine not in ("prefect", "plain"):
+        raise typer.BadParameter("--engine must be prefect or plain")
     settings = Settings.from_env(out=out)
+    week = week or week_at(dt.datetime.now(dt.timezone.utc), load_brand(brand).brand.timezone)
+    check_inputs(brand, week, settings)     # bad input stops here, in one line, before Prefect starts
     if engine == "prefect":
         _prefect_defaults(settings)
         from flows.weekly_batch import weekly_batch_for
@@ -73,11 +78,25 @@ def run(brand: Path = typer.Option(..., "--brand", help="Brand folder with brand
         from .stages import run_batch
 
         summary = run_batch(brand, week, settings)
-    else:
-        raise typer.BadParameter("--engine must be prefect or plain")
     _print_summary(summary)
     if summary["failures"]:
         raise typer.Exit(ExitStatus.ERROR)
+
+
+@app.command()
+def schedule(brand: Path = typer.Option(..., "--brand", help="Brand folder with brand.yaml and calendar.yaml."),
+             cron: str = typer.Option("0 7 * * 1", "--cron", help="When the batch runs (default: Mondays 07:00)."),
+             timezone: str = typer.Option(None, "--timezone",
+                                          help="Timezone of --cron (default: brand.yaml timezone)."),
+             name: str = typer.Option(None, "--name", help="Deployment name (default: weekly-<brand folder>).")) -> None:
+    """Serve the weekly batch on a schedule from this process, against the Prefect server in
+    PREFECT_API_URL; each run makes the week of its scheduled time. Stop with Ctrl-C."""
+    from .brand import load_brand
+
+    bundle = load_brand(brand)      # a bad brand stops here, before Prefect
+    from flows.weekly_batch import serve_weekly
+
+    serve_weekly(bundle, cron, timezone or bundle.brand.timezone, name or f"weekly-{bundle.slug}")
 
 
 def _print_summary(summary: dict) -> None:
@@ -144,7 +163,7 @@ def publish(brand: Path = typer.Option(..., "--brand"), week: str = typer.Option
     """Export approved items whose provenance verifies; say why anything else is refused."""
     from .brand import load_brand
     from .review.export import publish as export
-    from .stages import signer_identity
+    from .provenance.identity import from_settings as signer_identity
 
     settings = Settings.from_env()
     bundle = load_brand(brand)
@@ -162,39 +181,76 @@ def publish(brand: Path = typer.Option(..., "--brand"), week: str = typer.Option
 
 @app.command()
 def audit(paths: list[Path] = typer.Argument(..., help="Image files or folders."),
-          as_json: bool = typer.Option(False, "--json", help="One JSON object per file, for machines."),
-          ledger: str = typer.Option(None, "--ledger")) -> None:
-    """Report C2PA state, XMP and the ledger record of each file, even a stripped or re-encoded one."""
+          as_json: bool = typer.Option(False, "--json", help="One JSON document: a list, one object per file."),
+          ledger: str = typer.Option(None, "--ledger", help="Ledger URL (default: the configured one, if it exists)."),
+          trust_anchors: list[Path] = typer.Option([], "--trust-anchors",
+                                                   help="PEM bundle of anchors you trust (e.g. the C2PA trust list); "
+                                                        "repeatable; also $ESTAMPILLE_TRUST_ANCHORS."),
+          allowed_certs: list[Path] = typer.Option([], "--allowed-certs",
+                                                   help="PEM bundle of signer certificates trusted as they are."),
+          fetch_remote: bool = typer.Option(False, "--fetch-remote",
+                                            help="Fetch remote manifests (network); offline by default."),
+          report: Path = typer.Option(None, "--report",
+                                      help="Also write a report for people or tools: .html, .csv or .json.")) -> None:
+    """What each file's Content Credentials, XMP and ledger record say, and whether they agree.
+    Read-only; works without a ledger. Exit 1 if a file cannot be read or traced."""
     import json
 
-    from .provenance.audit import audit_files
-    from .stages import signer_identity
+    from .provenance.audit import Auditor, expand
+    from .provenance.audit_report import print_report, write_report
+    from .provenance.trust import audit_trust
 
-    store = _open_ledger(ledger)
+    settings = Settings.from_env()
+    if report is not None and report.suffix.lower() not in (".html", ".csv", ".json"):
+        raise typer.BadParameter("--report must end in .html, .csv or .json")
+    trust = audit_trust(settings, trust_anchors, allowed_certs)
+    store, missing = _open_ledger_if_any(ledger, settings)
+    files = expand(paths)
     try:
-        reports = audit_files(paths, store, signer_identity(Settings.from_env()).trust_anchor_pem)
+        auditor = Auditor(store, trust, fetch_remote)
+        reports = _with_progress(files, auditor.audit)
     finally:
-        store.close()
+        if store is not None:
+            store.close()
+    if missing:
+        for r in reports:
+            r.notes.append(missing)
+    if report is not None:
+        write_report(reports, report)
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in reports], indent=2, ensure_ascii=False))
-    for r in reports if not as_json else ():
-        typer.echo(f"{r.file}")
-        if r.error:
-            typer.echo(f"  error: {r.error}")
-            continue
-        typer.echo(f"  C2PA: {r.c2pa_state}" + (f" ({', '.join(r.c2pa_failures)})" if r.c2pa_failures else ""))
-        source = r.xmp.get("Iptc4xmpExt:DigitalSourceType", "")
-        typer.echo(f"  XMP: {source.rsplit('/', 1)[-1] if source else 'none'}"
-                   + ("  — metadata gone (stripped or re-encoded)" if r.metadata_gone else ""))
-        if r.record:
-            how = r.record["found_by"] + (f", distances {r.record['distances']}" if "distances" in r.record else "")
-            typer.echo(f"  ledger: {r.record['kind']} row {r.record['ledger_row']}, image {r.record['image_id']}, "
-                       f"{r.record['brand']} {r.record['slot']} (found by {how})")
-        else:
-            typer.echo("  ledger: no matching record")
-    untraced = [r for r in reports if r.error or r.record is None]
-    if untraced:
+    else:
+        for r in reports:
+            print_report(r, typer.echo)
+        if report is not None:
+            typer.echo(f"Report: {report}")
+    if any(r.error or r.record is None for r in reports):
         raise typer.Exit(ExitStatus.ERROR)
+
+
+def _open_ledger_if_any(url: str | None, settings: Settings):
+    """The ledger if there is one; a missing SQLite file is not created (an audit writes nothing)."""
+    from .ledger import Ledger
+
+    url = url or settings.ledger_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return None, f"no ledger at {url}: nothing could be traced (pass --ledger URL to trace files)"
+    return Ledger(url), None
+
+
+def _with_progress(items: list, work) -> list:
+    """`work` on each item, with a progress bar on the terminal for more than a few items."""
+    if len(items) < 5 or not sys.stderr.isatty():
+        return [work(item) for item in items]
+    from rich.progress import Progress
+
+    results = []
+    with Progress(transient=True) as progress:
+        task = progress.add_task("auditing", total=len(items))
+        for item in items:
+            results.append(work(item))
+            progress.advance(task)
+    return results
 
 
 @app.command("import-edit")
@@ -204,7 +260,7 @@ def import_edit(image_id: str = typer.Argument(..., help="The render the retouch
                 ledger: str = typer.Option(None, "--ledger")) -> None:
     """Record a retouch made outside Estampille as the image's current version."""
     from .provenance.edits import import_edit as record_edit
-    from .stages import signer_identity
+    from .provenance.identity import from_settings as signer_identity
 
     settings = Settings.from_env()
     store = _open_ledger(ledger)
@@ -261,7 +317,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to bind 
 
     import uvicorn
 
-    from .stages import signer_identity
+    from .provenance.identity import from_settings as signer_identity
     from .web.app import WebConfig, create_app
     from .web.security import ReviewerPolicy, is_loopback
 
@@ -298,20 +354,35 @@ def _index_folder(index: Path | None, brand: Path | None) -> Path:
 
 
 @lookalike_app.command("index")
-def lookalike_index(paths: list[Path] = typer.Argument(..., help="Image files or folders (walked)."),
-                    competitor: str = typer.Option(..., "--competitor", help="Whose images these are."),
+def lookalike_index(paths: list[Path] = typer.Argument(None, help="Image files or folders (walked)."),
+                    competitor: str = typer.Option(None, "--competitor", help="Whose images these are."),
                     captured: str = typer.Option(None, "--captured", help="When they were captured (e.g. 2026-11-20)."),
                     rights: str = typer.Option(None, "--rights", help="A rights note (where from, what use)."),
                     index: Path = typer.Option(None, "--index", help="Index folder."),
                     brand: Path = typer.Option(None, "--brand", help="Use this brand's index (out/<brand>/lookalike-index)."),
-                    workers: int = typer.Option(None, "--workers", min=1, help="Processes (default: one per core).")
+                    workers: int = typer.Option(None, "--workers", min=1, help="Processes (default: one per core)."),
+                    upgrade: bool = typer.Option(False, "--upgrade", help="Add the feature tier to shards indexed "
+                                                 "before it (reads their files again; hashes are kept).")
                     ) -> None:
     """Add images to a reference index: only new or changed files are hashed; bad files are skipped."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from .lookalike.ingest import ingest
+    from .lookalike.ingest import upgrade as add_feature_tier
     from .lookalike.store import ReferenceStore
 
+    if upgrade:
+        store = ReferenceStore(_index_folder(index, brand))
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), transient=True, disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task("feature tier", total=None)
+            done = add_feature_tier(store, workers, lambda d, t: bar.update(task, completed=d, total=t))
+        store.close()
+        typer.echo(f"feature tier added for {done} images in {store.folder}")
+        if not paths:
+            return
+    if not paths or not competitor:
+        raise typer.BadParameter("give the images to add and --competitor (or only --upgrade)")
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise typer.BadParameter(f"not found: {', '.join(missing)}")
@@ -362,9 +433,12 @@ def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to chec
     results = [{"file": str(f), "matches": [], "error": e} for f, e in zip(files, errors)]
     for hit in hits:
         reference = described[hit.reference_id]
+        region = {k: v for k, v in hit.region.items() if k != "pairs"} if hit.region else None
         results[readable[hit.query]]["matches"].append({
             "competitor": reference["competitor"], "source": reference["source"], "distances": hit.distances,
-            "verdict": "lookalike", "captured": reference["captured"], "rights": reference["rights"]})
+            "verdict": "lookalike", "captured": reference["captured"], "rights": reference["rights"],
+            "tier": hit.tier, "reasons": list(hit.reasons), "region": region,
+            "inliers": region["inliers"] if region else None})
     if as_json:
         typer.echo(json.dumps(results, indent=2, ensure_ascii=False))
     else:
@@ -373,9 +447,14 @@ def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to chec
             status = "error" if result["error"] else ("LOOKALIKE" if result["matches"] else "clear")
             typer.echo(f"{result['file']}: {status}" + (f" ({result['error']})" if result["error"] else ""))
             for m in result["matches"]:
-                typer.echo(f"  {m['competitor']}: {m['source']}  " + " ".join(
+                typer.echo(f"  {m['competitor']}: {m['source']}  [{m['tier']}] " + " ".join(
                     f"{k}={v}" for k, v in m["distances"].items())
                     + f"  (thresholds phash<={limits.phash} window<={limits.window} pdq<={limits.pdq})")
+                if m["region"]:
+                    r = m["region"]
+                    typer.echo(f"    features: {r['inliers']} inliers; their part {r['reference_box']} is this "
+                               f"image's {r['query_box']} (scale {r['scale']}, rotation {r['rotation']}°"
+                               + (", mirrored" if r["mirrored"] else "") + ")")
     if any(r["error"] for r in results):
         raise typer.Exit(ExitStatus.USAGE)
     if any(r["matches"] for r in results):

@@ -21,6 +21,13 @@ class ConfigError(EstampilleError):
     exit_status = ExitStatus.USAGE
 
 
+class SetupError(EstampilleError):
+    """Something the command needs around it is missing (a server, a variable); the message
+    names the fix."""
+
+    exit_status = ExitStatus.USAGE
+
+
 class ModelNotFoundError(EstampilleError):
     """A configured model folder or file does not exist; the message names the fix."""
 

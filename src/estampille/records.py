@@ -83,6 +83,8 @@ class Match(Record):
     distances: dict[str, int]
     verdict: Literal["lookalike", "near"]
     via: str = "render"   # or "image-to-image reference": the picture the render started from matched
+    tier: str = "hash"    # which tier found it: hash, features, or hash+features
+    region: dict[str, Any] | None = None   # feature tier: matched boxes on both images, inliers, scale, rotation
 
 
 class LookalikeCheck(Record):
@@ -103,3 +105,5 @@ class Provenance(Record):
     signer: str           # certificate subject, never key material
     prompt_disclosure: str = "full"
     prompt_salt: str | None = None   # for "hashed": sha256(salt + prompt) is in the manifest
+    instance_id: str | None = None   # the manifest's and the XMP's xmpMM:InstanceID
+    xmp: dict[str, Any] | None = None   # the XMP fields written, for audits that cross-check layers

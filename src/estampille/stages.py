@@ -7,9 +7,7 @@ Prefect. Each stage loops over its items itself (one task per stage, not per ite
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import secrets
 import socket
 import uuid
 from collections.abc import Callable
@@ -24,9 +22,9 @@ from .lookalike.evidence import side_by_side
 from .lookalike.fingerprint import fingerprints
 from .lookalike.brand_index import refresh_brand_index
 from .lookalike.engine import calibrated, hash_queries, search_store
-from .provenance.c2pa_manifest import ManifestSigner, generation_manifest, read_manifest
-from .provenance.identity import SignerIdentity, callback_identity, configured_identity, dev_identity
-from .provenance.xmp import COMPOSITE_TRAINED, TRAINED, XmpFields, png_with_xmp, xmp_packet
+from .provenance.c2pa_manifest import ManifestSigner
+from .provenance.identity import from_settings as identity_from_settings
+from .provenance.sign import sign_render
 from .paths import inside
 from .records import Draft, ImagePrompt, LookalikeCheck, Match, Provenance, Render, Slot
 from .render.renderer import (Rendered, RenderJob, library_versions, load_model, model_folder, render,
@@ -214,13 +212,17 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
             matches = []
             for n, (via, hit) in enumerate(by_render[render_record.image_id]):
                 reference = described[hit.reference_id]
+                region = {k: v for k, v in hit.region.items() if k != "pairs"} if hit.region else None
                 matches.append(Match(source=reference["competitor"], reference=reference["source"],
-                                     distances=hit.distances, verdict="lookalike", via=via))
+                                     distances=hit.distances, verdict="lookalike", via=via, tier=hit.tier,
+                                     region=region))
                 if Path(reference["source"]).is_file():
-                    side_by_side(Image.open(inside(batch.run_dir, render_record.file)), Image.open(reference["source"]),
-                                 f"lookalike ({via}): {reference['competitor']}  " + "  ".join(
+                    shown = Image.open(inside(batch.run_dir, render_record.file) if via == "render" else
+                                       render_record.reference["path"])
+                    side_by_side(shown, Image.open(reference["source"]),
+                                 f"lookalike ({via}, {hit.tier}): {reference['competitor']}  " + "  ".join(
                                      f"{k}={v}" + ("*" if k in hit.reasons else "") for k, v in hit.distances.items()),
-                                 batch.run_dir / "evidence" / f"{render_record.image_id}-{n}.png")
+                                 batch.run_dir / "evidence" / f"{render_record.image_id}-{n}.png", hit.region)
             return LookalikeCheck(image_id=render_record.image_id, verdict="lookalike" if matches else "clear",
                                   matches=matches, thresholds=limits, index_size=store.count())
 
@@ -234,20 +236,9 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
     return [c for c in checks if c]
 
 
-def signer_identity(settings: Settings) -> SignerIdentity:
-    """A KMS/HSM callback, or the brand's key file, or the project dev CA, in that order."""
-    if settings.signer_cert and settings.signer_callback:
-        return callback_identity(settings.signer_cert, settings.signer_callback, settings.signer_anchor,
-                                 settings.timestamp_url)
-    if settings.signer_cert and settings.signer_key:
-        return configured_identity(settings.signer_cert, settings.signer_key, settings.signer_anchor,
-                                   settings.timestamp_url)
-    return dev_identity(settings.keys_dir, settings.timestamp_url)
-
-
 def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
     """XMP first, then a signed C2PA manifest, then a JSON sidecar; read back to check."""
-    identity = signer_identity(batch.settings)
+    identity = identity_from_settings(batch.settings)
     signer: ManifestSigner | None = None
     results = []
     for render_record in renders:
@@ -263,7 +254,8 @@ def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
             results.append(Provenance.model_validate(event.payload))
             continue
         signer = signer or ManifestSigner(identity)
-        record = _sign_one(batch, render_record, signer, identity)
+        record = sign_render(render_record, batch.run_dir, batch.brand.name, batch.week, batch.brand.rights,
+                             signer, identity)
         batch.append("provenance.signed", key, render_record.slot_id, record.model_dump(mode="json"))
         batch.count("sign").new += 1
         results.append(record)
@@ -275,63 +267,6 @@ def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
 def _signed_file_intact(run_dir: Path, payload: dict) -> bool:
     path = inside(run_dir, payload["file"])
     return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == payload["sha256"]
-
-
-def _sign_one(batch: Batch, render_record: Render, signer: ManifestSigner, identity: SignerIdentity) -> Provenance:
-    brand, rights = batch.brand, batch.brand.rights
-    model = render_record.model
-    # Image-to-image mixes a human-made input with the model's output: IPTC calls that a composite.
-    source_type = COMPOSITE_TRAINED if render_record.mode == "image-to-image" else TRAINED
-    disclosure, salt = rights.prompt_disclosure, None
-    xmp = XmpFields(digital_source_type=source_type, ai_system=model["id"],
-                    ai_system_version=model["revision"] or f"sha256:{model['weights_sha256'][:16]}",
-                    ai_prompt=render_record.prompt if disclosure == "full" else None,
-                    creator=rights.creator, credit_line=rights.credit_line,
-                    copyright_notice=rights.copyright_notice, web_statement=rights.web_statement,
-                    licensor_name=rights.licensor_name, licensor_url=rights.licensor_url,
-                    data_mining=rights.data_mining)
-    image = Image.open(inside(batch.run_dir, render_record.file))
-    unsigned = png_with_xmp(image, xmp_packet(xmp))
-    generation = {
-        "image_id": render_record.image_id, "model": model["id"], "revision": model["revision"],
-        "weights_sha256": model["weights_sha256"], "pipeline": model["pipeline_class"],
-        "licence": model["licence"], "commercial_use": model["commercial_use"],
-        "test_model": model["test_model"], "seed": render_record.seed, "steps": render_record.steps,
-        "guidance": render_record.guidance, "scheduler": render_record.scheduler["class"],
-        "width": render_record.width, "height": render_record.height,
-        "mode": render_record.mode,
-        "reference": {k: v for k, v in (render_record.reference or {}).items() if k != "path"} or None,
-    }
-    if disclosure == "full":
-        generation.update(prompt=render_record.prompt, negative_prompt=render_record.negative_prompt)
-    elif disclosure == "hashed":
-        salt = secrets.token_hex(16)
-        generation["prompt_sha256"] = hashlib.sha256((salt + render_record.prompt).encode()).hexdigest()
-    ingredients = []
-    if render_record.reference:
-        reference = Path(render_record.reference["path"])
-        mime = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}.get(reference.suffix.lower(),
-                                                                                         "image/png")
-        ingredients.append(({"title": reference.name, "relationship": "inputTo"}, mime, reference.read_bytes()))
-    file = Path("images") / f"{render_record.image_id}.png"
-    manifest = generation_manifest(file.name, source_type, {"name": f"diffusers {model['pipeline_class']}",
-                                                        "version": render_record.versions["diffusers"]},
-                                   generation, rights.data_mining)
-    signed = signer.sign(unsigned, "image/png", manifest, ingredients)
-    report = read_manifest(signed, "image/png", identity.trust_anchor_pem)
-    if report.state not in ("Valid", "Trusted"):
-        raise EstampilleError(f"signed {file} does not validate ({report.state}: {', '.join(report.failures)})")
-    (batch.run_dir / "images").mkdir(exist_ok=True)
-    (batch.run_dir / file).write_bytes(signed)
-    digest = hashlib.sha256(signed).hexdigest()
-    sidecar = file.with_suffix(".json")
-    record = Provenance(image_id=render_record.image_id, file=str(file), sidecar=str(sidecar), sha256=digest,
-                        digital_source_type=source_type, c2pa_state=report.state, signer=identity.subject,
-                        prompt_disclosure=disclosure, prompt_salt=salt)
-    (batch.run_dir / sidecar).write_text(json.dumps(
-        {"provenance": record.model_dump(mode="json"), "render": render_record.model_dump(mode="json"),
-         "xmp": vars(xmp), "brand": brand.name, "week": batch.week}, indent=2, ensure_ascii=False))
-    return record
 
 
 def write_review(batch: Batch, slots, drafts, prompts, renders, checks, provenance) -> Path:

@@ -174,3 +174,166 @@ def build(repo: Path, scenes: int = 160, distractor_scenes: int = 1500, seed: in
     distractors = [Original(f"distractor-{i:05d}", f"distractor-{i:05d}", scene(distractor_rng))
                    for i in range(distractor_scenes)]
     return found, copies, distractors
+
+
+# --- Real photographs, reused the way social media reuses them (issue 13) ----------------------
+# Only real photographs (scikit-image's samples; their licences are in skimage/data/README.txt:
+# public domain, CC0 or CC-BY with attribution given there), no procedural scenes.
+REAL_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+               "motorcycle_right.png", "hubble_deep_field.jpg", "retina.jpg", "immunohistochemistry.png",
+               "camera.png", "moon.png", "coins.png", "brick.png", "grass.png", "gravel.png", "page.png", "text.png",
+               "clock_motion.png", "eagle.png")
+# Photos of one scene are one group (never each other's distractors): the stereo pair of motorcycles.
+# (scikit-image's cat.png is chelsea.png again: left out.)
+SAME_SCENE = {"motorcycle_right": "motorcycle_left"}
+REAL_FAMILIES = {"light edits": 0.98, "mirror/rotation": 0.95, "crop 70-80%": 0.90, "crop 60-70%": None,
+                 "square/4:5 reframe": 0.85, "screenshot/story": 0.85, "imitation": 0.70, "collage tile": 0.60}
+
+
+def real_photos() -> list[tuple[str, Image.Image]]:
+    import skimage
+
+    folder = Path(skimage.__file__).parent / "data"
+    seen, photos = set(), []
+    for name in REAL_PHOTOS:
+        if (folder / name).is_file() and name not in seen:
+            seen.add(name)
+            photos.append((name.split(".")[0], Image.open(folder / name).convert("RGB")))
+    return photos
+
+
+def scene_of(photo: str) -> str:
+    return SAME_SCENE.get(photo, photo)
+
+
+def crop_sides(image: Image.Image, keep: float, rng: np.random.Generator) -> Image.Image:
+    """Keep `keep` of each side, at a random place."""
+    w, h = int(image.width * keep), int(image.height * keep)
+    x, y = int(rng.integers(0, image.width - w + 1)), int(rng.integers(0, image.height - h + 1))
+    return image.crop((x, y, x + w, y + h))
+
+
+def reframe(image: Image.Image, aspect: float, rng: np.random.Generator) -> Image.Image:
+    """The largest crop of aspect width/height (1.0 square, 0.8 for 4:5) at a random place."""
+    w, h = image.size
+    cw, ch = (int(h * aspect), h) if w / h > aspect else (w, int(w / aspect))
+    x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    return image.crop((x, y, x + cw, y + ch))
+
+
+def _fit(image: Image.Image, width: int) -> Image.Image:
+    return image.resize((width, max(1, round(image.height * width / image.width))), Image.Resampling.BICUBIC)
+
+
+def phone_screenshot(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A post as a phone shows it: status bar, account header, the picture, icons and caption."""
+    width, height = 540, 960
+    dark = rng.random() < 0.3
+    bg, fg = ((0, 0, 0), (235, 235, 235)) if dark else ((255, 255, 255), (20, 20, 20))
+    canvas = Image.new("RGB", (width, height), bg)
+    draw = ImageDraw.Draw(canvas)
+    draw.text((16, 8), "09:41", fill=fg)
+    draw.text((width - 70, 8), "5G 87%", fill=fg)
+    draw.ellipse((14, 44, 54, 84), fill=(200, 120, 60))
+    draw.text((64, 52), "boulangerie_doree  · Follow", fill=fg)
+    picture = _fit(image, width)
+    top = 96
+    canvas.paste(picture, (0, top))
+    y = top + picture.height + 12
+    for x in (16, 56, 96):
+        draw.ellipse((x, y, x + 24, y + 24), outline=fg, width=2)
+    draw.text((16, y + 40), "1,204 likes", fill=fg)
+    draw.text((16, y + 60), "boulangerie_doree Notre baguette du jour, dorée à souhait #pain", fill=fg)
+    draw.text((16, y + 80), "View all 56 comments", fill=(130, 130, 130))
+    return canvas
+
+
+def story(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A 9:16 story: the picture fitted in the middle over a blurred, enlarged copy of itself."""
+    from PIL import ImageFilter
+
+    width, height = 540, 960
+    cover = image.resize((int(image.width * height / image.height), height), Image.Resampling.BILINEAR)
+    x = (cover.width - width) // 2
+    background = ImageEnhance.Brightness(cover.crop((x, 0, x + width, height)).filter(
+        ImageFilter.GaussianBlur(24))).enhance(0.8)
+    picture = _fit(image, int(width * rng.uniform(0.86, 1.0)))
+    background.paste(picture, ((width - picture.width) // 2, (height - picture.height) // 2))
+    ImageDraw.Draw(background).text((24, 40), "@boulangerie_doree", fill=(255, 255, 255))
+    return background
+
+
+def collage(image: Image.Image, others: list[Image.Image], rng: np.random.Generator) -> Image.Image:
+    """The picture as one tile of a 2x2 collage of four."""
+    tile = (320, 240)
+    tiles = [image] + [others[int(i)] for i in rng.choice(len(others), 3, replace=False)]
+    order = rng.permutation(4)
+    canvas = Image.new("RGB", (tile[0] * 2 + 12, tile[1] * 2 + 12), "white")
+    for slot, n in enumerate(order):
+        picture = ImageOps.fit(tiles[n], tile, Image.Resampling.BICUBIC)
+        canvas.paste(picture, (4 + (slot % 2) * (tile[0] + 4), 4 + (slot // 2) * (tile[1] + 4)))
+    return canvas
+
+
+def imitation(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """What a copier does to hide a copy: mirror, reframe by ~15%, recolour, soften."""
+    from PIL import ImageFilter
+
+    out = crop_sides(ImageOps.mirror(image), rng.uniform(0.82, 0.88), rng)
+    out = hue_shift(ImageEnhance.Color(out).enhance(rng.uniform(0.6, 1.4)), rng.uniform(-25, 25))
+    return out.filter(ImageFilter.GaussianBlur(rng.uniform(0.8, 1.6)))
+
+
+def real_copies_of(original: Original, others: list[Image.Image], rng: np.random.Generator) -> Iterator[Copy]:
+    im = original.image
+
+    def make(family: str, transform: str, image: Image.Image, quality: int = 88) -> Copy:
+        return Copy(original.name, family, transform, encode(image, quality))
+
+    yield make("light edits", "resize 50%", im.resize((im.width // 2, im.height // 2), Image.Resampling.BILINEAR))
+    yield make("light edits", "jpeg q35", im, 35)
+    yield make("light edits", "grayscale", ImageOps.grayscale(im).convert("RGB"))
+    yield make("light edits", "caption bar", overlay_text(im, rng))
+    yield make("light edits", "contrast 1.3", ImageEnhance.Contrast(im).enhance(1.3))
+    yield make("mirror/rotation", "mirror", ImageOps.mirror(im))
+    for angle in (-6, 4):
+        turned = im.rotate(angle, resample=Image.Resampling.BICUBIC, expand=False)
+        margin = math.sin(math.radians(abs(angle))) * max(im.size) / 2 + 2
+        yield make("mirror/rotation", f"rotate {angle}°", turned.crop((margin, margin, im.width - margin, im.height - margin)))
+    for keep in (0.7, 0.75, 0.8):
+        yield make("crop 70-80%", f"keep {keep:.0%} of each side", crop_sides(im, keep, rng))
+    for keep in (0.6, 0.65):
+        yield make("crop 60-70%", f"keep {keep:.0%} of each side", crop_sides(im, keep, rng))
+    yield make("square/4:5 reframe", "square", reframe(im, 1.0, rng))
+    yield make("square/4:5 reframe", "4:5", reframe(im, 0.8, rng))
+    yield make("screenshot/story", "phone screenshot", phone_screenshot(im, rng))
+    yield make("screenshot/story", "9:16 story", story(im, rng))
+    yield make("imitation", "mirror + reframe + recolour + blur", imitation(im, rng))
+    yield make("collage tile", "one tile of four", collage(im, others, rng))
+
+
+def build_real(seed: int = 0, cuts: int = 3):
+    """(originals, copies, distractors) from real photographs only. Originals are cuts of the
+    photos (landscape, 640x480, as a competitor's post would be); the distractors are cuts of the
+    same photos at other places and scales, each compared only with originals of other photos."""
+    rng = np.random.default_rng(seed)
+    photos = real_photos()
+    found: list[Original] = []
+    for name, photo in photos:
+        for k in range(cuts):
+            scale = rng.uniform(0.6, 0.95)
+            cw, ch = int(photo.width * scale), int(min(photo.height, photo.width * scale * 0.75))
+            x, y = int(rng.integers(0, photo.width - cw + 1)), int(rng.integers(0, photo.height - ch + 1))
+            found.append(Original(f"{name}-{seed}-{k}", scene_of(name),
+                                  photo.crop((x, y, x + cw, y + ch)).resize(SIZE, Image.Resampling.BICUBIC)))
+    copy_rng = np.random.default_rng(seed + 1)
+    copies = [c for o in found for c in real_copies_of(o, [p.image for p in found if p.group != o.group], copy_rng)]
+    distractor_rng = np.random.default_rng(seed + 2)
+    distractors = []
+    for name, photo in photos:
+        for k in range(12):
+            scale = distractor_rng.uniform(0.3, 0.7)
+            cw, ch = int(photo.width * scale), int(photo.height * scale)
+            x, y = int(distractor_rng.integers(0, photo.width - cw + 1)), int(distractor_rng.integers(0, photo.height - ch + 1))
+            distractors.append(Original(f"distractor-{name}-{k}", scene_of(name), photo.crop((x, y, x + cw, y + ch))))
+    return found, copies, distractors

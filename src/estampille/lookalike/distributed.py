@@ -1,6 +1,7 @@
 """The same search on a Dask cluster (the one Prefect's Dask task runner uses, or any
 `dask.distributed` scheduler): each task scans a group of shards where it runs and returns its
-hits; merged and sorted, they are exactly the hits of `engine.search_store`.
+hits of both tiers (hashes and features); merged and sorted, they are exactly the hits of
+`engine.search_store`.
 
 Workers open the index folder by path, so it must be on storage every worker sees (NFS, a
 shared volume) at the same path. Shards are memory-mapped by each worker: no shard crosses the
@@ -14,8 +15,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from .engine import Hit, calibrated, search_store
-from .hashing import QueryHashes
+from .engine import Hit, Query, calibrated, search_store
 from .scan import Thresholds
 from .store import ReferenceStore
 
@@ -26,7 +26,7 @@ class DistributedResult:
     placements: list[tuple[str, list[int]]]      # (worker host:pid, shards it scanned)
 
 
-def _scan_shards(folder: str, shards: list[int], queries: list[QueryHashes], thresholds: Thresholds,
+def _scan_shards(folder: str, shards: list[int], queries: list[Query], thresholds: Thresholds,
                  rotations: bool) -> tuple[str, list[Hit]]:
     store = ReferenceStore(folder)
     try:
@@ -35,7 +35,7 @@ def _scan_shards(folder: str, shards: list[int], queries: list[QueryHashes], thr
         store.close()
 
 
-def search_on_dask(client, folder: str | Path, queries: list[QueryHashes], thresholds: Thresholds | None = None,
+def search_on_dask(client, folder: str | Path, queries: list[Query], thresholds: Thresholds | None = None,
                    rotations: bool = False, tasks_per_worker: int = 2) -> DistributedResult:
     """Split the shards over the cluster's workers and scan them there."""
     if not queries:

@@ -1,16 +1,24 @@
-"""Search a reference index with renders: hash the queries with the corpus's pipeline, scan every
-shard (here, or on a Dask cluster), and give each matched pair its distances and fused verdict."""
+"""Search a reference index with renders, in two tiers over the same shards (here, or on a Dask
+cluster): the hash tier (global perceptual hashes of the whole query and of its content regions,
+an exact compiled scan) and the feature tier (ORB keypoints retrieved through faiss, verified by
+RANSAC). Each matched pair gets its distances, the tier and evidence that decided, and, from
+the feature tier, the matched region of both images."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from .hashing import QueryHashes, decode, hash_query
+from .features import QUERY_SIDE, FeatureMatch, Features, FeatureThresholds, decode_for_features, query_features
+from .hashing import DECODE_SIDE, QueryHashes, decode, hash_query, shrink
+from .hashing import _to_rgb as to_rgb
+from .query_prep import content_regions
 from .scan import QueryArrays, Thresholds, pair_distances, scan
 from .store import ReferenceStore, Shard
 
@@ -25,12 +33,31 @@ def calibrated() -> Thresholds:
     return Thresholds(**{k: int(data["thresholds"][k]) for k in ("phash", "window", "pdq")})
 
 
+@lru_cache(maxsize=1)
+def feature_thresholds() -> FeatureThresholds:
+    """The feature tier's thresholds (bench/lookalike_real_photos.py chose them on real photos)."""
+    data = json.loads(THRESHOLDS_FILE.read_text()).get("features", {})
+    return FeatureThresholds(**{k: v for k, v in data.items() if k in FeatureThresholds.__dataclass_fields__})
+
+
+@dataclass
+class Query:
+    """One image to search: its hashes, the hashes of its content regions (the picture inside a
+    screenshot or a story), and its keypoints as it is and mirrored."""
+
+    hashes: QueryHashes
+    regions: list[QueryHashes] = field(default_factory=list)
+    features: tuple[Features, Features] | None = None
+
+
 @dataclass(frozen=True)
 class Hit:
     query: int
     reference_id: int
     distances: dict[str, int]
-    reasons: tuple[str, ...]        # which hashes are within their threshold
+    reasons: tuple[str, ...]        # which hashes (or "features") are within their threshold
+    tier: str = "hash"              # "hash", "features", or "hash+features"
+    region: dict | None = None      # feature tier: matched boxes, inliers, scale, rotation, inlier pairs
 
 
 def query_arrays(queries: list[QueryHashes], rotations: bool = False) -> tuple[QueryArrays, np.ndarray, np.ndarray]:
@@ -71,28 +98,105 @@ def search_shard(shard: Shard, packed: tuple[QueryArrays, np.ndarray, np.ndarray
     return hits
 
 
-def search_store(store: ReferenceStore, queries: list[QueryHashes], thresholds: Thresholds | None = None,
-                 rotations: bool = False, shards: list[int] | None = None) -> list[Hit]:
-    """Scan the given shards (default all) in this process."""
+def region_of(match: FeatureMatch) -> dict:
+    return {"reference_box": [round(v, 4) for v in match.reference_box],
+            "query_box": [round(v, 4) for v in match.query_box], "inliers": match.inliers, "scale": match.scale,
+            "rotation": match.rotation, "mirrored": match.mirrored, "coverage": match.coverage,
+            "pairs": [[round(v, 4) for v in pair] for pair in match.pairs]}
+
+
+def _merge(hash_hits: list[Hit], feature_hits: list[Hit]) -> list[Hit]:
+    """One hit per (query, reference): a pair both tiers found carries the evidence of both."""
+    merged: dict[tuple[int, int], Hit] = {}
+    for hit in hash_hits:
+        key = (hit.query, hit.reference_id)
+        old = merged.get(key)
+        if old is None or sum(old.distances.values()) > sum(hit.distances.values()):
+            merged[key] = hit
+    for hit in feature_hits:
+        key = (hit.query, hit.reference_id)
+        if key in merged:
+            old = merged[key]
+            merged[key] = Hit(old.query, old.reference_id, old.distances, old.reasons + ("features",),
+                              "hash+features", hit.region)
+        else:
+            merged[key] = hit
+    return sorted(merged.values(), key=lambda h: (h.query, h.reference_id))
+
+
+def _as_query(q: Query | QueryHashes) -> Query:
+    return q if isinstance(q, Query) else Query(q)
+
+
+def search_store(store: ReferenceStore, queries: Sequence[Query | QueryHashes], thresholds: Thresholds | None = None,
+                 rotations: bool = False, shards: list[int] | None = None,
+                 features: FeatureThresholds | None = None) -> list[Hit]:
+    """Both tiers over the given shards (default all) in this process. A shard indexed before the
+    feature tier (no feature files) is searched by the hash tier only."""
     if not queries:
         return []
-    thresholds = thresholds or calibrated()
-    packed = query_arrays(queries, rotations)
+    queries = [_as_query(q) for q in queries]
+    thresholds, features = thresholds or calibrated(), features or feature_thresholds()
+    flat = [q.hashes for q in queries] + [r for q in queries for r in q.regions]
+    owner = list(range(len(queries))) + [n for n, q in enumerate(queries) for _ in q.regions]
+    packed = query_arrays(flat, rotations)
+    with_features = [(n, q.features) for n, q in enumerate(queries) if q.features is not None]
     removed = store.removed_ids()
-    hits: list[Hit] = []
+    hash_hits: list[Hit] = []
+    feature_hits: list[Hit] = []
     for number in store.shard_numbers() if shards is None else shards:
-        hits += search_shard(store.load_shard(number), packed, thresholds, removed)
-    return sorted(hits, key=lambda h: (h.query, h.reference_id))
+        shard = store.load_shard(number)
+        for hit in search_shard(shard, packed, thresholds, removed):
+            hash_hits.append(Hit(owner[hit.query], hit.reference_id, hit.distances,
+                                 hit.reasons + (("content region",) if hit.query >= len(queries) else ()), "hash"))
+        feature_shard = store.load_features(number) if with_features else None
+        if feature_shard is not None:
+            live = np.flatnonzero(~np.isin(np.asarray(shard.ids), removed))
+            for q, row, match in feature_shard.search([f for _, f in with_features], features, live):
+                feature_hits.append(Hit(with_features[q][0], int(shard.ids[row]), {}, ("features",), "features",
+                                        region_of(match)))
+    if feature_hits:
+        feature_hits = _with_distances(store, queries, feature_hits, shards)
+    return _merge(hash_hits, feature_hits)
 
 
-def hash_queries(paths: list[Path]) -> tuple[list[QueryHashes | None], list[str | None]]:
-    """Hash render files; a file that cannot be read gets its reason instead."""
-    hashed, errors = [], []
+def _with_distances(store: ReferenceStore, queries: list[Query], hits: list[Hit], shards) -> list[Hit]:
+    """The hash distances of pairs only the feature tier found, so every match reports them all."""
+    by_shard: dict[int, list[Hit]] = {}
+    rows = store.rows_of({h.reference_id for h in hits})
+    for hit in hits:
+        by_shard.setdefault(rows[hit.reference_id][0], []).append(hit)
+    out = []
+    for number, group in by_shard.items():
+        shard = store.load_shard(number)
+        packed = query_arrays([queries[h.query].hashes for h in group])
+        pairs = np.array([[n, rows[h.reference_id][1]] for n, h in enumerate(group)], dtype=np.int64)
+        found = pair_distances(packed[0], pairs, shard.phash, shard.windows, shard.pdq, shard.dhash, shard.colour,
+                               packed[1], packed[2])
+        for n, hit in enumerate(group):
+            out.append(Hit(hit.query, hit.reference_id, {k: int(found[k][n]) for k in REPORTED}, hit.reasons,
+                           hit.tier, hit.region))
+    return out
+
+
+def prepare_query(small: Image.Image, image: Image.Image) -> Query:
+    """Everything a search needs from a query: `small` as the hash pipeline decodes it (so its
+    hashes are bit-identical to the corpus's), `image` decoded near the feature size."""
+    regions = [hash_query(shrink(image.crop((round(x0 * image.width), round(y0 * image.height),
+                                             round(x1 * image.width), round(y1 * image.height))), DECODE_SIDE))
+               for x0, y0, x1, y1 in content_regions(image)]
+    return Query(hash_query(small), regions, query_features(image))
+
+
+def hash_queries(paths: list[Path | bytes]) -> tuple[list[Query | None], list[str | None]]:
+    """Prepare render files (or encoded bytes) for both tiers; one that cannot be read gets its
+    reason instead."""
+    prepared, errors = [], []
     for path in paths:
         try:
-            hashed.append(hash_query(decode(path)))
+            prepared.append(prepare_query(decode(path), to_rgb(decode_for_features(path, QUERY_SIDE))))
             errors.append(None)
         except (ValueError, OSError) as exc:
-            hashed.append(None)
+            prepared.append(None)
             errors.append(str(exc))
-    return hashed, errors
+    return prepared, errors

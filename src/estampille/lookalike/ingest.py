@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..images import IMAGE_SUFFIXES
+from .features import Features, reference_features
 from .hashing import Hashes, UnreadableImage, hash_file, pipeline_id
 from .store import Entry, ReferenceStore
 CHUNK = 64                     # files per task sent to a worker process
@@ -37,8 +38,8 @@ def expand(inputs: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def _hash_one(path: str) -> tuple[str, str, int, int, Hashes | None, str | None]:
-    """(path, sha256, size, mtime_ns, hashes, error): runs in a worker process."""
+def _hash_one(path: str) -> tuple[str, str, int, int, tuple[Hashes, Features] | None, str | None]:
+    """(path, sha256, size, mtime_ns, (hashes, features), error): runs in a worker process."""
     try:
         stat = os.stat(path)
         data = Path(path).read_bytes()
@@ -46,7 +47,7 @@ def _hash_one(path: str) -> tuple[str, str, int, int, Hashes | None, str | None]
         return path, "", 0, 0, None, f"cannot read ({exc.strerror or exc})"
     digest = hashlib.sha256(data).hexdigest()
     try:
-        return path, digest, stat.st_size, stat.st_mtime_ns, hash_file(data), None
+        return path, digest, stat.st_size, stat.st_mtime_ns, (hash_file(data), reference_features(data)), None
     except UnreadableImage as exc:
         return path, digest, stat.st_size, stat.st_mtime_ns, None, str(exc)
 
@@ -87,13 +88,14 @@ def ingest(store: ReferenceStore, inputs: Iterable[str | Path], competitor: str,
     done = 0
     entries: list[Entry] = []
     hashes: list[Hashes] = []
+    features: list[Features] = []
 
     def flush() -> None:
-        nonlocal entries, hashes
+        nonlocal entries, hashes, features
         report.replaced += sum(1 for e in entries if e.source in known)
-        store.add(entries, hashes)
+        store.add(entries, hashes, features)
         report.added += len(entries)
-        entries, hashes = [], []
+        entries, hashes, features = [], [], []
 
     def take(chunk: list[tuple]) -> None:
         nonlocal done
@@ -104,7 +106,8 @@ def ingest(store: ReferenceStore, inputs: Iterable[str | Path], competitor: str,
                 store.skip(source, error, size, mtime_ns)
             else:
                 entries.append(Entry(source, competitor, digest, size, mtime_ns, captured, rights))
-                hashes.append(found)
+                hashes.append(found[0])
+                features.append(found[1])
                 if len(entries) >= SHARD_SIZE:
                     flush()
             done += 1
@@ -122,3 +125,36 @@ def ingest(store: ReferenceStore, inputs: Iterable[str | Path], competitor: str,
                 take(chunk)
     flush()
     return report
+
+
+def _features_of(source: str) -> Features:
+    """A reference's features for --upgrade; a file gone or unreadable since gets none (its row
+    is still searched by the hash tier, which needs no file)."""
+    try:
+        return reference_features(Path(source).read_bytes())
+    except (OSError, UnreadableImage):
+        from .features import extract
+        from PIL import Image
+
+        return extract(Image.new("L", (1, 1)), 0)
+
+
+def upgrade(store: ReferenceStore, workers: int | None = None,
+            progress: Callable[[int, int], None] | None = None) -> int:
+    """Add the feature tier to shards indexed before it, from the catalog's files, without touching
+    their hashes. Returns the number of images given features."""
+    shards = store.shards_without_features()
+    rows = {n: store.sources_of_shard(n) for n in shards}
+    total, done = sum(len(r) for r in rows.values()), 0
+    workers = workers or os.cpu_count() or 1
+    with ProcessPoolExecutor(workers) as pool:
+        for number in shards:
+            sources = [source for _, source in rows[number]]
+            found = []
+            for start in range(0, len(sources), CHUNK * workers):
+                found += list(pool.map(_features_of, sources[start:start + CHUNK * workers], chunksize=CHUNK))
+                done += min(CHUNK * workers, len(sources) - start)
+                if progress:
+                    progress(done, total)
+            store.add_features(number, found)
+    return total

@@ -4,6 +4,7 @@ arrays (`.npy`, memory-mapped when searched).
 
     <index>/catalog.sqlite
     <index>/shards/<n>/{phash,dhash,colour,ids}.npy (N,)  windows.npy (W, N)  pdq.npy (4, N)
+    <index>/shards/<n>/features.fbin, features_xy.npy, features_size.npy   the feature tier (feature_index.py)
 
 Arrays are column-major so a scan reads each hash kind contiguously. A shard is written to a
 temporary folder and renamed into place before the catalog points at it, so a crash leaves
@@ -25,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EstampilleError, ExitStatus
+from .feature_index import FEATURE_FILES, FeatureShard, write_feature_files
+from .features import feature_pipeline_id
 from .hashing import WINDOWS, Hashes, pipeline_id
 
 SCHEMA = """
@@ -87,6 +90,7 @@ class ReferenceStore:
         self.db = sqlite3.connect(self.folder / "catalog.sqlite", timeout=60, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
+        self._features: dict[int, FeatureShard | None] = {}
         self._clean_orphans()
 
     def close(self) -> None:
@@ -139,9 +143,21 @@ class ReferenceStore:
         row = self.db.execute("SELECT count(*), coalesce(max(id), 0), coalesce(sum(removed), 0) FROM images").fetchone()
         return hashlib.sha256(json.dumps([row, pipeline_id()]).encode()).hexdigest()[:16]
 
+    def rows_of(self, ids) -> dict[int, tuple[int, int]]:
+        """id -> (shard, row)."""
+        found: dict[int, tuple[int, int]] = {}
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 900):
+            chunk = ids[start:start + 900]
+            for r in self.db.execute(f"SELECT id, shard, row FROM images WHERE id IN ({','.join('?' * len(chunk))})",
+                                     chunk):
+                found[r[0]] = (r[1], r[2])
+        return found
+
     # ---------------------------------------------------------------- shards
-    def add(self, entries: list[Entry], hashes: list[Hashes]) -> int:
-        """Write one shard holding `hashes`, then catalog `entries` pointing at it. Returns its number."""
+    def add(self, entries: list[Entry], hashes: list[Hashes], features: list | None = None) -> int:
+        """Write one shard holding `hashes` (and the feature tier's `features`, one per entry), then
+        catalog `entries` pointing at it. Returns its number."""
         return self.add_arrays(entries, {
             "phash": np.array([h.phash for h in hashes], dtype=np.uint64),
             "dhash": np.array([h.dhash for h in hashes], dtype=np.uint64),
@@ -149,9 +165,9 @@ class ReferenceStore:
             "windows": np.ascontiguousarray(np.array([h.windows for h in hashes], dtype=np.uint64)
                                             .reshape(len(hashes), len(WINDOWS)).T),
             "pdq": np.ascontiguousarray(np.array([h.pdq for h in hashes], dtype=np.uint64).reshape(len(hashes), 4).T),
-        })
+        }, features)
 
-    def add_arrays(self, entries: list[Entry], arrays: dict[str, np.ndarray]) -> int:
+    def add_arrays(self, entries: list[Entry], arrays: dict[str, np.ndarray], features: list | None = None) -> int:
         """The same from packed arrays (phash, dhash, colour: (N,); windows (W, N); pdq (4, N))."""
         if not entries:
             return 0
@@ -164,8 +180,11 @@ class ReferenceStore:
         tmp.mkdir()
         for name, array in arrays.items():
             np.save(tmp / f"{name}.npy", array)
-        (tmp / "meta.json").write_text(json.dumps({"pipeline": pipeline_id(), "count": len(entries),
-                                                   "windows": WINDOWS}))
+        meta = {"pipeline": pipeline_id(), "count": len(entries), "windows": WINDOWS}
+        if features is not None:
+            write_feature_files(tmp, features)
+            meta["features"] = feature_pipeline_id()
+        (tmp / "meta.json").write_text(json.dumps(meta))
         tmp.rename(self.folder / "shards" / f"{number:06d}")
         pipeline, now = pipeline_id(), _now()
         self.db.execute("BEGIN IMMEDIATE")
@@ -195,6 +214,46 @@ class ReferenceStore:
         except (OSError, ValueError) as exc:
             raise IndexUnusable(f"shard {folder} is damaged ({exc}): delete it and index again") from None
         return Shard(number, **arrays)
+
+    def load_features(self, number: int) -> FeatureShard | None:
+        """The shard's feature tier, or None when it predates it (or another feature pipeline made it)."""
+        folder = self.folder / "shards" / f"{number:06d}"
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta.get("features") != feature_pipeline_id():
+            return None
+        cached = self._features.get(number)
+        if cached is None:
+            try:
+                cached = self._features[number] = FeatureShard.load(folder)
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise IndexUnusable(f"the feature files of shard {folder} are damaged ({exc}): run "
+                                    "`estampille lookalike index --upgrade` to write them again") from None
+        return cached
+
+    def shards_without_features(self) -> list[int]:
+        return [n for n in self.shard_numbers()
+                if json.loads((self.folder / "shards" / f"{n:06d}" / "meta.json").read_text()).get("features")
+                != feature_pipeline_id()]
+
+    def sources_of_shard(self, number: int) -> list[tuple[int, str]]:
+        """(row, source) of every row of a shard, removed ones included (rows keep their place)."""
+        return list(self.db.execute("SELECT row, source FROM images WHERE shard = ? ORDER BY row", (number,)))
+
+    def add_features(self, number: int, features: list) -> None:
+        """Give an existing shard its feature tier (`lookalike index --upgrade`): files written aside,
+        then renamed into place, meta.json last, so a crash leaves the shard as it was."""
+        folder = self.folder / "shards" / f"{number:06d}"
+        tmp = folder / f".features-{os.getpid()}"
+        tmp.mkdir(exist_ok=True)
+        write_feature_files(tmp, features)
+        for name in FEATURE_FILES:
+            os.replace(tmp / name, folder / name)
+        tmp.rmdir()
+        meta = json.loads((folder / "meta.json").read_text())
+        meta["features"] = feature_pipeline_id()
+        (folder / "meta.json.tmp").write_text(json.dumps(meta))
+        os.replace(folder / "meta.json.tmp", folder / "meta.json")
+        self._features.pop(number, None)
 
     def _clean_orphans(self) -> None:
         """A shard folder no catalog row points at is the leftover of a crash: remove it."""

@@ -1,36 +1,56 @@
-"""Audit any file: its C2PA state, its XMP, and the ledger record it belongs to — by content
-hash when the file is as signed or exported, by perceptual hash when a platform stripped the
-metadata, re-encoded, resized or cropped it."""
+"""Audit any file as a provenance inspector would: what its Content Credentials say (every
+manifest, signer, actions, ingredients), what its XMP says, which ledger record it belongs to
+(by content hash, by our C2PA manifest or XMP document id when it was changed, by perceptual hash
+when a platform stripped and re-encoded it), whether the layers agree, and, for our own files,
+the model and its licence, the picture it started from with its lookalike verdict, the review,
+the exports and retouches.
+
+Read-only: it never creates keys, folders or ledgers; without a ledger it reports what the file
+says and that nothing was traced.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
+from ..images import IMAGE_SUFFIXES, MAX_PIXELS, UnreadableImage, open_image
 from ..ledger import Ledger
 from ..lookalike.fingerprint import HASH_KINDS, fingerprints, hex_to_int
-from ..images import IMAGE_SUFFIXES, open_checked
-from .c2pa_manifest import read_manifest
-from .xmp import read_xmp
+from .credentials import Credentials, read_credentials, short_source_type
+from .sign import document_id
+from .trust import TrustConfig
+from .xmp import DMI, read_xmp
 
-MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "TIFF": "image/tiff", "GIF": "image/gif"}
 TRACE_BY_CONTENT = ("provenance.signed", "export.created", "edit.imported", "render.created")
 # A stripped copy is traced to the closest render when both hashes stay this close (bits of 64).
 MAX_DISTANCE = {"phash": 12, "dhash": 16}
+MIME_OF_FORMAT = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "TIFF": "image/tiff",
+                  "GIF": "image/gif", "BMP": "image/bmp"}
+DMI_PROHIBITED = DMI["prohibited"].rsplit("/", 1)[-1]
+DMI_ALLOWED = DMI["allowed"].rsplit("/", 1)[-1]
 
 
 @dataclass
 class AuditReport:
     file: str
     error: str | None = None
+    verdict: str = ""
     c2pa_state: str = "absent"
     c2pa_failures: list[str] = field(default_factory=list)
+    credentials: dict | None = None       # the whole manifest store, readable (credentials.Credentials)
     xmp: dict[str, str] = field(default_factory=dict)
-    record: dict | None = None       # how it was found, and the ledger record
-    metadata_gone: bool = False
+    record: dict | None = None            # how it was found, and the ledger record
+    ours: dict | None = None              # for our files: model, licence, ingredients, review, exports
+    conflicts: list[dict] = field(default_factory=list)   # layers that disagree, field by field
+    metadata_gone: bool = False           # one of ours whose C2PA and XMP are both gone
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -46,63 +66,266 @@ def expand(paths: list[Path]) -> list[Path]:
     return files
 
 
-class Auditor:
-    """Loads the ledger's content hashes and render fingerprints once, then audits files."""
+class LedgerIndex:
+    """Everything an audit looks up, from one read of the ledger."""
 
-    def __init__(self, ledger: Ledger, trust_anchor_pem: bytes | None):
-        self.anchor = trust_anchor_pem
+    def __init__(self, ledger: Ledger | None):
+        self.available = ledger is not None
         self.by_sha: dict[str, object] = {}
-        self.renders = []
-        for event in ledger.events():
-            if event.kind in TRACE_BY_CONTENT and "sha256" in event.payload:
-                self.by_sha.setdefault(event.payload["sha256"], event)
+        self.renders: dict[str, object] = {}
+        self.by_kind: dict[str, dict[str, list]] = {}
+        self.decisions: dict[str, object] = {}
+        for event in ledger.events() if ledger else []:
+            payload = event.payload
+            if event.kind in TRACE_BY_CONTENT and "sha256" in payload:
+                self.by_sha.setdefault(payload["sha256"], event)
             if event.kind == "render.created":
-                self.renders.append(event)
-        self.arrays = {kind: np.array([hex_to_int(e.payload["fingerprints"][kind]) for e in self.renders],
-                                      dtype=np.uint64) for kind in HASH_KINDS}
+                self.renders[payload["image_id"]] = event
+            elif event.kind in ("review.approved", "review.rejected"):
+                self.decisions[payload.get("item_id")] = event          # the latest wins
+            elif "image_id" in payload:
+                self.by_kind.setdefault(event.kind, {}).setdefault(payload["image_id"], []).append(event)
+        self.by_document = {document_id(image_id): image_id for image_id in self.renders}
+        order = list(self.renders.values())
+        self.fingerprinted = order
+        self.arrays = {kind: np.array([hex_to_int(e.payload["fingerprints"][kind]) for e in order], dtype=np.uint64)
+                       for kind in HASH_KINDS}
+
+    def events_of(self, kind: str, image_id: str) -> list:
+        return self.by_kind.get(kind, {}).get(image_id, [])
+
+    def nearest(self, image: Image.Image) -> tuple[object, dict[str, int]] | None:
+        if not self.fingerprinted:
+            return None
+        query = fingerprints(image)
+        distances = {k: np.bitwise_count(self.arrays[k] ^ np.uint64(hex_to_int(query[k]))).astype(int) for k in HASH_KINDS}
+        best = int(np.argmin(sum(distances.values())))
+        found = {k: int(distances[k][best]) for k in HASH_KINDS}
+        if any(found[k] > MAX_DISTANCE[k] for k in HASH_KINDS):
+            return None
+        return self.fingerprinted[best], found
+
+
+class Auditor:
+    """Reads the ledger once, then audits files against it and against the trust you chose."""
+
+    def __init__(self, ledger: Ledger | None, trust: TrustConfig, fetch_remote: bool = False):
+        self.index = LedgerIndex(ledger)
+        self.trust, self.fetch_remote = trust, fetch_remote
 
     def audit(self, path: Path) -> AuditReport:
         report = AuditReport(str(path))
         try:
             data = path.read_bytes()
-            image = open_checked(path)
-        except (OSError, ValueError) as exc:
+            if not data:
+                raise UnreadableImage("empty file")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data)) as probe:
+                    image_format, pixels = probe.format, probe.width * probe.height
+            if pixels > MAX_PIXELS:
+                raise UnreadableImage(f"declared size of {pixels:,} pixels is too large (decompression bomb)")
+        except UnreadableImage as exc:
             report.error = str(exc)
             return report
-        mime = MIMES.get(image.format or "", "application/octet-stream")
-        manifest = read_manifest(data, mime, self.anchor) if mime != "application/octet-stream" else None
-        if manifest:
-            report.c2pa_state, report.c2pa_failures = manifest.state, manifest.failures
-        report.xmp = {k: v for k, v in read_xmp(data).items() if not k.startswith("_")}
-        report.metadata_gone = report.c2pa_state == "absent" and not report.xmp
-        event = self.by_sha.get(hashlib.sha256(data).hexdigest())
-        if event is not None:
-            report.record = {"found_by": "content hash", **_describe(event)}
+        except UnidentifiedImageError:
+            report.error = "not a readable image (unknown format)"
             return report
-        report.record = self._nearest(image)
+        except OSError as exc:
+            report.error = str(exc) if not isinstance(exc, FileNotFoundError) else f"{path}: no such file"
+            return report
+        except Exception:
+            report.error = "not a readable image (unknown format)"
+            return report
+        credentials = read_credentials(data, MIME_OF_FORMAT.get(image_format, "application/octet-stream"),
+                                       self.trust, self.fetch_remote)
+        report.credentials = credentials.as_dict()
+        report.c2pa_state, report.c2pa_failures = credentials.state, credentials.failures
+        report.xmp = {k: v for k, v in read_xmp(data).items() if not k.startswith("_")}
+        digest = hashlib.sha256(data).hexdigest()
+        event, found_by, distances = self._trace(data, digest, credentials, report)
+        if report.error:
+            return report
+        if event is not None:
+            report.record = {"found_by": found_by, **({"distances": distances} if distances else {}),
+                             **self._describe(event)}
+            report.ours = self._ours(report.record["image_id"], digest)
+            report.metadata_gone = credentials.state == "absent" and not report.xmp
+            report.conflicts = cross_check(report.xmp, credentials, report.ours, _sidecar_xmp(path, report.ours))
+        elif not self.index.available:
+            report.notes.append("no ledger here: nothing was traced (audited what the file says)")
+        if credentials.state == "absent" and not report.xmp and event is None:
+            report.notes.append("no provenance metadata: none was written, or it was stripped")
+        if report.xmp and not report.xmp.get("Iptc4xmpExt:DigitalSourceType"):
+            report.notes.append("XMP present but it declares no digital source type")
+        report.verdict = _verdict(credentials, report)
         return report
 
-    def _nearest(self, image) -> dict | None:
-        if not self.renders:
-            return None
-        query = fingerprints(image)
-        distances = {k: np.bitwise_count(self.arrays[k] ^ np.uint64(hex_to_int(query[k]))).astype(int)
-                     for k in HASH_KINDS}
-        best = int(np.argmin(sum(distances.values())))
-        found = {k: int(distances[k][best]) for k in HASH_KINDS}
-        if any(found[k] > MAX_DISTANCE[k] for k in HASH_KINDS):
-            return None
-        return {"found_by": "perceptual hash", "distances": found, **_describe(self.renders[best])}
+    def _trace(self, data: bytes, digest: str, credentials: Credentials, report: AuditReport):
+        event = self.index.by_sha.get(digest)
+        if event is not None:
+            return event, "content hash", None
+        image_id = _generation_image_id(credentials) or self.index.by_document.get(
+            report.xmp.get("xmpMM:DocumentID", ""))
+        if image_id in self.index.renders:
+            how = "our C2PA manifest" if _generation_image_id(credentials) else "XMP DocumentID"
+            return self.index.renders[image_id], f"{how} (file changed since)", None
+        if not self.index.fingerprinted:
+            return None, None, None
+        try:
+            image = open_image(data)
+        except UnreadableImage as exc:
+            report.error = str(exc)
+            return None, None, None
+        nearest = self.index.nearest(image)
+        return (nearest[0], "perceptual hash", nearest[1]) if nearest else (None, None, None)
+
+    def _describe(self, event) -> dict:
+        payload = event.payload
+        image_id = payload.get("image_id")
+        render = self.index.renders.get(image_id)
+        model = (render.payload.get("model") or {}) if render else {}
+        return {"kind": event.kind, "ledger_row": event.seq, "brand": event.brand, "week": event.week,
+                "slot": event.subject, "image_id": image_id, "model": model.get("id"),
+                "reviewer": payload.get("reviewer"), "editor": payload.get("editor")}
+
+    def _ours(self, image_id: str, digest: str) -> dict:
+        """What the ledger knows of one of our images, whichever file of it was audited."""
+        index = self.index
+        render = index.renders[image_id].payload
+        model = render.get("model") or {}
+        signed = [e.payload for e in index.events_of("provenance.signed", image_id)]
+        check = next(reversed(index.events_of("lookalike.checked", image_id)), None)
+        matches = check.payload.get("matches", []) if check else []
+        ingredients = []
+        if render.get("reference"):
+            reference = render["reference"]
+            via_reference = [m for m in matches if m.get("via") == "image-to-image reference"]
+            ingredients.append({"title": Path(reference.get("path", "")).name, "relationship": "inputTo",
+                                "sha256": reference.get("sha256"), "strength": reference.get("strength"),
+                                "lookalike": "lookalike" if via_reference else "clear" if check else "not checked",
+                                "matches": [{"source": m["source"], "reference": Path(m["reference"]).name,
+                                             "distances": m["distances"]} for m in via_reference]})
+        decision = index.decisions.get(image_id)
+        known = {e.payload["sha256"] for kind in ("provenance.signed", "export.created", "edit.imported")
+                 for e in index.events_of(kind, image_id)}
+        return {
+            "image_id": image_id, "brand": index.renders[image_id].brand, "week": index.renders[image_id].week,
+            "model": model.get("id"), "model_name": model.get("name") or model.get("id"),
+            "revision": model.get("revision"), "weights_sha256": model.get("weights_sha256"),
+            "pipeline": model.get("pipeline_class"), "licence": model.get("licence"),
+            "commercial_use": model.get("commercial_use"), "test_model": model.get("test_model"),
+            "mode": render.get("mode"), "seed": render.get("seed"),
+            "signer": signed[-1].get("signer") if signed else None,
+            "digital_source_type": (signed[-1].get("digital_source_type") if signed else None),
+            "expected_xmp": signed[-1].get("xmp") if signed else None,
+            "lookalike": {"verdict": check.payload["verdict"], "matches": len(matches)} if check else None,
+            "ingredients": ingredients,
+            "review": ({"decision": decision.payload.get("decision"), "reviewer": decision.payload.get("reviewer"),
+                        "decided_at": decision.payload.get("decided_at"),
+                        "lookalike_override": decision.payload.get("lookalike_override")} if decision else
+                       {"decision": "pending"}),
+            "exports": [{"file": e.payload["file"], "reviewer": e.payload.get("reviewer"), "ledger_row": e.seq}
+                        for e in index.events_of("export.created", image_id)],
+            "edits": [{"editor": e.payload.get("editor"), "source_name": e.payload.get("source_name"),
+                       "ledger_row": e.seq} for e in index.events_of("edit.imported", image_id)],
+            "changed_since_signing": digest not in known and digest != render.get("sha256"),
+        }
 
 
-def _describe(event) -> dict:
-    payload = event.payload
-    return {"kind": event.kind, "ledger_row": event.seq, "brand": event.brand, "week": event.week,
-            "slot": event.subject, "image_id": payload.get("image_id"),
-            "model": payload.get("model", {}).get("id") if isinstance(payload.get("model"), dict) else None,
-            "reviewer": payload.get("reviewer"), "editor": payload.get("editor")}
+def _generation_image_id(credentials: Credentials) -> str | None:
+    node = credentials.active
+    while node is not None:
+        generation = node.assertions.get("org.estampille.generation")
+        if isinstance(generation, dict) and generation.get("image_id"):
+            return generation["image_id"]
+        node = node.children[0] if node.children else None
+    return None
 
 
-def audit_files(paths: list[Path], ledger: Ledger, trust_anchor_pem: bytes | None) -> list[AuditReport]:
-    auditor = Auditor(ledger, trust_anchor_pem)
+def _sidecar_xmp(path: Path, ours: dict | None) -> dict | None:
+    """The JSON sidecar beside a signed file (images/<id>.json), when it is there."""
+    import json
+
+    if not ours:
+        return None
+    sidecar = path.with_name(f"{ours['image_id']}.json")
+    try:
+        return json.loads(sidecar.read_text())["xmp"] if sidecar.is_file() else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _dmi_of_c2pa(credentials: Credentials) -> str | None:
+    """The PLUS data-mining value the manifest's training-and-mining assertion amounts to."""
+    node = credentials.active
+    while node is not None:
+        for label, entries in node.assertions.items():
+            if label.endswith("training-mining") and isinstance(entries, dict) and entries:
+                uses = set(entries.values())
+                return DMI_PROHIBITED if uses == {"notAllowed"} else DMI_ALLOWED if uses == {"allowed"} else "mixed"
+        node = node.children[0] if node.children else None
+    return None
+
+
+def _model_of_c2pa(credentials: Credentials) -> str | None:
+    node = credentials.active
+    while node is not None:
+        generation = node.assertions.get("org.estampille.generation")
+        if isinstance(generation, dict) and generation.get("model"):
+            return generation["model"]
+        node = node.children[0] if node.children else None
+    return None
+
+
+def cross_check(xmp: dict[str, str], credentials: Credentials, ours: dict | None, sidecar: dict | None) -> list[dict]:
+    """Each field on which the file's XMP, its C2PA manifest, the ledger and the sidecar disagree."""
+    expected = (ours or {}).get("expected_xmp") or {}
+    layers: dict[str, dict[str, str | None]] = {
+        "source type": {"XMP": short_source_type(xmp.get("Iptc4xmpExt:DigitalSourceType")),
+                        "C2PA": short_source_type(credentials.source_type),
+                        "ledger": short_source_type((ours or {}).get("digital_source_type")),
+                        "sidecar": short_source_type((sidecar or {}).get("digital_source_type"))},
+        "creator": {"XMP": xmp.get("dc:creator"), "ledger": expected.get("creator"),
+                    "sidecar": (sidecar or {}).get("creator")},
+        "rights": {"XMP": xmp.get("dc:rights"), "ledger": expected.get("copyright_notice"),
+                   "sidecar": (sidecar or {}).get("copyright_notice")},
+        "training and mining": {"XMP": (xmp.get("plus:DataMining") or "").rsplit("/", 1)[-1] or None,
+                                "C2PA": _dmi_of_c2pa(credentials),
+                                "ledger": DMI[expected["data_mining"]].rsplit("/", 1)[-1]
+                                if expected.get("data_mining") in DMI else None},
+        "model": {"XMP": xmp.get("Iptc4xmpExt:AISystemUsed"), "C2PA": _model_of_c2pa(credentials),
+                  "ledger": (ours or {}).get("model_name")},
+    }
+    if layers["model"]["C2PA"] and ours and layers["model"]["C2PA"] == ours.get("model"):
+        layers["model"]["C2PA"] = ours.get("model_name")          # the same model, by id
+    conflicts = []
+    for name, values in layers.items():
+        present = {layer: value for layer, value in values.items() if value}
+        if len(set(present.values())) > 1:
+            conflicts.append({"field": name, "layers": present})
+    # A file whose metadata is gone has nothing to disagree with; a half-stripped one does.
+    return conflicts if xmp or credentials.state != "absent" else []
+
+
+def _verdict(credentials: Credentials, report: AuditReport) -> str:
+    line = credentials.verdict()
+    ours = report.ours
+    if ours:
+        where = f"Estampille image {ours['image_id']} ({ours['brand']} {ours['week']})"
+        if ours["changed_since_signing"] and report.record["found_by"] != "perceptual hash":
+            line = f"Signed by {where}, CHANGED since signing. " + line
+        elif report.metadata_gone:
+            line = (f"{where}, found by perceptual hash: its Content Credentials and XMP are gone "
+                    "(stripped or re-encoded). " + line)
+        else:
+            line = f"{where}. " + line
+    if report.conflicts:
+        line += " Layers disagree on: " + ", ".join(c["field"] for c in report.conflicts) + "."
+    return line
+
+
+def audit_files(paths: list[Path], ledger: Ledger | None, trust: TrustConfig,
+                fetch_remote: bool = False) -> list[AuditReport]:
+    auditor = Auditor(ledger, trust, fetch_remote)
     return [auditor.audit(path) for path in expand(paths)]

@@ -68,11 +68,12 @@ class ManifestSigner:
 
 
 def generation_manifest(title: str, digital_source_type: str, software: dict[str, str],
-                        generation: dict[str, Any], data_mining: str) -> dict[str, Any]:
+                        generation: dict[str, Any], data_mining: str, instance_id: str | None = None) -> dict[str, Any]:
     use = "notAllowed" if data_mining == "prohibited" else "allowed"
     return {
         "claim_generator_info": [{"name": "estampille", "version": __version__}],
         "title": title,
+        **({"instance_id": instance_id} if instance_id else {}),
         "assertions": [
             {"label": "c2pa.actions.v2", "data": {"actions": [{
                 "action": "c2pa.created", "digitalSourceType": digital_source_type,

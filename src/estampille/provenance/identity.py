@@ -143,3 +143,15 @@ def callback_identity(cert: Path, callback: str, anchor: Path | None = None,
         raise ConfigError(f"ESTAMPILLE_SIGNER_CALLBACK={callback!r}: cannot load it ({exc})") from None
     return SignerIdentity(chain, None, anchor.read_bytes() if anchor else None, leaf.subject.rfc4514_string(),
                           timestamp_url, sign)
+
+
+def from_settings(settings) -> SignerIdentity:
+    """The signer a batch, an export or a retouch uses: a KMS/HSM callback, or the brand's key
+    file, or the project dev CA (created on first use), in that order."""
+    if settings.signer_cert and settings.signer_callback:
+        return callback_identity(settings.signer_cert, settings.signer_callback, settings.signer_anchor,
+                                 settings.timestamp_url)
+    if settings.signer_cert and settings.signer_key:
+        return configured_identity(settings.signer_cert, settings.signer_key, settings.signer_anchor,
+                                   settings.timestamp_url)
+    return dev_identity(settings.keys_dir, settings.timestamp_url)

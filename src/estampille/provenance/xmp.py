@@ -15,15 +15,26 @@ from PIL import Image, PngImagePlugin
 
 TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 COMPOSITE_TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
-DMI = {"prohibited": "http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED-AIMLTRAINING",
+# PLUS data-mining values. "prohibited" forbids what the C2PA manifest's cawg.training-mining
+# assertion forbids: AI training, generative training, inference and data mining, so DMI-PROHIBITED
+# (not -AIMLTRAINING, which would still allow mining and inference).
+DMI = {"prohibited": "http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED",
        "allowed": "http://ns.useplus.org/ldf/vocab/DMI-ALLOWED"}
 XMP_KEY = "XML:com.adobe.xmp"
 NAMESPACES = {
     "x": "adobe:ns:meta/", "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
     "dc": "http://purl.org/dc/elements/1.1/", "photoshop": "http://ns.adobe.com/photoshop/1.0/",
     "xmpRights": "http://ns.adobe.com/xap/1.0/rights/", "Iptc4xmpExt": "http://iptc.org/std/Iptc4xmpExt/2008-02-29/",
-    "plus": "http://ns.useplus.org/ldf/xmp/1.0/",
+    "plus": "http://ns.useplus.org/ldf/xmp/1.0/", "xmpMM": "http://ns.adobe.com/xap/1.0/mm/",
+    "Iptc4xmpCore": "http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/",
 }
+# Prefixes for namespaces other tools write, so a report never shows a raw URI for them.
+KNOWN_PREFIXES = {**{uri: prefix for prefix, uri in NAMESPACES.items()},
+                  "http://ns.adobe.com/xap/1.0/": "xmp", "http://ns.adobe.com/exif/1.0/": "exif",
+                  "http://ns.adobe.com/tiff/1.0/": "tiff", "http://ns.adobe.com/camera-raw-settings/1.0/": "crs",
+                  "http://ns.adobe.com/xap/1.0/sType/ResourceEvent#": "stEvt",
+                  "http://ns.adobe.com/xap/1.0/sType/ResourceRef#": "stRef", "http://ns.adobe.com/pdf/1.3/": "pdf",
+                  "http://ns.adobe.com/photoshop/1.0/": "photoshop", "http://c2pa.org/manifest/": "c2pa"}
 
 
 @dataclass(frozen=True)
@@ -39,23 +50,30 @@ class XmpFields:
     licensor_name: str
     licensor_url: str
     data_mining: str           # "prohibited" or "allowed"
+    instance_id: str | None = None   # xmp:iid:..., the same as the C2PA manifest's instance_id
+    document_id: str | None = None   # xmp.did:..., one per image id, kept by every later version
+    alt_text: str | None = None      # the published alt text (written at export)
 
 
 def xmp_packet(f: XmpFields) -> str:
     q = lambda v: escape(v, {'"': "&quot;"})   # noqa: E731 - attribute escaping, local use
     prompt = f'\n Iptc4xmpExt:AIPromptInformation="{q(f.ai_prompt)}"' if f.ai_prompt else ""
+    ids = "".join(f'\n xmpMM:{name}="{q(value)}"' for name, value in
+                  (("InstanceID", f.instance_id), ("DocumentID", f.document_id)) if value)
+    alt = (f'\n<Iptc4xmpCore:AltTextAccessibility><rdf:Alt><rdf:li xml:lang="x-default">{escape(f.alt_text)}'
+           '</rdf:li></rdf:Alt></Iptc4xmpCore:AltTextAccessibility>') if f.alt_text else ""
     ns = " ".join(f'xmlns:{k}="{v}"' for k, v in NAMESPACES.items() if k not in ("x", "rdf"))
     return f'''<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
 <x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="{NAMESPACES['rdf']}">
 <rdf:Description rdf:about="" {ns}
  Iptc4xmpExt:DigitalSourceType="{q(f.digital_source_type)}"
- Iptc4xmpExt:AISystemUsed="{q(f.ai_system)}" Iptc4xmpExt:AISystemVersionUsed="{q(f.ai_system_version)}"{prompt}
+ Iptc4xmpExt:AISystemUsed="{q(f.ai_system)}" Iptc4xmpExt:AISystemVersionUsed="{q(f.ai_system_version)}"{prompt}{ids}
  photoshop:Credit="{q(f.credit_line)}" xmpRights:WebStatement="{q(f.web_statement)}" xmpRights:Marked="True"
  plus:DataMining="{DMI[f.data_mining]}">
 <dc:creator><rdf:Seq><rdf:li>{escape(f.creator)}</rdf:li></rdf:Seq></dc:creator>
 <dc:rights><rdf:Alt><rdf:li xml:lang="x-default">{escape(f.copyright_notice)}</rdf:li></rdf:Alt></dc:rights>
 <plus:Licensor><rdf:Seq><rdf:li rdf:parseType="Resource"><plus:LicensorName>{escape(f.licensor_name)}</plus:LicensorName>
-<plus:LicensorURL>{escape(f.licensor_url)}</plus:LicensorURL></rdf:li></rdf:Seq></plus:Licensor>
+<plus:LicensorURL>{escape(f.licensor_url)}</plus:LicensorURL></rdf:li></rdf:Seq></plus:Licensor>{alt}
 </rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'''
 
 
@@ -68,27 +86,38 @@ def png_with_xmp(image: Image.Image, packet: str) -> bytes:
     return buffer.getvalue()
 
 
-def read_xmp(data: bytes) -> dict[str, str]:
-    """The IPTC/PLUS fields of an image's XMP as 'prefix:Name' -> value; {} when there is none."""
+def xmp_packet_of(data: bytes) -> str | None:
+    """The raw XMP packet of a PNG, JPEG, WebP or TIFF file, or None."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             packet = image.info.get(XMP_KEY) or image.info.get("xmp")
     except Exception:
-        return {}
+        return None
+    if not packet:
+        return None
+    return packet.decode("utf-8", "replace") if isinstance(packet, bytes) else packet
+
+
+def read_xmp(data: bytes) -> dict[str, str]:
+    """The fields of an image's XMP as 'prefix:Name' -> value; {} when there is none. Prefixes are
+    the usual ones for known namespaces and the packet's own for the others."""
+    packet = xmp_packet_of(data)
     if not packet:
         return {}
-    if isinstance(packet, bytes):
-        packet = packet.decode("utf-8", "replace")
     try:
-        root = ET.fromstring(packet[packet.index("<x:xmpmeta"): packet.rindex("</x:xmpmeta>") + 12])
+        body = packet[packet.index("<x:xmpmeta"): packet.rindex("</x:xmpmeta>") + 12]
+        declared = {}
+        for _, (prefix, uri) in ET.iterparse(io.StringIO(body), events=("start-ns",)):
+            declared.setdefault(uri, prefix)
+        root = ET.fromstring(body)
     except (ValueError, ET.ParseError):
         return {"_error": "unreadable XMP packet"}
-    prefix_of = {uri: prefix for prefix, uri in NAMESPACES.items()}
+    prefix_of = {**declared, **KNOWN_PREFIXES}
     fields: dict[str, str] = {}
 
     def short(tag: str) -> str:
         uri, _, name = tag[1:].partition("}")
-        return f"{prefix_of.get(uri, uri)}:{name}"
+        return f"{prefix_of.get(uri) or uri}:{name}"
 
     for description in root.iter(f"{{{NAMESPACES['rdf']}}}Description"):
         for attribute, value in description.attrib.items():

@@ -17,6 +17,7 @@ TINY_ID = "builtin:tiny-sd"
 class ModelEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    name: str | None = None     # what people call it (XMP AISystemUsed); the id when unset
     source: Literal["hub", "tiny", "local"] = "hub"
     pipeline: str = "DiffusionPipeline"
     revision: str | None = None

@@ -68,7 +68,7 @@ class LoadedModel:
 
     def describe(self) -> dict[str, Any]:
         entry = self.resolved.entry
-        return {"id": self.resolved.id, "revision": self.revision, "weights_sha256": self.weights_sha256,
+        return {"id": self.resolved.id, "name": entry.name or self.resolved.id, "revision": self.revision, "weights_sha256": self.weights_sha256,
                 "pipeline_class": type(self.pipeline).__name__, "licence": entry.licence,
                 "commercial_use": entry.commercial_use, "licence_source": entry.licence_source,
                 "test_model": entry.test_model}

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from PIL import Image
 
 from .. import __version__
 from ..brand import BrandBundle, posts_in_week
@@ -19,7 +23,8 @@ from ..ledger import Ledger, latest_payloads
 from ..paths import OutsideFolder, inside
 from ..provenance.c2pa_manifest import ManifestSigner, read_manifest
 from ..provenance.identity import SignerIdentity
-from ..provenance.xmp import read_xmp
+from ..provenance.sign import document_id
+from ..provenance.xmp import XmpFields, png_with_xmp, read_xmp, xmp_packet
 from ..provenance.edits import CURRENT_FILE_KINDS
 from .decisions import DECISION_KINDS
 
@@ -33,11 +38,12 @@ class ExportReport:
     refused: list[dict] = field(default_factory=list)
 
 
-def approval_manifest(title: str, decision: dict) -> dict:
+def approval_manifest(title: str, decision: dict, instance_id: str | None = None) -> dict:
     """The second manifest: the generated image as parent, the review as an action."""
     return {
         "claim_generator_info": [{"name": "estampille", "version": __version__}],
         "title": title,
+        **({"instance_id": instance_id} if instance_id else {}),
         "assertions": [
             {"label": "c2pa.actions.v2", "data": {"actions": [
                 {"action": "c2pa.opened", "parameters": {"ingredientIds": ["generated"]}},
@@ -83,7 +89,7 @@ def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, ident
             signer = signer or ManifestSigner(identity)
             target = platform_dir / f"{post.id}-{len(images) + 1}.png"
             images.append(_export_image(ledger, bundle.slug, week, slot_id, signed[image_id], decisions[image_id],
-                                        run_dir, target, signer))
+                                        run_dir, target, signer, draft["alt_text"]))
         if not images:
             report.refused.append({"item": slot_id, "reason": "no approved, verified image"})
             continue
@@ -133,16 +139,33 @@ def _refusal(image_id: str, decision: dict | None, signed: dict | None, check: d
     return None
 
 
+def _published_copy(run_dir: Path, signed: dict, source: bytes, alt_text: str) -> tuple[bytes, str | None]:
+    """The pixels of the approved file with its XMP plus the published alt text, under a new
+    instance id (the document id stays the image's). Files without a sidecar keep their bytes."""
+    sidecar = run_dir / "images" / f"{signed['image_id']}.json"
+    if not sidecar.is_file():
+        return source, None
+    fields = json.loads(sidecar.read_text())["xmp"]
+    instance_id = f"xmp:iid:{uuid.uuid4()}"
+    fields.update(digital_source_type=signed.get("digital_source_type") or fields["digital_source_type"],
+                  instance_id=instance_id, alt_text=alt_text.strip() or None,
+                  document_id=fields.get("document_id") or document_id(signed["image_id"]))
+    with Image.open(io.BytesIO(source)) as image:
+        return png_with_xmp(image, xmp_packet(XmpFields(**fields))), instance_id
+
+
 def _export_image(ledger: Ledger, brand: str, week: str, slot_id: str, signed: dict, decision: dict,
-                  run_dir: Path, target: Path, signer: ManifestSigner) -> dict:
-    """Sign the approved image again, the human decision in the manifest; once per decision."""
+                  run_dir: Path, target: Path, signer: ManifestSigner, alt_text: str) -> dict:
+    """Sign the approved image again, the human decision in the manifest and the alt text in its
+    XMP; once per decision."""
     key = f"export-{signed['image_id']}-{hashlib.sha256(json.dumps(decision, sort_keys=True).encode()).hexdigest()[:16]}"
     done = ledger.get(key)
     if done and target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == done.payload["sha256"]:
         return done.payload
     source = inside(run_dir, signed["file"]).read_bytes()
+    labelled, instance_id = _published_copy(run_dir, signed, source, alt_text)
     ingredient = {"title": Path(signed["file"]).name, "relationship": "parentOf", "label": "generated"}
-    data = signer.sign(source, "image/png", approval_manifest(target.name, decision),
+    data = signer.sign(labelled, "image/png", approval_manifest(target.name, decision, instance_id),
                        [(ingredient, "image/png", source)])
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)

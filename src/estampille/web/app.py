@@ -18,6 +18,8 @@ from pathlib import Path
 from fastapi import FastAPI, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -26,6 +28,8 @@ from ..ledger import Ledger
 from ..images import IMAGE_SUFFIXES
 from ..paths import OutsideFolder, inside
 from ..provenance.audit import Auditor
+from ..provenance.audit_report import html_fragment
+from ..provenance.trust import audit_trust
 from ..provenance.c2pa_manifest import read_manifest
 from ..provenance.identity import SignerIdentity
 from ..provenance.xmp import read_xmp
@@ -267,9 +271,10 @@ def create_app(config: WebConfig) -> FastAPI:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / (name if Path(name).suffix else f"{name}.bin")
             path.write_bytes(data)
-            report = Auditor(ledger, config.identity.trust_anchor_pem).audit(path)
+            # The audit is synchronous work (decoding, hashing): a worker thread, not the event loop.
+            report = await run_in_threadpool(Auditor(ledger, audit_trust(config.settings)).audit, path)
         report.file = name
-        return page(request, "audit.html", report=report)
+        return page(request, "audit.html", report=report, report_html=Markup(html_fragment([report])))
 
     @app.get("/healthz")
     def health():

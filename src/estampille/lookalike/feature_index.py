@@ -1,0 +1,130 @@
+"""The second tier's data in the index, beside each shard's hash arrays (same shard, same atomic
+rename, same memory-mapping):
+
+    shards/<n>/features.fbin        faiss binary index of every keypoint's descriptor, id = row * STRIDE + k
+    shards/<n>/features_xy.npy      (N, STRIDE, 2) float16 keypoint positions (pixels of the extraction image)
+    shards/<n>/features_size.npy    (N, 2) uint16 extraction size
+
+Small shards get an exact (flat) index; large ones an IVF index (trained on the shard's own
+descriptors), probed `NPROBE` lists deep. A shard written before this tier has no such files: the
+hash tier still searches it, and `lookalike index --upgrade` adds them from the catalog's files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from .features import DESCRIPTOR_BYTES, REFERENCE_KEYPOINTS, FeatureMatch, Features, FeatureThresholds, verify
+
+STRIDE = 256                 # keypoint slots per image in the ids
+FLAT_BELOW = 200_000         # descriptors: an exact index below this, IVF above
+NPROBE = 12
+CANDIDATES = 12              # references verified per query, the most voted first
+FEATURE_FILES = ("features.fbin", "features_xy.npy", "features_size.npy")
+
+faiss.omp_set_num_threads(1)  # searches parallelise over processes and Dask workers
+
+
+def write_feature_files(folder: Path, features: list[Features]) -> None:
+    """Write a shard's feature files into `folder` (the shard's temporary folder before its rename)."""
+    n = len(features)
+    xy = np.full((n, STRIDE, 2), np.nan, dtype=np.float16)
+    sizes = np.zeros((n, 2), dtype=np.uint16)
+    codes, ids = [], []
+    for row, f in enumerate(features):
+        k = min(len(f), STRIDE)
+        sizes[row] = f.size
+        if k:
+            xy[row, :k] = f.xy[:k]
+            codes.append(f.descriptors[:k])
+            ids.append(np.arange(k, dtype=np.int64) + row * STRIDE)
+    data = np.concatenate(codes) if codes else np.zeros((0, DESCRIPTOR_BYTES), np.uint8)
+    ids_all = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+    bits = DESCRIPTOR_BYTES * 8
+    if len(data) < FLAT_BELOW:
+        index = faiss.IndexBinaryIDMap(faiss.IndexBinaryFlat(bits))
+    else:
+        nlist = int(min(4096, 2 ** round(np.log2(np.sqrt(len(data))))))
+        index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(bits), bits, nlist)
+        sample = data[np.random.default_rng(0).choice(len(data), min(len(data), 64 * nlist), replace=False)]
+        index.train(sample)
+    if len(data):
+        index.add_with_ids(data, ids_all)
+    faiss.write_index_binary(index, str(folder / "features.fbin"))
+    np.save(folder / "features_xy.npy", xy)
+    np.save(folder / "features_size.npy", sizes)
+
+
+def has_features(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in FEATURE_FILES)
+
+
+@dataclass
+class FeatureShard:
+    index: object
+    xy: np.ndarray
+    sizes: np.ndarray
+
+    @classmethod
+    def load(cls, folder: Path) -> "FeatureShard | None":
+        if not has_features(folder):
+            return None
+        index = faiss.read_index_binary(str(folder / "features.fbin"))
+        if hasattr(index, "nprobe"):
+            index.nprobe = NPROBE
+        return cls(index, np.load(folder / "features_xy.npy", mmap_mode="r"),
+                   np.load(folder / "features_size.npy", mmap_mode="r"))
+
+    def search(self, queries: list[tuple[Features, Features]], thresholds: FeatureThresholds,
+               rows: np.ndarray | None = None) -> list[tuple[int, int, FeatureMatch]]:
+        """(query number, shard row, match) for every verified pair. Each query is (features of the
+        image, features of its mirror); `rows` (live rows of the shard) filters candidates."""
+        if self.index.ntotal == 0 or not queries:
+            return []
+        blocks, owners = [], []           # owners: (query number, mirrored) per block of descriptors
+        for q, (plain, mirror) in enumerate(queries):
+            for mirrored, features in ((False, plain), (True, mirror)):
+                if len(features):
+                    blocks.append(features.descriptors)
+                    owners.append((q, mirrored, len(features)))
+        if not blocks:
+            return []
+        distances, found = self.index.search(np.concatenate(blocks), 2)
+        hits = []
+        start = 0
+        for q, mirrored, count in owners:
+            d, ids = distances[start:start + count], found[start:start + count]
+            start += count
+            keep = (ids >= 0) & (d <= thresholds.max_hamming)
+            query_kp = np.broadcast_to(np.arange(count)[:, None], ids.shape)[keep]
+            ids = ids[keep]
+            ref_rows, ref_kp = ids // STRIDE, ids % STRIDE
+            if rows is not None:
+                live = np.isin(ref_rows, rows)
+                ref_rows, ref_kp, query_kp = ref_rows[live], ref_kp[live], query_kp[live]
+            if len(ref_rows) == 0:
+                continue
+            candidates, votes = np.unique(ref_rows, return_counts=True)
+            order = np.argsort(-votes)[:CANDIDATES]
+            features = queries[q][1 if mirrored else 0]
+            for row in candidates[order][votes[order] >= thresholds.min_votes]:
+                pick = ref_rows == row
+                match = verify(features, np.asarray(self.xy[row], dtype=np.float32),
+                               tuple(int(v) for v in self.sizes[row]), query_kp[pick], ref_kp[pick], mirrored,
+                               thresholds)
+                if match:
+                    hits.append((q, int(row), match))
+        # A query and its mirror can both match one reference: keep the better.
+        best: dict[tuple[int, int], tuple[int, int, FeatureMatch]] = {}
+        for hit in hits:
+            key = hit[:2]
+            if key not in best or hit[2].inliers > best[key][2].inliers:
+                best[key] = hit
+        return sorted(best.values(), key=lambda h: h[:2])
+
+
+REFERENCE_BUDGET_BYTES = REFERENCE_KEYPOINTS * (DESCRIPTOR_BYTES + 8) + STRIDE * 4   # codes + ids, positions

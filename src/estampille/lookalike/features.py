@@ -1,0 +1,194 @@
+"""The second tier: a part of one picture inside another. Global hashes of the whole frame
+cannot see a competitor's picture cropped to a square, framed by a phone's UI, laid over a blurred
+copy of itself as a story, or mirrored and recoloured; local features can.
+
+Each image gets ORB keypoints (OpenCV): binary 256-bit descriptors, compact enough for a large
+index (256 per reference image, ~12 KB with their positions) and searchable by Hamming distance
+in faiss's binary indexes. A candidate reference must then pass geometric verification: RANSAC fits
+a similarity (scale, rotation, translation) from the reference's keypoints to the query's, and the
+match needs enough inliers spread over enough of the reference. Mirrors are searched as a second
+query (ORB is not mirror-invariant). Why ORB over SIFT/AKAZE: bench/lookalike_features.py.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+EXTRACT_SIDE = 512         # longest side reference features are extracted at
+QUERY_SIDE = 768           # queries larger: a picture that is a quarter of a collage keeps its detail
+REFERENCE_KEYPOINTS = 256  # per reference image: what the index stores (~12 KB with positions)
+QUERY_KEYPOINTS = 1500     # per query: more, so a crop or a tile still shares enough with its original
+GRID = 4                   # references keep their best keypoints per cell of a GRID x GRID grid
+DESCRIPTOR_BYTES = 32
+
+cv2.setNumThreads(1)       # ingest and search parallelise over processes, not inside OpenCV
+
+
+@dataclass
+class Features:
+    xy: np.ndarray            # (K, 2) float32, pixels of the extraction image
+    descriptors: np.ndarray   # (K, 32) uint8
+    size: tuple[int, int]     # (width, height) of the extraction image
+
+    def __len__(self) -> int:
+        return len(self.xy)
+
+
+@dataclass(frozen=True)
+class FeatureMatch:
+    inliers: int
+    scale: float              # query size / reference size of the matched part
+    rotation: float           # degrees
+    mirrored: bool
+    reference_box: tuple[float, float, float, float]   # x0, y0, x1, y1 in [0, 1] of the reference
+    query_box: tuple[float, float, float, float]       # the same part in the query
+    coverage: float           # share of the reference's area the inliers span
+    pairs: list[tuple[float, float, float, float]]     # inlier pairs (reference x, y, query x, y) in [0, 1]
+
+
+@dataclass(frozen=True)
+class FeatureThresholds:
+    """Chosen with bench/calibrate_lookalike.py on the real-photo set (features.json)."""
+
+    max_hamming: int = 64          # a tentative descriptor match
+    min_votes: int = 8             # tentative matches before RANSAC is tried
+    min_inliers: int = 14
+    min_coverage: float = 0.06     # of the reference's area
+    reprojection: float = 0.02     # RANSAC threshold, as a share of the query's longest side
+    scale_range: tuple[float, float] = (0.15, 8.0)
+
+    def as_dict(self) -> dict:
+        return {"features_inliers": self.min_inliers, "features_coverage": self.min_coverage}
+
+
+def feature_pipeline_id() -> str:
+    """Everything that changes the stored keypoints (kept in each shard's meta.json)."""
+    return (f"orb:opencv={cv2.__version__}|side={EXTRACT_SIDE}|keys={REFERENCE_KEYPOINTS}|grid={GRID}"
+            f"|fast=12|levels=8")
+
+
+def decode_for_features(source, side: int = EXTRACT_SIDE) -> Image.Image:
+    """Open (bombs refused), with JPEGs decoded by libjpeg near `side` (DCT scaling)."""
+    from ..images import open_image
+
+    def reduced(image: Image.Image) -> None:
+        if image.format == "JPEG":
+            scale = side / max(image.size)
+            image.draft("RGB", (max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    return open_image(source, reduced)
+
+
+def _gray(image: Image.Image, side: int = EXTRACT_SIDE) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit and float images: stretch to 8 bits (a plain convert clips them to white).
+        values = np.asarray(image, dtype=np.float64)
+        low, high = np.percentile(values, (0.5, 99.5)) if values.size else (0, 1)
+        image = Image.fromarray(np.clip((values - low) * 255 / max(high - low, 1e-9), 0, 255).astype(np.uint8))
+    elif image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, "white")          # transparent areas as they display
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        image = flat
+    image = image.convert("L")
+    scale = side / max(image.size)
+    if scale < 1:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.Resampling.BILINEAR)
+    return np.asarray(image)
+
+
+def _orb(keypoints: int) -> cv2.ORB:
+    return cv2.ORB_create(nfeatures=keypoints, scaleFactor=1.2, nlevels=8, edgeThreshold=15, patchSize=31,
+                          fastThreshold=12)
+
+
+def _spread(points: list, keep: int, width: int, height: int) -> list:
+    """The strongest keypoints per grid cell, so a crop of any part keeps some of them."""
+    per_cell = max(1, keep // (GRID * GRID))
+    cells: dict[tuple[int, int], list] = {}
+    for point in sorted(points, key=lambda p: -p.response):
+        cell = (min(GRID - 1, int(point.pt[0] * GRID / width)), min(GRID - 1, int(point.pt[1] * GRID / height)))
+        cells.setdefault(cell, []).append(point)
+    chosen = [p for cell in cells.values() for p in cell[:per_cell]]
+    rest = sorted((p for cell in cells.values() for p in cell[per_cell:]), key=lambda p: -p.response)
+    return (chosen + rest)[:keep]
+
+
+def extract(image: Image.Image, keypoints: int, mirror: bool = False, spread: bool = False,
+            side: int = EXTRACT_SIDE) -> Features:
+    """ORB keypoints and descriptors of `image` (or of its mirror image), at `side` pixels at most.
+    Positions are in pixels of that size; `size` says which, so two images compare whatever their sides."""
+    gray = _gray(image, side)
+    if mirror:
+        gray = np.ascontiguousarray(gray[:, ::-1])
+    height, width = gray.shape
+    if min(height, width) < 32:
+        return Features(np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8), (width, height))
+    orb = _orb(keypoints * 3 if spread else keypoints)
+    points = orb.detect(gray, None)
+    if spread:
+        points = _spread(points, keypoints, width, height)
+    points, descriptors = orb.compute(gray, points)
+    if descriptors is None or not points:
+        return Features(np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8), (width, height))
+    xy = np.array([p.pt for p in points], dtype=np.float32)
+    return Features(xy, descriptors.astype(np.uint8), (width, height))
+
+
+def verify(query: Features, reference_xy: np.ndarray, reference_size: tuple[int, int], query_index: np.ndarray,
+           reference_index: np.ndarray, mirrored: bool, thresholds: FeatureThresholds) -> FeatureMatch | None:
+    """RANSAC similarity from the reference's keypoints to the query's; None if it does not hold."""
+    if len(query_index) < max(thresholds.min_votes, 3):
+        return None
+    src = reference_xy[reference_index].astype(np.float32)
+    dst = query.xy[query_index].astype(np.float32)
+    threshold = thresholds.reprojection * max(query.size)
+    matrix, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold,
+                                               maxIters=2000, confidence=0.995, refineIters=10)
+    if matrix is None or mask is None:
+        return None
+    keep = mask.ravel().astype(bool)
+    inliers = int(keep.sum())
+    if inliers < thresholds.min_inliers:
+        return None
+    scale = math.hypot(matrix[0, 0], matrix[1, 0])
+    low, high = thresholds.scale_range
+    if not low <= scale <= high:
+        return None
+    # One reference keypoint matched many times is not many inliers.
+    unique = len({(round(float(x)), round(float(y))) for x, y in src[keep]})
+    if unique < thresholds.min_inliers:
+        return None
+    rw, rh = reference_size
+    qw, qh = query.size
+    rx, ry = src[keep, 0] / rw, src[keep, 1] / rh
+    qx, qy = dst[keep, 0] / qw, dst[keep, 1] / qh
+    coverage = float((rx.max() - rx.min()) * (ry.max() - ry.min()))
+    if coverage < thresholds.min_coverage:
+        return None
+    if mirrored:     # the query was searched flipped: give its coordinates in the query as it is
+        qx = 1.0 - qx
+    rotation = math.degrees(math.atan2(matrix[1, 0], matrix[0, 0]))
+    pairs = [(float(a), float(b), float(c), float(d)) for a, b, c, d in zip(rx, ry, qx, qy)]
+    # Both images are extracted at the same longest side, so the fitted scale compares their sizes.
+    return FeatureMatch(inliers, round(scale, 3), round(rotation, 1), mirrored,
+                        (float(rx.min()), float(ry.min()), float(rx.max()), float(ry.max())),
+                        (float(qx.min()), float(qy.min()), float(qx.max()), float(qy.max())),
+                        round(coverage, 3), pairs)
+
+
+def reference_features(source) -> Features:
+    """What the index stores for one reference image (file path or bytes)."""
+    return extract(decode_for_features(source), REFERENCE_KEYPOINTS, spread=True)
+
+
+def query_features(image: Image.Image) -> tuple[Features, Features]:
+    """A query's keypoints, as it is and mirrored."""
+    # Spread over a grid too: a picture that is one tile of a collage gets its share of keypoints.
+    return (extract(image, QUERY_KEYPOINTS, side=QUERY_SIDE, spread=True),
+            extract(image, QUERY_KEYPOINTS, mirror=True, side=QUERY_SIDE, spread=True))

@@ -1,0 +1,96 @@
+"""Label and sign one render: IPTC XMP first (so the C2PA hard binding covers it), then a signed
+C2PA manifest, then a JSON sidecar with the whole record. The XMP and the manifest say the same
+things: one source type, one instance id, one data-mining policy, the model's name and version."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mimetypes
+import secrets
+import uuid
+from pathlib import Path
+
+from PIL import Image
+
+from ..errors import EstampilleError
+from ..paths import inside
+from ..records import Provenance, Render
+from .c2pa_manifest import ManifestSigner, generation_manifest, read_manifest
+from .identity import SignerIdentity
+from .xmp import COMPOSITE_TRAINED, TRAINED, XmpFields, png_with_xmp, xmp_packet
+
+
+def document_id(image_id: str) -> str:
+    """One XMP DocumentID per image id, the same for every later version of it (export, retouch)."""
+    return f"xmp.did:{uuid.uuid5(uuid.NAMESPACE_URL, f'estampille:{image_id}')}"
+
+
+def xmp_fields(render: Render, rights, instance_id: str) -> XmpFields:
+    model = render.model
+    # Image-to-image mixes a human-made input with the model's output: IPTC calls that a composite.
+    source_type = COMPOSITE_TRAINED if render.mode == "image-to-image" else TRAINED
+    version = model["revision"] or f"weights sha256:{model['weights_sha256']}"
+    return XmpFields(digital_source_type=source_type, ai_system=model.get("name") or model["id"],
+                     ai_system_version=version,
+                     ai_prompt=render.prompt if rights.prompt_disclosure == "full" else None,
+                     creator=rights.creator, credit_line=rights.credit_line,
+                     copyright_notice=rights.copyright_notice, web_statement=rights.web_statement,
+                     licensor_name=rights.licensor_name, licensor_url=rights.licensor_url,
+                     data_mining=rights.data_mining, instance_id=instance_id,
+                     document_id=document_id(render.image_id))
+
+
+def generation_record(render: Render, disclosure: str) -> tuple[dict, str | None]:
+    """The org.estampille.generation assertion (and the prompt's salt when it is hashed)."""
+    model = render.model
+    generation = {
+        "image_id": render.image_id, "model": model["id"], "model_name": model.get("name") or model["id"],
+        "revision": model["revision"], "weights_sha256": model["weights_sha256"],
+        "pipeline": model["pipeline_class"], "licence": model["licence"], "commercial_use": model["commercial_use"],
+        "test_model": model["test_model"], "seed": render.seed, "steps": render.steps,
+        "guidance": render.guidance, "scheduler": render.scheduler["class"],
+        "width": render.width, "height": render.height, "mode": render.mode,
+        "reference": {k: v for k, v in (render.reference or {}).items() if k != "path"} or None,
+    }
+    salt = None
+    if disclosure == "full":
+        generation.update(prompt=render.prompt, negative_prompt=render.negative_prompt)
+    elif disclosure == "hashed":
+        salt = secrets.token_hex(16)
+        generation["prompt_sha256"] = hashlib.sha256((salt + render.prompt).encode()).hexdigest()
+    return generation, salt
+
+
+def sign_render(render: Render, run_dir: Path, brand_name: str, week: str, rights, signer: ManifestSigner,
+                identity: SignerIdentity) -> Provenance:
+    """Write images/<id>.png (labelled and signed) and images/<id>.json; return the record."""
+    instance_id = f"xmp:iid:{uuid.uuid4()}"
+    xmp = xmp_fields(render, rights, instance_id)
+    unsigned = png_with_xmp(Image.open(inside(run_dir, render.file)), xmp_packet(xmp))
+    generation, salt = generation_record(render, rights.prompt_disclosure)
+    ingredients = []
+    if render.reference:
+        reference = Path(render.reference["path"])
+        mime = mimetypes.guess_type(reference.name)[0] or "image/png"
+        ingredients.append(({"title": reference.name, "relationship": "inputTo"}, mime, reference.read_bytes()))
+    file = Path("images") / f"{render.image_id}.png"
+    manifest = generation_manifest(file.name, xmp.digital_source_type,
+                                   {"name": f"diffusers {render.model['pipeline_class']}",
+                                    "version": render.versions["diffusers"]},
+                                   generation, rights.data_mining, instance_id)
+    signed = signer.sign(unsigned, "image/png", manifest, ingredients)
+    report = read_manifest(signed, "image/png", identity.trust_anchor_pem)
+    if report.state not in ("Valid", "Trusted"):
+        raise EstampilleError(f"signed {file} does not validate ({report.state}: {', '.join(report.failures)})")
+    (run_dir / "images").mkdir(exist_ok=True)
+    (run_dir / file).write_bytes(signed)
+    sidecar = file.with_suffix(".json")
+    record = Provenance(image_id=render.image_id, file=str(file), sidecar=str(sidecar),
+                        sha256=hashlib.sha256(signed).hexdigest(), digital_source_type=xmp.digital_source_type,
+                        c2pa_state=report.state, signer=identity.subject, prompt_disclosure=rights.prompt_disclosure,
+                        prompt_salt=salt, instance_id=instance_id, xmp=vars(xmp))
+    (run_dir / sidecar).write_text(json.dumps(
+        {"provenance": record.model_dump(mode="json"), "render": render.model_dump(mode="json"),
+         "xmp": vars(xmp), "brand": brand_name, "week": week}, indent=2, ensure_ascii=False))
+    return record
