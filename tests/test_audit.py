@@ -158,6 +158,22 @@ def test_a_photo_editor_composite_and_a_chain_of_three_manifests(acme, editor_ca
     assert c.verdict().startswith("Composite including AI-generated content (compositeWithTrainedAlgorithmicMedia)")
 
 
+def test_an_ingredient_whose_manifest_is_missing_is_named(acme):
+    """A parent's manifest renamed in the store (as a tool that rewrites the store badly would):
+    the child's ingredient points at a manifest that is no longer there."""
+    parent = fx.sign(fx.photo_jpeg(), "image/jpeg", fx.ai_generated(), acme)
+    child = fx.sign(parent, "image/jpeg", fx.photo_editor_composite("child.jpg"), acme,
+                    [({"title": "parent.jpg", "relationship": "parentOf", "label": "parent"}, "image/jpeg", parent)])
+    label = re.search(rb"urn:c2pa:[0-9a-f-]{36}", child).group(0)       # the parent's own label box comes first
+    at = child.index(label)
+    renamed = label[:-1] + (b"0" if label[-1:] != b"0" else b"1")
+    c = read_credentials(child[:at] + renamed + child[at + len(label):], "image/jpeg", NO_TRUST)
+    assert c.state == "Invalid" and "ingredient.manifest.missing" in c.failures
+    assert [(i.title, i.relationship, i.state) for i in c.active.ingredients] == [
+        ("parent.jpg", "parentOf", "changed or broken: ingredient.manifest.missing")]
+    assert "the ingredient's manifest is missing from the store (ingredient.manifest.missing)" in c.verdict()
+
+
 @pytest.mark.parametrize("message, state, code", [
     ("Other: unknown algorithm", "unsupported", "algorithm.unsupported"),
     ("Other: prerelease content detected", "unsupported", "com.adobe.prerelease"),

@@ -170,3 +170,21 @@ def test_flow_killed_mid_render_resumes_without_redoing_anything(prefect_harness
     ledger = Ledger(url)
     assert ledger.verify().ok and sum(e.kind == "provenance.signed" for e in ledger.events()) == n_images
     ledger.close()
+
+
+@pytest.mark.prefect
+def test_a_bad_brand_file_fails_the_flow_run_with_one_line_and_no_traceback(prefect_harness, brand_copy, settings,
+                                                                             capfd):
+    """What a deployment run does with bad input: the run ends Failed, its message names file and
+    line, the log has that line and no traceback, and nothing was written."""
+    from flows.weekly_batch import weekly_batch
+
+    brand_file = brand_copy / "brand.yaml"
+    brand_file.write_text(brand_file.read_text().replace("licence_policy: commercial", "licence_policy: [oops", 1))
+    capfd.readouterr()
+    state = weekly_batch(str(brand_copy), "2026-W50", str(settings.out), return_state=True)
+    assert state.is_failed()
+    assert state.message.startswith(f"{brand_file}, line ") and "invalid YAML" in state.message
+    logged = capfd.readouterr()
+    assert "Traceback" not in logged.out + logged.err
+    assert not settings.out.exists() or not any(settings.out.iterdir())

@@ -207,7 +207,7 @@ def audit(paths: list[Path] = typer.Argument(..., help="Image files or folders."
     store, missing = _open_ledger_if_any(ledger, settings)
     files = expand(paths)
     try:
-        auditor = Auditor(store, trust, fetch_remote)
+        auditor = Auditor(store, trust, fetch_remote, settings.out)
         reports = _with_progress(files, auditor.audit)
     finally:
         if store is not None:

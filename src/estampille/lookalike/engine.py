@@ -48,6 +48,12 @@ class Query:
     hashes: QueryHashes
     regions: list[QueryHashes] = field(default_factory=list)
     features: tuple[Features, Features] | None = None
+    informative: bool = True        # False for a flat or tiny image: its hashes would match every flat one
+
+
+def informative(image: Image.Image) -> bool:
+    """Whether global hashes of `image` say anything: not a flat colour, not a sliver."""
+    return min(image.size) >= 8 and float(np.asarray(image.convert("L"), dtype=np.float32).std()) >= 2.0
 
 
 @dataclass(frozen=True)
@@ -137,18 +143,19 @@ def search_store(store: ReferenceStore, queries: Sequence[Query | QueryHashes], 
         return []
     queries = [_as_query(q) for q in queries]
     thresholds, features = thresholds or calibrated(), features or feature_thresholds()
-    flat = [q.hashes for q in queries] + [r for q in queries for r in q.regions]
-    owner = list(range(len(queries))) + [n for n, q in enumerate(queries) for _ in q.regions]
-    packed = query_arrays(flat, rotations)
+    searched = [n for n, q in enumerate(queries) if q.informative]
+    flat = [queries[n].hashes for n in searched] + [r for n in searched for r in queries[n].regions]
+    owner = searched + [n for n in searched for _ in queries[n].regions]
+    packed = query_arrays(flat, rotations) if flat else None
     with_features = [(n, q.features) for n, q in enumerate(queries) if q.features is not None]
     removed = store.removed_ids()
     hash_hits: list[Hit] = []
     feature_hits: list[Hit] = []
     for number in store.shard_numbers() if shards is None else shards:
         shard = store.load_shard(number)
-        for hit in search_shard(shard, packed, thresholds, removed):
+        for hit in search_shard(shard, packed, thresholds, removed) if packed else ():
             hash_hits.append(Hit(owner[hit.query], hit.reference_id, hit.distances,
-                                 hit.reasons + (("content region",) if hit.query >= len(queries) else ()), "hash"))
+                                 hit.reasons + (("content region",) if hit.query >= len(searched) else ()), "hash"))
         feature_shard = store.load_features(number) if with_features else None
         if feature_shard is not None:
             live = np.flatnonzero(~np.isin(np.asarray(shard.ids), removed))
@@ -185,7 +192,7 @@ def prepare_query(small: Image.Image, image: Image.Image) -> Query:
     regions = [hash_query(shrink(image.crop((round(x0 * image.width), round(y0 * image.height),
                                              round(x1 * image.width), round(y1 * image.height))), DECODE_SIDE))
                for x0, y0, x1, y1 in content_regions(image)]
-    return Query(hash_query(small), regions, query_features(image))
+    return Query(hash_query(small), regions, query_features(image), informative(small))
 
 
 def hash_queries(paths: list[Path | bytes]) -> tuple[list[Query | None], list[str | None]]:

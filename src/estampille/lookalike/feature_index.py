@@ -29,8 +29,8 @@ FEATURE_FILES = ("features.fbin", "features_xy.npy", "features_size.npy")
 faiss.omp_set_num_threads(1)  # searches parallelise over processes and Dask workers
 
 
-def write_feature_files(folder: Path, features: list[Features]) -> None:
-    """Write a shard's feature files into `folder` (the shard's temporary folder before its rename)."""
+def build_index(features: list[Features]) -> tuple[object, np.ndarray, np.ndarray]:
+    """(faiss index, positions, sizes) over the keypoints of `features`, row = position in the list."""
     n = len(features)
     xy = np.full((n, STRIDE, 2), np.nan, dtype=np.float16)
     sizes = np.zeros((n, 2), dtype=np.uint16)
@@ -54,6 +54,12 @@ def write_feature_files(folder: Path, features: list[Features]) -> None:
         index.train(sample)
     if len(data):
         index.add_with_ids(data, ids_all)
+    return index, xy, sizes
+
+
+def write_feature_files(folder: Path, features: list[Features]) -> None:
+    """Write a shard's feature files into `folder` (the shard's temporary folder before its rename)."""
+    index, xy, sizes = build_index(features)
     faiss.write_index_binary(index, str(folder / "features.fbin"))
     np.save(folder / "features_xy.npy", xy)
     np.save(folder / "features_size.npy", sizes)
@@ -68,6 +74,14 @@ class FeatureShard:
     index: object
     xy: np.ndarray
     sizes: np.ndarray
+
+    @classmethod
+    def in_memory(cls, features: list[Features]) -> "FeatureShard":
+        """For a search that must write nothing (audit): the same index, never saved."""
+        index, xy, sizes = build_index(features)
+        if hasattr(index, "nprobe"):
+            index.nprobe = NPROBE
+        return cls(index, xy, sizes)
 
     @classmethod
     def load(cls, folder: Path) -> "FeatureShard | None":

@@ -74,6 +74,13 @@ def shrink(image: Image.Image, side: int) -> Image.Image:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit and float images: stretched to 8 bits (Pillow's convert clips them to white, which
+        # hashed every such file as a blank frame). Only these files hash differently.
+        values = np.asarray(image, dtype=np.float64)
+        low, high = np.percentile(values, (0.5, 99.5)) if values.size else (0.0, 1.0)
+        grey = np.clip((values - low) * 255 / max(high - low, 1e-9), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         flat = Image.new("RGB", rgba.size, "white")     # transparent areas hash as white, as they display

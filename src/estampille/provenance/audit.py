@@ -47,6 +47,7 @@ class AuditReport:
     credentials: dict | None = None       # the whole manifest store, readable (credentials.Credentials)
     xmp: dict[str, str] = field(default_factory=dict)
     record: dict | None = None            # how it was found, and the ledger record
+    candidates: list[dict] = field(default_factory=list)   # nothing traced: the nearest renders, with distances
     ours: dict | None = None              # for our files: model, licence, ingredients, review, exports
     conflicts: list[dict] = field(default_factory=list)   # layers that disagree, field by field
     metadata_gone: bool = False           # one of ours whose C2PA and XMP are both gone
@@ -69,8 +70,10 @@ def expand(paths: list[Path]) -> list[Path]:
 class LedgerIndex:
     """Everything an audit looks up, from one read of the ledger."""
 
-    def __init__(self, ledger: Ledger | None):
+    def __init__(self, ledger: Ledger | None, out_dir: Path | None = None):
         self.available = ledger is not None
+        self.out_dir = out_dir
+        self._features = None
         self.by_sha: dict[str, object] = {}
         self.renders: dict[str, object] = {}
         self.by_kind: dict[str, dict[str, list]] = {}
@@ -91,6 +94,52 @@ class LedgerIndex:
         self.arrays = {kind: np.array([hex_to_int(e.payload["fingerprints"][kind]) for e in order], dtype=np.uint64)
                        for kind in HASH_KINDS}
 
+    def render_file(self, event) -> Path | None:
+        if self.out_dir is None or not event.payload.get("file"):
+            return None
+        path = self.out_dir / event.brand / event.week / event.payload["file"]
+        return path if path.is_file() else None
+
+    def features(self):
+        """The renders' keypoints, built once from their files in memory (audit writes nothing)."""
+        if self._features is None:
+            from ..lookalike.feature_index import FeatureShard
+            from ..lookalike.features import extract, reference_features
+
+            found, self.feature_rows = [], []
+            for event in self.fingerprinted:
+                path = self.render_file(event)
+                try:
+                    found.append(reference_features(path.read_bytes()) if path else extract(Image.new("L", (1, 1)), 0))
+                except (OSError, UnreadableImage):
+                    found.append(extract(Image.new("L", (1, 1)), 0))
+            self._features = FeatureShard.in_memory(found)
+        return self._features
+
+    def by_features(self, image: Image.Image) -> tuple[object, dict] | None:
+        """The render a crop, mirror, reframe or screenshot of it was made from, by local features."""
+        from ..lookalike.engine import feature_thresholds, region_of
+        from ..lookalike.features import query_features
+
+        if not self.fingerprinted:
+            return None
+        hits = self.features().search([query_features(image)], feature_thresholds())
+        if not hits:
+            return None
+        _, row, match = max(hits, key=lambda h: h[2].inliers)
+        return self.fingerprinted[row], {k: v for k, v in region_of(match).items() if k != "pairs"}
+
+    def candidates(self, image: Image.Image, count: int = 3) -> list[dict]:
+        """The renders nearest by perceptual hash, for a report where nothing passed."""
+        if not self.fingerprinted:
+            return []
+        query = fingerprints(image)
+        distances = {k: np.bitwise_count(self.arrays[k] ^ np.uint64(hex_to_int(query[k]))).astype(int) for k in HASH_KINDS}
+        total = sum(distances.values())
+        return [{"image_id": self.fingerprinted[i].payload["image_id"], "brand": self.fingerprinted[i].brand,
+                 "week": self.fingerprinted[i].week, **{k: int(distances[k][i]) for k in HASH_KINDS},
+                 "thresholds": dict(MAX_DISTANCE)} for i in np.argsort(total)[:count]]
+
     def events_of(self, kind: str, image_id: str) -> list:
         return self.by_kind.get(kind, {}).get(image_id, [])
 
@@ -109,8 +158,11 @@ class LedgerIndex:
 class Auditor:
     """Reads the ledger once, then audits files against it and against the trust you chose."""
 
-    def __init__(self, ledger: Ledger | None, trust: TrustConfig, fetch_remote: bool = False):
-        self.index = LedgerIndex(ledger)
+    def __init__(self, ledger: Ledger | None, trust: TrustConfig, fetch_remote: bool = False,
+                 out_dir: Path | None = None):
+        """`out_dir` is where the renders are (ESTAMPILLE_OUT): it lets a crop or a screenshot of
+        one be traced by local features."""
+        self.index = LedgerIndex(ledger, out_dir)
         self.trust, self.fetch_remote = trust, fetch_remote
 
     def audit(self, path: Path) -> AuditReport:
@@ -147,8 +199,9 @@ class Auditor:
         if report.error:
             return report
         if event is not None:
-            report.record = {"found_by": found_by, **({"distances": distances} if distances else {}),
-                             **self._describe(event)}
+            evidence = ({"region": distances} if distances and "inliers" in distances else
+                        {"distances": distances} if distances else {})
+            report.record = {"found_by": found_by, **evidence, **self._describe(event)}
             report.ours = self._ours(report.record["image_id"], digest)
             report.metadata_gone = credentials.state == "absent" and not report.xmp
             report.conflicts = cross_check(report.xmp, credentials, report.ours, _sidecar_xmp(path, report.ours))
@@ -178,7 +231,13 @@ class Auditor:
             report.error = str(exc)
             return None, None, None
         nearest = self.index.nearest(image)
-        return (nearest[0], "perceptual hash", nearest[1]) if nearest else (None, None, None)
+        if nearest:
+            return nearest[0], "perceptual hash", nearest[1]
+        found = self.index.by_features(image)
+        if found:
+            return found[0], "local features (a crop, mirror, reframe or screenshot)", found[1]
+        report.candidates = self.index.candidates(image)
+        return None, None, None
 
     def _describe(self, event) -> dict:
         payload = event.payload
@@ -326,6 +385,6 @@ def _verdict(credentials: Credentials, report: AuditReport) -> str:
 
 
 def audit_files(paths: list[Path], ledger: Ledger | None, trust: TrustConfig,
-                fetch_remote: bool = False) -> list[AuditReport]:
-    auditor = Auditor(ledger, trust, fetch_remote)
+                fetch_remote: bool = False, out_dir: Path | None = None) -> list[AuditReport]:
+    auditor = Auditor(ledger, trust, fetch_remote, out_dir)
     return [auditor.audit(path) for path in expand(paths)]

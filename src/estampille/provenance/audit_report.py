@@ -141,11 +141,16 @@ def print_report(r: AuditReport, echo: Callable[[str], None]) -> None:
         xmp = "none"
     echo(f"  XMP: {xmp}" + ("  — metadata gone (stripped or re-encoded)" if r.metadata_gone else ""))
     if r.record:
-        how = r.record["found_by"] + (f", distances {r.record['distances']}" if "distances" in r.record else "")
+        how = r.record["found_by"] + (f", distances {r.record['distances']}" if "distances" in r.record else "") + (
+            f", {r.record['region']['inliers']} keypoints in place, their part {r.record['region']['reference_box']}"
+            if "region" in r.record else "")
         echo(f"  ledger: {r.record['kind']} row {r.record['ledger_row']}, image {r.record['image_id']}, "
              f"{r.record['brand']} {r.record['slot']} (found by {how})")
     else:
         echo("  ledger: no matching record")
+        for c in r.candidates:
+            echo(f"  nearest render: {c['image_id']} ({c['brand']} {c['week']}), pHash {c['phash']}, dHash {c['dhash']} "
+                 f"(traced at pHash <= {c['thresholds']['phash']} and dHash <= {c['thresholds']['dhash']})")
     if r.ours:
         o = r.ours
         echo(f"  model: {o['model_name']} ({o['model']}), licence {o['licence']}, commercial use {o['commercial_use']}"

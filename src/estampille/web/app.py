@@ -272,7 +272,8 @@ def create_app(config: WebConfig) -> FastAPI:
             path = Path(tmp) / (name if Path(name).suffix else f"{name}.bin")
             path.write_bytes(data)
             # The audit is synchronous work (decoding, hashing): a worker thread, not the event loop.
-            report = await run_in_threadpool(Auditor(ledger, audit_trust(config.settings)).audit, path)
+            report = await run_in_threadpool(Auditor(ledger, audit_trust(config.settings), out_dir=config.settings.out).audit,
+                                              path)
         report.file = name
         return page(request, "audit.html", report=report, report_html=Markup(html_fragment([report])))
 

@@ -1,0 +1,195 @@
+"""The lookalike engine's second tier (local features with geometric verification) and query
+preparation: a competitor's picture cropped to a square, framed in a phone screenshot or laid
+over a blurred copy of itself as a story is flagged with the matched region; our own render is
+traced back from a crop, a mirror or a screenshot; odd files neither crash nor match everything;
+an index built before the tier keeps working and upgrades in place."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from estampille.cli import main
+from estampille.ledger import Ledger
+from estampille.lookalike import benchset
+from estampille.lookalike.engine import hash_queries, search_store
+from estampille.lookalike.ingest import ingest
+from estampille.lookalike.store import ReferenceStore
+from estampille.records import Render
+
+from .conftest import DEMO_BRAND, DEMO_WEEK
+
+COMPETITOR = DEMO_BRAND / "competitors" / "boulangerie-doree"
+PICTURE = COMPETITOR / "boulangerie-doree-04.jpg"
+
+
+def _jpeg(image: Image.Image, path, quality: int = 85):
+    image.convert("RGB").save(path, "JPEG", quality=quality)
+    return path
+
+
+def _framings(tmp_path) -> dict:
+    """How a competitor's post comes back: cropped to a square, screenshotted, reposted as a story."""
+    rng = np.random.default_rng(7)
+    picture = Image.open(PICTURE).convert("RGB")
+    return {"square crop": _jpeg(benchset.reframe(picture, 1.0, rng), tmp_path / "square.jpg"),
+            "screenshot": _jpeg(benchset.phone_screenshot(picture, rng), tmp_path / "screenshot.jpg"),
+            "story": _jpeg(benchset.story(picture, rng), tmp_path / "story.jpg")}
+
+
+def test_the_check_stage_flags_reframed_screenshotted_and_story_copies_with_the_region(batch_copy, tmp_path):
+    from estampille.batch import open_batch
+    from estampille.stages import check_lookalikes
+
+    batch = open_batch(batch_copy["brand"], DEMO_WEEK, batch_copy["settings"])
+    ledger = Ledger(batch.settings.ledger_url)
+    template = next(e.payload for e in ledger.events(kind="render.created") if not e.payload.get("reference"))
+    ledger.close()
+    renders = []
+    for n, (name, path) in enumerate(_framings(tmp_path).items()):
+        target = batch.run_dir / "renders" / f"img-framing-{n}.png"
+        Image.open(path).save(target)
+        renders.append(Render.model_validate({**template, "image_id": f"img-framing-{n}",
+                                              "file": f"renders/img-framing-{n}.png"}))
+    checks = check_lookalikes(batch, renders)
+    batch.ledger.close()
+    assert [c.verdict for c in checks] == ["lookalike"] * 3
+    for check in checks:
+        match = next(m for m in check.matches if m.reference.endswith("boulangerie-doree-04.jpg"))
+        assert "features" in match.tier and match.region["inliers"] >= 16
+        x0, y0, x1, y1 = match.region["reference_box"]
+        assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 and (x1 - x0) * (y1 - y0) >= 0.1     # calibrated floor
+        evidence = sorted((batch.run_dir / "evidence").glob(f"{check.image_id}-*.png"))
+        assert evidence and Image.open(evidence[0]).width == 652            # render | reference, with the region
+    # The story's picture sits in the middle third of the 9:16 frame: the region says so.
+    story = next(m for m in checks[2].matches if m.reference.endswith("boulangerie-doree-04.jpg"))
+    assert 0.25 < story.region["query_box"][1] and story.region["query_box"][3] < 0.75
+
+
+def test_check_json_names_the_picture_the_tier_and_the_region_and_nothing_for_an_unrelated_photo(tmp_path, capsys):
+    index = tmp_path / "index"
+    assert main(["lookalike", "index", "--index", str(index), "--competitor", "Boulangerie Dorée", str(COMPETITOR)]) == 0
+    screenshot = _framings(tmp_path)["screenshot"]
+    # (The demo's competitor pictures are made from some of scikit-image's photos; the retina is not one.)
+    unrelated = _jpeg(Image.fromarray(__import__("skimage").data.retina()), tmp_path / "unrelated.jpg")
+    capsys.readouterr()
+    assert main(["lookalike", "check", "--index", str(index), "--json", str(screenshot), str(unrelated)]) == 1
+    shot, other = json.loads(capsys.readouterr().out)
+    match = next(m for m in shot["matches"] if m["source"].endswith("boulangerie-doree-04.jpg"))
+    assert match["tier"] in ("features", "hash+features") and match["inliers"] >= 16
+    assert set(match["region"]) >= {"reference_box", "query_box", "inliers", "scale", "rotation", "mirrored"}
+    assert other["matches"] == []
+
+
+def test_audit_traces_a_crop_a_mirror_and_a_screenshot_of_our_own_render(batch_copy, tmp_path, capsys):
+    ledger = Ledger(batch_copy["settings"].ledger_url)
+    render = next(e.payload for e in ledger.events(kind="render.created") if not e.payload.get("reference"))
+    ledger.close()
+    image = Image.open(batch_copy["run_dir"] / render["file"]).convert("RGB")
+    rng = np.random.default_rng(3)
+    files = [_jpeg(benchset.crop_sides(image, 0.87, rng), tmp_path / "crop25.jpg", 92),      # 25% of the area gone
+             _jpeg(ImageOps.mirror(image), tmp_path / "mirror.jpg", 92),
+             _jpeg(benchset.phone_screenshot(image, rng), tmp_path / "screenshot.jpg", 92)]
+    capsys.readouterr()
+    assert main(["audit", *map(str, files), "--json"]) == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert [r["record"]["image_id"] for r in reports] == [render["image_id"]] * 3
+    assert all(r["ours"]["model"] == "builtin:tiny-sd" for r in reports)
+    shot = reports[2]["record"]
+    assert shot["found_by"].startswith("local features") and shot["region"]["inliers"] >= 16
+
+
+def test_an_untraced_file_names_the_nearest_renders(batch_copy, tmp_path, capsys):
+    unrelated = _jpeg(Image.fromarray(__import__("skimage").data.coffee()), tmp_path / "coffee.jpg")
+    capsys.readouterr()
+    assert main(["audit", str(unrelated), "--json"]) == 1
+    [report] = json.loads(capsys.readouterr().out)
+    assert report["record"] is None and len(report["candidates"]) == 3
+    assert {"image_id", "phash", "dhash", "thresholds"} <= set(report["candidates"][0])
+
+
+def _odd_files(folder):
+    folder.mkdir()
+    Image.new("RGB", (1, 1), (10, 20, 30)).save(folder / "pixel.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (100, 20000, 3), dtype=np.uint8)).save(folder / "strip.png")
+    Image.new("RGB", (640, 480), (200, 180, 150)).save(folder / "flat.jpg")
+    Image.open(PICTURE).convert("CMYK").save(folder / "cmyk.jpg")
+    Image.fromarray((np.asarray(Image.open(PICTURE).convert("L"), dtype=np.uint16) * 257)).save(folder / "deep.png")
+    frames = [Image.open(PICTURE).convert("P"), ImageOps.mirror(Image.open(PICTURE)).convert("P")]
+    frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=100)
+    rgba = Image.open(PICTURE).convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(folder / "alpha.png")
+    return sorted(folder.iterdir())
+
+
+def test_odd_inputs_neither_crash_ingest_nor_match_everything(tmp_path):
+    odd = _odd_files(tmp_path / "odd")
+    store = ReferenceStore(tmp_path / "index")
+    report = ingest(store, [*odd, COMPETITOR], "mixed", workers=1)
+    assert report.added == len(odd) + len(list(COMPETITOR.glob("*.jpg"))) and not report.skipped
+    queries, errors = hash_queries(odd)
+    assert errors == [None] * len(odd)
+    hits = search_store(store, queries)
+    described = store.describe({h.reference_id for h in hits})
+    same_picture = {str(p.absolute()) for p in odd if p.stem in ("cmyk", "deep", "animated", "alpha")} | {str(PICTURE)}
+    for n, path in enumerate(odd):
+        sources = {described[h.reference_id]["source"] for h in hits if h.query == n}
+        # An odd file matches itself and, when it is a version of the competitor's picture, that
+        # picture's other versions; never the rest of the index.
+        allowed = {str(path.absolute())} | (same_picture if str(path.absolute()) in same_picture else set())
+        assert sources <= allowed, (path.name, sources - allowed)
+    # A real photograph matches none of the odd references.
+    photo, _ = hash_queries([benchset.encode(benchset.real_photos()[0][1])])
+    photo_hits = search_store(store, photo)
+    matched = store.describe({h.reference_id for h in photo_hits})
+    assert not [h for h in photo_hits if "/odd/" in matched[h.reference_id]["source"]]
+    store.close()
+
+
+def test_an_index_built_before_the_feature_tier_keeps_working_and_upgrades_in_place(tmp_path, capsys):
+    from estampille.lookalike.hashing import hash_file
+    from estampille.lookalike.store import Entry
+
+    store = ReferenceStore(tmp_path / "old-index")
+    files = sorted(COMPETITOR.glob("*.jpg"))
+    store.add([Entry(str(p), "Boulangerie Dorée", str(n)) for n, p in enumerate(files)],
+              [hash_file(p.read_bytes()) for p in files])            # no features: as before this tier
+    assert store.shards_without_features()
+    resized = _jpeg(Image.open(PICTURE).resize((320, 240)), tmp_path / "resized.jpg")
+    screenshot = _framings(tmp_path)["screenshot"]
+    queries, _ = hash_queries([resized, screenshot])
+    before = search_store(store, queries)
+    assert {h.query for h in before} >= {0} and all(h.tier == "hash" for h in before)   # the hash tier works
+    store.close()
+    assert main(["lookalike", "index", "--index", str(tmp_path / "old-index"), "--upgrade"]) == 0
+    store = ReferenceStore(tmp_path / "old-index")
+    assert store.shards_without_features() == []
+    after = search_store(store, queries)
+    found = store.describe({h.reference_id for h in after if h.query == 1})
+    assert any(v["source"].endswith("boulangerie-doree-04.jpg") for v in found.values())
+    assert any("features" in h.tier for h in after if h.query == 1)
+    store.close()
+
+
+def test_dask_workers_give_the_same_two_tier_hits(tmp_path):
+    from dask.distributed import Client, LocalCluster
+
+    from estampille.lookalike.distributed import search_on_dask
+
+    store = ReferenceStore(tmp_path / "index")
+    ingest(store, [COMPETITOR], "Boulangerie Dorée", workers=1)
+    queries, _ = hash_queries(list(_framings(tmp_path).values()))
+    here = search_store(store, queries)
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        there = search_on_dask(client, store.folder, queries).hits
+    store.close()
+    assert any("features" in h.tier for h in here)
+    assert [(h.query, h.reference_id, h.tier, h.distances) for h in here] == \
+           [(h.query, h.reference_id, h.tier, h.distances) for h in there]
