@@ -6,12 +6,9 @@ an index built before the tier keeps working and upgrades in place."""
 
 from __future__ import annotations
 
-import io
 import json
-import shutil
 
 import numpy as np
-import pytest
 from PIL import Image, ImageOps
 
 from estampille.cli import main
