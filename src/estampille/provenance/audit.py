@@ -292,14 +292,25 @@ class Auditor:
         }
 
 
-def _generation_image_id(credentials: Credentials) -> str | None:
+def _lineage(credentials: Credentials):
+    """The active manifest, then its parent's, and so on down the first ingredient."""
     node = credentials.active
     while node is not None:
-        generation = node.assertions.get("org.estampille.generation")
-        if isinstance(generation, dict) and generation.get("image_id"):
-            return generation["image_id"]
+        yield node
         node = node.children[0] if node.children else None
+
+
+def _generation(credentials: Credentials, key: str) -> str | None:
+    """A field of our generation assertion (org.estampille.generation), from the newest manifest having it."""
+    for node in _lineage(credentials):
+        generation = node.assertions.get("org.estampille.generation")
+        if isinstance(generation, dict) and generation.get(key):
+            return generation[key]
     return None
+
+
+def _generation_image_id(credentials: Credentials) -> str | None:
+    return _generation(credentials, "image_id")
 
 
 def _sidecar_xmp(path: Path, ours: dict | None) -> dict | None:
@@ -317,23 +328,11 @@ def _sidecar_xmp(path: Path, ours: dict | None) -> dict | None:
 
 def _dmi_of_c2pa(credentials: Credentials) -> str | None:
     """The PLUS data-mining value the manifest's training-and-mining assertion amounts to."""
-    node = credentials.active
-    while node is not None:
+    for node in _lineage(credentials):
         for label, entries in node.assertions.items():
             if label.endswith("training-mining") and isinstance(entries, dict) and entries:
                 uses = set(entries.values())
                 return DMI_PROHIBITED if uses == {"notAllowed"} else DMI_ALLOWED if uses == {"allowed"} else "mixed"
-        node = node.children[0] if node.children else None
-    return None
-
-
-def _model_of_c2pa(credentials: Credentials) -> str | None:
-    node = credentials.active
-    while node is not None:
-        generation = node.assertions.get("org.estampille.generation")
-        if isinstance(generation, dict) and generation.get("model"):
-            return generation["model"]
-        node = node.children[0] if node.children else None
     return None
 
 
@@ -353,7 +352,7 @@ def cross_check(xmp: dict[str, str], credentials: Credentials, ours: dict | None
                                 "C2PA": _dmi_of_c2pa(credentials),
                                 "ledger": DMI[expected["data_mining"]].rsplit("/", 1)[-1]
                                 if expected.get("data_mining") in DMI else None},
-        "model": {"XMP": xmp.get("Iptc4xmpExt:AISystemUsed"), "C2PA": _model_of_c2pa(credentials),
+        "model": {"XMP": xmp.get("Iptc4xmpExt:AISystemUsed"), "C2PA": _generation(credentials, "model"),
                   "ledger": (ours or {}).get("model_name")},
     }
     if layers["model"]["C2PA"] and ours and layers["model"]["C2PA"] == ours.get("model"):
