@@ -22,7 +22,6 @@ from prefect.tasks import exponential_backoff
 
 from estampille import stages
 from estampille.batch import check_inputs, finish, open_batch
-from estampille.brand import load_brand, week_at
 from estampille.errors import EstampilleError
 from estampille.settings import Settings
 
@@ -89,14 +88,6 @@ def report(batch_name: str, week: str, summary: dict) -> None:
         key="weekly-batch-summary")
 
 
-def scheduled_week(brand: str) -> str:
-    """The ISO week of this run's *scheduled* start, read in the brand's timezone: a Monday run
-    that starts late, or is retried on Tuesday, still makes the week it was scheduled for."""
-    from prefect.runtime import flow_run
-
-    return week_at(flow_run.scheduled_start_time, load_brand(brand).brand.timezone)
-
-
 @flow(name="weekly-visual-batch", persist_result=False, log_prints=True)
 def weekly_batch(brand: str, week: str | None = None, out: str | None = None, render_workers: int = 1) -> dict:
     """Draft, prompt, render, check, sign and lay out one brand's week (default: the week of the
@@ -105,10 +96,13 @@ def weekly_batch(brand: str, week: str | None = None, out: str | None = None, re
     With `render_workers` > 1 and a Dask task runner (one worker process per GPU), the renders are
     split between the workers; the render stage that follows only collects them (and renders
     whatever a failed worker left)."""
+    from prefect.runtime import flow_run
+
     settings = Settings.from_env(out=out)
     try:
-        week = week or scheduled_week(brand)
-        check_inputs(brand, week, settings)
+        # Without a week, the one of the run's *scheduled* start on the brand's clock: a Monday run
+        # that starts late, or is retried on Tuesday, still makes the week it was scheduled for.
+        week = check_inputs(brand, week, settings, when=flow_run.scheduled_start_time).week
     except EstampilleError as exc:
         # Bad input (brand file, week, model, licence) is the user's to fix: one line in the
         # run's log and a Failed state that names it, not a traceback of Prefect's.

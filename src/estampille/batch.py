@@ -8,6 +8,7 @@ repeated or crashed batch redoes nothing that finished, and adds no duplicate ro
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import uuid
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from . import __version__
-from .brand import BrandBundle, load_brand, parse_week, posts_in_week
+from .brand import BrandBundle, load_brand, parse_week, posts_in_week, week_at
 from .ledger import Ledger
 from .records import Record
 from .render.registry import TINY_ID, ResolvedModel, check_licence, load_registry, resolve_model
@@ -106,10 +107,13 @@ class BatchInputs:
     model: ResolvedModel | None     # None only for the tiny test model not built yet
 
 
-def check_inputs(brand_dir: str | Path, week: str, settings: Settings) -> BatchInputs:
+def check_inputs(brand_dir: str | Path, week: str | None, settings: Settings,
+                 when: dt.datetime | None = None) -> BatchInputs:
     """Validate brand, calendar, week, model and licence without writing anything, so a bad
-    input stops in one line before Prefect (10-20 s to start) or any model loads."""
+    input stops in one line before Prefect (10-20 s to start) or any model loads. Without `week`,
+    the week of `when` (default now) on the brand's clock."""
     bundle = load_brand(brand_dir)
+    week = week or week_at(when or dt.datetime.now(dt.timezone.utc), bundle.brand.timezone)
     parse_week(week)
     posts = posts_in_week(bundle, week)
     chat = chat_model_for(bundle.brand.text.llm, settings.llm_base_url, settings.llm_model)

@@ -3,7 +3,6 @@ one-line messages and exit statuses (0 ok, 1 failure, 2 bad input), tracebacks o
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import sys
 from pathlib import Path
@@ -59,13 +58,11 @@ def run(brand: Path = typer.Option(..., "--brand", help="Brand folder with brand
                                                       "(default with --render-workers: a local cluster).")) -> None:
     """Run the weekly batch: draft, prompt, render, check lookalikes, sign, write the review page."""
     from .batch import check_inputs
-    from .brand import load_brand, week_at
 
     if engine not in ("prefect", "plain"):
         raise typer.BadParameter("--engine must be prefect or plain")
     settings = Settings.from_env(out=out)
-    week = week or week_at(dt.datetime.now(dt.timezone.utc), load_brand(brand).brand.timezone)
-    check_inputs(brand, week, settings)     # bad input stops here, in one line, before Prefect starts
+    week = check_inputs(brand, week, settings).week   # bad input stops here, in one line, before Prefect
     if engine == "prefect":
         _prefect_defaults(settings)
         from flows.weekly_batch import weekly_batch_for
@@ -115,13 +112,11 @@ def _print_summary(summary: dict) -> None:
 
 
 def _open_ledger(url: str | None):
-    from .ledger import Ledger
-
-    settings = Settings.from_env()
-    url = url or settings.ledger_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+    """The ledger a command works on; a missing one is an error (it is never created here)."""
+    url, store = _existing_ledger(url, Settings.from_env())
+    if store is None:
         raise EstampilleError(f"no ledger at {url}: run a batch first, or pass --ledger URL")
-    return Ledger(url)
+    return store
 
 
 def _decide(items: list[str], decision: str, reviewer: str, comment: str, override: str | None,
@@ -204,7 +199,8 @@ def audit(paths: list[Path] = typer.Argument(..., help="Image files or folders."
     if report is not None and report.suffix.lower() not in (".html", ".csv", ".json"):
         raise typer.BadParameter("--report must end in .html, .csv or .json")
     trust = audit_trust(settings, trust_anchors, allowed_certs)
-    store, missing = _open_ledger_if_any(ledger, settings)
+    url, store = _existing_ledger(ledger, settings)
+    missing = None if store else f"no ledger at {url}: nothing could be traced (pass --ledger URL to trace files)"
     files = expand(paths)
     try:
         auditor = Auditor(store, trust, fetch_remote, settings.out)
@@ -228,14 +224,14 @@ def audit(paths: list[Path] = typer.Argument(..., help="Image files or folders."
         raise typer.Exit(ExitStatus.ERROR)
 
 
-def _open_ledger_if_any(url: str | None, settings: Settings):
-    """The ledger if there is one; a missing SQLite file is not created (an audit writes nothing)."""
+def _existing_ledger(url: str | None, settings: Settings):
+    """(url, the ledger or None): a missing SQLite file is never created by a command that reads."""
     from .ledger import Ledger
 
     url = url or settings.ledger_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        return None, f"no ledger at {url}: nothing could be traced (pass --ledger URL to trace files)"
-    return Ledger(url), None
+        return url, None
+    return url, Ledger(url)
 
 
 def _with_progress(items: list, work) -> list:
@@ -410,7 +406,7 @@ def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to chec
     """Matches above threshold per file. Exit 0: no lookalike, 1: at least one, 2: error."""
     import json
 
-    from .lookalike.engine import calibrated, hash_queries, search_store
+    from .lookalike.engine import calibrated, hash_queries, search_store, summary
     from .lookalike.store import ReferenceStore
 
     folder = _index_folder(index, brand)
@@ -433,7 +429,7 @@ def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to chec
     results = [{"file": str(f), "matches": [], "error": e} for f, e in zip(files, errors)]
     for hit in hits:
         reference = described[hit.reference_id]
-        region = {k: v for k, v in hit.region.items() if k != "pairs"} if hit.region else None
+        region = summary(hit.region)
         results[readable[hit.query]]["matches"].append({
             "competitor": reference["competitor"], "source": reference["source"], "distances": hit.distances,
             "verdict": "lookalike", "captured": reference["captured"], "rights": reference["rights"],

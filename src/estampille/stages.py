@@ -21,7 +21,7 @@ from .errors import EstampilleError, LLMError, LookalikeError
 from .lookalike.evidence import side_by_side
 from .lookalike.fingerprint import fingerprints
 from .lookalike.brand_index import refresh_brand_index
-from .lookalike.engine import calibrated, hash_queries, search_store
+from .lookalike.engine import calibrated, hash_queries, search_store, summary
 from .provenance.c2pa_manifest import ManifestSigner
 from .provenance.identity import from_settings as identity_from_settings
 from .provenance.sign import sign_render
@@ -212,10 +212,9 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
             matches = []
             for n, (via, hit) in enumerate(by_render[render_record.image_id]):
                 reference = described[hit.reference_id]
-                region = {k: v for k, v in hit.region.items() if k != "pairs"} if hit.region else None
                 matches.append(Match(source=reference["competitor"], reference=reference["source"],
                                      distances=hit.distances, verdict="lookalike", via=via, tier=hit.tier,
-                                     region=region))
+                                     region=summary(hit.region)))
                 if Path(reference["source"]).is_file():
                     shown = Image.open(inside(batch.run_dir, render_record.file) if via == "render" else
                                        render_record.reference["path"])

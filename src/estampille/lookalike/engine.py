@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .features import QUERY_SIDE, FeatureMatch, Features, FeatureThresholds, decode_for_features, query_features
-from .hashing import DECODE_SIDE, QueryHashes, decode, hash_query, shrink
-from .hashing import _to_rgb as to_rgb
+from .features import QUERY_SIDE, FeatureMatch, Features, FeatureThresholds, decode_pair, query_features
+from .hashing import DECODE_SIDE, QueryHashes, hash_query, shrink
 from .query_prep import content_regions
 from .scan import QueryArrays, Thresholds, pair_distances, scan
 from .store import ReferenceStore, Shard
@@ -104,6 +103,11 @@ def search_shard(shard: Shard, packed: tuple[QueryArrays, np.ndarray, np.ndarray
     return hits
 
 
+def summary(region: dict | None) -> dict | None:
+    """A match's region for records and reports: without the inlier pairs (they are for the evidence image)."""
+    return {k: v for k, v in region.items() if k != "pairs"} if region else None
+
+
 def region_of(match: FeatureMatch) -> dict:
     return {"reference_box": [round(v, 4) for v in match.reference_box],
             "query_box": [round(v, 4) for v in match.query_box], "inliers": match.inliers, "scale": match.scale,
@@ -148,6 +152,7 @@ def search_store(store: ReferenceStore, queries: Sequence[Query | QueryHashes], 
     owner = searched + [n for n in searched for _ in queries[n].regions]
     packed = query_arrays(flat, rotations) if flat else None
     with_features = [(n, q.features) for n, q in enumerate(queries) if q.features is not None]
+    whole = query_arrays([q.hashes for q in queries]) if with_features else None
     removed = store.removed_ids()
     hash_hits: list[Hit] = []
     feature_hits: list[Hit] = []
@@ -157,33 +162,21 @@ def search_store(store: ReferenceStore, queries: Sequence[Query | QueryHashes], 
             hash_hits.append(Hit(owner[hit.query], hit.reference_id, hit.distances,
                                  hit.reasons + (("content region",) if hit.query >= len(searched) else ()), "hash"))
         feature_shard = store.load_features(number) if with_features else None
-        if feature_shard is not None:
-            live = np.flatnonzero(~np.isin(np.asarray(shard.ids), removed))
-            for q, row, match in feature_shard.search([f for _, f in with_features], features, live):
-                feature_hits.append(Hit(with_features[q][0], int(shard.ids[row]), {}, ("features",), "features",
-                                        region_of(match)))
-    if feature_hits:
-        feature_hits = _with_distances(store, queries, feature_hits, shards)
+        if feature_shard is None:
+            continue
+        live = np.flatnonzero(~np.isin(np.asarray(shard.ids), removed))
+        found = feature_shard.search([f for _, f in with_features], features, live)
+        if not found:
+            continue
+        # Every match reports all hash distances, also those only the feature tier found.
+        pairs = np.array([[with_features[q][0], row] for q, row, _ in found], dtype=np.int64)
+        distances = pair_distances(whole[0], pairs, shard.phash, shard.windows, shard.pdq, shard.dhash,
+                                   shard.colour, whole[1], whole[2])
+        for n, (q, row, match) in enumerate(found):
+            feature_hits.append(Hit(with_features[q][0], int(shard.ids[row]),
+                                    {k: int(distances[k][n]) for k in REPORTED}, ("features",), "features",
+                                    region_of(match)))
     return _merge(hash_hits, feature_hits)
-
-
-def _with_distances(store: ReferenceStore, queries: list[Query], hits: list[Hit], shards) -> list[Hit]:
-    """The hash distances of pairs only the feature tier found, so every match reports them all."""
-    by_shard: dict[int, list[Hit]] = {}
-    rows = store.rows_of({h.reference_id for h in hits})
-    for hit in hits:
-        by_shard.setdefault(rows[hit.reference_id][0], []).append(hit)
-    out = []
-    for number, group in by_shard.items():
-        shard = store.load_shard(number)
-        packed = query_arrays([queries[h.query].hashes for h in group])
-        pairs = np.array([[n, rows[h.reference_id][1]] for n, h in enumerate(group)], dtype=np.int64)
-        found = pair_distances(packed[0], pairs, shard.phash, shard.windows, shard.pdq, shard.dhash, shard.colour,
-                               packed[1], packed[2])
-        for n, hit in enumerate(group):
-            out.append(Hit(hit.query, hit.reference_id, {k: int(found[k][n]) for k in REPORTED}, hit.reasons,
-                           hit.tier, hit.region))
-    return out
 
 
 def prepare_query(small: Image.Image, image: Image.Image) -> Query:
@@ -201,7 +194,7 @@ def hash_queries(paths: list[Path | bytes]) -> tuple[list[Query | None], list[st
     prepared, errors = [], []
     for path in paths:
         try:
-            prepared.append(prepare_query(decode(path), to_rgb(decode_for_features(path, QUERY_SIDE))))
+            prepared.append(prepare_query(*decode_pair(path, QUERY_SIDE)))
             errors.append(None)
         except (ValueError, OSError) as exc:
             prepared.append(None)

@@ -18,7 +18,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .features import DESCRIPTOR_BYTES, REFERENCE_KEYPOINTS, FeatureMatch, Features, FeatureThresholds, verify
+from .features import DESCRIPTOR_BYTES, FeatureMatch, Features, FeatureThresholds, verify
 
 STRIDE = 256                 # keypoint slots per image in the ids
 FLAT_BELOW = 200_000         # descriptors: an exact index below this, IVF above
@@ -140,5 +140,3 @@ class FeatureShard:
                 best[key] = hit
         return sorted(best.values(), key=lambda h: h[:2])
 
-
-REFERENCE_BUDGET_BYTES = REFERENCE_KEYPOINTS * (DESCRIPTOR_BYTES + 8) + STRIDE * 4   # codes + ids, positions

@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from .hashing import DECODE_SIDE, decode, shrink, to_rgb
+
 EXTRACT_SIDE = 512         # longest side reference features are extracted at
 QUERY_SIDE = 768           # queries larger: a picture that is a quarter of a collage keeps its detail
 REFERENCE_KEYPOINTS = 256  # per reference image: what the index stores (~12 KB with positions)
@@ -62,9 +64,6 @@ class FeatureThresholds:
     reprojection: float = 0.02     # RANSAC threshold, as a share of the query's longest side
     scale_range: tuple[float, float] = (0.15, 8.0)
 
-    def as_dict(self) -> dict:
-        return {"features_inliers": self.min_inliers, "features_coverage": self.min_coverage}
-
 
 def feature_pipeline_id() -> str:
     """Everything that changes the stored keypoints (kept in each shard's meta.json)."""
@@ -84,16 +83,7 @@ def decode_for_features(source, side: int = EXTRACT_SIDE) -> Image.Image:
 
 
 def _gray(image: Image.Image, side: int = EXTRACT_SIDE) -> np.ndarray:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit and float images: stretch to 8 bits (a plain convert clips them to white).
-        values = np.asarray(image, dtype=np.float64)
-        low, high = np.percentile(values, (0.5, 99.5)) if values.size else (0, 1)
-        image = Image.fromarray(np.clip((values - low) * 255 / max(high - low, 1e-9), 0, 255).astype(np.uint8))
-    elif image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        flat = Image.new("RGB", rgba.size, "white")          # transparent areas as they display
-        flat.paste(rgba, mask=rgba.getchannel("A"))
-        image = flat
+    image = to_rgb(image)         # the hash pipeline's conversion: 16-bit stretched, alpha over white
     image = image.convert("L")
     scale = side / max(image.size)
     if scale < 1:
@@ -180,6 +170,16 @@ def verify(query: Features, reference_xy: np.ndarray, reference_size: tuple[int,
                         (float(rx.min()), float(ry.min()), float(rx.max()), float(ry.max())),
                         (float(qx.min()), float(qy.min()), float(qx.max()), float(qy.max())),
                         round(coverage, 3), pairs)
+
+
+def decode_pair(source, side: int = EXTRACT_SIDE) -> tuple[Image.Image, Image.Image]:
+    """(the hash pipeline's decode, a decode near `side` for features) with one decode where
+    they agree: only a JPEG is decoded twice (libjpeg's reduced decodes differ by scale)."""
+    image = decode_for_features(source, side)
+    if image.format == "JPEG":
+        return decode(source), to_rgb(image)
+    full = to_rgb(image)
+    return shrink(full, DECODE_SIDE), full
 
 
 def reference_features(source) -> Features:

@@ -63,7 +63,7 @@ def decode(source: str | Path | bytes) -> Image.Image:
 
     image = open_image(source, reduced)
     if image.mode != "RGB":
-        image = _to_rgb(image)
+        image = to_rgb(image)
     return shrink(image, DECODE_SIDE)
 
 
@@ -73,7 +73,8 @@ def shrink(image: Image.Image, side: int) -> Image.Image:
     return image.reduce(factor) if factor >= 2 else image
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB as the image displays: 16-bit stretched, transparency over white."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16-bit and float images: stretched to 8 bits (Pillow's convert clips them to white, which
         # hashed every such file as a blank frame). Only these files hash differently.

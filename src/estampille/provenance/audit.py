@@ -106,7 +106,7 @@ class LedgerIndex:
             from ..lookalike.feature_index import FeatureShard
             from ..lookalike.features import extract, reference_features
 
-            found, self.feature_rows = [], []
+            found = []
             for event in self.fingerprinted:
                 path = self.render_file(event)
                 try:
@@ -118,7 +118,7 @@ class LedgerIndex:
 
     def by_features(self, image: Image.Image) -> tuple[object, dict] | None:
         """The render a crop, mirror, reframe or screenshot of it was made from, by local features."""
-        from ..lookalike.engine import feature_thresholds, region_of
+        from ..lookalike.engine import feature_thresholds, region_of, summary
         from ..lookalike.features import query_features
 
         if not self.fingerprinted:
@@ -127,14 +127,10 @@ class LedgerIndex:
         if not hits:
             return None
         _, row, match = max(hits, key=lambda h: h[2].inliers)
-        return self.fingerprinted[row], {k: v for k, v in region_of(match).items() if k != "pairs"}
+        return self.fingerprinted[row], summary(region_of(match))
 
-    def candidates(self, image: Image.Image, count: int = 3) -> list[dict]:
-        """The renders nearest by perceptual hash, for a report where nothing passed."""
-        if not self.fingerprinted:
-            return []
-        query = fingerprints(image)
-        distances = {k: np.bitwise_count(self.arrays[k] ^ np.uint64(hex_to_int(query[k]))).astype(int) for k in HASH_KINDS}
+    def candidates(self, distances: dict[str, np.ndarray], count: int = 3) -> list[dict]:
+        """The renders nearest by perceptual hash (`distances`), for a report where nothing passed."""
         total = sum(distances.values())
         return [{"image_id": self.fingerprinted[i].payload["image_id"], "brand": self.fingerprinted[i].brand,
                  "week": self.fingerprinted[i].week, **{k: int(distances[k][i]) for k in HASH_KINDS},
@@ -143,11 +139,12 @@ class LedgerIndex:
     def events_of(self, kind: str, image_id: str) -> list:
         return self.by_kind.get(kind, {}).get(image_id, [])
 
-    def nearest(self, image: Image.Image) -> tuple[object, dict[str, int]] | None:
-        if not self.fingerprinted:
-            return None
+    def distances(self, image: Image.Image) -> dict[str, np.ndarray]:
+        """pHash and dHash distances from `image` to every render."""
         query = fingerprints(image)
-        distances = {k: np.bitwise_count(self.arrays[k] ^ np.uint64(hex_to_int(query[k]))).astype(int) for k in HASH_KINDS}
+        return {k: np.bitwise_count(self.arrays[k] ^ np.uint64(hex_to_int(query[k]))).astype(int) for k in HASH_KINDS}
+
+    def nearest(self, distances: dict[str, np.ndarray]) -> tuple[object, dict[str, int]] | None:
         best = int(np.argmin(sum(distances.values())))
         found = {k: int(distances[k][best]) for k in HASH_KINDS}
         if any(found[k] > MAX_DISTANCE[k] for k in HASH_KINDS):
@@ -230,13 +227,14 @@ class Auditor:
         except UnreadableImage as exc:
             report.error = str(exc)
             return None, None, None
-        nearest = self.index.nearest(image)
+        distances = self.index.distances(image)
+        nearest = self.index.nearest(distances)
         if nearest:
             return nearest[0], "perceptual hash", nearest[1]
         found = self.index.by_features(image)
         if found:
             return found[0], "local features (a crop, mirror, reframe or screenshot)", found[1]
-        report.candidates = self.index.candidates(image)
+        report.candidates = self.index.candidates(distances)
         return None, None, None
 
     def _describe(self, event) -> dict:

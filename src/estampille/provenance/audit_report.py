@@ -103,8 +103,8 @@ def _manifest_lines(node: dict, depth: int, echo: Callable[[str], None]) -> None
          f"{node.get('generator') or '?'}; signed by {signer.get('common_name') or '?'}{issued}, "
          f"{signer.get('algorithm') or '?'}{when}")
     for action in node.get("actions") or []:
-        extra = "".join(f" [{short_source_type(action['digital_source_type'])}]" if action.get("digital_source_type")
-                        else "")
+        source = action.get("digital_source_type")
+        extra = f" [{short_source_type(source)}]" if source else ""
         agent = f" by {action['software_agent']}" if action.get("software_agent") else ""
         echo(f"{pad}  action {action['action']}{extra}{agent}")
     for ingredient in node.get("ingredients") or []:
@@ -113,8 +113,8 @@ def _manifest_lines(node: dict, depth: int, echo: Callable[[str], None]) -> None
             "has its own credentials" if ingredient.get("manifest") else "no credentials of its own")
         echo(f"{pad}  ingredient {ingredient.get('title')} ({ingredient.get('relationship')}): {state}")
     for label, summary in (node.get("assertions") or {}).items():
-        if summary not in ("thumbnail",):
-            echo(f"{pad}  assertion {label}: {summary if summary != 'present' else 'present'}")
+        if summary != "thumbnail":
+            echo(f"{pad}  assertion {label}: {summary}")
     for status in node.get("status") or []:
         if status["kind"] == "failure":
             echo(f"{pad}  status {status['code']}: {status['meaning'] or status['explanation']}")

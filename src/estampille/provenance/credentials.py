@@ -44,7 +44,6 @@ def is_trust_code(code: str) -> bool:
     return code.endswith(".untrusted") or code.endswith("untrusted_issuer")
 
 
-AI_SOURCE_TYPES = {"trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia", "algorithmicallyEnhanced"}
 
 # What the C2PA validation status codes mean (C2PA 2.1, section 15; c2pa-rs validation_results.rs).
 MEANINGS = {
