@@ -190,3 +190,20 @@ def test_dask_workers_give_the_same_two_tier_hits(tmp_path):
     assert any("features" in h.tier for h in here)
     assert [(h.query, h.reference_id, h.tier, h.distances) for h in here] == \
            [(h.query, h.reference_id, h.tier, h.distances) for h in there]
+
+
+def test_a_fit_turned_past_a_reposts_range_is_not_a_match(tmp_path):
+    """The feature tier accepts fits turned by up to 30°: a copy turned by 20° is matched, one
+    turned by 120° is not (a trade: such fits were two unrelated pictures lining up, seen against a
+    third-party photo's phone screenshot; quarter turns are the hash tier's --rotations)."""
+    store = ReferenceStore(tmp_path / "index")
+    ingest(store, [COMPETITOR], "Boulangerie Dorée", workers=1)
+    picture = Image.open(PICTURE).convert("RGB")
+    turned = {angle: _jpeg(picture.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor="white"),
+                           tmp_path / f"turned-{angle}.jpg") for angle in (20, 120)}
+    queries, _ = hash_queries(list(turned.values()))
+    found = store.describe({h.reference_id for h in search_store(store, queries)})
+    by_features = {h.query for h in search_store(store, queries)
+                   if "features" in h.tier and found[h.reference_id]["source"].endswith(PICTURE.name)}
+    store.close()
+    assert by_features == {0}

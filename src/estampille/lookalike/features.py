@@ -63,6 +63,9 @@ class FeatureThresholds:
     min_coverage: float = 0.06     # of the reference's area
     reprojection: float = 0.02     # RANSAC threshold, as a share of the query's longest side
     scale_range: tuple[float, float] = (0.15, 8.0)
+    # Reposts keep their orientation (mirrors are searched as such, quarter turns by the hash
+    # tier's --rotations): a fit turned further is keypoints of two unrelated pictures lining up.
+    max_rotation: float = 30.0
 
 
 def feature_pipeline_id() -> str:
@@ -148,7 +151,8 @@ def verify(query: Features, reference_xy: np.ndarray, reference_size: tuple[int,
         return None
     scale = math.hypot(matrix[0, 0], matrix[1, 0])
     low, high = thresholds.scale_range
-    if not low <= scale <= high:
+    rotation = math.degrees(math.atan2(matrix[1, 0], matrix[0, 0]))
+    if not low <= scale <= high or abs(rotation) > thresholds.max_rotation:
         return None
     # One reference keypoint matched many times is not many inliers.
     unique = len({(round(float(x)), round(float(y))) for x, y in src[keep]})
@@ -163,7 +167,6 @@ def verify(query: Features, reference_xy: np.ndarray, reference_size: tuple[int,
         return None
     if mirrored:     # the query was searched flipped: give its coordinates in the query as it is
         qx = 1.0 - qx
-    rotation = math.degrees(math.atan2(matrix[1, 0], matrix[0, 0]))
     pairs = [(float(a), float(b), float(c), float(d)) for a, b, c, d in zip(rx, ry, qx, qy)]
     # Both images are extracted at the same longest side, so the fitted scale compares their sizes.
     return FeatureMatch(inliers, round(scale, 3), round(rotation, 1), mirrored,
