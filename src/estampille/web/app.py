@@ -272,8 +272,11 @@ def create_app(config: WebConfig) -> FastAPI:
             path = Path(tmp) / (name if Path(name).suffix else f"{name}.bin")
             path.write_bytes(data)
             # The audit is synchronous work (decoding, hashing): a worker thread, not the event loop.
-            report = await run_in_threadpool(Auditor(ledger, audit_trust(config.settings), out_dir=config.settings.out).audit,
-                                              path)
+            # One auditor while the ledger is unchanged: its index, and the renders' keypoints it
+            # builds for tracing crops and screenshots, are not rebuilt for every upload.
+            auditor = while_unchanged(("auditor",), lambda: Auditor(ledger, audit_trust(config.settings),
+                                                                   out_dir=config.settings.out))
+            report = await run_in_threadpool(auditor.audit, path)
         report.file = name
         return page(request, "audit.html", report=report, report_html=Markup(html_fragment([report])))
 
