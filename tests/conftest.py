@@ -174,3 +174,47 @@ def batch_copy(finished_batch, isolated, monkeypatch):
     shutil.copytree(finished_batch / "home", home, symlinks=True)
     return {"brand": isolated / "brand", "out": isolated / "out", "home": home,
             "run_dir": isolated / "out" / "brand" / DEMO_WEEK, "settings": Settings.from_env()}
+
+
+# ---------------------------------------------------------------- the review server's tests
+@pytest.fixture(scope="session")
+def prepared_run(tmp_path_factory, tiny_model_dir):
+    """One finished batch (captions and a brief carrying markup), made once; tests get copies."""
+    from estampille.stages import run_batch
+
+    root = tmp_path_factory.mktemp("web")
+    (root / "home" / "models").mkdir(parents=True)
+    os.symlink(tiny_model_dir, root / "home" / "models" / "tiny-sd")
+    brand = root / "brand"
+    shutil.copytree(DEMO_BRAND, brand)
+    calendar = brand / "calendar.yaml"
+    calendar.write_text(calendar.read_text(encoding="utf-8").replace(
+        "feuilletage en 27 couches.", "feuilletage en 27 couches <b onmouseover=alert(2)>bold</b>."), encoding="utf-8")
+    server = FakeOpenAI().start()
+    server.caption_extra = ' <script>alert("caption")</script><img src=x onerror="alert(1)">'
+    try:
+        settings = Settings.from_env(env={"ESTAMPILLE_HOME": str(root / "home"), "ESTAMPILLE_OUT": str(root / "out"),
+                                          "ESTAMPILLE_LLM_BASE_URL": server.base_url, "ESTAMPILLE_LLM_MODEL": "fake"})
+        run_batch(brand, DEMO_WEEK, settings)
+    finally:
+        server.stop()
+    return root
+
+
+@pytest.fixture
+def served_run(prepared_run, tmp_path):
+    """A private copy of the prepared run's output (tests record decisions) and the app over it."""
+    from estampille.ledger import Ledger
+
+    from .web_harness import SLOT, make_app
+
+    shutil.copytree(prepared_run / "out", tmp_path / "web-out")
+    settings = Settings.from_env(env={"ESTAMPILLE_HOME": str(prepared_run / "home"),
+                                      "ESTAMPILLE_OUT": str(tmp_path / "web-out")})
+    ledger = Ledger(settings.ledger_url)
+    events = ledger.events()
+    ledger.close()
+    slot = f"{DEMO_WEEK}/{SLOT}"
+    return {"app": make_app(settings, prepared_run), "settings": settings, "brand": prepared_run / "brand",
+            "drafts": [e.key for e in events if e.kind == "draft.created" and e.subject == slot],
+            "images": renders_of(events, slot)}

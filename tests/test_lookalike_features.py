@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 from estampille.cli import main
 from estampille.ledger import Ledger
 from estampille.lookalike import benchset
-from estampille.lookalike.engine import hash_queries, search_store
+from estampille.lookalike.engine import feature_thresholds, hash_queries, search_store
 from estampille.lookalike.ingest import ingest
 from estampille.lookalike.store import ReferenceStore
 from estampille.records import Render
@@ -60,7 +60,7 @@ def test_the_check_stage_flags_reframed_screenshotted_and_story_copies_with_the_
         match = next(m for m in check.matches if m.reference.endswith("boulangerie-doree-04.jpg"))
         assert "features" in match.tier and match.region["inliers"] >= 16
         x0, y0, x1, y1 = match.region["reference_box"]
-        assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 and (x1 - x0) * (y1 - y0) >= 0.1     # calibrated floor
+        assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 and (x1 - x0) * (y1 - y0) >= feature_thresholds().min_coverage
         evidence = sorted((batch.run_dir / "evidence").glob(f"{check.image_id}-*.png"))
         assert evidence and Image.open(evidence[0]).width == 652            # render | reference, with the region
     # The story's picture sits in the middle third of the 9:16 frame: the region says so.
@@ -207,3 +207,29 @@ def test_a_fit_turned_past_a_reposts_range_is_not_a_match(tmp_path):
                    if "features" in h.tier and found[h.reference_id]["source"].endswith(PICTURE.name)}
     store.close()
     assert by_features == {0}
+
+
+def test_a_collage_tile_is_caught_by_the_hash_tier_through_the_gutters(tmp_path):
+    """A competitor's picture as one tile of a 2x2 collage (white gutters, as collage apps lay
+    them out): query preparation splits the collage along its gutters and hashes each tile, so the
+    fast tier finds it; an unrelated photo's collage of other photos finds nothing."""
+    from estampille.lookalike.query_prep import content_regions
+
+    store = ReferenceStore(tmp_path / "index")
+    ingest(store, [COMPETITOR], "Boulangerie Dorée", workers=1)
+    import skimage.data as photos
+    others = [Image.fromarray(p()).convert("RGB") for p in (photos.retina, photos.camera, photos.immunohistochemistry)]
+    picture = Image.open(PICTURE).convert("RGB")
+    rng = np.random.default_rng(5)
+    with_tile = _jpeg(benchset.collage(picture, others, rng), tmp_path / "collage.jpg")
+    without = _jpeg(benchset.collage(others[0], others, rng), tmp_path / "other-collage.jpg")
+    tiles = content_regions(Image.open(with_tile))
+    # The four tiles (the retina has black margins of its own: its tile is trimmed to the picture).
+    assert sum(1 for x0, y0, x1, y1 in tiles if 0.1 < (x1 - x0) * (y1 - y0) < 0.3) == 4
+    queries, _ = hash_queries([with_tile, without])
+    hits = search_store(store, queries)
+    found = store.describe({h.reference_id for h in hits})
+    store.close()
+    [hit] = [h for h in hits if h.query == 0 and found[h.reference_id]["source"].endswith(PICTURE.name)]
+    assert "content region" in hit.reasons
+    assert [h for h in hits if h.query == 1] == []

@@ -7,9 +7,6 @@ import json
 import os
 import re
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,73 +17,12 @@ from estampille.ledger import Ledger
 from estampille.provenance.audit import Auditor
 from estampille.provenance.trust import audit_trust
 from estampille.settings import Settings
-from estampille.provenance.identity import from_settings as signer_identity
 from estampille.stages import run_batch
-from estampille.web.app import WebConfig, create_app
-from estampille.web.security import ReviewerPolicy
 
 from .conftest import DEMO_WEEK, renders_of
+from estampille.web.security import NetworkPolicy
 
-TOKEN = "team-token-for-tests"
-LOCAL = ("127.0.0.1", 50123)
-SLOT = "croissant-mercredi"
-
-
-def make_app(settings: Settings, brands_dir: Path, bind_host: str = "127.0.0.1", **policy):
-    policy = policy or {"reviewers": ("Camille", "Léa"), "token": TOKEN}
-    return create_app(WebConfig(settings, signer_identity(settings), ReviewerPolicy(**policy), brands_dir, bind_host))
-
-
-def signed_in(app, name: str = "Camille") -> tuple[TestClient, str]:
-    client = TestClient(app, base_url="http://127.0.0.1", client=LOCAL)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/").text).group(1)
-    assert client.post("/login", data={"name": name, "token": TOKEN, "csrf": csrf}).status_code == 200
-    return client, csrf
-
-
-@pytest.fixture(scope="session")
-def prepared_run(tmp_path_factory, tiny_model_dir):
-    """One finished batch (captions and a brief carrying markup), made once; tests get copies."""
-    from .conftest import DEMO_BRAND
-    from .fake_openai import FakeOpenAI
-
-    root = tmp_path_factory.mktemp("web")
-    (root / "home" / "models").mkdir(parents=True)
-    os.symlink(tiny_model_dir, root / "home" / "models" / "tiny-sd")
-    brand = root / "brand"
-    shutil.copytree(DEMO_BRAND, brand)
-    calendar = brand / "calendar.yaml"
-    calendar.write_text(calendar.read_text(encoding="utf-8").replace(
-        "feuilletage en 27 couches.", "feuilletage en 27 couches <b onmouseover=alert(2)>bold</b>."), encoding="utf-8")
-    server = FakeOpenAI().start()
-    server.caption_extra = ' <script>alert("caption")</script><img src=x onerror="alert(1)">'
-    try:
-        settings = Settings.from_env(env={"ESTAMPILLE_HOME": str(root / "home"), "ESTAMPILLE_OUT": str(root / "out"),
-                                          "ESTAMPILLE_LLM_BASE_URL": server.base_url, "ESTAMPILLE_LLM_MODEL": "fake"})
-        run_batch(brand, DEMO_WEEK, settings)
-    finally:
-        server.stop()
-    return root
-
-
-@pytest.fixture
-def served_run(prepared_run, tmp_path):
-    """A private copy of the prepared run's output (tests record decisions) and the app over it."""
-    shutil.copytree(prepared_run / "out", tmp_path / "web-out")
-    settings = Settings.from_env(env={"ESTAMPILLE_HOME": str(prepared_run / "home"),
-                                      "ESTAMPILLE_OUT": str(tmp_path / "web-out")})
-    ledger = Ledger(settings.ledger_url)
-    events = ledger.events()
-    ledger.close()
-    slot = f"{DEMO_WEEK}/{SLOT}"
-    return {"app": make_app(settings, prepared_run), "settings": settings, "brand": prepared_run / "brand",
-            "drafts": [e.key for e in events if e.kind == "draft.created" and e.subject == slot],
-            "images": renders_of(events, slot)}
-
-
-def run_url(path: str = "") -> str:
-    return f"/runs/brand/{DEMO_WEEK}{path}"
-
+from .web_harness import LOCAL, SLOT, TOKEN, LiveServer, make_app, run_url, signed_in
 
 def test_captions_briefs_and_prompts_are_escaped(served_run):
     client = TestClient(served_run["app"], base_url="http://127.0.0.1", client=LOCAL)
@@ -145,7 +81,8 @@ def test_state_changes_need_post_a_csrf_token_and_a_reviewer(served_run):
     assert other.post(run_url(f"/items/{item}/decision"), data={"decision": "approved", "csrf": csrf}).status_code == 403
     assert client.post(run_url("/publish")).status_code == 403
     assert ledger.count() == rows                                   # nothing was recorded
-    done = client.post(run_url(f"/items/{item}/decision"), data={"decision": "rejected", "comment": "flou", "csrf": csrf})
+    done = client.post(run_url(f"/items/{item}/decision"), data={"decision": "rejected", "comment": "flou", "csrf": csrf,
+                                                                 "version": "0"})
     assert done.status_code == 200 and ledger.count() == rows + 1
     event = ledger.events(kind="review.rejected")[-1]
     assert (event.payload["reviewer"], event.payload["comment"], event.payload["item_id"]) == ("Camille", "flou", item)
@@ -164,22 +101,26 @@ def test_bound_to_localhost_it_answers_only_local_requests(served_run):
     assert TestClient(app, base_url="http://127.0.0.1", client=("203.0.113.7", 4000)).get("/").status_code == 403
     assert TestClient(app, base_url="http://127.0.0.1", client=("10.0.0.8", 4000)).get(run_url()).status_code == 403
     # DNS rebinding: a local client, but a page on another site named the host.
-    assert TestClient(app, base_url="http://evil.example", client=LOCAL).get("/").status_code == 403
+    assert TestClient(app, base_url="http://evil.example", client=LOCAL).get("/").status_code == 400
     assert TestClient(app, base_url="http://localhost:8000", client=("::1", 4000)).get("/").status_code == 200
-    # Bound to another address on purpose (behind a proxy), the operator's choice holds.
-    exposed = make_app(served_run["settings"], served_run["brand"].parent, bind_host="0.0.0.0", proxy_header="X-Forwarded-User",
-                       reviewers=("Camille",))
-    remote = TestClient(exposed, base_url="http://review.example", client=("203.0.113.7", 4000))
-    page = remote.get("/", headers={"X-Forwarded-User": "Camille"})
+    # Bound to another address on purpose (behind a proxy), the proxy's header counts from the proxy only.
+    network = NetworkPolicy.parse("0.0.0.0", ["10.0.0.2"], ["review.example"], "X-Forwarded-User", None)
+    exposed = make_app(served_run["settings"], served_run["brand"].parent, bind_host="0.0.0.0", network=network,
+                       proxy_header="X-Forwarded-User", reviewers=("Camille",))
+    proxy = TestClient(exposed, base_url="http://review.example", client=("10.0.0.2", 4000))
+    page = proxy.get("/", headers={"X-Forwarded-User": "Camille"})
     assert page.status_code == 200 and 'id="reviewer">Camille<' in page.text
-    assert 'id="reviewer"' not in remote.get("/", headers={"X-Forwarded-User": "Mallory"}).text
+    assert 'id="reviewer"' not in proxy.get("/", headers={"X-Forwarded-User": "Mallory"}).text
+    direct = TestClient(exposed, base_url="http://review.example", client=("203.0.113.7", 4000))
+    assert 'id="reviewer"' not in direct.get("/", headers={"X-Forwarded-User": "Camille"}).text
 
 
 def test_run_page_lists_runs_and_counts(served_run):
     client, csrf = signed_in(served_run["app"])
     runs = client.get("/")
     assert "Maison Levain" in runs.text and DEMO_WEEK in runs.text
-    client.post(run_url(f"/items/{served_run['images'][0]}/decision"), data={"decision": "approved", "csrf": csrf})
+    client.post(run_url(f"/items/{served_run['images'][0]}/decision"),
+                data={"decision": "approved", "csrf": csrf, "version": "0"})
     counts = re.sub(r"\s+", " ", re.search(r'<p id="counts">(.*?)</p>', client.get(run_url()).text, re.S).group(1))
     assert "1 approved" in counts and "0 rejected" in counts
 
@@ -198,30 +139,6 @@ def chromium_path() -> str:
             pytest.fail("Debian's chromium is not installed (apt-get install chromium)")
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     return path
-
-
-class LiveServer:
-    """The app on a real socket, served by uvicorn in a thread."""
-
-    def __init__(self, app):
-        import uvicorn
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 def shoot(page, name: str, tmp_path: Path) -> None:

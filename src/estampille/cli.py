@@ -305,32 +305,44 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to bind 
           reviewers: list[str] = typer.Option(None, "--reviewer",
                                               help="A reviewer's name (repeat); or $ESTAMPILLE_REVIEWERS=a,b."),
           proxy_header: str = typer.Option(None, "--proxy-header",
-                                           help="Take the reviewer's name from this header, set by a trusted "
-                                                "reverse proxy (e.g. X-Forwarded-User).")) -> None:
+                                           help="Take the reviewer's name from this header (e.g. X-Forwarded-User), "
+                                                "only on requests from a --trusted-proxy."),
+          trusted_proxies: list[str] = typer.Option(None, "--trusted-proxy",
+                                                    help="Address or network of the reverse proxy (repeat): only "
+                                                         "its X-Forwarded-* and --proxy-header are believed. With "
+                                                         "$ESTAMPILLE_PROXY_SECRET set, the proxy must also send "
+                                                         "X-Estampille-Proxy-Secret with that value."),
+          allowed_hosts: list[str] = typer.Option(None, "--allowed-host",
+                                                  help="A host name clients use to reach the server (repeat); "
+                                                       "loopback names are always allowed.")) -> None:
     """Serve the review and audit pages. Reviewers sign in with their name and the team token
-    ($ESTAMPILLE_REVIEW_TOKEN; one is made and printed here when it is unset)."""
+    ($ESTAMPILLE_REVIEW_TOKEN, 16 characters or more; one is made and printed here when it is
+    unset), or a trusted reverse proxy names them (--proxy-header with --trusted-proxy)."""
     import secrets
 
     import uvicorn
 
     from .provenance.identity import from_settings as signer_identity
-    from .web.app import WebConfig, create_app
-    from .web.security import ReviewerPolicy, is_loopback
+    from .web.app import WebConfig, create_app, uvicorn_config
+    from .web.security import NetworkPolicy, ReviewerPolicy, is_loopback
 
     settings = Settings.from_env()
     names = tuple(reviewers or [n.strip() for n in os.environ.get("ESTAMPILLE_REVIEWERS", "").split(",") if n.strip()])
     token = os.environ.get("ESTAMPILLE_REVIEW_TOKEN") or None
+    network = NetworkPolicy.parse(host, trusted_proxies or [], allowed_hosts or [], proxy_header,
+                                  os.environ.get("ESTAMPILLE_PROXY_SECRET") or None)
     if names and not token and not proxy_header:
-        token = secrets.token_urlsafe(12)
+        token = secrets.token_urlsafe(18)
         typer.echo(f"Team token for this session (set ESTAMPILLE_REVIEW_TOKEN to choose one): {token}")
-    if not is_loopback(host) and not proxy_header:
-        typer.echo(f"warning: serving on {host} without a reverse proxy: use HTTPS in front of it", err=True)
+    if not is_loopback(host):
+        typer.echo(f"warning: serving on {host}: put an HTTPS reverse proxy in front of it (see the README's "
+                   "security section)", err=True)
     config = WebConfig(settings=settings, identity=signer_identity(settings),
                        policy=ReviewerPolicy(names, token, proxy_header),
-                       brands_dir=brands.absolute() if brands.is_dir() else None, bind_host=host)
+                       brands_dir=brands.absolute() if brands.is_dir() else None, bind_host=host, network=network)
     typer.echo(f"Review pages on http://{'localhost' if is_loopback(host) else host}:{port}/ "
                f"(ledger {_safe_ledger_url(settings)})")
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+    uvicorn.Server(uvicorn_config(create_app(config), host, port)).run()
 
 
 def _safe_ledger_url(settings: Settings) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,7 +188,8 @@ REAL_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "moto
 # (scikit-image's cat.png is chelsea.png again: left out.)
 SAME_SCENE = {"motorcycle_right": "motorcycle_left"}
 REAL_FAMILIES = {"light edits": 0.98, "mirror/rotation": 0.95, "crop 70-80%": 0.90, "crop 60-70%": None,
-                 "square/4:5 reframe": 0.85, "screenshot/story": 0.85, "imitation": 0.70, "collage tile": 0.60}
+                 "square/4:5 reframe": 0.85, "screenshot/story": 0.85, "imitation": 0.70, "collage tile": 0.60,
+                 "collage, no gutters": None}
 
 
 def real_photos() -> list[tuple[str, Image.Image]]:
@@ -263,15 +265,15 @@ def story(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     return background
 
 
-def collage(image: Image.Image, others: list[Image.Image], rng: np.random.Generator) -> Image.Image:
-    """The picture as one tile of a 2x2 collage of four."""
+def collage(image: Image.Image, others: list[Image.Image], rng: np.random.Generator, gutter: int = 4) -> Image.Image:
+    """The picture as one tile of a 2x2 collage of four, `gutter` white pixels around the tiles."""
     tile = (320, 240)
     tiles = [image] + [others[int(i)] for i in rng.choice(len(others), 3, replace=False)]
     order = rng.permutation(4)
-    canvas = Image.new("RGB", (tile[0] * 2 + 12, tile[1] * 2 + 12), "white")
+    canvas = Image.new("RGB", (tile[0] * 2 + 3 * gutter, tile[1] * 2 + 3 * gutter), "white")
     for slot, n in enumerate(order):
         picture = ImageOps.fit(tiles[n], tile, Image.Resampling.BICUBIC)
-        canvas.paste(picture, (4 + (slot % 2) * (tile[0] + 4), 4 + (slot // 2) * (tile[1] + 4)))
+        canvas.paste(picture, (gutter + (slot % 2) * (tile[0] + gutter), gutter + (slot // 2) * (tile[1] + gutter)))
     return canvas
 
 
@@ -310,6 +312,9 @@ def real_copies_of(original: Original, others: list[Image.Image], rng: np.random
     yield make("screenshot/story", "9:16 story", story(im, rng))
     yield make("imitation", "mirror + reframe + recolour + blur", imitation(im, rng))
     yield make("collage tile", "one tile of four", collage(im, others, rng))
+    # Its own random stream (from the name), so adding this kind left every other copy as it was.
+    own = np.random.default_rng(zlib.crc32(original.name.encode()))
+    yield make("collage, no gutters", "one tile of four, edge to edge", collage(im, others, own, gutter=0))
 
 
 def build_real(seed: int = 0, cuts: int = 3):

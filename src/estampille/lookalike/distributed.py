@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .engine import Hit, Query, calibrated, search_store
+from .feature_index import default_search_threads, set_search_threads
 from .scan import Thresholds
 from .store import ReferenceStore
 
@@ -28,6 +29,10 @@ class DistributedResult:
 
 def _scan_shards(folder: str, shards: list[int], queries: list[Query], thresholds: Thresholds,
                  rotations: bool) -> tuple[str, list[Hit]]:
+    from dask.distributed import get_worker
+
+    # The worker's task threads already share its cores: faiss gets the rest, not one thread per core each.
+    set_search_threads(max(1, default_search_threads() // max(1, get_worker().state.nthreads)))
     store = ReferenceStore(folder)
     try:
         return f"{socket.gethostname()}:{os.getpid()}", search_store(store, queries, thresholds, rotations, shards)

@@ -12,6 +12,7 @@ hash tier still searches it, and `lookalike index --upgrade` adds them from the 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +23,32 @@ from .features import DESCRIPTOR_BYTES, FeatureMatch, Features, FeatureThreshold
 
 STRIDE = 256                 # keypoint slots per image in the ids
 FLAT_BELOW = 200_000         # descriptors: an exact index below this, IVF above
-NPROBE = 12
+NPROBE = 6                   # IVF lists probed: chosen with bench/lookalike_features_speed.py (recall at 100k)
 CANDIDATES = 12              # references verified per query, the most voted first
 FEATURE_FILES = ("features.fbin", "features_xy.npy", "features_size.npy")
 
-faiss.omp_set_num_threads(1)  # searches parallelise over processes and Dask workers
+
+
+def default_search_threads() -> int:
+    """ESTAMPILLE_SEARCH_THREADS, else every core this process may use: one search of a batch's
+    descriptors is the cost of the feature tier, and faiss splits it over threads."""
+    configured = os.environ.get("ESTAMPILLE_SEARCH_THREADS", "").strip()
+    if configured:
+        if not configured.isdigit() or int(configured) < 1:
+            raise ValueError(f"ESTAMPILLE_SEARCH_THREADS={configured!r}: give a whole number of threads, 1 or more")
+        return int(configured)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def set_search_threads(threads: int | None = None) -> None:
+    faiss.omp_set_num_threads(threads or default_search_threads())
+
+
+def search_threads() -> int:
+    return faiss.omp_get_max_threads()
+
+
+set_search_threads()
 
 
 def build_index(features: list[Features]) -> tuple[object, np.ndarray, np.ndarray]:

@@ -24,7 +24,7 @@ from .hashing import DECODE_SIDE, decode, shrink, to_rgb
 EXTRACT_SIDE = 512         # longest side reference features are extracted at
 QUERY_SIDE = 768           # queries larger: a picture that is a quarter of a collage keeps its detail
 REFERENCE_KEYPOINTS = 256  # per reference image: what the index stores (~12 KB with positions)
-QUERY_KEYPOINTS = 1500     # per query: more, so a crop or a tile still shares enough with its original
+QUERY_KEYPOINTS = 800      # per query: more than a reference, so a crop still shares enough (bench/lookalike_features_speed.py)
 GRID = 4                   # references keep their best keypoints per cell of a GRID x GRID grid
 DESCRIPTOR_BYTES = 32
 

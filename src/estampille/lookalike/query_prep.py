@@ -7,7 +7,8 @@ feature tier (features.py) catches the rest.
 Two cues, on a 256-pixel grey copy: uniform bands at the edges (borders, letterboxing, flat UI
 bars) are trimmed; then the longest run of rows, and of columns, with real detail (Laplacian
 energy) is the picture: text lines are short runs separated by blank gaps, a blurred background
-has little energy.
+has little energy. A collage (pictures side by side with uniform gutters between them, as
+collage apps lay them out) is split along its gutters, and each tile is a region too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from PIL import Image
 
 WORK_SIDE = 256
 MIN_SHARE, MAX_SHARE = 0.15, 0.92     # of the query's area: smaller is a detail, larger is the whole
+MIN_TILE = 0.2                        # of a side: a collage's tile is at least this long
+MAX_TILES = 9
+GUTTER_SIDE = 1024
+MIN_TILE_SHARE = 0.08                 # of the query's area: a tile of a 3 x 3 grid
 
 
 def _uniform_trim(gray: np.ndarray) -> tuple[int, int, int, int]:
@@ -63,27 +68,68 @@ def _sharp_box(gray: np.ndarray) -> tuple[int, int, int, int]:
     return left, top, right, bottom
 
 
+def _segments(flat: np.ndarray, min_length: int) -> list[tuple[int, int]]:
+    """[start, stop) runs between uniform lines (gutters), each at least `min_length` long."""
+    runs, start = [], None
+    for i, is_flat in enumerate(flat):
+        if not is_flat and start is None:
+            start = i
+        elif is_flat and start is not None:
+            runs.append((start, i))
+            start = None
+    if start is not None:
+        runs.append((start, len(flat)))
+    return [r for r in runs if r[1] - r[0] >= min_length]
+
+
+def _gutter_tiles(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """The tiles of a collage laid out with uniform gutters; [] when there are none. A gutter is a
+    row (or column) that is uniform across the whole box, between two runs of picture."""
+    h, w = gray.shape
+    g = gray.astype(np.float32)
+    rows = _segments(g.std(axis=1) < 6, max(8, int(MIN_TILE * h)))
+    cols = _segments(g.std(axis=0) < 6, max(8, int(MIN_TILE * w)))
+    if (len(rows) < 2 and len(cols) < 2) or len(rows) * len(cols) > MAX_TILES:
+        return []
+    # Each row band may be split on its own (a 1 + 2 layout): look for gutters within it.
+    tiles = []
+    for top, bottom in rows:
+        band = g[top:bottom]
+        for left, right in _segments(band.std(axis=0) < 6, max(8, int(MIN_TILE * w))):
+            tiles.append((left, top, right, bottom))
+    return tiles if 2 <= len(tiles) <= MAX_TILES else []
+
+
+def _gray(image: Image.Image, side: int) -> np.ndarray:
+    gray = image.convert("L")
+    scale = side / max(gray.size)
+    if scale < 1:
+        gray = gray.resize((max(1, round(gray.width * scale)), max(1, round(gray.height * scale))))
+    return np.asarray(gray)
+
+
 def content_regions(image: Image.Image) -> list[tuple[float, float, float, float]]:
     """Boxes (x0, y0, x1, y1 as fractions of the query) that may be the picture a query shows,
-    besides the whole frame; at most two, none when the whole frame is the picture."""
-    gray_image = image.convert("L")
-    scale = WORK_SIDE / max(gray_image.size)
-    if scale < 1:
-        gray_image = gray_image.resize((max(1, round(gray_image.width * scale)), max(1, round(gray_image.height * scale))))
-    gray = np.asarray(gray_image)
+    besides the whole frame: the frame trimmed, its sharp part, and the tiles of a collage;
+    none when the whole frame is the picture."""
+    gray = _gray(image, WORK_SIDE)
     h, w = gray.shape
     if min(h, w) < 16:
         return []
-    boxes = []
     x0, y0, x1, y1 = _uniform_trim(gray)
-    boxes.append((x0, y0, x1, y1))
     sx0, sy0, sx1, sy1 = _sharp_box(gray[y0:y1, x0:x1])
-    boxes.append((x0 + sx0, y0 + sy0, x0 + sx1, y0 + sy1))
+    boxes = [((x0, y0, x1, y1), MIN_SHARE), ((x0 + sx0, y0 + sy0, x0 + sx1, y0 + sy1), MIN_SHARE)]
+    # Gutters are a few pixels wide: look for them at the query's own resolution (up to GUTTER_SIDE).
+    fine = _gray(image, GUTTER_SIDE)
+    fy, fx = fine.shape[0] / h, fine.shape[1] / w
+    ox, oy = round(x0 * fx), round(y0 * fy)
+    boxes += [(((ox + a) / fx, (oy + b) / fy, (ox + c) / fx, (oy + d) / fy), MIN_TILE_SHARE)
+              for a, b, c, d in _gutter_tiles(fine[oy:round(y1 * fy), ox:round(x1 * fx)])]
     found: list[tuple[float, float, float, float]] = []
-    for bx0, by0, bx1, by1 in boxes:
+    for (bx0, by0, bx1, by1), min_share in boxes:
         share = (bx1 - bx0) * (by1 - by0) / (w * h)
         box = (bx0 / w, by0 / h, bx1 / w, by1 / h)
-        if MIN_SHARE <= share <= MAX_SHARE and (bx1 - bx0) >= 16 and (by1 - by0) >= 16 and all(
+        if min_share <= share <= MAX_SHARE and (bx1 - bx0) >= 16 and (by1 - by0) >= 16 and all(
                 max(abs(a - b) for a, b in zip(box, other)) > 0.03 for other in found):
             found.append(box)
     return found

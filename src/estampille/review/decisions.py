@@ -5,7 +5,6 @@ approved unless the reviewer overrides the verdict with a reason (recorded too).
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,6 +19,15 @@ class ReviewError(EstampilleError):
     """A decision that cannot be taken (unknown item, lookalike without override, no reviewer)."""
 
     exit_status = ExitStatus.USAGE
+
+
+class StaleDecision(ReviewError):
+    """The item was decided on since the form was made (or at the same moment, by someone else)."""
+
+    def __init__(self, item_id: str, expected: int, recorded: int, latest: dict | None):
+        self.item_id, self.expected, self.recorded, self.latest = item_id, expected, recorded, latest
+        who = f": now {latest['decision']} by {latest['reviewer']} at {latest['decided_at']}" if latest else ""
+        super().__init__(f"{item_id} changed since decision {expected}{who}; look again and decide again")
 
 
 @dataclass(frozen=True)
@@ -47,9 +55,23 @@ def lookalike_verdict(ledger: Ledger, item: Item) -> str | None:
     return latest_payloads(events, ("lookalike.checked",), "image_id").get(item.item_id, {}).get("verdict")
 
 
+def decisions_on(ledger: Ledger, item: Item) -> list[Event]:
+    return [e for e in ledger.events(brand=item.brand, week=item.week)
+            if e.kind in DECISION_KINDS and e.payload.get("item_id") == item.item_id]
+
+
+SAME_DECISION = ("decision", "reviewer", "comment", "lookalike_override", "edit")
+
+
 def decide(ledger: Ledger, item_id: str, decision: Decision, reviewer: str, comment: str = "",
-           override_lookalike: str | None = None, edited_text: str | None = None) -> Event:
-    """Record one decision. `edited_text` replaces a draft's text (before/after kept in the event)."""
+           override_lookalike: str | None = None, edited_text: str | None = None,
+           version: int | None = None) -> Event:
+    """Record one decision. `edited_text` replaces a draft's text (before/after kept in the event).
+
+    The n-th decision on an item has the ledger key review-<item>-<n>, so of two decisions made
+    on the same state (two reviewers, or one form sent twice) the ledger keeps one: the same
+    decision sent again is that one; another raises StaleDecision. `version` is the number of
+    decisions the form saw (the web page's forms carry it); without it, the current state is used."""
     if not reviewer.strip():
         raise ReviewError("a decision needs a reviewer name (--reviewer)")
     item = find_item(ledger, item_id)
@@ -64,6 +86,19 @@ def decide(ledger: Ledger, item_id: str, decision: Decision, reviewer: str, comm
         if item.kind != "draft":
             raise ReviewError("only a draft's text can be edited")
         payload["edit"] = {"before": item.event.payload["text"], "after": edited_text}
-    return ledger.append(f"review.{decision}", f"review-{uuid.uuid4().hex}", payload, brand=item.brand,
-                         week=item.week, subject=item.slot_id)
+    earlier = decisions_on(ledger, item)
+    if version is not None and version != len(earlier):
+        if version == len(earlier) - 1 and _same(earlier[-1].payload, payload):
+            return earlier[-1]                    # a double submit: recorded once
+        raise StaleDecision(item_id, version, len(earlier), earlier[-1].payload if earlier else None)
+    number = len(earlier) + 1
+    event = ledger.append(f"review.{decision}", f"review-{item_id}-{number}", payload, brand=item.brand,
+                          week=item.week, subject=item.slot_id)
+    if not event.created and not _same(event.payload, payload):
+        raise StaleDecision(item_id, number - 1, number, event.payload)
+    return event
+
+
+def _same(recorded: dict, payload: dict) -> bool:
+    return all(recorded.get(k) == payload.get(k) for k in SAME_DECISION)
 

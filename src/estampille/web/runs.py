@@ -68,6 +68,7 @@ class ImageItem:
     check: dict[str, Any] | None
     current: dict[str, Any] | None        # the signed file, or an imported retouch
     exports: list[dict[str, Any]]
+    version: int = 0                      # decisions recorded on it: a form made before the latest is stale
 
     @property
     def image_id(self) -> str:
@@ -97,6 +98,7 @@ class DraftItem:
     decision: dict[str, Any] | None
     prompt: dict[str, Any] | None
     images: list[ImageItem]
+    version: int = 0
 
     @property
     def draft_id(self) -> str:
@@ -162,6 +164,7 @@ def load_run(ledger: Ledger, brand: str, week: str, brands_dir: Path | None = No
     if not started:
         raise RunNotFound(f"no run of brand '{brand}' for week {week} in the ledger")
     decisions = latest_payloads(events, DECISION_KINDS, "item_id")
+    versions = Counter(e.payload["item_id"] for e in events if e.kind in DECISION_KINDS)
     checks = latest_payloads(events, ("lookalike.checked",), "image_id")
     current = latest_payloads(events, CURRENT_FILE_KINDS, "image_id")
     prompts = {e.payload["draft_id"]: e.payload for e in events if e.kind == "prompt.created"}
@@ -171,7 +174,7 @@ def load_run(ledger: Ledger, brand: str, week: str, brands_dir: Path | None = No
             exports.setdefault(e.payload["image_id"], []).append(e.payload)
     images = {e.payload["image_id"]: ImageItem(e.payload, decisions.get(e.payload["image_id"]),
                                                checks.get(e.payload["image_id"]), current.get(e.payload["image_id"]),
-                                               exports.get(e.payload["image_id"], []))
+                                               exports.get(e.payload["image_id"], []), versions[e.payload["image_id"]])
               for e in events if e.kind == "render.created"}
     by_draft: dict[str, list[ImageItem]] = {}
     for item in images.values():
@@ -186,7 +189,7 @@ def load_run(ledger: Ledger, brand: str, week: str, brands_dir: Path | None = No
             draft_id = e.payload["draft_id"]
             drafts.setdefault(e.subject, []).append(DraftItem(
                 e.payload, decisions.get(draft_id), prompts.get(draft_id),
-                sorted(by_draft.get(draft_id, []), key=lambda i: i.render["seed"])))
+                sorted(by_draft.get(draft_id, []), key=lambda i: i.render["seed"]), versions[draft_id]))
         elif e.kind == "draft.failed":
             failures.setdefault(e.subject, []).append(e.payload)
     slots = [SlotView(slot_id, posts.get(slot_id), sorted(drafts.get(slot_id, []), key=lambda d: d.draft["variant"]),
