@@ -97,6 +97,13 @@ def test_a_body_without_a_length_is_counted_while_it_is_read(served_run):
     assert response.status_code == 413, response.text
 
 
+def test_with_reviewers_an_anonymous_upload_is_refused_even_with_the_pages_token(served_run):
+    anonymous = TestClient(served_run["app"], base_url="http://127.0.0.1", client=LOCAL)
+    csrf = re.search(r'/audit\?csrf=([^"]+)"', anonymous.get("/audit").text).group(1)
+    refused = anonymous.post(f"/audit?csrf={csrf}", files={"file": ("a.png", b"not read", "image/png")})
+    assert refused.status_code == 403 and "sign in" in refused.text
+
+
 # 3 -------------------------------------------------------------------------- audits off the event loop
 def test_a_large_upload_is_refused_and_audits_do_not_freeze_the_server(served_run, tmp_path):
     app = make_app(served_run["settings"], served_run["brand"].parent)

@@ -39,7 +39,7 @@ from ..settings import Settings
 from .audit_pool import AuditPool, Busy
 from .runs import ImageItem, RunNotFound, list_runs, load_run
 from .security import (SECURITY_HEADERS, BodyTooLarge, Gate, NetworkPolicy, ReviewerPolicy, csrf_ok, csrf_token,
-                       session_secret)
+                       is_loopback, session_secret)
 from .thumbnails import thumbnail
 
 log = logging.getLogger("estampille.web")
@@ -76,6 +76,8 @@ def create_app(config: WebConfig) -> FastAPI:
     templates = Jinja2Templates(directory=str(TEMPLATES))   # autoescapes .html: captions come from an LLM
     app = FastAPI(title="Estampille review", docs_url=None, redoc_url=None, openapi_url=None)
     audits = AuditPool(settings, AUDITS_AT_ONCE, AUDIT_QUEUE_SECONDS)
+    # A read-only server on loopback (nobody can sign in) still audits files; anywhere else, reviewers only.
+    anonymous_audits = not (policy.can_log_in or policy.proxy_header) and is_loopback(config.bind_host)
     app.router.on_shutdown.append(audits.close)
 
     @app.middleware("http")
@@ -221,7 +223,7 @@ def create_app(config: WebConfig) -> FastAPI:
 
     @app.get("/audit", response_class=HTMLResponse)
     def audit_form(request: Request):
-        return page(request, "audit.html", report=None)
+        return page(request, "audit.html", report=None, anonymous_audits=anonymous_audits)
 
     # ------------------------------------------------------------------ files
     @app.get("/runs/{brand}/{week}/files/{relative:path}")
@@ -336,7 +338,11 @@ def create_app(config: WebConfig) -> FastAPI:
     async def audit_upload(request: Request):
         """Sign-in and the CSRF token (in the form's address) are checked before the body is read;
         the Gate bounds the body; the audit runs in a worker process, a few at a time."""
-        require_post(request, request.query_params.get("csrf") or request.headers.get("x-csrf-token"))
+        token = request.query_params.get("csrf") or request.headers.get("x-csrf-token")
+        if anonymous_audits:
+            check_csrf(request, token)
+        else:
+            require_post(request, token)
         try:
             form = await request.form(max_files=1, max_fields=4)
         except BodyTooLarge:
@@ -360,7 +366,8 @@ def create_app(config: WebConfig) -> FastAPI:
         finally:
             await form.close()
         report.file = name
-        return page(request, "audit.html", report=report, report_html=Markup(html_fragment([report])))
+        return page(request, "audit.html", report=report, report_html=Markup(html_fragment([report])),
+                    anonymous_audits=anonymous_audits)
 
     def audit_bounded(path: Path):
         """One audit in a worker process, once one is free; pictures over the upload cap refused."""
