@@ -1,6 +1,6 @@
 """Uploads are audited in worker processes, not in the server's own: an audit is seconds of
 decoding, hashing and keypoint matching that, in a thread, would hold the server's interpreter
-lock and stall every page meanwhile. A few workers at a time, at a lower CPU priority than the
+lock and stall every page meanwhile. One worker by default (each holds ~235 MB), at a lower CPU priority than the
 pages; each keeps one `Auditor` while the ledger is unchanged (its index and the renders'
 keypoints are not rebuilt per upload)."""
 
