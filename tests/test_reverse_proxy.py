@@ -17,15 +17,9 @@ import pytest
 from estampille.ledger import Ledger
 from estampille.web.security import NetworkPolicy
 
-from .web_harness import LiveServer, make_app, run_url
+from .web_harness import LiveServer, free_port, make_app, run_url
 
 SECRET = "proxy-secret-for-the-test-0123456789"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _nginx() -> str:
@@ -79,7 +73,7 @@ def behind_nginx(served_run, tmp_path):
     root = tmp_path / "nginx"
     root.mkdir()
     (root / "htpasswd").write_text("Camille:{PLAIN}camille-password\n")
-    port = _free_port()
+    port = free_port()
     with LiveServer(app) as base:
         app_port = int(base.rsplit(":", 1)[1])
         (root / "nginx.conf").write_text(NGINX_CONF.format(

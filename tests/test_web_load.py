@@ -10,7 +10,6 @@ import asyncio
 import io
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,16 +23,10 @@ from PIL import Image
 
 from estampille.ledger import Ledger
 
-from .web_harness import TOKEN, run_url
+from .web_harness import TOKEN, free_port, run_url
 
 READERS, LOADS_EACH, UPLOADS = 50, 30, 10
 THINK = (0.5, 1.5)             # seconds a reader spends on the page before reloading it
-
-
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -45,7 +38,7 @@ def _peak_rss_mb(pid: int) -> float:
 
 @pytest.fixture
 def serving(served_run, tmp_path):
-    port = _port()
+    port = free_port()
     settings = served_run["settings"]
     env = dict(os.environ, ESTAMPILLE_HOME=str(settings.home), ESTAMPILLE_OUT=str(settings.out),
                ESTAMPILLE_REVIEW_TOKEN=TOKEN, ESTAMPILLE_REVIEWERS="Camille")

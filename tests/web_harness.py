@@ -41,15 +41,19 @@ def run_url(path: str = "") -> str:
     return f"/runs/brand/{DEMO_WEEK}{path}"
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 class LiveServer:
     """The app on a real socket, served by uvicorn in a thread."""
 
     def __init__(self, app):
         import uvicorn
 
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", self.port))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import logging
 import secrets
 import threading
 import time
@@ -34,8 +33,6 @@ from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import SetupError
-
-log = logging.getLogger("estampille.web")
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 MIN_TOKEN_LENGTH = 16
