@@ -35,7 +35,7 @@ def isolated(tmp_path, monkeypatch, tiny_model_dir):
     monkeypatch.setenv("ESTAMPILLE_HOME", str(home))
     monkeypatch.setenv("ESTAMPILLE_OUT", str(tmp_path / "out"))
     for name in ("ESTAMPILLE_LEDGER_URL", "ESTAMPILLE_LLM_BASE_URL", "ESTAMPILLE_LLM_MODEL",
-                 "ESTAMPILLE_LLM_API_KEY", "OPENAI_API_KEY", "ESTAMPILLE_SIGNER_CERT", "ESTAMPILLE_SIGNER_KEY"):
+                 "ESTAMPILLE_LLM_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "ESTAMPILLE_SIGNER_CERT", "ESTAMPILLE_SIGNER_KEY"):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
 

@@ -70,12 +70,18 @@ class FakeOpenAI:
         language = "fr" if "français" in system else "en"
         lines = [line for line in user.splitlines() if ":" in line]
         brief = next((line for line in lines if "sujet" in line or "about" in line), lines[-1] if lines else user)
-        brief = brief.split(":", 1)[-1].strip()[:90]
+        brief = brief.split(":", 1)[-1].strip()
+        brief = brief if len(brief) <= 90 else brief[:90].rsplit(" ", 1)[0]
         opener = self.OPENERS[language][0 if behaviour == "same" else body.get("seed", 0) % 4]
         caption = f"{opener} : {brief}" if language == "fr" else f"{opener}: {brief}"
+        caption = caption.rstrip(" .,;:") + "."
+        if behaviour == "lowquality":   # what a weak model writes
+            caption = f"{opener}, le pain au levian est un événement, le déjà, le délai, le décadre, le déché, le défil"
         if behaviour == "invent":
             caption += (" Profitez de -30% sur tout, ouvert dimanche ! Réservez sur https://promo-levain.example/deal"
                         if language == "fr" else " Enjoy -30% on everything, open on Sunday! Book at www.levain-deals.com")
+        if behaviour == "prose":   # a server that takes response_format and ignores it
+            return f"{caption} #pain #lyon"
         fields = {"caption": caption + self.caption_extra,
                   "hashtags": ["#pain", "#lyon"] if language == "fr" else ["#bread", "#lyon"],
                   "call_to_action": "Passez nous voir !" if language == "fr" else "Come by!",

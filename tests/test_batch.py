@@ -111,12 +111,15 @@ def test_drafts_carry_the_disclosure_line_in_their_language(first_run, settings)
         assert event.payload["text"].endswith(lines[event.payload["language"]])
 
 
-def test_invented_facts_are_marked_on_the_review_page(fake_llm, settings):
-    fake_llm.rules.append(("croissant", "invent"))
+def test_invented_facts_and_low_quality_text_are_marked_on_the_review_page(fake_llm, settings):
+    fake_llm.rules += [("croissant", "invent"), ("Atelier pain", "lowquality")]
     summary = run_batch(DEMO_BRAND, DEMO_WEEK, settings)
     html = open(summary["review_page"], encoding="utf-8").read()
     assert '<mark title="unsupported percentage: not in the brief or brand file">-30%</mark>' in html
     assert '<mark title="unsupported day: not in the brief or brand file">dimanche</mark>' in html
+    assert '<mark title="misspelt or unknown word">levian</mark>' in html
+    assert '<mark title="misspelt or unknown word; truncated ending">défil</mark>' in html and "LOW QUALITY: misspelt" in html
+    assert "2 of 14 text variants failed the language-quality gate" in " ".join(summary["notes"])
 
 
 def test_review_page_lists_every_post_and_escapes_model_text(first_run, settings):

@@ -52,6 +52,14 @@ def test_endpoint_without_schema_support_is_asked_in_the_prompt_instead(fake_llm
     assert "response_format" not in fake_llm.requests[-1]
 
 
+def test_a_server_that_ignores_the_json_format_still_gives_a_flagged_draft(fake_llm, bundle):
+    fake_llm.rules.append(("croissant", "prose"))
+    draft = _draft(fake_llm, bundle)
+    assert draft.llm["attempts"] == 1 and draft.hashtags == ["#pain", "#lyon"]
+    assert draft.caption.endswith("feuilletage en 27 couches.") and "#pain" not in draft.caption
+    assert any("answered without the JSON asked for" in f for f in draft.flags)
+
+
 @pytest.mark.parametrize("behaviour", ["malformed-once", "wrongschema-once", "junk-once"])
 def test_unusable_answer_is_retried_and_the_attempts_recorded(fake_llm, bundle, behaviour):
     fake_llm.rules.append(("croissant", behaviour))
@@ -98,7 +106,9 @@ def test_variant_that_stays_a_duplicate_is_flagged(fake_llm, bundle):
     fake_llm.rules.append(("croissant", "same"))
     first = _draft(fake_llm, bundle, variant=0)
     second = _draft(fake_llm, bundle, variant=1, others=[first.caption])
-    assert second.llm["attempts"] == MAX_ATTEMPTS
+    # The endpoint gave the same answer for a new seed: a third call would too, so none is made.
+    assert second.llm["attempts"] == 2 < MAX_ATTEMPTS
+    assert second.llm["calls"][1]["problem"] == "same answer as an earlier attempt"
     assert any("near-duplicate" in f for f in second.flags)
 
 

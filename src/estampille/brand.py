@@ -45,6 +45,7 @@ class Voice(Strict):
     do: list[str] = []
     dont: list[str] = []
     examples: list[VoiceExample] = []
+    vocabulary: list[str] = []   # the brand's own words no dictionary has (products, places, slang)
 
 
 class PlatformRules(Strict):

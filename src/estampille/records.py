@@ -36,6 +36,7 @@ class Draft(Record):
     text: str             # the post as published: caption, call to action, hashtags, disclosure
     flags: list[str]      # rule problems a reviewer must see; empty when clean
     fact_spans: list[list]  # [start, end, kind] of each unsupported fact in `text`
+    quality: dict[str, Any] = {}  # the language-quality gate: passed, problems, scores, spans in `text`
     similarity: dict[str, Any]
     llm: dict[str, Any]   # every call made for this variant (attempts), with host, tokens, latency
 

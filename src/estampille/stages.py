@@ -31,7 +31,7 @@ from .render.renderer import (Rendered, RenderJob, library_versions, load_model,
                               scheduler_record, weights_sha256)
 from .review.static_page import write_review_page
 from .settings import Settings
-from .text import drafting, image_prompts, templates
+from .text import drafting, image_prompts, quality, templates
 
 
 def plan_slots(batch: Batch) -> list[Slot]:
@@ -50,7 +50,8 @@ def draft_texts(batch: Batch, slots: list[Slot]) -> list[Draft]:
         captions: list[str] = []
         for variant in range(batch.brand.text.variants):
             key = content_key("draft", batch.bundle.version, slot.slot_id, variant, batch.chat.describe(),
-                              template_version, drafting.DRAFT_MAX_TOKENS, drafting.MAX_ATTEMPTS)
+                              template_version, drafting.DRAFT_MAX_TOKENS, drafting.PLAIN_MAX_TOKENS, drafting.MAX_ATTEMPTS,
+                              quality.thresholds_version())
             draft = batch.record(
                 "draft", "draft.created", key, slot.slot_id,
                 lambda: drafting.write_draft(batch.chat, batch.brand, slot, variant, batch.guardrails, key,
@@ -59,6 +60,10 @@ def draft_texts(batch: Batch, slots: list[Slot]) -> list[Draft]:
             if draft:
                 drafts.append(draft)
                 captions.append(draft.caption)
+    low = [d for d in drafts if d.quality and not d.quality["passed"]]
+    if low:
+        batch.notes.append(f"{len(low)} of {len(drafts)} text variants failed the language-quality gate "
+                           "(flagged LOW QUALITY on the review page, with the reasons)")
     return drafts
 
 

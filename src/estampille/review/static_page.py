@@ -14,13 +14,24 @@ def _environment() -> Environment:
     return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
 
 
-def marked_segments(text: str, spans: list[list]) -> list[tuple[str, str | None]]:
-    """`text` cut into (piece, fact kind or None) so the template can mark unsupported facts
-    while still escaping every piece."""
+QUALITY_MARKS = {"unknown": "misspelt or unknown word", "language": "another language",
+                 "truncated": "truncated ending"}
+
+
+def marked_segments(text: str, fact_spans: list[list], quality: dict | None = None) -> list[tuple[str, str | None]]:
+    """`text` cut into (piece, why it is marked, or None) so the template can mark unsupported
+    facts and the quality gate's findings (unknown words, another language, a cut ending) while
+    still escaping every piece. Where two marks overlap, the first to start wins."""
+    marks = [(start, end, f"unsupported {kind}: not in the brief or brand file") for start, end, kind in fact_spans]
+    marks += [(start, end, QUALITY_MARKS[kind]) for start, end, kind in (quality or {}).get("spans", [])
+              if kind in QUALITY_MARKS]
+    titles: dict[tuple[int, int], list[str]] = {}
+    for start, end, title in marks:   # one mark per stretch, naming every reason it has
+        titles.setdefault((start, end), []).append(title)
     pieces, position = [], 0
-    for start, end, kind in sorted(spans):
+    for (start, end), title in sorted((span, "; ".join(t)) for span, t in titles.items()):
         if start >= position:
-            pieces += [(text[position:start], None), (text[start:end], kind)]
+            pieces += [(text[position:start], None), (text[start:end], title)]
             position = end
     return [p for p in pieces + [(text[position:], None)] if p[0]]
 
@@ -40,7 +51,7 @@ def write_review_page(out: Path, brand_name: str, week: str, slots, drafts, prom
                                           (out.parent / "evidence").glob(f"{r.image_id}-*.png"))}
                       for r in renders if prompt and r.prompt_id == prompt.prompt_id]
             variants.append({"draft": draft, "prompt": prompt, "images": images,
-                             "segments": marked_segments(draft.text, draft.fact_spans)})
+                             "segments": marked_segments(draft.text, draft.fact_spans, draft.quality)})
         posts.append({"slot": slot, "variants": variants})
     html = _environment().get_template("review.html").render(
         brand=brand_name, week=week, posts=posts, notes=notes,

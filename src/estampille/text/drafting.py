@@ -4,9 +4,10 @@ A model may ignore instructions; nothing here depends on it obeying. Answers are
 against a schema where the endpoint supports it, plain text otherwise), repaired or retried a
 bounded number of times; then hashtags are capped, the caption is cut to the platform's limit,
 banned and competitor terms are removed, the disclosure line is added where policy says so,
-every figure, date, URL and @handle is checked against the brief and the brand file, and a
-variant too close to another of its slot is written again. What had to be repaired, and what
-still breaks a rule, is flagged for the reviewer.
+every figure, date, URL and @handle is checked against the brief and the brand file; a variant
+that fails the language-quality gate (`quality.py`) or is too close to another of its slot is
+written again with another seed. What had to be repaired, and what still breaks a rule or
+fails the gate, is flagged for the reviewer.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ..brand import Brand, Post
 from ..errors import LLMError
 from ..records import Draft, Slot
-from . import templates, variety
+from . import quality, templates, variety
 from .facts import unsupported_facts
 from .guardrails import Guardrails
 from .llm import ChatModel
@@ -30,8 +31,9 @@ from .platforms import counted_length
 
 HASHTAG = re.compile(r"#[\w\u00C0-\u024F]+")
 DRAFT_MAX_TOKENS = 160
+PLAIN_MAX_TOKENS = 60       # a small local model loops and drifts past two sentences (bench/demo_drafts.py)
 MAX_ATTEMPTS = 3            # answers that cannot be used are asked for again, this many times in all
-TEMPLATES = ("draft_system", "draft_user", "draft_json", "audience")
+TEMPLATES = ("draft_system", "draft_user", "draft_json", "audience", "draft_plain_system", "draft_plain_user")
 REFUSAL = re.compile(r"^\s*(i'?m sorry|i am sorry|i can(no|')t (help|assist)|as an ai|je suis désolée?, mais|"
                      r"je ne peux pas)", re.IGNORECASE)
 
@@ -52,7 +54,10 @@ DRAFT_SCHEMA = {**DraftFields.model_json_schema(), "additionalProperties": False
 
 
 def draft_messages(brand: Brand, post: Post, structured: bool, brand_dir: Path | None = None) -> list[dict[str, str]]:
-    """System prompt with the brand's voice; user prompt with examples (few-shot), audience, brief."""
+    """System prompt with the brand's voice; user prompt with examples (few-shot), audience, brief.
+    A model that cannot hold a schema (the embedded one) gets `plain_messages` instead."""
+    if not structured:
+        return plain_messages(brand, post, brand_dir)
     rules = brand.rules_for(post.platform)
     audience = brand.audiences.get(post.audience) if post.audience else None
     locale = audience.locale if audience else post.language
@@ -69,6 +74,22 @@ def draft_messages(brand: Brand, post: Post, structured: bool, brand_dir: Path |
         examples=examples, audience=audience_text,
         format=templates.render("draft_json", post.language, brand_dir, locale=locale) if structured else "")
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def plain_messages(brand: Brand, post: Post, brand_dir: Path | None = None) -> list[dict[str, str]]:
+    """For a small model: a short system prompt, each voice example of the post's language as a
+    finished exchange (its first sentence as the topic, the example as the answer), then the
+    brief. Long instructions are what a 135M model repeats back instead of following; an example
+    answer is what it imitates (measured with bench/demo_drafts.py)."""
+    def user(topic: str) -> dict[str, str]:
+        return {"role": "user", "content": templates.render("draft_plain_user", post.language, brand_dir, brief=topic)}
+    messages = [{"role": "system", "content": templates.render("draft_plain_system", post.language, brand_dir,
+                                                                brand=brand.name)}]
+    for example in (e for e in brand.voice.examples if e.language == post.language):
+        answer = HASHTAG.sub("", example.text).strip()
+        topic = re.split(r"(?<=[.!?])\s", answer, maxsplit=1)[0]
+        messages += [user(topic), {"role": "assistant", "content": answer}]
+    return messages + [user(post.brief)]
 
 
 def variant_seed(slot_id: str, variant: int, attempt: int = 0) -> int:
@@ -125,6 +146,27 @@ def parse_plain(text: str) -> tuple[dict[str, Any], list[str]]:
         raise ValueError("the answer has no usable caption")
     return {"caption": caption, "hashtags": HASHTAG.findall(cleaned), "call_to_action": "",
             "alt_text": "", "language": ""}, flags
+
+
+def parse_answer(text: str, structured: bool) -> tuple[dict[str, Any], list[str]]:
+    """Fields and repair flags of an answer. An endpoint that accepts `response_format` and ignores
+    it (`transformers serve` does) answers in prose: that prose is used, and flagged, rather
+    than asked for three times in a format the server will never enforce."""
+    if not structured:
+        return parse_plain(text)
+    try:
+        return parse_structured(text), []
+    except ValueError as exc:
+        if "{" in text or not looks_like_prose(text):
+            raise
+        fields, flags = parse_plain(text)
+        return fields, [f"the endpoint answered without the JSON asked for ({exc}): caption taken from its text", *flags]
+
+
+def looks_like_prose(text: str, share: float = 0.85) -> bool:
+    """Mostly letters, spaces and sentence punctuation: prose, not junk or broken markup."""
+    ordinary = sum(c.isalpha() or c.isspace() or c in ".,;:!?'’-…()«»\"#@0123456789" for c in text)
+    return bool(text.strip()) and ordinary / len(text) >= share
 
 
 def drop_repeats(text: str) -> str:
@@ -213,6 +255,20 @@ def fact_sources(brand: Brand, post: Post) -> list[str]:
             *brand.disclosure.lines.values(), *(e.text for e in brand.voice.examples)]
 
 
+def known_words(brand: Brand, post: Post) -> frozenset[str]:
+    """Words the gate must not call misspelt: the brand's own, the brief's, the audience's."""
+    audience = brand.audiences.get(post.audience) if post.audience else None
+    extra = [audience.region, audience.culture, *audience.interests] if audience else []
+    return quality.vocabulary([*fact_sources(brand, post), *brand.voice.vocabulary, *extra])
+
+
+def judge(caption: str, brand: Brand, post: Post, completion: dict[str, Any] | None = None) -> quality.Quality:
+    """The language-quality gate on one caption of `post`."""
+    hit_limit = bool(completion) and (completion.get("finish_reason") == "length")
+    return quality.check(caption, language=post.language, brief=post.brief, known=known_words(brand, post),
+                         hit_token_limit=hit_limit, relevance=quality.relevance(caption, post.brief))
+
+
 def write_draft(model: ChatModel, brand: Brand, slot: Slot, variant: int, guardrails: Guardrails,
                 draft_id: str, others: list[str] = (), brand_dir: Path | None = None) -> Draft:
     """One variant for one slot: ask, parse, repair, retry (bounded), enforce, check facts and
@@ -223,36 +279,49 @@ def write_draft(model: ChatModel, brand: Brand, slot: Slot, variant: int, guardr
     calls, problems, best = [], [], None
     for attempt in range(MAX_ATTEMPTS):
         try:
-            completion = model.complete(messages, max_tokens=DRAFT_MAX_TOKENS,
+            completion = model.complete(messages, max_tokens=DRAFT_MAX_TOKENS if model.structured else PLAIN_MAX_TOKENS,
                                         seed=variant_seed(slot.slot_id, variant, attempt),
                                         json_schema=DRAFT_SCHEMA if model.structured else None)
         except LLMError as exc:
             raise LLMError(str(exc), calls + [{**model.describe(), "attempt": attempt + 1, "error": str(exc)}]) from None
         call = {**completion.record, "attempt": attempt + 1, "raw_answer": completion.text}
+        repeated = any(c["raw_answer"] == completion.text for c in calls)
         calls.append(call)
+        if repeated:   # greedy servers (transformers serve) ignore seed and temperature: asking again is waste
+            problems.append("the endpoint gave the same answer for another seed (it ignores `seed` and "
+                            "sampling), so it was not asked again")
+            call["problem"] = "same answer as an earlier attempt"
+            break
         if REFUSAL.match(completion.text):
             raise LLMError(f"the LLM refused: {completion.text.strip()[:160]}", calls)
         try:
-            fields, parse_flags = (parse_structured(completion.text), []) if model.structured \
-                else parse_plain(completion.text)
+            fields, parse_flags = parse_answer(completion.text, model.structured)
         except ValueError as exc:
             call["problem"] = str(exc)
             problems.append(str(exc))
             continue
         similar = variety.max_similarity(fields["caption"], list(others))
+        gate = judge(fields["caption"], brand, post, completion.record)
         call["similarity"] = round(similar, 3)
-        if best is None or similar < best[2]:
-            best = (fields, parse_flags, similar)
-        if similar <= variety.NEAR_DUPLICATE:
+        call["quality"] = [str(p) for p in gate.problems]
+        rank = (len(gate.problems), similar > variety.NEAR_DUPLICATE, similar)
+        if best is None or rank < best[3]:
+            best = (fields, parse_flags, similar, rank, completion.record)
+        if gate.passed and similar <= variety.NEAR_DUPLICATE:
             break
-        problems.append(f"too close to another variant (similarity {similar:.2f})")
+        problems += [gate.flag()] if not gate.passed else []
+        if similar > variety.NEAR_DUPLICATE:
+            problems.append(f"too close to another variant (similarity {similar:.2f})")
     if best is None:
         raise LLMError(f"no usable draft after {MAX_ATTEMPTS} attempts: {'; '.join(problems)}", calls)
-    fields, parse_flags, similar = best
+    fields, parse_flags, similar, _, answer = best
     fields, text, rule_flags = enforce_rules(fields, brand, post, guardrails)
     if similar > variety.NEAR_DUPLICATE:
         rule_flags.append(f"near-duplicate of another variant (similarity {similar:.2f} after "
-                          f"{MAX_ATTEMPTS} attempts)")
+                          f"{len(calls)} attempts)")
+    gate = judge(fields["caption"], brand, post, answer)   # the caption as published, after repairs
+    if not gate.passed:
+        rule_flags.append(gate.flag())
     facts = unsupported_facts(text, fact_sources(brand, post))
     fact_flags = [f"unsupported {f.kind} '{f.text}': not in the brief or the brand file" for f in facts]
     if not fields["alt_text"]:
@@ -263,6 +332,8 @@ def write_draft(model: ChatModel, brand: Brand, slot: Slot, variant: int, guardr
                  call_to_action=fields["call_to_action"], alt_text=fields["alt_text"], text=text,
                  flags=parse_flags + rule_flags + fact_flags,
                  fact_spans=[[f.start, f.end, f.kind] for f in facts],
+                 quality={**gate.record(), "spans": [[start, end, p.kind] for p in gate.problems
+                                                     for start, end in p.spans]},
                  similarity={"max_to_other_variants": round(similar, 3), "method": variety.method()},
                  llm={"calls": calls, "attempts": len(calls), **{k: v for k, v in calls[-1].items()
                                                                 if k in ("backend", "host", "model")},

@@ -98,6 +98,7 @@ class OpenAICompatibleModel:
         usage = response.usage
         return Completion(text, {
             **self.describe(), "max_tokens": max_tokens, "seed": seed, "structured": mode,
+            "finish_reason": getattr(choices[0], "finish_reason", None),
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "completion_tokens": usage.completion_tokens if usage else None,
             "latency_s": round(time.perf_counter() - started, 3),
@@ -112,10 +113,10 @@ class EmbeddedModel:
     """
 
     # A 135M model rambles at the usual 0.7; low temperature and no repeated 4-grams keep it
-    # on topic (tried against the demo briefs, see tests/test_llm_embedded.py).
+    # on topic (tried against the demo briefs with the quality gate: bench/demo_drafts.py).
     structured = False   # a 135M model cannot hold a JSON schema: it is asked for plain text
 
-    def __init__(self, temperature: float = 0.3, no_repeat_ngram_size: int = 4):
+    def __init__(self, temperature: float = 0.1, no_repeat_ngram_size: int = 4):
         self.temperature, self.no_repeat_ngram_size = temperature, no_repeat_ngram_size
 
     def describe(self) -> dict[str, Any]:
@@ -139,8 +140,10 @@ class EmbeddedModel:
         prompt_tokens = inputs["input_ids"].shape[1]
         new_tokens = output[0][prompt_tokens:]
         text = tokenizer.decode(new_tokens, skip_special_tokens=True)
+        stopped = bool(new_tokens.shape[0]) and int(new_tokens[-1]) == tokenizer.eos_token_id
         return Completion(text, {
             **self.describe(), "max_tokens": max_tokens, "seed": seed, "structured": None,
+            "finish_reason": "stop" if stopped or new_tokens.shape[0] < max_tokens else "length",
             "prompt_tokens": int(prompt_tokens), "completion_tokens": int(new_tokens.shape[0]),
             "latency_s": round(time.perf_counter() - started, 3),
         })
@@ -175,9 +178,11 @@ def _load_embedded():
 
 def chat_model_for(llm_settings: Any, env_base_url: str | None, env_model: str | None,
                    env: dict[str, str] | None = None) -> ChatModel:
-    """Environment beats the brand file; no endpoint anywhere means the embedded model."""
+    """Estampille's variables beat the brand file; the `openai` SDK's own OPENAI_BASE_URL comes
+    last (it is often set for other tools, the brand file is a choice made for this brand); no
+    endpoint anywhere means the embedded model. A key alone never leaves the embedded default."""
     env = os.environ if env is None else env
-    base_url = env_base_url or llm_settings.base_url
+    base_url = env_base_url or llm_settings.base_url or env.get("OPENAI_BASE_URL") or None
     if not base_url:
         return EmbeddedModel()
     model = env_model or llm_settings.model

@@ -117,7 +117,8 @@ class DraftItem:
     def segments(self) -> list[tuple[str, str | None]]:
         if self.decision and "edit" in self.decision:
             return [(self.text, None)]          # the reviewer rewrote it: the spans no longer apply
-        return marked_segments(self.draft["text"], self.draft.get("fact_spans", []))
+        return marked_segments(self.draft["text"], self.draft.get("fact_spans", []),
+                               self.draft.get("quality"))
 
 
 @dataclass
