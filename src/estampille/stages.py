@@ -50,8 +50,8 @@ def draft_texts(batch: Batch, slots: list[Slot]) -> list[Draft]:
         captions: list[str] = []
         for variant in range(batch.brand.text.variants):
             key = content_key("draft", batch.bundle.version, slot.slot_id, variant, batch.chat.describe(),
-                              template_version, drafting.DRAFT_MAX_TOKENS, drafting.PLAIN_MAX_TOKENS, drafting.MAX_ATTEMPTS,
-                              quality.thresholds_version())
+                              template_version, drafting.DRAFT_MAX_TOKENS, drafting.PLAIN_MAX_TOKENS,
+                              drafting.MAX_ATTEMPTS, quality.thresholds_version())
             draft = batch.record(
                 "draft", "draft.created", key, slot.slot_id,
                 lambda: drafting.write_draft(batch.chat, batch.brand, slot, variant, batch.guardrails, key,

@@ -279,7 +279,8 @@ def write_draft(model: ChatModel, brand: Brand, slot: Slot, variant: int, guardr
     calls, problems, best = [], [], None
     for attempt in range(MAX_ATTEMPTS):
         try:
-            completion = model.complete(messages, max_tokens=DRAFT_MAX_TOKENS if model.structured else PLAIN_MAX_TOKENS,
+            completion = model.complete(messages,
+                                        max_tokens=DRAFT_MAX_TOKENS if model.structured else PLAIN_MAX_TOKENS,
                                         seed=variant_seed(slot.slot_id, variant, attempt),
                                         json_schema=DRAFT_SCHEMA if model.structured else None)
         except LLMError as exc:
@@ -313,7 +314,7 @@ def write_draft(model: ChatModel, brand: Brand, slot: Slot, variant: int, guardr
         if similar > variety.NEAR_DUPLICATE:
             problems.append(f"too close to another variant (similarity {similar:.2f})")
     if best is None:
-        raise LLMError(f"no usable draft after {MAX_ATTEMPTS} attempts: {'; '.join(problems)}", calls)
+        raise LLMError(f"no usable draft after {len(calls)} attempts: {'; '.join(problems)}", calls)
     fields, parse_flags, similar, _, answer = best
     fields, text, rule_flags = enforce_rules(fields, brand, post, guardrails)
     if similar > variety.NEAR_DUPLICATE:
