@@ -68,6 +68,8 @@ class Batch:
 
         An exception listed in `failures` costs only this item: it is recorded as a
         `<stage>.failed` event (a fresh key, so the next run tries again) and None is returned.
+        When another process records the same key while this one works, the ledger keeps the
+        first and this returns it, so every later step builds on what the ledger holds.
         """
         existing = self.ledger.get(key)
         if existing is not None:
@@ -82,7 +84,10 @@ class Batch:
                         {"error": str(exc), "error_type": type(exc).__name__,
                          "calls": getattr(exc, "calls", [])})
             return None
-        self.append(kind, key, subject, result.model_dump(mode="json"))
+        event = self.append(kind, key, subject, result.model_dump(mode="json"))
+        if not event.created:   # another process recorded this key meanwhile: its result is the one
+            self.count(stage).reused += 1
+            return record_type.model_validate(event.payload)
         self.count(stage).new += 1
         return result
 
