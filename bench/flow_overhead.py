@@ -48,7 +48,7 @@ def main() -> None:
     (work / "prefect").mkdir()
     from PIL import Image
 
-    from estampille import stages
+    from estampille import batch as batch_module, stages
     from estampille.ledger import Ledger
     from estampille.render.renderer import Rendered
     from estampille.settings import Settings
@@ -58,15 +58,27 @@ def main() -> None:
     os.environ.update(ESTAMPILLE_LLM_BASE_URL=server.base_url, ESTAMPILLE_LLM_MODEL="fake")
     blank = Image.new("RGB", (64, 64), "white")
 
-    class NoOpModel:   # what load_model returns, minus the model
-        device, pipeline = "cpu", type("P", (), {"scheduler": type("S", (), {"config": {}})()})()
+    class NoOpRenderer:   # a `Renderer` (render/renderer.py) without a model
+        device = "cpu"
+
+        def weights_id(self):
+            return "noop"
+
+        def load(self, gpu=0):
+            return self
+
+        def environment(self):
+            return {"scheduler": {"class": "none", "config": {}}, "versions": {"noop": "1"}}
 
         def describe(self):
             return {"id": "noop", "revision": None, "weights_sha256": "0" * 64, "pipeline_class": "NoOp",
                     "licence": "Apache-2.0", "commercial_use": "yes", "licence_source": "bench", "test_model": True}
 
-    stages.load_model = lambda *a, **k: NoOpModel()
-    stages.render = lambda loaded, jobs, size, pad=False: (Rendered(j, blank, 0.0, size) for j in jobs)
+        def render(self, jobs, batch_size, *, pad=False):
+            return (Rendered(j, blank, 0.0, batch_size) for j in jobs)
+
+    # Both runs open their batch themselves (the flow in its open-batch task): swap the default renderer.
+    batch_module.DiffusersRenderer = lambda *a, **k: NoOpRenderer()
     ledger_time = [0.0]
     for name in ("append", "get"):
         original = getattr(Ledger, name)

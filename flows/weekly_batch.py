@@ -2,9 +2,14 @@
 
 Tasks hold no logic: each calls one library stage (estampille.stages). Idempotency lives in the
 ledger, not in Prefect's cache: every unit of work is keyed by its inputs there, so a rerun of a
-crashed flow skips what finished even across Prefect servers. Prefect adds retries with backoff
-where the network can fail (the LLM stages), a per-machine GPU concurrency limit on rendering,
-and artifacts: render progress, a summary and a table of items by stage.
+crashed flow skips what finished even across Prefect servers. Prefect adds retries where the
+network can fail (the text stages, see `text_stage`), a per-machine GPU concurrency limit on
+rendering, and artifacts: render progress, a summary and a table of items by stage.
+
+Three layers retry the text model, each for its own kind of failure: the openai client (two
+quick retries of one call: a dropped connection, one 429 or 503), the drafting loop (an answer
+that is junk, too long or too like another: a new seed), and Prefect (the endpoint is down for
+every item: the whole stage, after 10, 20 and 40 s).
 """
 
 from __future__ import annotations
@@ -18,16 +23,21 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.states import Failed
-from prefect.tasks import exponential_backoff
 
 from estampille import stages
 from estampille.batch import check_inputs, finish, open_batch
-from estampille.errors import EstampilleError
+from estampille.errors import EstampilleError, LLMUnavailableError
 from estampille.settings import Settings
 
+
+def endpoint_unavailable(task, task_run, state) -> bool:
+    """Retry a text stage only when its endpoint did not answer; a bug or a bad input fails at once."""
+    return isinstance(state.result(raise_on_failure=False), LLMUnavailableError)
+
+
 stage = task(cache_policy=NO_CACHE, persist_result=False)
-network_stage = task(cache_policy=NO_CACHE, persist_result=False, retries=3,
-                     retry_delay_seconds=exponential_backoff(backoff_factor=10), retry_jitter_factor=0.5)
+network_stage = task(cache_policy=NO_CACHE, persist_result=False, retry_condition_fn=endpoint_unavailable,
+                     retry_jitter_factor=0.5)
 
 open_batch_task = stage(open_batch, name="open-batch")
 plan = stage(stages.plan_slots, name="plan-slots")
@@ -71,9 +81,27 @@ def render(batch, prompts):
 
 
 @task(name="render-shard", cache_policy=NO_CACHE, persist_result=False)
-def render_shard(brand: str, week: str, out: str, shard: int, shards: int) -> dict:
+def render_shard(brand: str, week: str, out: str, prompt_ids: list[str], shard: int, shards: int) -> dict:
     """One GPU worker's share of the renders (runs in its own process under a Dask task runner)."""
-    return stages.render_shard(brand, week, Settings.from_env(out=out), shard, shards)
+    return stages.render_shard(brand, week, Settings.from_env(out=out), prompt_ids, shard, shards)
+
+
+def text_stage(stage_task, settings: Settings, batch, *args):
+    """A text stage that Prefect retries while its endpoint is down (each attempt's finished items
+    are in the ledger, so a retry redoes none). Still down after the last retry, the stage runs
+    once more recording each missing item as failed: the week goes on to review with what is
+    done, and the next run drafts the rest."""
+    delays = list(settings.llm_retry_delays)
+    try:
+        return stage_task.with_options(retries=len(delays), retry_delay_seconds=delays)(batch, *args)
+    except LLMUnavailableError as exc:
+        get_run_logger().warning(f"{stage_task.name}: {exc}, after {len(delays)} retries; recording the "
+                                 "items still to do as failed (the next run does them)")
+        stop_on, batch.stop_on = batch.stop_on, ()
+        try:
+            return stage_task.with_options(name=f"{stage_task.name}-record-failures", retries=0)(batch, *args)
+        finally:
+            batch.stop_on = stop_on
 
 
 def report(batch_name: str, week: str, summary: dict) -> None:
@@ -108,12 +136,14 @@ def weekly_batch(brand: str, week: str | None = None, out: str | None = None, re
         # run's log and a Failed state that names it, not a traceback of Prefect's.
         get_run_logger().error(str(exc))
         return Failed(message=str(exc), data=exc)
-    batch = open_batch_task(brand, week, settings)
+    batch = open_batch_task(brand, week, settings, stop_on=(LLMUnavailableError,))
     slots = plan(batch)
-    drafts = draft(batch, slots)
-    prompts = write_prompts(batch, slots, drafts)
+    drafts = text_stage(draft, settings, batch, slots)
+    prompts = text_stage(write_prompts, settings, batch, slots, drafts)
     if render_workers > 1:
-        shares = [render_shard.submit(brand, week, str(settings.out), i, render_workers) for i in range(render_workers)]
+        prompt_ids = [p.prompt_id for p in prompts]
+        shares = [render_shard.submit(brand, week, str(settings.out), prompt_ids, i, render_workers)
+                  for i in range(render_workers)]
         for share in shares:
             share.wait()
     renders = render(batch, prompts)

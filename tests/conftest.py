@@ -43,9 +43,8 @@ def isolated(tmp_path, monkeypatch, tiny_model_dir):
 @pytest.fixture
 def fake_llm(monkeypatch):
     server = FakeOpenAI().start()
-    monkeypatch.setenv("ESTAMPILLE_LLM_BASE_URL", server.base_url)
-    monkeypatch.setenv("ESTAMPILLE_LLM_MODEL", "fake-chat")
-    monkeypatch.setenv("ESTAMPILLE_LLM_API_KEY", "sk-test-SECRET-never-logged")
+    for name, value in fake_llm_env(server.base_url).items():
+        monkeypatch.setenv(name, value)
     yield server
     server.stop()
 
@@ -61,6 +60,25 @@ def brand_copy(tmp_path) -> Path:
     target = tmp_path / "brand"
     shutil.copytree(DEMO_BRAND, target)
     return target
+
+
+@pytest.fixture
+def two_post_brand(brand_copy) -> Path:
+    """The demo brand with the first two posts of its week only (one French, one English): for
+    tests of the machinery around the stages, where fourteen variants would only cost time."""
+    return keep_posts(brand_copy, ["levain-lundi", "sourdough-linkedin"])
+
+
+def keep_posts(brand_dir: Path, post_ids: list[str]) -> Path:
+    """Cut a brand copy's calendar down to these dated posts (and no recurring ones)."""
+    import yaml
+
+    calendar = brand_dir / "calendar.yaml"
+    plan = yaml.safe_load(calendar.read_text(encoding="utf-8"))
+    plan["posts"] = [post for post in plan["posts"] if post["id"] in post_ids]
+    plan.pop("recurring", None)
+    calendar.write_text(yaml.safe_dump(plan, allow_unicode=True), encoding="utf-8")
+    return brand_dir
 
 
 def renders_of(events, slot_suffix: str) -> list[str]:
@@ -141,8 +159,12 @@ def prefect_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def finished_batch(tmp_path_factory, tiny_model_dir):
-    """The demo week run once to the end (fake LLM), for tests that only read it or work on a copy
-    (`batch_copy`): the batch is the suite's most expensive step, so it is paid once."""
+    """The demo week run once to the end (fake LLM whose captions carry markup, an API key that
+    must never be recorded), for tests that only read it or work on a copy (`batch_copy`): the
+    batch is the suite's most expensive step, so it is paid once. run.json keeps the summary and
+    the LLM address its drafts were keyed with."""
+    import json
+
     from .fake_openai import FakeOpenAI
     from estampille.stages import run_batch
 
@@ -152,28 +174,42 @@ def finished_batch(tmp_path_factory, tiny_model_dir):
     brand = root / "brand"
     shutil.copytree(DEMO_BRAND, brand)
     server = FakeOpenAI().start()
+    server.caption_extra = " <script>alert('x')</script>"
     try:
         settings = Settings.from_env(env={"ESTAMPILLE_HOME": str(root / "home"), "ESTAMPILLE_OUT": str(root / "out"),
-                                          "ESTAMPILLE_LLM_BASE_URL": server.base_url,
-                                          "ESTAMPILLE_LLM_MODEL": "fake-chat"})
+                                          **fake_llm_env(server.base_url)})
         summary = run_batch(brand, DEMO_WEEK, settings)
     finally:
         server.stop()
     assert summary["failures"] == [], summary["failures"]
+    (root / "run.json").write_text(json.dumps({"llm_url": server.base_url, "summary": summary}))
     return root
+
+
+def fake_llm_env(base_url: str) -> dict[str, str]:
+    return {"ESTAMPILLE_LLM_BASE_URL": base_url, "ESTAMPILLE_LLM_MODEL": "fake-chat",
+            "ESTAMPILLE_LLM_API_KEY": "sk-test-SECRET-never-logged"}
 
 
 @pytest.fixture
 def batch_copy(finished_batch, isolated, monkeypatch):
     """A private copy of `finished_batch` (brand, data folder, output, ledger) as this test's
-    ESTAMPILLE_HOME and ESTAMPILLE_OUT: the CLI and the library see it as their own."""
+    ESTAMPILLE_HOME and ESTAMPILLE_OUT: the CLI and the library see it as their own. The LLM
+    variables name the batch's (stopped) fake server, so a rerun finds every draft and prompt
+    done; a test that needs new text starts `fake_llm` after this fixture."""
+    import json
+
     for name in ("brand", "out"):
         shutil.copytree(finished_batch / name, isolated / name, symlinks=True)
     home = isolated / "home"
     shutil.rmtree(home)
     shutil.copytree(finished_batch / "home", home, symlinks=True)
-    return {"brand": isolated / "brand", "out": isolated / "out", "home": home,
-            "run_dir": isolated / "out" / "brand" / DEMO_WEEK, "settings": Settings.from_env()}
+    recorded = json.loads((finished_batch / "run.json").read_text())
+    for name, value in fake_llm_env(recorded["llm_url"]).items():
+        monkeypatch.setenv(name, value)
+    run_dir = isolated / "out" / "brand" / DEMO_WEEK
+    return {"brand": isolated / "brand", "out": isolated / "out", "home": home, "run_dir": run_dir,
+            "settings": Settings.from_env(), "summary": {**recorded["summary"], "review_page": str(run_dir / "review.html")}}
 
 
 # ---------------------------------------------------------------- the review server's tests

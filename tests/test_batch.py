@@ -17,7 +17,7 @@ from estampille.provenance.xmp import read_xmp
 from estampille.settings import Settings
 from estampille.stages import run_batch
 
-from .conftest import DEMO_BRAND, DEMO_WEEK
+from .conftest import DEMO_BRAND, DEMO_WEEK, keep_posts
 from .fake_openai import FakeOpenAI
 
 
@@ -30,14 +30,14 @@ def _events(settings):
 
 
 @pytest.fixture
-def first_run(fake_llm, settings):
-    fake_llm.caption_extra = " <script>alert('x')</script>"
-    summary = run_batch(DEMO_BRAND, DEMO_WEEK, settings)
-    return summary
+def first_run(batch_copy):
+    """The demo week run once per session (conftest.finished_batch: captions carrying markup, an
+    API key set), copied for this test; only tests that change the batch's inputs run their own."""
+    return batch_copy
 
 
 def test_every_post_gets_two_variants_and_two_signed_labelled_images(first_run, settings):
-    assert first_run["failures"] == []
+    assert first_run["summary"]["failures"] == []
     events = _events(settings)
     posts = posts_in_week(load_brand(DEMO_BRAND), DEMO_WEEK)
     by_kind = Counter(e.kind for e in events)
@@ -45,7 +45,7 @@ def test_every_post_gets_two_variants_and_two_signed_labelled_images(first_run, 
     per_slot = Counter(e.subject for e in events if e.kind == "provenance.signed")
     assert set(per_slot) == {f"{DEMO_WEEK}/{p.id}" for p in posts} and set(per_slot.values()) == {2}
     anchor = (settings.keys_dir / "dev-ca.pem").read_bytes()
-    run_dir = settings.out / "demo" / DEMO_WEEK
+    run_dir = first_run["run_dir"]
     for event in (e for e in events if e.kind == "provenance.signed"):
         data = (run_dir / event.payload["file"]).read_bytes()
         assert read_xmp(data)["Iptc4xmpExt:DigitalSourceType"] == event.payload["digital_source_type"]
@@ -111,19 +111,20 @@ def test_drafts_carry_the_disclosure_line_in_their_language(first_run, settings)
         assert event.payload["text"].endswith(lines[event.payload["language"]])
 
 
-def test_invented_facts_and_low_quality_text_are_marked_on_the_review_page(fake_llm, settings):
+def test_invented_facts_and_low_quality_text_are_marked_on_the_review_page(fake_llm, settings, brand_copy):
     fake_llm.rules += [("croissant", "invent"), ("Atelier pain", "lowquality")]
-    summary = run_batch(DEMO_BRAND, DEMO_WEEK, settings)
+    keep_posts(brand_copy, ["croissant-mercredi", "atelier-samedi", "levain-lundi"])
+    summary = run_batch(brand_copy, DEMO_WEEK, settings)
     html = open(summary["review_page"], encoding="utf-8").read()
     assert '<mark title="unsupported percentage: not in the brief or brand file">-30%</mark>' in html
     assert '<mark title="unsupported day: not in the brief or brand file">dimanche</mark>' in html
     assert '<mark title="misspelt or unknown word">levian</mark>' in html
     assert '<mark title="misspelt or unknown word; truncated ending">défil</mark>' in html and "LOW QUALITY: misspelt" in html
-    assert "2 of 14 text variants failed the language-quality gate" in " ".join(summary["notes"])
+    assert "2 of 6 text variants failed the language-quality gate" in " ".join(summary["notes"])
 
 
 def test_review_page_lists_every_post_and_escapes_model_text(first_run, settings):
-    html = open(first_run["review_page"], encoding="utf-8").read()
+    html = open(first_run["summary"]["review_page"], encoding="utf-8").read()
     for event in _events(settings):
         if event.kind in ("draft.created", "render.created"):
             assert event.key in html     # the ids a reviewer passes to `estampille review approve`
@@ -133,66 +134,75 @@ def test_review_page_lists_every_post_and_escapes_model_text(first_run, settings
     assert "tiny TEST model" in html and "C2PA Trusted" in html
 
 
-def test_second_run_renders_nothing_and_adds_no_rows(first_run, settings):
-    run_dir = settings.out / "demo" / DEMO_WEEK
+@pytest.fixture
+def small_run(fake_llm, settings, two_post_brand):
+    """A run of its own, where it is rerun: the session's batch, copied, lives under another path,
+    and the lookalike index knows competitors' images by path (so a moved brand is re-checked)."""
+    run_batch(two_post_brand, DEMO_WEEK, settings)
+    return {"brand": two_post_brand, "run_dir": settings.out / "brand" / DEMO_WEEK}
+
+
+def test_second_run_renders_nothing_and_adds_no_rows(small_run, settings):
+    run_dir = small_run["run_dir"]
     rows = len(_events(settings))
     mtimes = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.png")}
-    again = run_batch(DEMO_BRAND, DEMO_WEEK, Settings.from_env())
+    again = run_batch(small_run["brand"], DEMO_WEEK, Settings.from_env())
     assert len(_events(settings)) == rows
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.png")} == mtimes
     assert all(c["new"] == 0 and c["reused"] > 0 for c in again["counts"].values())
 
 
-def test_deleted_render_is_recreated_pixel_identical_without_a_new_row(first_run, settings):
-    run_dir = settings.out / "demo" / DEMO_WEEK
+def test_deleted_render_is_recreated_pixel_identical_without_a_new_row(small_run, settings):
+    run_dir = small_run["run_dir"]
     victim = next((run_dir / "renders").glob("*.png"))
     before = victim.read_bytes()
     rows = len(_events(settings))
     victim.unlink()
-    run_batch(DEMO_BRAND, DEMO_WEEK, Settings.from_env())
+    run_batch(small_run["brand"], DEMO_WEEK, Settings.from_env())
     assert victim.read_bytes() == before and len(_events(settings)) == rows
 
 
 N_POSTS = len(posts_in_week(load_brand(DEMO_BRAND), DEMO_WEEK))
+N_SMALL = 2       # posts of conftest.two_post_brand
 
 
-def test_a_failing_slot_costs_only_that_slot_and_the_rerun_completes_it(fake_llm, settings):
+def test_a_failing_slot_costs_only_that_slot_and_the_rerun_completes_it(fake_llm, settings, two_post_brand):
     fake_llm.rules.append(("Camille", "http500"))      # the LinkedIn post's brief
-    summary = run_batch(DEMO_BRAND, DEMO_WEEK, settings)
+    summary = run_batch(two_post_brand, DEMO_WEEK, settings)
     assert len(summary["failures"]) == 2 and all("HTTP 500" in f for f in summary["failures"])
     events = _events(settings)
     assert sum(e.kind == "draft.failed" for e in events) == 2
     failed = next(e for e in events if e.kind == "draft.failed").payload
     assert "HTTP 500" in failed["error"] and failed["calls"][0]["host"].startswith("127.0.0.1")
-    assert sum(e.kind == "provenance.signed" for e in events) == 2 * N_POSTS - 2
+    assert sum(e.kind == "provenance.signed" for e in events) == 2 * N_SMALL - 2
     assert not any(e.kind == "run.completed" for e in events)
     calls_before = len(fake_llm.requests)
 
     fake_llm.rules.clear()
-    summary = run_batch(DEMO_BRAND, DEMO_WEEK, settings)
+    summary = run_batch(two_post_brand, DEMO_WEEK, settings)
     assert summary["failures"] == []
-    assert summary["counts"]["draft"] == {"reused": 2 * N_POSTS - 2, "new": 2, "failed": 0}
+    assert summary["counts"]["draft"] == {"reused": 2 * N_SMALL - 2, "new": 2, "failed": 0}
     new_requests = fake_llm.requests[calls_before:]
     assert new_requests and all("Camille" in r["messages"][-1]["content"] for r in new_requests)
     events = _events(settings)
-    assert sum(e.kind == "provenance.signed" for e in events) == 2 * N_POSTS
+    assert sum(e.kind == "provenance.signed" for e in events) == 2 * N_SMALL
     assert any(e.kind == "run.completed" for e in events)
 
 
-def test_killed_endpoint_mid_batch_keeps_finished_slots_and_the_rerun_completes(fake_llm, settings):
-    fake_llm.kill_after = 5                 # dies while drafting the third post
-    summary = run_batch(DEMO_BRAND, DEMO_WEEK, settings)
+def test_killed_endpoint_mid_batch_keeps_finished_slots_and_the_rerun_completes(fake_llm, settings, two_post_brand):
+    fake_llm.kill_after = 2                 # dies while drafting the second post
+    summary = run_batch(two_post_brand, DEMO_WEEK, settings)
     assert summary["failures"] and all("cannot reach" in f for f in summary["failures"])
     done = {e.key for e in _events(settings) if e.kind == "draft.created"}
-    assert 1 <= len(done) < 2 * N_POSTS and Ledger(settings.ledger_url).verify().ok
+    assert 1 <= len(done) < 2 * N_SMALL and Ledger(settings.ledger_url).verify().ok
 
     revived = FakeOpenAI(port=fake_llm.port).start()      # the endpoint comes back on the same address
     try:
-        summary = run_batch(DEMO_BRAND, DEMO_WEEK, Settings.from_env())
+        summary = run_batch(two_post_brand, DEMO_WEEK, Settings.from_env())
         assert summary["failures"] == [] and summary["counts"]["draft"]["reused"] == len(done)
         events = _events(settings)
-        assert sum(e.kind == "draft.created" for e in events) == 2 * N_POSTS
-        assert sum(e.kind == "provenance.signed" for e in events) == 2 * N_POSTS
+        assert sum(e.kind == "draft.created" for e in events) == 2 * N_SMALL
+        assert sum(e.kind == "provenance.signed" for e in events) == 2 * N_SMALL
         assert Ledger(settings.ledger_url).verify().ok
     finally:
         revived.stop()
@@ -200,7 +210,7 @@ def test_killed_endpoint_mid_batch_keeps_finished_slots_and_the_rerun_completes(
 
 @pytest.mark.skipif(not os.environ.get("ESTAMPILLE_TEST_POSTGRES_URL"),
                     reason="set ESTAMPILLE_TEST_POSTGRES_URL (see .ci/postgres.sh) to run a batch on PostgreSQL")
-def test_whole_batch_on_a_postgres_ledger(fake_llm, monkeypatch):
+def test_whole_batch_on_a_postgres_ledger(fake_llm, monkeypatch, two_post_brand):
     from sqlalchemy import create_engine
 
     from estampille.ledger.schema import metadata
@@ -210,22 +220,22 @@ def test_whole_batch_on_a_postgres_ledger(fake_llm, monkeypatch):
     metadata.drop_all(engine)
     engine.dispose()
     monkeypatch.setenv("ESTAMPILLE_LEDGER_URL", url)
-    summary = run_batch(DEMO_BRAND, DEMO_WEEK, Settings.from_env())
+    summary = run_batch(two_post_brand, DEMO_WEEK, Settings.from_env())
     assert summary["failures"] == [] and summary["ledger"].startswith("postgresql")
-    again = run_batch(DEMO_BRAND, DEMO_WEEK, Settings.from_env())
+    again = run_batch(two_post_brand, DEMO_WEEK, Settings.from_env())
     assert all(c["new"] == 0 for c in again["counts"].values())
     ledger = Ledger(url)
-    assert ledger.verify().ok and sum(e.kind == "provenance.signed" for e in ledger.events()) == 2 * N_POSTS
+    assert ledger.verify().ok and sum(e.kind == "provenance.signed" for e in ledger.events()) == 2 * N_SMALL
     ledger.close()
 
 
-def test_cli_run_prints_where_the_output_is(fake_llm, isolated, capsys):
-    assert main(["run", "--brand", str(DEMO_BRAND), "--week", DEMO_WEEK, "--engine", "plain"]) == 0
+def test_cli_run_prints_where_the_output_is(fake_llm, isolated, two_post_brand, capsys):
+    assert main(["run", "--brand", str(two_post_brand), "--week", DEMO_WEEK, "--engine", "plain"]) == 0
     out = capsys.readouterr().out
-    assert f"Review page: {isolated / 'out' / 'demo' / DEMO_WEEK / 'review.html'}" in out
-    assert "tiny TEST model" in out and f"{2 * N_POSTS} new" in out
-    assert main(["run", "--brand", str(DEMO_BRAND), "--week", DEMO_WEEK, "--engine", "plain"]) == 0
-    assert f"0 new, {2 * N_POSTS} already done" in capsys.readouterr().out
+    assert f"Review page: {isolated / 'out' / 'brand' / DEMO_WEEK / 'review.html'}" in out
+    assert "tiny TEST model" in out and "4 new" in out
+    assert main(["run", "--brand", str(two_post_brand), "--week", DEMO_WEEK, "--engine", "plain"]) == 0
+    assert "0 new, 4 already done" in capsys.readouterr().out
 
 
 def test_missing_model_folder_exits_2_with_the_fix(fake_llm, brand_copy, isolated, capsys):
@@ -235,3 +245,70 @@ def test_missing_model_folder_exits_2_with_the_fix(fake_llm, brand_copy, isolate
     err = capsys.readouterr().err
     assert "my-sdxl does not exist" in err and "save_pretrained" in err
     assert not (isolated / "out").exists()
+
+
+def test_a_render_shard_renders_only_the_prompts_it_is_given_and_drafts_nothing(fake_llm, settings, two_post_brand):
+    from estampille import stages
+    from estampille.batch import open_batch
+    from estampille.errors import EstampilleError
+
+    fake_llm.rules.append(("Camille", "http500"))      # one post's drafts fail: no shard may retry them
+    batch = open_batch(two_post_brand, DEMO_WEEK, settings)
+    slots = stages.plan_slots(batch)
+    prompts = stages.write_image_prompts(batch, slots, stages.draft_texts(batch, slots))
+    batch.ledger.close()
+    assert len(prompts) == 2 and batch.count("draft").failed == 2
+    given = [prompts[1].prompt_id]
+    requests, rows = len(fake_llm.requests), len(_events(settings))
+
+    share = stages.render_shard(two_post_brand, DEMO_WEEK, Settings.from_env(), given, 0, 1)
+    assert share["new"] == 1 and share["failures"] == []
+    assert len(fake_llm.requests) == requests                  # neither drafted nor prompted again
+    added = _events(settings)[rows:]
+    assert [e.kind for e in added].count("render.created") == 1
+    assert {e.kind for e in added} <= {"run.started", "render.created"}
+    assert {e.payload["prompt_id"] for e in added if e.kind == "render.created"} == set(given)
+
+    with pytest.raises(EstampilleError, match="prompt-nope is not recorded"):
+        stages.render_shard(two_post_brand, DEMO_WEEK, Settings.from_env(), ["prompt-nope"], 0, 1)
+
+
+def test_the_render_stage_takes_any_renderer_handed_to_the_batch(fake_llm, settings, two_post_brand):
+    from PIL import Image
+
+    from estampille.render.renderer import Rendered
+
+    class FlatColours:
+        """A renderer without a model: one flat colour per seed."""
+        device, loads = "cpu", []
+
+        def weights_id(self):
+            return "flat-colours-v1"
+
+        def load(self, gpu=0):
+            self.loads.append(gpu)
+            return self
+
+        def environment(self):
+            return {"scheduler": {"class": "none", "config": {}}, "versions": {"flat": "1"}}
+
+        def describe(self):
+            return {"id": "flat", "name": "flat colours", "revision": None, "weights_sha256": "0" * 64,
+                    "pipeline_class": "FlatColours", "licence": "CC0-1.0", "commercial_use": "yes",
+                    "licence_source": "test", "test_model": True}
+
+        def render(self, jobs, batch_size, *, pad=False):
+            for job in jobs:
+                colour = tuple(job.seed.to_bytes(4, "big")[:3])
+                yield Rendered(job, Image.new("RGB", (job.width, job.height), colour), 0.0, batch_size)
+
+    renderer = FlatColours()
+    summary = run_batch(two_post_brand, DEMO_WEEK, settings, renderer=renderer)
+    assert summary["failures"] == [] and renderer.loads == [0]
+    renders = [e.payload for e in _events(settings) if e.kind == "render.created"]
+    assert len(renders) == 4 and all(r["model"]["pipeline_class"] == "FlatColours" for r in renders)
+    assert all(r["versions"] == {"flat": "1"} for r in renders)
+    signed = [e.payload for e in _events(settings) if e.kind == "provenance.signed"]
+    assert len(signed) == 4 and all(s["c2pa_state"] == "Trusted" for s in signed)
+    again = run_batch(two_post_brand, DEMO_WEEK, Settings.from_env(), renderer=renderer)
+    assert again["counts"]["render"]["reused"] == 4 and renderer.loads == [0]   # nothing to load

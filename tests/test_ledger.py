@@ -14,6 +14,7 @@ from estampille.cli import main
 from estampille.ledger import Ledger
 from estampille.ledger.chain import row_hash
 from estampille.ledger.schema import metadata
+from estampille.records import Kind
 
 POSTGRES = os.environ.get("ESTAMPILLE_TEST_POSTGRES_URL")
 
@@ -139,3 +140,25 @@ def test_password_never_appears_in_messages():
     store = Ledger.__new__(Ledger)
     store.url = "postgresql://estampille:hunter2@db.local/ledger"
     assert "hunter2" not in store.safe_url
+
+
+def test_the_migrations_build_the_table_the_code_reads_and_writes(ledger_url):
+    """m001 is fixed DDL: what the migrations create must still be the live `events_table`, or a
+    column added to the code without its own migration would be missing on existing ledgers."""
+    from sqlalchemy import inspect
+
+    from estampille.ledger.schema import events_table
+
+    store = Ledger(ledger_url)
+    try:
+        found = inspect(store.engine)
+        columns = {c["name"]: (c["nullable"], str(c["type"]).split("(")[0]) for c in found.get_columns("events")}
+        expected = {c.name: (c.nullable, str(c.type).split("(")[0]) for c in events_table.columns}
+        assert {k: v[0] for k, v in columns.items()} == {k: v[0] for k, v in expected.items()}
+        assert set(columns) == set(expected)
+        indexed = {tuple(i["column_names"]) for i in found.get_indexes("events")}
+        assert {("kind",), ("brand",), ("subject",)} <= indexed
+        assert store.append(Kind.DRAFT_CREATED, "k", {}).kind == "draft.created"     # stored as its text
+        assert [e.key for e in store.events(kind=Kind.DRAFT_CREATED)] == ["k"]
+    finally:
+        store.close()

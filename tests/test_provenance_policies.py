@@ -19,7 +19,7 @@ from estampille.settings import Settings
 from estampille.provenance.identity import from_settings as signer_identity
 from estampille.stages import run_batch
 
-from .conftest import DEMO_WEEK, renders_of
+from .conftest import DEMO_WEEK, keep_posts, renders_of
 from .kms import fake_kms
 from .png_chunks import chunks, rebuild
 
@@ -38,9 +38,10 @@ def _signed(settings, brand="brand"):
 
 
 @pytest.mark.parametrize("policy", ["hashed", "none"])
-def test_prompt_disclosure_policy_governs_xmp_and_manifest(fake_llm, settings, brand_copy, policy):
+def test_prompt_disclosure_policy_governs_xmp_and_manifest(fake_llm, settings, two_post_brand, policy):
     import hashlib
 
+    brand_copy = two_post_brand
     _set_rights(brand_copy, f"  prompt_disclosure: {policy}")
     run_batch(brand_copy, DEMO_WEEK, settings)
     record, data = _signed(settings)[0]
@@ -60,15 +61,20 @@ def test_full_disclosure_puts_the_prompt_in_both_but_never_a_local_path(fake_llm
     calendar = brand_copy / "calendar.yaml"
     calendar.write_text(calendar.read_text().replace("    # reference_image:", "    reference_image:")
                         .replace("    # strength:", "    strength:"))
+    keep_posts(brand_copy, ["levain-lundi", "atelier-samedi"])     # one text-to-image, one from a local photo
     run_batch(brand_copy, DEMO_WEEK, settings)
-    for record, data in _signed(settings):
+    signed = _signed(settings)
+    assert {r["digital_source_type"].rsplit("/", 1)[1] for r, _ in signed} == {
+        "trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia"}
+    for record, data in signed:
         generation = next(a["data"] for a in read_manifest(data, "image/png", None).active["assertions"]
                           if a["label"] == "org.estampille.generation")
         assert generation["prompt"] and read_xmp(data)["Iptc4xmpExt:AIPromptInformation"] == generation["prompt"]
         assert str(brand_copy) not in json.dumps(generation) and b"/tmp/" not in data
 
 
-def test_kms_callback_signs_without_the_key_in_estampille(fake_llm, settings, brand_copy, monkeypatch):
+def test_kms_callback_signs_without_the_key_in_estampille(fake_llm, settings, two_post_brand, monkeypatch):
+    brand_copy = two_post_brand
     keys = signer_identity(settings)          # the dev CA's chain stands in for the brand's chain
     monkeypatch.setenv("ESTAMPILLE_SIGNER_CERT", str(settings.keys_dir / "signer-chain.pem"))
     monkeypatch.setenv("ESTAMPILLE_SIGNER_CALLBACK", "tests.kms.fake_kms:sign")
@@ -104,8 +110,7 @@ def test_expired_brand_certificate_is_refused_before_signing(settings, tmp_path)
         configured_identity(tmp_path / "chain.pem", tmp_path / "key.pem")
 
 
-def test_manifest_copied_onto_another_image_is_invalid(fake_llm, settings, brand_copy):
-    run_batch(brand_copy, DEMO_WEEK, settings)
+def test_manifest_copied_onto_another_image_is_invalid(batch_copy, settings):
     _, data = _signed(settings)[0]
     manifest = [c for c in chunks(data) if c[0] == b"caBX"]
     other = io.BytesIO()
@@ -116,8 +121,8 @@ def test_manifest_copied_onto_another_image_is_invalid(fake_llm, settings, brand
     assert report.state == "Invalid" and "assertion.dataHash.mismatch" in report.failures
 
 
-def test_record_pointing_outside_the_output_folder_is_refused(fake_llm, settings, brand_copy, capsys):
-    run_batch(brand_copy, DEMO_WEEK, settings)
+def test_record_pointing_outside_the_output_folder_is_refused(batch_copy, settings, capsys):
+    brand_copy = batch_copy["brand"]
     ledger = Ledger(settings.ledger_url)
     draft = next(e for e in ledger.events(kind="draft.created") if e.subject.endswith("croissant-mercredi"))
     image = ledger.get(renders_of(ledger.events(), "croissant-mercredi")[0])
@@ -131,8 +136,8 @@ def test_record_pointing_outside_the_output_folder_is_refused(fake_llm, settings
     assert f"refused {image.key}: its record points outside the output folder" in capsys.readouterr().out
 
 
-def test_imported_retouch_becomes_the_exported_version(fake_llm, settings, brand_copy, tmp_path, capsys):
-    run_batch(brand_copy, DEMO_WEEK, settings)
+def test_imported_retouch_becomes_the_exported_version(batch_copy, settings, tmp_path, capsys):
+    brand_copy = batch_copy["brand"]
     ledger = Ledger(settings.ledger_url)
     draft = next(e for e in ledger.events(kind="draft.created") if e.subject.endswith("croissant-mercredi"))
     image = ledger.get(renders_of(ledger.events(), "croissant-mercredi")[0])

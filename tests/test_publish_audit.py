@@ -20,14 +20,15 @@ from .conftest import DEMO_WEEK, renders_of
 
 
 @pytest.fixture
-def batch_run(fake_llm, settings, brand_copy):
-    run_batch(brand_copy, DEMO_WEEK, settings)
+def batch_run(batch_copy):
+    """The session's finished demo batch (conftest.finished_batch), copied for this test."""
+    settings = batch_copy["settings"]
     ledger = Ledger(settings.ledger_url)
     events = ledger.events()
     ledger.close()
     slot = f"{DEMO_WEEK}/croissant-mercredi"
     return {
-        "brand": brand_copy, "run_dir": settings.out / "brand" / DEMO_WEEK, "settings": settings,
+        "brand": batch_copy["brand"], "run_dir": batch_copy["run_dir"], "settings": settings,
         "drafts": [e.key for e in events if e.kind == "draft.created" and e.subject == slot],
         "images": renders_of(events, slot),
         "signed": {e.payload["image_id"]: e.payload for e in events if e.kind == "provenance.signed"},
@@ -82,7 +83,7 @@ def test_an_approved_image_whose_file_changed_is_refused(batch_run, capsys):
     assert f"refused {run['images'][0]}: signed file changed since it was signed" in capsys.readouterr().out
 
 
-def test_lookalike_blocks_approval_until_overridden_with_a_reason(batch_run, fake_llm, capsys):
+def test_lookalike_blocks_approval_until_overridden_with_a_reason(batch_run, capsys):
     run = batch_run
     flagged = run["images"][0]
     competitor = run["brand"] / "competitors" / "boulangerie-doree" / "copied.png"

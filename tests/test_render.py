@@ -150,14 +150,10 @@ def test_unknown_model_is_refused_because_its_licence_is_unknown(tmp_path):
         resolve_model("someone/mystery-model", tmp_path)
 
 
-def test_rerender_command_recreates_a_batch_image_pixel_identical(fake_llm, isolated, capsys):
+def test_rerender_command_recreates_a_batch_image_pixel_identical(batch_copy, isolated, capsys):
     from estampille.ledger import Ledger
     from estampille.settings import Settings
-    from estampille.stages import run_batch
 
-    from .conftest import DEMO_BRAND, DEMO_WEEK
-
-    run_batch(DEMO_BRAND, DEMO_WEEK, Settings.from_env())
     ledger = Ledger(Settings.from_env().ledger_url)
     image_id = ledger.events(kind="render.created")[3].key
     ledger.close()
@@ -168,15 +164,10 @@ def test_rerender_command_recreates_a_batch_image_pixel_identical(fake_llm, isol
     assert "no render img-nope" in capsys.readouterr().err
 
 
-def test_rerender_refuses_other_weights(fake_llm, isolated, tmp_path, capsys):
+def test_rerender_refuses_other_weights(batch_copy, isolated, tmp_path, capsys):
     from estampille.ledger import Ledger
-    from estampille.settings import Settings
-    from estampille.stages import run_batch
 
-    from .conftest import DEMO_BRAND, DEMO_WEEK
-
-    settings = Settings.from_env()
-    run_batch(DEMO_BRAND, DEMO_WEEK, settings)
+    settings = batch_copy["settings"]
     ledger = Ledger(settings.ledger_url)
     image_id = ledger.events(kind="render.created")[0].key
     ledger.close()

@@ -2,7 +2,7 @@
 loopback): 50 readers, each reloading the run page about once a second, while 10 uploads are
 audited. The run page stays fast (p95 under 200 ms), the server's memory with its audit workers
 stays under 600 MB, and nothing is lost (every request answered, every audit reported, the
-ledger still verifies, no temporary file left). 1,500 page loads + 10 uploads."""
+ledger still verifies, no temporary file left). 750 page loads + 10 uploads."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from estampille.ledger import Ledger
 
 from .web_harness import TOKEN, free_port, run_url
 
-READERS, LOADS_EACH, UPLOADS = 50, 30, 10
+READERS, LOADS_EACH, UPLOADS = 50, 15, 10
 THINK = (0.5, 1.5)             # seconds a reader spends on the page before reloading it
 
 

@@ -9,8 +9,6 @@ repeated or crashed batch redoes nothing that finished, and adds no duplicate ro
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,9 +17,12 @@ from typing import TypeVar
 
 from . import __version__
 from .brand import BrandBundle, load_brand, parse_week, posts_in_week, week_at
+from .errors import LLMUnavailableError
+from .keys import content_key
 from .ledger import Ledger
-from .records import Record
+from .records import Kind, Record
 from .render.registry import TINY_ID, ResolvedModel, check_licence, load_registry, resolve_model
+from .render.renderer import DiffusersRenderer, Renderer
 from .settings import Settings
 from .text.guardrails import Guardrails, guardrails_for
 from .text.llm import ChatModel, EmbeddedModel, chat_model_for, embedded_model_path
@@ -38,6 +39,9 @@ class StageCount:
 
 @dataclass
 class Batch:
+    """One brand's week while it runs: inputs checked once (brand, model, guardrails, text model),
+    the ledger every stage reads and writes, and what the run tells people (counts, failures, notes)."""
+
     bundle: BrandBundle
     week: str
     settings: Settings
@@ -47,6 +51,11 @@ class Batch:
     guardrails: Guardrails
     run_key: str
     chat: ChatModel           # cheap to create; the embedded model loads on its first call
+    renderer: Renderer | None = None   # the image model behind the render stage (diffusers by default)
+    # Errors that stop a stage instead of costing one item: the Prefect flow sets
+    # (LLMUnavailableError,) so that an endpoint that is down for everyone is retried as a stage.
+    stop_on: tuple[type[Exception], ...] = ()
+    unavailable: dict[str, LLMUnavailableError] = field(default_factory=dict)   # stage -> first "down" error
     counts: dict[str, StageCount] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -67,7 +76,10 @@ class Batch:
         """Reuse the result recorded under `key`, or make it and record it.
 
         An exception listed in `failures` costs only this item: it is recorded as a
-        `<stage>.failed` event (a fresh key, so the next run tries again) and None is returned.
+        `<stage>.failed` event (a fresh key, so the next run tries again) and None is returned,
+        unless it is one of `stop_on`, which propagates (nothing is recorded for the item). Once
+        the endpoint was unavailable in a stage, its later items are recorded as failed without
+        asking it again (one wait for the client's retries, not one per item).
         When another process records the same key while this one works, the ledger keeps the
         first and this returns it, so every later step builds on what the ledger holds.
         """
@@ -75,12 +87,19 @@ class Batch:
         if existing is not None:
             self.count(stage).reused += 1
             return record_type.model_validate(existing.payload)
+        down = self.unavailable.get(stage)
         try:
+            if down is not None and issubclass(LLMUnavailableError, failures):
+                raise LLMUnavailableError(f"{down} (not asked again in this run)")
             result = make()
         except failures as exc:
+            if isinstance(exc, self.stop_on):
+                raise
+            if isinstance(exc, LLMUnavailableError):
+                self.unavailable.setdefault(stage, exc)
             self.count(stage).failed += 1
             self.failures.append(f"{stage} {subject}: {exc}")
-            self.append(f"{stage}.failed", f"{key}:failed:{uuid.uuid4().hex[:12]}", subject,
+            self.append(Kind(f"{stage}.failed"), f"{key}:failed:{uuid.uuid4().hex[:12]}", subject,
                         {"error": str(exc), "error_type": type(exc).__name__,
                          "calls": getattr(exc, "calls", [])})
             return None
@@ -93,12 +112,6 @@ class Batch:
 
     def append(self, kind: str, key: str, subject: str | None, payload: dict):
         return self.ledger.append(kind, key, payload, brand=self.slug, week=self.week, subject=subject)
-
-
-def content_key(prefix: str, *parts: object) -> str:
-    """A short, stable key for a unit of work from everything that determines its result."""
-    material = json.dumps(parts, sort_keys=True, default=str)
-    return f"{prefix}-{hashlib.sha256(material.encode()).hexdigest()[:20]}"
 
 
 @dataclass(frozen=True)
@@ -133,8 +146,10 @@ def check_inputs(brand_dir: str | Path, week: str | None, settings: Settings,
     return BatchInputs(bundle, week, posts, chat, model)
 
 
-def open_batch(brand_dir: str | Path, week: str, settings: Settings) -> Batch:
-    """Validate everything first (brand, calendar, week, model, licence); only then write."""
+def open_batch(brand_dir: str | Path, week: str, settings: Settings, renderer: Renderer | None = None,
+               stop_on: tuple[type[Exception], ...] = ()) -> Batch:
+    """Validate everything first (brand, calendar, week, model, licence); only then write.
+    `renderer` defaults to the brand's diffusers model; `stop_on`: see `Batch.stop_on`."""
     inputs = check_inputs(brand_dir, week, settings)
     bundle, posts, render_settings = inputs.bundle, inputs.posts, inputs.bundle.brand.render
     model = inputs.model
@@ -150,11 +165,14 @@ def open_batch(brand_dir: str | Path, week: str, settings: Settings) -> Batch:
     ledger = Ledger(settings.ledger_url)
     chat = inputs.chat
     batch = Batch(bundle=bundle, week=week, settings=settings, ledger=ledger, run_dir=run_dir, model=model,
-                  guardrails=guardrails_for(bundle.brand), run_key="", chat=chat)
+                  guardrails=guardrails_for(bundle.brand), run_key="", chat=chat, stop_on=stop_on,
+                  renderer=renderer or DiffusersRenderer(model, settings.home / "weights-sha256.json",
+                                                         render_settings.scheduler, render_settings.cpu_offload,
+                                                         render_settings.attention_slicing))
     config = {"brand_version": bundle.version, "llm": chat.describe(), "model": model.id,
               "render": render_settings.model_dump(), "estampille": __version__}
     batch.run_key = content_key("run", bundle.slug, week, config)
-    batch.append("run.started", batch.run_key, None,
+    batch.append(Kind.RUN_STARTED, batch.run_key, None,
                  {"brand": bundle.brand.name, "week": week, "posts": [p.id for p in posts], **config})
     if model.entry.test_model:
         batch.notes.append(f"Images were made by a tiny TEST model ({model.id}) with random weights: "
@@ -166,7 +184,7 @@ def open_batch(brand_dir: str | Path, week: str, settings: Settings) -> Batch:
 def finish(batch: Batch) -> dict:
     """Close the run: a `run.completed` event when nothing failed, and a summary for people."""
     if not batch.failures:
-        batch.append("run.completed", f"{batch.run_key}:completed", None,
+        batch.append(Kind.RUN_COMPLETED, f"{batch.run_key}:completed", None,
                      {"counts": {k: vars(v) for k, v in batch.counts.items()}})
     batch.ledger.close()
     return {"run_dir": str(batch.run_dir), "review_page": str(batch.run_dir / "review.html"),

@@ -113,23 +113,23 @@ def _print_summary(summary: dict) -> None:
 
 def _open_ledger(url: str | None):
     """The ledger a command works on; a missing one is an error (it is never created here)."""
-    url, store = _existing_ledger(url, Settings.from_env())
-    if store is None:
+    url, ledger_db = _existing_ledger(url, Settings.from_env())
+    if ledger_db is None:
         raise EstampilleError(f"no ledger at {url}: run a batch first, or pass --ledger URL")
-    return store
+    return ledger_db
 
 
 def _decide(items: list[str], decision: str, reviewer: str, comment: str, override: str | None,
             text: str | None, ledger: str | None) -> None:
     from .review.decisions import decide
 
-    store = _open_ledger(ledger)
+    ledger_db = _open_ledger(ledger)
     try:
         for item in items:
-            event = decide(store, item, decision, reviewer, comment, override, text)
+            event = decide(ledger_db, item, decision, reviewer, comment, override, text)
             typer.echo(f"{item}: {decision} by {reviewer} (ledger row {event.seq})")
     finally:
-        store.close()
+        ledger_db.close()
 
 
 @review_app.command("approve")
@@ -157,16 +157,16 @@ def publish(brand: Path = typer.Option(..., "--brand"), week: str = typer.Option
             ledger: str = typer.Option(None, "--ledger")) -> None:
     """Export approved items whose provenance verifies; say why anything else is refused."""
     from .brand import load_brand
-    from .review.export import publish as export
     from .provenance.identity import from_settings as signer_identity
+    from .review import export
 
     settings = Settings.from_env()
     bundle = load_brand(brand)
-    store = _open_ledger(ledger)
+    ledger_db = _open_ledger(ledger)
     try:
-        report = export(store, bundle, week, settings.out / bundle.slug / week, signer_identity(settings))
+        report = export.publish(ledger_db, bundle, week, settings.out / bundle.slug / week, signer_identity(settings))
     finally:
-        store.close()
+        ledger_db.close()
     for item in report.exported:
         typer.echo(f"exported {item['slot']} ({item['platform']}): {len(item['images'])} image(s)")
     for item in report.refused:
@@ -199,15 +199,15 @@ def audit(paths: list[Path] = typer.Argument(..., help="Image files or folders."
     if report is not None and report.suffix.lower() not in (".html", ".csv", ".json"):
         raise typer.BadParameter("--report must end in .html, .csv or .json")
     trust = audit_trust(settings, trust_anchors, allowed_certs)
-    url, store = _existing_ledger(ledger, settings)
-    missing = None if store else f"no ledger at {url}: nothing could be traced (pass --ledger URL to trace files)"
+    url, ledger_db = _existing_ledger(ledger, settings)
+    missing = None if ledger_db else f"no ledger at {url}: nothing could be traced (pass --ledger URL to trace files)"
     files = expand(paths)
     try:
-        auditor = Auditor(store, trust, fetch_remote, settings.out)
+        auditor = Auditor(ledger_db, trust, fetch_remote, settings.out)
         reports = _with_progress(files, auditor.audit)
     finally:
-        if store is not None:
-            store.close()
+        if ledger_db is not None:
+            ledger_db.close()
     if missing:
         for r in reports:
             r.notes.append(missing)
@@ -259,11 +259,11 @@ def import_edit(image_id: str = typer.Argument(..., help="The render the retouch
     from .provenance.identity import from_settings as signer_identity
 
     settings = Settings.from_env()
-    store = _open_ledger(ledger)
+    ledger_db = _open_ledger(ledger)
     try:
-        payload = record_edit(store, settings.out, image_id, file, editor, signer_identity(settings))
+        payload = record_edit(ledger_db, settings.out, image_id, file, editor, signer_identity(settings))
     finally:
-        store.close()
+        ledger_db.close()
     typer.echo(f"{image_id}: retouch by {editor} recorded as {payload['file']} "
                f"(compositeWithTrainedAlgorithmicMedia, C2PA {payload['c2pa_state']})")
 
@@ -274,14 +274,15 @@ def rerender(image_id: str = typer.Argument(..., help="Image id (img-…) from t
              ledger: str = typer.Option(None, "--ledger", help="SQLAlchemy URL (default: the run's SQLite).")) -> None:
     """Re-create an image from its ledger record and compare it with the recorded one."""
     from .paths import inside
+    from .records import Kind
     from .render.rerender import rerender as rerender_image
 
     settings = Settings.from_env()
-    store = _open_ledger(ledger)
-    event = store.get(image_id)
-    store.close()
-    if event is None or event.kind != "render.created":
-        raise EstampilleError(f"no render {image_id} in the ledger at {store.safe_url}")
+    ledger_db = _open_ledger(ledger)
+    event = ledger_db.get(image_id)
+    ledger_db.close()
+    if event is None or event.kind != Kind.RENDER_CREATED:
+        raise EstampilleError(f"no render {image_id} in the ledger at {ledger_db.safe_url}")
     original = inside(settings.out / event.brand / event.week, event.payload["file"])
     result = rerender_image(event.payload, settings, original)
     target = out or Path(f"{image_id}.rerender.png")
@@ -322,6 +323,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to bind 
 
     import uvicorn
 
+    from .ledger.chain import safe_url
     from .provenance.identity import from_settings as signer_identity
     from .web.app import WebConfig, create_app, uvicorn_config
     from .web.security import NetworkPolicy, ReviewerPolicy, is_loopback
@@ -341,14 +343,8 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to bind 
                        policy=ReviewerPolicy(names, token, proxy_header),
                        brands_dir=brands.absolute() if brands.is_dir() else None, bind_host=host, network=network)
     typer.echo(f"Review pages on http://{'localhost' if is_loopback(host) else host}:{port}/ "
-               f"(ledger {_safe_ledger_url(settings)})")
+               f"(ledger {safe_url(settings.ledger_url)})")
     uvicorn.Server(uvicorn_config(create_app(config), host, port)).run()
-
-
-def _safe_ledger_url(settings: Settings) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(settings.ledger_url).render_as_string(hide_password=True)
 
 
 def _index_folder(index: Path | None, brand: Path | None) -> Path:
@@ -484,10 +480,10 @@ def build_tiny(out: Path = typer.Option(None, "--out", help="Folder (default: $E
 def ledger_verify(ledger: str = typer.Option(None, "--ledger", help="SQLAlchemy URL (default: the run's SQLite).")
                   ) -> None:
     """Recompute the hash chain; name the first row that does not fit."""
-    store = _open_ledger(ledger)
-    report = store.verify()
+    ledger_db = _open_ledger(ledger)
+    report = ledger_db.verify()
     if report.ok:
-        typer.echo(f"ledger OK: {report.rows} rows, hash chain intact ({store.safe_url})")
+        typer.echo(f"ledger OK: {report.rows} rows, hash chain intact ({ledger_db.safe_url})")
         return
     typer.echo(f"ledger BROKEN at row {report.first_bad_seq}: {report.reason}", err=True)
     raise typer.Exit(ExitStatus.ERROR)

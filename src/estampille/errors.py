@@ -52,5 +52,12 @@ class LLMError(EstampilleError):
         self.calls = calls or []   # the calls made before giving up, for the ledger
 
 
+class LLMUnavailableError(LLMError):
+    """The text endpoint does not answer at all (connection refused or dropped, DNS, HTTP 429 or
+    502-504 after the client's own retries): every item would fail the same way. Under Prefect
+    it stops the stage, which is retried later (finished items are in the ledger); without a
+    retrying orchestrator, or once the retries are spent, it costs only the item, as any LLMError."""
+
+
 class LedgerError(EstampilleError):
     """The ledger cannot be opened or written."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from .errors import EstampilleError
@@ -18,3 +19,9 @@ def inside(folder: Path, relative: str) -> Path:
     if path != base and base not in path.parents:
         raise OutsideFolder(f"path {relative!r} points outside {folder}")
     return path
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks (hashlib.file_digest)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -3,11 +3,32 @@ through JSON: a rerun rebuilds them from the ledger instead of redoing the work.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from .brand import Post
+
+
+class Kind(StrEnum):
+    """The kind of every ledger event (a str: the ledger and old rows hold the same text)."""
+
+    RUN_STARTED = "run.started"
+    RUN_COMPLETED = "run.completed"
+    DRAFT_CREATED = "draft.created"
+    DRAFT_FAILED = "draft.failed"
+    PROMPT_CREATED = "prompt.created"
+    PROMPT_FAILED = "prompt.failed"
+    RENDER_CREATED = "render.created"
+    RENDER_FAILED = "render.failed"
+    LOOKALIKE_CHECKED = "lookalike.checked"
+    CHECK_FAILED = "check.failed"
+    PROVENANCE_SIGNED = "provenance.signed"
+    REVIEW_APPROVED = "review.approved"
+    REVIEW_REJECTED = "review.rejected"
+    EDIT_IMPORTED = "edit.imported"
+    EXPORT_CREATED = "export.created"
 
 
 class Record(BaseModel):

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -23,6 +25,7 @@ class Settings:
     signer_callback: str | None = None   # or module:function signing in a KMS/HSM
     signer_anchor: Path | None = None    # a private root to validate against (Trusted)
     timestamp_url: str | None = None     # RFC 3161 timestamp authority
+    llm_retry_delays: tuple[float, ...] = (10.0, 20.0, 40.0)   # Prefect's waits while the LLM is down
 
     @property
     def models_dir(self) -> Path:
@@ -46,4 +49,18 @@ class Settings:
                    signer_cert=Path(cert) if cert else None, signer_key=Path(key) if key else None,
                    signer_callback=env.get("ESTAMPILLE_SIGNER_CALLBACK") or None,
                    signer_anchor=Path(anchor) if anchor else None,
-                   timestamp_url=env.get("ESTAMPILLE_TSA_URL") or None)
+                   timestamp_url=env.get("ESTAMPILLE_TSA_URL") or None,
+                   llm_retry_delays=_delays(env.get("ESTAMPILLE_LLM_RETRY_DELAYS")))
+
+
+def _delays(value: str | None) -> tuple[float, ...]:
+    """"10,20,40" -> (10.0, 20.0, 40.0); "" or "0" turns the stage retries off."""
+    if value is None:
+        return Settings.llm_retry_delays
+    try:
+        delays = tuple(float(part) for part in value.replace(" ", "").split(",") if part)
+    except ValueError:
+        delays = (-1.0,)
+    if any(d < 0 for d in delays):
+        raise ConfigError(f"ESTAMPILLE_LLM_RETRY_DELAYS={value!r}: give seconds separated by commas, e.g. 10,20,40")
+    return tuple(d for d in delays if d > 0)

@@ -6,7 +6,6 @@ Prefect. Each stage loops over its items itself (one task per stage, not per ite
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import uuid
@@ -15,9 +14,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from .batch import Batch, content_key, finish, open_batch
+from .batch import Batch, finish, open_batch
 from .brand import posts_in_week
 from .errors import EstampilleError, LLMError, LookalikeError
+from .keys import content_key, derived_seed
 from .lookalike.evidence import side_by_side
 from .lookalike.fingerprint import fingerprints
 from .lookalike.brand_index import refresh_brand_index
@@ -25,13 +25,12 @@ from .lookalike.engine import calibrated, hash_queries, search_store, summary
 from .provenance.c2pa_manifest import ManifestSigner
 from .provenance.identity import from_settings as identity_from_settings
 from .provenance.sign import sign_render
-from .paths import inside
-from .records import Draft, ImagePrompt, LookalikeCheck, Match, Provenance, Render, Slot
-from .render.renderer import (Rendered, RenderJob, library_versions, load_model, model_folder, render,
-                              scheduler_record, weights_sha256)
+from .paths import file_sha256, inside
+from .records import Draft, ImagePrompt, Kind, LookalikeCheck, Match, Provenance, Render, Slot
+from .render.renderer import LoadedRenderer, Rendered, Renderer, RenderJob
 from .review.static_page import write_review_page
 from .settings import Settings
-from .text import drafting, image_prompts, quality, templates
+from .text import drafting, image_prompts, templates
 
 
 def plan_slots(batch: Batch) -> list[Slot]:
@@ -49,11 +48,9 @@ def draft_texts(batch: Batch, slots: list[Slot]) -> list[Draft]:
         template_version = templates.version(*drafting.TEMPLATES, language=slot.post.language, brand_dir=brand_dir)
         captions: list[str] = []
         for variant in range(batch.brand.text.variants):
-            key = content_key("draft", batch.bundle.version, slot.slot_id, variant, batch.chat.describe(),
-                              template_version, drafting.DRAFT_MAX_TOKENS, drafting.PLAIN_MAX_TOKENS,
-                              drafting.MAX_ATTEMPTS, quality.thresholds_version())
+            key = drafting.draft_key(batch.bundle.version, slot.slot_id, variant, batch.chat, template_version)
             draft = batch.record(
-                "draft", "draft.created", key, slot.slot_id,
+                "draft", Kind.DRAFT_CREATED, key, slot.slot_id,
                 lambda: drafting.write_draft(batch.chat, batch.brand, slot, variant, batch.guardrails, key,
                                              others=captions, brand_dir=brand_dir),
                 Draft, failures=(LLMError,))
@@ -77,7 +74,7 @@ def write_image_prompts(batch: Batch, slots: list[Slot], drafts: list[Draft]) ->
         key = content_key("prompt", draft.draft_id, batch.bundle.version, batch.guardrails.version,
                           batch.chat.describe(), template_version, image_prompts.PROMPT_MAX_TOKENS)
         prompt = batch.record(
-            "prompt", "prompt.created", key, draft.slot_id,
+            "prompt", Kind.PROMPT_CREATED, key, draft.slot_id,
             lambda: image_prompts.write_image_prompt(batch.chat, batch.brand, slot, draft, batch.guardrails, key,
                                                      brand_dir=batch.bundle.folder),
             ImagePrompt, failures=(LLMError,))
@@ -91,20 +88,18 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
     """`images_per_variant` renders per prompt; the model is loaded once, only if needed.
     An image that cannot be rendered (out of memory even alone) fails alone. `progress(done,
     total)` is called as images are recorded (the flow turns it into a Prefect artifact).
-    With `shard=(i, n)`, this process renders only its share of the jobs (on GPU i): n workers
-    split a batch between them, and the ledger keeps one chain for all."""
+    With `shard=(i, n)`, this process renders only its share of the jobs (every n-th, from the
+    i-th, on GPU i): n workers split a batch between them, and the ledger keeps one chain for all."""
     settings = batch.brand.render
-    digest_cache = batch.settings.home / "weights-sha256.json"
-    folder = model_folder(batch.model)
-    weights = weights_sha256(folder, digest_cache) if folder else batch.model.entry.revision or "unpinned"
+    weights = batch.renderer.weights_id()
     post_of = {f"{batch.week}/{p.id}": p for p in posts_in_week(batch.bundle, batch.week)}
     planned: list[tuple[ImagePrompt, RenderJob]] = []
     for prompt in prompts:
         post = post_of[prompt.slot_id]
         reference = batch.bundle.folder / post.reference_image if post.reference_image else None
-        reference_sha = hashlib.sha256(reference.read_bytes()).hexdigest() if reference else None
+        reference_sha = file_sha256(reference) if reference else None
         for n in range(settings.images_per_variant):
-            seed = int.from_bytes(hashlib.sha256(f"{prompt.prompt_id}#{n}".encode()).digest()[:4], "big")
+            seed = derived_seed(prompt.prompt_id, n)
             key = content_key("img", prompt.prompt_id, n, batch.model.id, weights, settings.steps,
                               settings.guidance, settings.width, settings.height, settings.scheduler,
                               reference_sha, post.strength if reference else None)
@@ -115,10 +110,10 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
     fresh: list[tuple[ImagePrompt, RenderJob]] = []
     lost: dict[int, list[tuple[ImagePrompt, RenderJob]]] = {}   # recorded batch size -> jobs to re-create
     index, shards = shard
-    for prompt, job in planned:
+    for position, (prompt, job) in enumerate(planned):
         event = batch.ledger.get(job.key)
         if event is None:
-            if int(job.key[-8:], 16) % shards == index:
+            if position % shards == index:      # every worker plans the same list: an even split
                 fresh.append((prompt, job))
         elif inside(batch.run_dir, event.payload["file"]).is_file():
             done[job.key] = Render.model_validate(event.payload)
@@ -129,35 +124,34 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
     if progress:
         progress(len(done), total)
     if fresh or lost:
-        loaded = load_model(batch.model, digest_cache, scheduler=settings.scheduler, cpu_offload=settings.cpu_offload,
-                            attention_slicing=settings.attention_slicing, gpu=index)
+        loaded = batch.renderer.load(gpu=index)
         worker = f"{socket.gethostname()}:{os.getpid()}" + (f" shard {index + 1}/{shards}" if shards > 1 else "")
-        versions, scheduler = library_versions(), scheduler_record(loaded.pipeline)
+        environment = loaded.environment()
         passes = [(fresh, settings.batch_size, False)] + [(jobs, size, True) for size, jobs in lost.items()]
         for todo, size, pad in passes:
             prompt_of = {job.key: prompt for prompt, job in todo}
-            for result in render(loaded, [job for _, job in todo], size, pad=pad):
+            for result in loaded.render([job for _, job in todo], size, pad=pad):
                 prompt = prompt_of[result.job.key]
                 if result.image is None:
                     batch.count("render").failed += 1
                     batch.failures.append(f"render {prompt.slot_id} {result.job.key}: {result.error}")
-                    batch.append("render.failed", f"{result.job.key}:failed:{uuid.uuid4().hex[:12]}",
+                    batch.append(Kind.RENDER_FAILED, f"{result.job.key}:failed:{uuid.uuid4().hex[:12]}",
                                  prompt.slot_id, {"image_id": result.job.key, "error": result.error})
                     continue
-                done[result.job.key] = _store_render(batch, prompt, result, loaded, versions, scheduler, worker)
+                done[result.job.key] = _store_render(batch, prompt, result, loaded, environment, worker)
                 if progress:
                     progress(len(done), total)
     return [done[job.key] for _, job in planned if job.key in done]
 
 
-def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, loaded, versions: dict,
-                  scheduler: dict, worker: str) -> Render:
+def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, loaded: LoadedRenderer, environment: dict,
+                  worker: str) -> Render:
     """Save the PNG and record it; a re-created image must match its record to the byte."""
     job = result.job
     file = Path("renders") / f"{job.key}.png"
     (batch.run_dir / "renders").mkdir(exist_ok=True)
     result.image.save(batch.run_dir / file, "PNG")
-    digest = hashlib.sha256((batch.run_dir / file).read_bytes()).hexdigest()
+    digest = file_sha256(batch.run_dir / file)
     event = batch.ledger.get(job.key)
     if event is not None:
         if event.payload["sha256"] != digest:
@@ -168,15 +162,16 @@ def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, loaded, v
     reference = None
     if job.reference is not None:
         reference = {"path": str(job.reference.resolve()),
-                     "sha256": hashlib.sha256(job.reference.read_bytes()).hexdigest(), "strength": job.strength}
+                     "sha256": file_sha256(job.reference), "strength": job.strength}
     record = Render(image_id=job.key, prompt_id=prompt.prompt_id, draft_id=prompt.draft_id,
                     slot_id=prompt.slot_id, file=str(file), sha256=digest, seed=job.seed, prompt=job.prompt,
                     negative_prompt=job.negative_prompt, steps=job.steps, guidance=job.guidance,
                     width=job.width, height=job.height, batch_size=result.batch_size,
                     mode="image-to-image" if reference else "text-to-image", reference=reference,
-                    model=loaded.describe(), scheduler=scheduler, versions=versions, device=loaded.device,
+                    model=loaded.describe(), scheduler=environment["scheduler"],
+                    versions=environment["versions"], device=loaded.device,
                     duration_s=round(result.seconds, 4), fingerprints=fingerprints(result.image), worker=worker)
-    batch.append("render.created", job.key, prompt.slot_id, record.model_dump(mode="json"))
+    batch.append(Kind.RENDER_CREATED, job.key, prompt.slot_id, record.model_dump(mode="json"))
     batch.count("render").new += 1
     return record
 
@@ -185,7 +180,7 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
     """Compare every render with the brand's reference index (competitors' images, refreshed
     incrementally, and the brand's renders of other weeks); write side-by-side evidence for matches."""
     own = [(e.week, e.payload["image_id"], batch.settings.out / batch.slug / e.week / e.payload["file"])
-           for e in batch.ledger.events(kind="render.created", brand=batch.slug) if e.week != batch.week]
+           for e in batch.ledger.events(kind=Kind.RENDER_CREATED, brand=batch.slug) if e.week != batch.week]
     store, skipped = refresh_brand_index(batch.settings.out / batch.slug / "lookalike-index",
                                          batch.bundle.competitor_folders(), own)
     for source, reason in skipped:
@@ -230,7 +225,7 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
             return LookalikeCheck(image_id=render_record.image_id, verdict="lookalike" if matches else "clear",
                                   matches=matches, thresholds=limits, index_size=store.count())
 
-        checks.append(batch.record("check", "lookalike.checked", keys[render_record.image_id], render_record.slot_id,
+        checks.append(batch.record("check", Kind.LOOKALIKE_CHECKED, keys[render_record.image_id], render_record.slot_id,
                                    check, LookalikeCheck, failures=(LookalikeError,)))
     store.close()
     flagged = [c for c in checks if c and c.verdict == "lookalike"]
@@ -260,7 +255,7 @@ def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
         signer = signer or ManifestSigner(identity)
         record = sign_render(render_record, batch.run_dir, batch.brand.name, batch.week, batch.brand.rights,
                              signer, identity)
-        batch.append("provenance.signed", key, render_record.slot_id, record.model_dump(mode="json"))
+        batch.append(Kind.PROVENANCE_SIGNED, key, render_record.slot_id, record.model_dump(mode="json"))
         batch.count("sign").new += 1
         results.append(record)
     if signer:
@@ -270,7 +265,7 @@ def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
 
 def _signed_file_intact(run_dir: Path, payload: dict) -> bool:
     path = inside(run_dir, payload["file"])
-    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == payload["sha256"]
+    return path.is_file() and file_sha256(path) == payload["sha256"]
 
 
 def write_review(batch: Batch, slots, drafts, prompts, renders, checks, provenance) -> Path:
@@ -278,23 +273,35 @@ def write_review(batch: Batch, slots, drafts, prompts, renders, checks, provenan
                              prompts, renders, checks, provenance, batch.notes)
 
 
-def render_shard(brand_dir: str | Path, week: str, settings: Settings, shard: int, shards: int) -> dict:
-    """One render worker's share of a batch whose drafts and prompts are recorded: it opens its
-    own ledger connection and loads the model once on its own GPU (number `shard`)."""
+def render_shard(brand_dir: str | Path, week: str, settings: Settings, prompt_ids: list[str], shard: int,
+                 shards: int) -> dict:
+    """One render worker's share of the prompts the main flow recorded (`prompt_ids`, in its
+    order): it opens its own ledger connection, loads the model once on its own GPU (number
+    `shard`) and renders nothing else; drafting and prompting stay with the main flow."""
     batch = open_batch(brand_dir, week, settings)
     try:
-        slots = plan_slots(batch)
-        prompts = write_image_prompts(batch, slots, draft_texts(batch, slots))
-        render_images(batch, prompts, shard=(shard, shards))
+        render_images(batch, recorded_prompts(batch, prompt_ids), shard=(shard, shards))
     finally:
         batch.ledger.close()
     return {"shard": shard, "worker": f"{socket.gethostname()}:{os.getpid()}", **vars(batch.count("render")),
             "failures": batch.failures}
 
 
-def run_batch(brand_dir: str | Path, week: str, settings: Settings) -> dict:
+def recorded_prompts(batch: Batch, prompt_ids: list[str]) -> list[ImagePrompt]:
+    """The image prompts recorded under these ids; an id the ledger lacks is an error that names it."""
+    prompts = []
+    for prompt_id in prompt_ids:
+        event = batch.ledger.get(prompt_id)
+        if event is None or event.kind != Kind.PROMPT_CREATED or event.week != batch.week:
+            raise EstampilleError(f"image prompt {prompt_id} is not recorded for {batch.slug} {batch.week} in "
+                                  f"{batch.ledger.safe_url}: a render worker renders only prompts the batch wrote")
+        prompts.append(ImagePrompt.model_validate(event.payload))
+    return prompts
+
+
+def run_batch(brand_dir: str | Path, week: str, settings: Settings, renderer: Renderer | None = None) -> dict:
     """The whole weekly batch without Prefect (same stages, same order as the flow)."""
-    batch = open_batch(brand_dir, week, settings)
+    batch = open_batch(brand_dir, week, settings, renderer=renderer)
     slots = plan_slots(batch)
     drafts = draft_texts(batch, slots)
     prompts = write_image_prompts(batch, slots, drafts)

@@ -81,6 +81,13 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+
+def safe_url(url: str) -> str:
+    """A database URL without its password, fit for messages and logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
 class Ledger:
     """The event store behind one SQLAlchemy URL (SQLite by default, Postgres by URL)."""
 
@@ -96,9 +103,7 @@ class Ledger:
 
     @property
     def safe_url(self) -> str:
-        """The URL without its password, fit for messages and logs."""
-        from sqlalchemy.engine import make_url
-        return make_url(self.url).render_as_string(hide_password=True)
+        return safe_url(self.url)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -107,6 +112,7 @@ class Ledger:
     def append(self, kind: str, key: str, payload: dict[str, Any], *, brand: str | None = None,
                week: str | None = None, subject: str | None = None) -> Event:
         """Append one event unless `key` is already recorded; return the stored event."""
+        kind = str(kind)          # a records.Kind is stored as its text, by every database driver
         body = canonical_json(payload)
         try:
             with _append_lock, self.engine.begin() as conn:
@@ -139,7 +145,7 @@ class Ledger:
         query = select(events_table).order_by(events_table.c.seq)
         for column, value in (("kind", kind), ("brand", brand), ("week", week)):
             if value is not None:
-                query = query.where(events_table.c[column] == value)
+                query = query.where(events_table.c[column] == str(value))
         with self.engine.connect() as conn:
             return [_to_event(row) for row in conn.execute(query)]
 

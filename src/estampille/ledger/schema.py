@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, Text, select
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, Text, select, text
 
 metadata = MetaData()
 
@@ -30,8 +30,29 @@ events_table = Table(
 )
 
 
+M001_EVENTS = (
+    """CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER NOT NULL PRIMARY KEY,
+        key VARCHAR(64) NOT NULL UNIQUE,
+        kind VARCHAR(64) NOT NULL,
+        brand VARCHAR(200),
+        week VARCHAR(10),
+        subject VARCHAR(200),
+        payload TEXT NOT NULL,
+        created_at VARCHAR(40) NOT NULL,
+        prev_hash VARCHAR(64) NOT NULL,
+        hash VARCHAR(64) NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS ix_events_kind ON events (kind)",
+    "CREATE INDEX IF NOT EXISTS ix_events_brand ON events (brand)",
+    "CREATE INDEX IF NOT EXISTS ix_events_subject ON events (subject)",
+)
+
+
 def _m001_events(conn: Connection) -> None:
-    events_table.create(conn, checkfirst=True)
+    """The events table as first shipped, as plain DDL (SQLite and PostgreSQL): a column added to
+    `events_table` later gets its own migration and never changes what this one creates."""
+    for statement in M001_EVENTS:
+        conn.execute(text(statement))
 
 
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [

@@ -166,10 +166,11 @@ def copies_of(original: Original, rng: np.random.Generator) -> Iterator[Copy]:
         yield make("border", f"border {pad:.0%} {colour}", ImageOps.expand(im, int(im.width * pad), fill=colour))
 
 
-def build(repo: Path, scenes: int = 160, distractor_scenes: int = 1500, seed: int = 0):
-    """(originals, copies, distractors): distractors are further scenes, unrelated to every original."""
+def build(repo: Path, scenes: int = 160, distractor_scenes: int = 1500, seed: int = 0, every: int = 1):
+    """(originals, copies, distractors): distractors are further scenes, unrelated to every original.
+    `every` keeps one original in so many (and makes copies of those only), for a quick check."""
     rng = np.random.default_rng(seed + 1)
-    found = originals(repo, scenes, seed)
+    found = originals(repo, scenes, seed)[::every]
     copies = [c for o in found for c in copies_of(o, rng)]
     distractor_rng = np.random.default_rng(seed + 2)
     distractors = [Original(f"distractor-{i:05d}", f"distractor-{i:05d}", scene(distractor_rng))

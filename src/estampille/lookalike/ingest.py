@@ -78,11 +78,11 @@ def ingest(store: ReferenceStore, inputs: Iterable[str | Path], competitor: str,
             report.skipped.append((source, f"cannot read ({exc.strerror or exc})"))
             store.skip(source, report.skipped[-1][1])
             continue
-        if row and row[1] == stat.st_size and row[2] == stat.st_mtime_ns and row[4] == pipeline:
+        if row and row.size == stat.st_size and row.mtime_ns == stat.st_mtime_ns and row.pipeline == pipeline:
             report.unchanged += 1
             continue
-        if source in bad and bad[source][:2] == (stat.st_size, stat.st_mtime_ns):
-            report.skipped.append((source, bad[source][2]))        # still the same bad file: not read again
+        if source in bad and (bad[source].size, bad[source].mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            report.skipped.append((source, bad[source].reason))    # still the same bad file: not read again
             continue
         todo.append(str(path))
     done = 0

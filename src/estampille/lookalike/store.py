@@ -22,6 +22,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -81,6 +82,20 @@ class Entry:
     rights: str | None = None
 
 
+class KnownFile(NamedTuple):
+    id: int
+    size: int | None
+    mtime_ns: int | None
+    sha256: str
+    pipeline: str
+
+
+class SkippedFile(NamedTuple):
+    size: int | None
+    mtime_ns: int | None
+    reason: str
+
+
 class ReferenceStore:
     """One index folder: add shards, mark rows removed, load shards memory-mapped."""
 
@@ -97,10 +112,10 @@ class ReferenceStore:
         self.db.close()
 
     # ---------------------------------------------------------------- catalog
-    def known(self) -> dict[str, tuple[int, int | None, int | None, str, str]]:
-        """source -> (id, size, mtime_ns, sha256, pipeline) of its live row."""
+    def known(self) -> dict[str, "KnownFile"]:
+        """source -> its live row, to tell an unchanged file from a new or changed one."""
         rows = self.db.execute("SELECT source, id, size, mtime_ns, sha256, pipeline FROM images WHERE removed = 0")
-        return {r[0]: r[1:] for r in rows}
+        return {r[0]: KnownFile(*r[1:]) for r in rows}
 
     def skip(self, source: str, reason: str, size: int | None = None, mtime_ns: int | None = None) -> None:
         self.db.execute("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?, ?)", (source, reason, _now(), size, mtime_ns))
@@ -108,9 +123,9 @@ class ReferenceStore:
     def skipped(self) -> list[tuple[str, str]]:
         return list(self.db.execute("SELECT source, reason FROM skipped ORDER BY source"))
 
-    def skipped_known(self) -> dict[str, tuple[int | None, int | None, str]]:
-        """source -> (size, mtime_ns, reason): a bad file is not read again until it changes."""
-        return {r[0]: r[1:] for r in self.db.execute("SELECT source, size, mtime_ns, reason FROM skipped")}
+    def skipped_known(self) -> dict[str, "SkippedFile"]:
+        """source -> why it was skipped: a bad file is not read again until it changes."""
+        return {r[0]: SkippedFile(*r[1:]) for r in self.db.execute("SELECT source, size, mtime_ns, reason FROM skipped")}
 
     def _live_ids(self, sources: list[str]) -> list[int]:
         """Ids of the live rows for these sources (what a new shard replaces)."""

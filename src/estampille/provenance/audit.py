@@ -23,19 +23,26 @@ from PIL import Image, UnidentifiedImageError
 from ..images import IMAGE_SUFFIXES, MAX_PIXELS, UnreadableImage, open_image
 from ..ledger import Ledger
 from ..lookalike.fingerprint import HASH_KINDS, fingerprints, hex_to_int
+from ..records import Kind
 from .credentials import Credentials, read_credentials, short_source_type
 from .sign import document_id
 from .trust import TrustConfig
 from .xmp import DMI, read_xmp
 
-TRACE_BY_CONTENT = ("provenance.signed", "export.created", "edit.imported", "render.created")
+TRACE_BY_CONTENT = (Kind.PROVENANCE_SIGNED, Kind.EXPORT_CREATED, Kind.EDIT_IMPORTED, Kind.RENDER_CREATED)
 # A stripped copy is traced to the closest render when both hashes stay this close (bits of 64).
 MAX_DISTANCE = {"phash": 12, "dhash": 16}
-MIME_OF_FORMAT = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "TIFF": "image/tiff",
-                  "GIF": "image/gif", "BMP": "image/bmp"}
 DMI_PROHIBITED = DMI["prohibited"].rsplit("/", 1)[-1]
 DMI_ALLOWED = DMI["allowed"].rsplit("/", 1)[-1]
 
+
+
+def mime_of(image_format: str | None) -> str:
+    """Pillow's MIME type for a format it decoded; a camera's MPO (a JPEG holding a second
+    picture, as phones write) is read as the JPEG it is."""
+    if image_format == "MPO":
+        return "image/jpeg"
+    return Image.MIME.get(image_format or "", "application/octet-stream")
 
 @dataclass
 class AuditReport:
@@ -82,9 +89,9 @@ class LedgerIndex:
             payload = event.payload
             if event.kind in TRACE_BY_CONTENT and "sha256" in payload:
                 self.by_sha.setdefault(payload["sha256"], event)
-            if event.kind == "render.created":
+            if event.kind == Kind.RENDER_CREATED:
                 self.renders[payload["image_id"]] = event
-            elif event.kind in ("review.approved", "review.rejected"):
+            elif event.kind in (Kind.REVIEW_APPROVED, Kind.REVIEW_REJECTED):
                 self.decisions[payload.get("item_id")] = event          # the latest wins
             elif "image_id" in payload:
                 self.by_kind.setdefault(event.kind, {}).setdefault(payload["image_id"], []).append(event)
@@ -186,7 +193,7 @@ class Auditor:
         except Exception:
             report.error = "not a readable image (unknown format)"
             return report
-        credentials = read_credentials(data, MIME_OF_FORMAT.get(image_format, "application/octet-stream"),
+        credentials = read_credentials(data, mime_of(image_format),
                                        self.trust, self.fetch_remote)
         report.credentials = credentials.as_dict()
         report.c2pa_state, report.c2pa_failures = credentials.state, credentials.failures
@@ -251,8 +258,8 @@ class Auditor:
         index = self.index
         render = index.renders[image_id].payload
         model = render.get("model") or {}
-        signed = [e.payload for e in index.events_of("provenance.signed", image_id)]
-        check = next(reversed(index.events_of("lookalike.checked", image_id)), None)
+        signed = [e.payload for e in index.events_of(Kind.PROVENANCE_SIGNED, image_id)]
+        check = next(reversed(index.events_of(Kind.LOOKALIKE_CHECKED, image_id)), None)
         matches = check.payload.get("matches", []) if check else []
         ingredients = []
         if render.get("reference"):
@@ -264,7 +271,7 @@ class Auditor:
                                 "matches": [{"source": m["source"], "reference": Path(m["reference"]).name,
                                              "distances": m["distances"]} for m in via_reference]})
         decision = index.decisions.get(image_id)
-        known = {e.payload["sha256"] for kind in ("provenance.signed", "export.created", "edit.imported")
+        known = {e.payload["sha256"] for kind in (Kind.PROVENANCE_SIGNED, Kind.EXPORT_CREATED, Kind.EDIT_IMPORTED)
                  for e in index.events_of(kind, image_id)}
         return {
             "image_id": image_id, "brand": index.renders[image_id].brand, "week": index.renders[image_id].week,
@@ -283,9 +290,9 @@ class Auditor:
                         "lookalike_override": decision.payload.get("lookalike_override")} if decision else
                        {"decision": "pending"}),
             "exports": [{"file": e.payload["file"], "reviewer": e.payload.get("reviewer"), "ledger_row": e.seq}
-                        for e in index.events_of("export.created", image_id)],
+                        for e in index.events_of(Kind.EXPORT_CREATED, image_id)],
             "edits": [{"editor": e.payload.get("editor"), "source_name": e.payload.get("source_name"),
-                       "ledger_row": e.seq} for e in index.events_of("edit.imported", image_id)],
+                       "ledger_row": e.seq} for e in index.events_of(Kind.EDIT_IMPORTED, image_id)],
             "changed_since_signing": digest not in known and digest != render.get("sha256"),
         }
 

@@ -9,31 +9,27 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from .. import __version__
 from ..errors import EstampilleError
-from ..ledger import Ledger, latest_payloads
+from ..ledger import Ledger
 from ..images import open_checked
 from ..paths import inside
-from .c2pa_manifest import ManifestSigner, read_manifest
+from ..records import Kind
+from ..review.week import WeekState
+from .c2pa_manifest import ManifestSigner, edit_manifest, read_manifest
 from .identity import SignerIdentity
 from .xmp import COMPOSITE_TRAINED, XmpFields, png_with_xmp, xmp_packet
 
 
-CURRENT_FILE_KINDS = ("provenance.signed", "edit.imported")
-
-
-def current_versions(ledger: Ledger, brand: str, week: str) -> dict[str, dict]:
-    """image id -> the record of its current file: the latest imported edit, else its signature."""
-    return latest_payloads(ledger.events(brand=brand, week=week), CURRENT_FILE_KINDS, "image_id")
-
-
 def import_edit(ledger: Ledger, run_root: Path, image_id: str, edited: Path, editor: str,
                 identity: SignerIdentity) -> dict:
+    """Record a retouch made outside Estampille as the image's current file: signed with the
+    current file as its parent ingredient, labelled compositeWithTrainedAlgorithmicMedia, so
+    review and publishing use it and the audit traces it back to the render."""
     render_event = ledger.get(image_id)
-    if render_event is None or render_event.kind != "render.created":
+    if render_event is None or render_event.kind != Kind.RENDER_CREATED:
         raise EstampilleError(f"no render {image_id} in the ledger at {ledger.safe_url}")
     run_dir = run_root / render_event.brand / render_event.week
-    parent = current_versions(ledger, render_event.brand, render_event.week).get(image_id)
+    parent = WeekState.load(ledger, render_event.brand, render_event.week).current.get(image_id)
     if parent is None:
         raise EstampilleError(f"render {image_id} was never signed: run the batch to the end first")
     try:
@@ -45,15 +41,8 @@ def import_edit(ledger: Ledger, run_root: Path, image_id: str, edited: Path, edi
     sidecar = json.loads(inside(run_dir, f"images/{image_id}.json").read_text())
     fields = replace(XmpFields(**sidecar["xmp"]), digital_source_type=COMPOSITE_TRAINED)
     unsigned = png_with_xmp(image, xmp_packet(fields))
-    manifest = {
-        "claim_generator_info": [{"name": "estampille", "version": __version__}],
-        "title": f"{image_id}-edit.png",
-        "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": [
-            {"action": "c2pa.opened", "parameters": {"ingredientIds": ["render"]}},
-            {"action": "c2pa.edited", "digitalSourceType": COMPOSITE_TRAINED,
-             "description": f"Retouched outside Estampille by {editor} ({edited.name})"},
-        ]}}],
-    }
+    manifest = edit_manifest(f"{image_id}-edit.png", COMPOSITE_TRAINED,
+                             f"Retouched outside Estampille by {editor} ({edited.name})")
     signer = ManifestSigner(identity)
     try:
         signed = signer.sign(unsigned, "image/png", manifest,
@@ -68,6 +57,6 @@ def import_edit(ledger: Ledger, run_root: Path, image_id: str, edited: Path, edi
     payload = {"image_id": image_id, "file": str(file), "sha256": digest, "editor": editor,
                "source_name": edited.name, "digital_source_type": COMPOSITE_TRAINED, "c2pa_state": report.state,
                "parent_sha256": parent["sha256"], "signer": identity.subject}
-    ledger.append("edit.imported", f"edit-{image_id}-{digest[:16]}", payload, brand=render_event.brand,
+    ledger.append(Kind.EDIT_IMPORTED, f"edit-{image_id}-{digest[:16]}", payload, brand=render_event.brand,
                   week=render_event.week, subject=render_event.subject)
     return payload

@@ -62,6 +62,15 @@ def generation_record(render: Render, disclosure: str) -> tuple[dict, str | None
     return generation, salt
 
 
+def software_agent(render: Render) -> dict[str, str]:
+    """The C2PA softwareAgent: the diffusers pipeline, or whatever renderer the batch was given."""
+    pipeline = render.model["pipeline_class"]
+    if "diffusers" in render.versions:
+        return {"name": f"diffusers {pipeline}", "version": render.versions["diffusers"]}
+    name, version = next(iter(render.versions.items()), (pipeline, "unknown"))
+    return {"name": f"{name} {pipeline}", "version": version}
+
+
 def sign_render(render: Render, run_dir: Path, brand_name: str, week: str, rights, signer: ManifestSigner,
                 identity: SignerIdentity) -> Provenance:
     """Write images/<id>.png (labelled and signed) and images/<id>.json; return the record."""
@@ -76,8 +85,7 @@ def sign_render(render: Render, run_dir: Path, brand_name: str, week: str, right
         ingredients.append(({"title": reference.name, "relationship": "inputTo"}, mime, reference.read_bytes()))
     file = Path("images") / f"{render.image_id}.png"
     manifest = generation_manifest(file.name, xmp.digital_source_type,
-                                   {"name": f"diffusers {render.model['pipeline_class']}",
-                                    "version": render.versions["diffusers"]},
+                                   software_agent(render),
                                    generation, rights.data_mining, instance_id)
     signed = signer.sign(unsigned, "image/png", manifest, ingredients)
     report = read_manifest(signed, "image/png", identity.trust_anchor_pem)

@@ -14,9 +14,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ..errors import ModelNotFoundError
+from ..errors import ConfigError, ModelNotFoundError, SetupError
 from .registry import ResolvedModel
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".gguf")
@@ -66,6 +66,12 @@ class LoadedModel:
             self._img2img.set_progress_bar_config(disable=True)
         return self._img2img
 
+    def render(self, jobs: list[RenderJob], batch_size: int, *, pad: bool = False) -> Iterator[Rendered]:
+        return render(self, jobs, batch_size, pad=pad)
+
+    def environment(self) -> dict[str, Any]:
+        return {"scheduler": scheduler_record(self.pipeline), "versions": library_versions()}
+
     def describe(self) -> dict[str, Any]:
         entry = self.resolved.entry
         return {"id": self.resolved.id, "name": entry.name or self.resolved.id, "revision": self.revision, "weights_sha256": self.weights_sha256,
@@ -74,12 +80,60 @@ class LoadedModel:
                 "test_model": entry.test_model}
 
 
+class LoadedRenderer(Protocol):
+    """An image model in memory, ready to render jobs (LoadedModel for diffusers)."""
+
+    device: str
+
+    def render(self, jobs: list[RenderJob], batch_size: int, *, pad: bool = False) -> Iterator[Rendered]: ...
+
+    def environment(self) -> dict[str, Any]:
+        """What else decides the pixels: {"scheduler": {class, config}, "versions": {library: version}}."""
+
+    def describe(self) -> dict[str, Any]:
+        """The model's record: id, name, revision, weights_sha256, pipeline_class, licence fields."""
+
+
+class Renderer(Protocol):
+    """What the render stage needs from an image model, as ChatModel is for text: diffusers in
+    production (DiffusersRenderer); a benchmark or a test hands its own to `open_batch`."""
+
+    def weights_id(self) -> str:
+        """Names the weights (SHA-256 of their files, or the pinned revision): part of every image key."""
+
+    def load(self, gpu: int = 0) -> LoadedRenderer:
+        """Load once, on GPU number `gpu` when there are GPUs; called only when something must render."""
+
+
+@dataclass(frozen=True)
+class DiffusersRenderer:
+    """The brand's configured diffusers model with its render options (scheduler, memory)."""
+
+    model: ResolvedModel
+    digest_cache: Path | None = None
+    scheduler: str | None = None
+    cpu_offload: bool = False
+    attention_slicing: bool = False
+
+    def weights_id(self) -> str:
+        folder = model_folder(self.model)
+        return weights_sha256(folder, self.digest_cache) if folder else self.model.entry.revision or "unpinned"
+
+    def load(self, gpu: int = 0) -> LoadedModel:
+        return load_model(self.model, self.digest_cache, scheduler=self.scheduler, cpu_offload=self.cpu_offload,
+                          attention_slicing=self.attention_slicing, gpu=gpu)
+
+
 def pick_device(gpu: int = 0) -> tuple[str, Any]:
-    """CUDA (GPU number `gpu`, modulo the GPUs present), then Apple MPS, then CPU."""
+    """CUDA (GPU number `gpu`), then Apple MPS, then CPU (where any number of workers share it)."""
     import torch
 
     if torch.cuda.is_available():
-        return f"cuda:{gpu % torch.cuda.device_count()}", torch.float16
+        count = torch.cuda.device_count()
+        if not 0 <= gpu < count:
+            raise SetupError(f"render worker {gpu + 1} needs GPU number {gpu}, but this machine has {count} "
+                             f"GPU(s): start at most {count} render worker(s) per machine")
+        return f"cuda:{gpu}", torch.float16
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "mps", torch.float16
     return "cpu", torch.float32
@@ -134,7 +188,11 @@ def load_model(resolved: ResolvedModel, digest_cache: Path | None = None, *, sch
 
     diffusers_logging.disable_progress_bar()
     device, dtype = pick_device(gpu)
-    pipeline_class = getattr(diffusers, resolved.entry.pipeline, diffusers.DiffusionPipeline)
+    pipeline_class = getattr(diffusers, resolved.entry.pipeline, None)
+    if not isinstance(pipeline_class, type) or not hasattr(pipeline_class, "from_pretrained"):
+        raise ConfigError(f"model '{resolved.id}': pipeline {resolved.entry.pipeline!r} is not a diffusers "
+                          f"pipeline class (diffusers {diffusers.__version__}); use e.g. StableDiffusionPipeline, "
+                          "StableDiffusionXLPipeline, AutoPipelineForText2Image or DiffusionPipeline")
     kwargs: dict[str, Any] = {"dtype": dtype}
     if resolved.entry.revision:
         kwargs["revision"] = resolved.entry.revision

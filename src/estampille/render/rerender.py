@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import EstampilleError
+from ..paths import file_sha256
 from ..settings import Settings
 from .registry import resolve_model
 from .renderer import RenderJob, load_model, render
@@ -41,7 +42,7 @@ def rerender(record: dict, settings: Settings, original: Path | None = None) -> 
     reference = None
     if record.get("reference"):
         reference = Path(record["reference"]["path"])
-        if not reference.is_file() or hashlib.sha256(reference.read_bytes()).hexdigest() != record["reference"]["sha256"]:
+        if not reference.is_file() or file_sha256(reference) != record["reference"]["sha256"]:
             raise EstampilleError(f"the reference image {reference} is missing or not the recorded one")
     job = RenderJob(key=record["image_id"], prompt=record["prompt"], negative_prompt=record["negative_prompt"],
                     seed=record["seed"], steps=record["steps"], guidance=record["guidance"], width=record["width"],

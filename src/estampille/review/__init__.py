@@ -1,1 +1,1 @@
-"""Review: the static review page (and, later, the review web app and export)."""
+"""Review: item state of a week (week.py), human decisions, the static page, and publishing."""

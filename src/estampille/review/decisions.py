@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import EstampilleError, ExitStatus
-from ..ledger import Event, Ledger, latest_payloads
-
-DECISION_KINDS = ("review.approved", "review.rejected")
+from ..ledger import Event, Ledger
+from ..records import Kind
+from .week import WeekState
 Decision = Literal["approved", "rejected"]
 
 
@@ -44,20 +44,10 @@ class Item:
 
 def find_item(ledger: Ledger, item_id: str) -> Item:
     event = ledger.get(item_id)
-    if event is None or event.kind not in ("draft.created", "render.created"):
+    if event is None or event.kind not in (Kind.DRAFT_CREATED, Kind.RENDER_CREATED):
         raise ReviewError(f"no draft or image '{item_id}' in the ledger at {ledger.safe_url}")
-    return Item(item_id, "draft" if event.kind == "draft.created" else "image", event.brand, event.week,
+    return Item(item_id, "draft" if event.kind == Kind.DRAFT_CREATED else "image", event.brand, event.week,
                 event.subject, event)
-
-
-def lookalike_verdict(ledger: Ledger, item: Item) -> str | None:
-    events = ledger.events(kind="lookalike.checked", brand=item.brand, week=item.week)
-    return latest_payloads(events, ("lookalike.checked",), "image_id").get(item.item_id, {}).get("verdict")
-
-
-def decisions_on(ledger: Ledger, item: Item) -> list[Event]:
-    return [e for e in ledger.events(brand=item.brand, week=item.week)
-            if e.kind in DECISION_KINDS and e.payload.get("item_id") == item.item_id]
 
 
 SAME_DECISION = ("decision", "reviewer", "comment", "lookalike_override", "edit")
@@ -77,7 +67,8 @@ def decide(ledger: Ledger, item_id: str, decision: Decision, reviewer: str, comm
     item = find_item(ledger, item_id)
     payload = {"item_id": item_id, "item_kind": item.kind, "decision": decision, "reviewer": reviewer,
                "comment": comment, "decided_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    if item.kind == "image" and decision == "approved" and lookalike_verdict(ledger, item) == "lookalike":
+    week = WeekState.load(ledger, item.brand, item.week)
+    if item.kind == "image" and decision == "approved" and week.verdict(item_id) == "lookalike":
         if not override_lookalike:
             raise ReviewError(f"image {item_id} looks like a reference image (see its evidence): approving it "
                               "needs --override-lookalike REASON")
@@ -86,13 +77,13 @@ def decide(ledger: Ledger, item_id: str, decision: Decision, reviewer: str, comm
         if item.kind != "draft":
             raise ReviewError("only a draft's text can be edited")
         payload["edit"] = {"before": item.event.payload["text"], "after": edited_text}
-    earlier = decisions_on(ledger, item)
+    earlier = week.decision_events.get(item_id, [])
     if version is not None and version != len(earlier):
         if version == len(earlier) - 1 and _same(earlier[-1].payload, payload):
             return earlier[-1]                    # a double submit: recorded once
         raise StaleDecision(item_id, version, len(earlier), earlier[-1].payload if earlier else None)
     number = len(earlier) + 1
-    event = ledger.append(f"review.{decision}", f"review-{item_id}-{number}", payload, brand=item.brand,
+    event = ledger.append(Kind(f"review.{decision}"), f"review-{item_id}-{number}", payload, brand=item.brand,
                           week=item.week, subject=item.slot_id)
     if not event.created and not _same(event.payload, payload):
         raise StaleDecision(item_id, number - 1, number, event.payload)

@@ -17,16 +17,15 @@ from pathlib import Path
 
 from PIL import Image
 
-from .. import __version__
 from ..brand import BrandBundle, posts_in_week
-from ..ledger import Ledger, latest_payloads
-from ..paths import OutsideFolder, inside
-from ..provenance.c2pa_manifest import ManifestSigner, read_manifest
+from ..ledger import Ledger
+from ..paths import OutsideFolder, file_sha256, inside
+from ..provenance.c2pa_manifest import ManifestSigner, approval_manifest, read_manifest
 from ..provenance.identity import SignerIdentity
 from ..provenance.sign import document_id
 from ..provenance.xmp import XmpFields, png_with_xmp, read_xmp, xmp_packet
-from ..provenance.edits import CURRENT_FILE_KINDS
-from .decisions import DECISION_KINDS
+from ..records import Kind
+from .week import WeekState
 
 HOOTSUITE_DATE = "%d/%m/%Y"   # choose "DD/MM/YYYY" in Hootsuite's bulk composer
 
@@ -38,33 +37,13 @@ class ExportReport:
     refused: list[dict] = field(default_factory=list)
 
 
-def approval_manifest(title: str, decision: dict, instance_id: str | None = None) -> dict:
-    """The second manifest: the generated image as parent, the review as an action."""
-    return {
-        "claim_generator_info": [{"name": "estampille", "version": __version__}],
-        "title": title,
-        **({"instance_id": instance_id} if instance_id else {}),
-        "assertions": [
-            {"label": "c2pa.actions.v2", "data": {"actions": [
-                {"action": "c2pa.opened", "parameters": {"ingredientIds": ["generated"]}},
-                {"action": "org.estampille.approved", "when": decision["decided_at"],
-                 "parameters": {"reviewer": decision["reviewer"], "comment": decision.get("comment", ""),
-                                "lookalike_override": decision.get("lookalike_override")}},
-            ]}},
-            {"label": "org.estampille.review", "data": {
-                "decision": decision["decision"], "reviewer": decision["reviewer"],
-                "decided_at": decision["decided_at"], "comment": decision.get("comment", "")}},
-        ],
-    }
-
-
 def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, identity: SignerIdentity) -> ExportReport:
-    events = ledger.events(brand=bundle.slug, week=week)      # read once; everything below derives from it
-    decisions = latest_payloads(events, DECISION_KINDS, "item_id")
-    drafts = [e.payload for e in events if e.kind == "draft.created"]
-    renders = [e.payload for e in events if e.kind == "render.created"]
-    signed = latest_payloads(events, CURRENT_FILE_KINDS, "image_id")   # an imported retouch replaces the render
-    checks = latest_payloads(events, ("lookalike.checked",), "image_id")
+    """Export the week's approved, verified items to <run>/export/<platform>/; refuse the rest, each
+    with its reason (in the report and export.json). Exporting again redoes nothing."""
+    state = WeekState.load(ledger, bundle.slug, week)      # read once; everything below derives from it
+    decisions = {item_id: state.decision(item_id) for item_id in state.decision_events}
+    drafts, renders = list(state.drafts.values()), list(state.renders.values())
+    signed, checks = state.current, state.checks
     report = ExportReport(run_dir / "export")
     signer: ManifestSigner | None = None
     rows: dict[str, list[list[str]]] = {}
@@ -76,7 +55,7 @@ def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, ident
             report.refused.append({"item": slot_id, "reason": "no approved text variant"})
             continue
         draft = max(approved_drafts, key=lambda d: decisions[d["draft_id"]]["decided_at"])
-        text = decisions[draft["draft_id"]].get("edit", {}).get("after", draft["text"])
+        text = state.text_of(draft["draft_id"])
         platform_dir = report.folder / post.platform
         images = []
         for render_record in (r for r in renders if r["slot_id"] == slot_id):
@@ -129,7 +108,7 @@ def _refusal(image_id: str, decision: dict | None, signed: dict | None, check: d
     if not path.is_file():
         return f"signed file {signed['file']} is missing"
     data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != signed["sha256"]:
+    if hashlib.sha256(data).hexdigest() != signed["sha256"]:   # the bytes are needed below too
         return "signed file changed since it was signed"
     manifest = read_manifest(data, "image/png", identity.trust_anchor_pem)
     if manifest.state not in ("Trusted", "Valid") or manifest.failures:
@@ -160,7 +139,7 @@ def _export_image(ledger: Ledger, brand: str, week: str, slot_id: str, signed: d
     XMP; once per decision."""
     key = f"export-{signed['image_id']}-{hashlib.sha256(json.dumps(decision, sort_keys=True).encode()).hexdigest()[:16]}"
     done = ledger.get(key)
-    if done and target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == done.payload["sha256"]:
+    if done and target.is_file() and file_sha256(target) == done.payload["sha256"]:
         return done.payload
     source = inside(run_dir, signed["file"]).read_bytes()
     labelled, instance_id = _published_copy(run_dir, signed, source, alt_text)
@@ -174,5 +153,5 @@ def _export_image(ledger: Ledger, brand: str, week: str, slot_id: str, signed: d
                "decided_at": decision["decided_at"]}
     # A re-export after a lost file gets its own row (the bytes differ: signatures are not repeatable).
     key = key if done is None else f"{key}-{payload['sha256'][:12]}"
-    ledger.append("export.created", key, payload, brand=brand, week=week, subject=slot_id)
+    ledger.append(Kind.EXPORT_CREATED, key, payload, brand=brand, week=week, subject=slot_id)
     return payload

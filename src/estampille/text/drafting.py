@@ -12,7 +12,6 @@ fails the gate, is flagged for the reviewer.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..brand import Brand, Post
 from ..errors import LLMError
+from ..keys import content_key, derived_seed
 from ..records import Draft, Slot
 from . import quality, templates, variety
 from .facts import unsupported_facts
@@ -92,8 +92,14 @@ def plain_messages(brand: Brand, post: Post, brand_dir: Path | None = None) -> l
     return messages + [user(post.brief)]
 
 
+def draft_key(brand_version: str, slot_id: str, variant: int, model: ChatModel, template_version: str) -> str:
+    """Everything that decides a draft: brand files, slot, variant, model, templates, limits, gate."""
+    return content_key("draft", brand_version, slot_id, variant, model.describe(), template_version,
+                       DRAFT_MAX_TOKENS, PLAIN_MAX_TOKENS, MAX_ATTEMPTS, quality.thresholds_version())
+
+
 def variant_seed(slot_id: str, variant: int, attempt: int = 0) -> int:
-    return int.from_bytes(hashlib.sha256(f"{slot_id}#{variant}#{attempt}".encode()).digest()[:4], "big")
+    return derived_seed(slot_id, variant, attempt)
 
 
 def has_words(text: str, at_least: int = 3) -> bool:
@@ -284,7 +290,7 @@ def write_draft(model: ChatModel, brand: Brand, slot: Slot, variant: int, guardr
                                         seed=variant_seed(slot.slot_id, variant, attempt),
                                         json_schema=DRAFT_SCHEMA if model.structured else None)
         except LLMError as exc:
-            raise LLMError(str(exc), calls + [{**model.describe(), "attempt": attempt + 1, "error": str(exc)}]) from None
+            raise type(exc)(str(exc), calls + [{**model.describe(), "attempt": attempt + 1, "error": str(exc)}]) from None
         call = {**completion.record, "attempt": attempt + 1, "raw_answer": completion.text}
         repeated = any(c["raw_answer"] == completion.text for c in calls)
         calls.append(call)

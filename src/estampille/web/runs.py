@@ -14,10 +14,9 @@ from typing import Any
 
 from ..brand import BrandBundle, load_brand, posts_in_week
 from ..errors import EstampilleError
-from ..ledger import Ledger, latest_payloads
-from ..provenance.edits import CURRENT_FILE_KINDS
-from ..review.decisions import DECISION_KINDS
+from ..ledger import Ledger
 from ..review.static_page import marked_segments
+from ..review.week import WeekState, state_of, text_after
 
 
 @dataclass
@@ -32,33 +31,21 @@ class RunSummary:
 
 def list_runs(ledger: Ledger) -> list[RunSummary]:
     """Every (brand, week) that was started, newest week first, with counts by state."""
-    events = ledger.events()
-    runs: dict[tuple[str, str], RunSummary] = {}
-    decisions = latest_payloads(events, DECISION_KINDS, "item_id")
-    checks = latest_payloads(events, ("lookalike.checked",), "image_id")
-    for event in events:
-        key = (event.brand, event.week)
-        if event.kind == "run.started":
-            runs[key] = RunSummary(event.brand, event.payload.get("brand", event.brand), event.week,
-                                   len(event.payload.get("posts", [])))
-        run = runs.get(key)
-        if run is None:
+    runs = []
+    for week in WeekState.all_weeks(ledger):
+        if week.started is None:
             continue
-        if event.kind == "run.completed":
-            run.completed = True
-        elif event.kind in ("draft.created", "render.created"):
-            item_id = event.payload["draft_id" if event.kind == "draft.created" else "image_id"]
-            run.counts["drafts" if event.kind == "draft.created" else "images"] += 1
-            run.counts[state_of(decisions.get(item_id))] += 1
-            if checks.get(item_id, {}).get("verdict") == "lookalike":
-                run.counts["lookalikes"] += 1
-        elif event.kind == "export.created":
-            run.counts["exported"] += 1
-    return sorted(runs.values(), key=lambda r: (r.week, r.brand), reverse=True)
-
-
-def state_of(decision: dict[str, Any] | None) -> str:
-    return decision["decision"] if decision else "pending"
+        run = RunSummary(week.brand, week.started.get("brand", week.brand), week.week, len(week.post_ids()),
+                         completed=week.completed)
+        for kind, items in (("drafts", week.drafts), ("images", week.renders)):
+            for item_id in items:
+                run.counts[kind] += 1
+                run.counts[week.state_of(item_id)] += 1
+                if week.verdict(item_id) == "lookalike":
+                    run.counts["lookalikes"] += 1
+        run.counts["exported"] = sum(len(e) for e in week.exports.values())
+        runs.append(run)
+    return sorted(runs, key=lambda r: (r.week, r.brand), reverse=True)
 
 
 @dataclass
@@ -110,8 +97,7 @@ class DraftItem:
 
     @property
     def text(self) -> str:
-        """The text that would be published: a reviewer's edit wins over the draft."""
-        return (self.decision or {}).get("edit", {}).get("after", self.draft["text"])
+        return text_after(self.draft, self.decision)
 
     @property
     def segments(self) -> list[tuple[str, str | None]]:
@@ -160,44 +146,28 @@ def find_bundle(brands_dir: Path | None, slug: str) -> BrandBundle | None:
 
 
 def load_run(ledger: Ledger, brand: str, week: str, brands_dir: Path | None = None) -> RunView:
-    events = ledger.events(brand=brand, week=week)
-    started = [e for e in events if e.kind == "run.started"]
-    if not started:
+    state = WeekState.load(ledger, brand, week)
+    if state.started is None:
         raise RunNotFound(f"no run of brand '{brand}' for week {week} in the ledger")
-    decisions = latest_payloads(events, DECISION_KINDS, "item_id")
-    versions = Counter(e.payload["item_id"] for e in events if e.kind in DECISION_KINDS)
-    checks = latest_payloads(events, ("lookalike.checked",), "image_id")
-    current = latest_payloads(events, CURRENT_FILE_KINDS, "image_id")
-    prompts = {e.payload["draft_id"]: e.payload for e in events if e.kind == "prompt.created"}
-    exports: dict[str, list[dict]] = {}
-    for e in events:
-        if e.kind == "export.created":
-            exports.setdefault(e.payload["image_id"], []).append(e.payload)
-    images = {e.payload["image_id"]: ImageItem(e.payload, decisions.get(e.payload["image_id"]),
-                                               checks.get(e.payload["image_id"]), current.get(e.payload["image_id"]),
-                                               exports.get(e.payload["image_id"], []), versions[e.payload["image_id"]])
-              for e in events if e.kind == "render.created"}
+    images = {image_id: ImageItem(render, state.decision(image_id), state.checks.get(image_id),
+                                  state.current.get(image_id), state.exports.get(image_id, []),
+                                  state.version(image_id))
+              for image_id, render in state.renders.items()}
     by_draft: dict[str, list[ImageItem]] = {}
     for item in images.values():
         by_draft.setdefault(item.render["draft_id"], []).append(item)
     bundle = find_bundle(brands_dir, brand)
     posts = {f"{week}/{p.id}": p for p in posts_in_week(bundle, week)} if bundle else {}
-    slot_ids = [f"{week}/{post_id}" for post_id in started[-1].payload.get("posts", [])]
     drafts: dict[str, list[DraftItem]] = {}
-    failures: dict[str, list[dict]] = {}
-    for e in events:
-        if e.kind == "draft.created":
-            draft_id = e.payload["draft_id"]
-            drafts.setdefault(e.subject, []).append(DraftItem(
-                e.payload, decisions.get(draft_id), prompts.get(draft_id),
-                sorted(by_draft.get(draft_id, []), key=lambda i: i.render["seed"]), versions[draft_id]))
-        elif e.kind == "draft.failed":
-            failures.setdefault(e.subject, []).append(e.payload)
+    for draft_id, draft in state.drafts.items():
+        drafts.setdefault(draft["slot_id"], []).append(DraftItem(
+            draft, state.decision(draft_id), state.prompts.get(draft_id),
+            sorted(by_draft.get(draft_id, []), key=lambda i: i.render["seed"]), state.version(draft_id)))
+    slot_ids = [f"{week}/{post_id}" for post_id in state.post_ids()]
     slots = [SlotView(slot_id, posts.get(slot_id), sorted(drafts.get(slot_id, []), key=lambda d: d.draft["variant"]),
-                      failures.get(slot_id, [])) for slot_id in slot_ids]
+                      state.draft_failures.get(slot_id, [])) for slot_id in slot_ids]
     counts = Counter(item.state for item in images.values())
     counts["drafts"] = sum(len(s.drafts) for s in slots)
     counts["images"] = len(images)
     counts["lookalikes"] = sum(1 for i in images.values() if i.lookalike)
-    history = [dict(p, seq=e.seq) for e in reversed(events) if e.kind in DECISION_KINDS for p in (e.payload,)]
-    return RunView(brand, started[-1].payload.get("brand", brand), week, slots, images, history, counts, bundle)
+    return RunView(brand, state.started.get("brand", brand), week, slots, images, state.history(), counts, bundle)

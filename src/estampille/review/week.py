@@ -1,0 +1,112 @@
+"""One brand's week as its ledger tells it, read once: the one model of item state that the
+review pages, the decisions and publishing share (so "the reviewer's edit wins" and "the latest
+decision is the state" are written here and nowhere else).
+
+Payloads stay the dicts the ledger holds rather than `records` models: a week recorded by an
+older version lacks fields added since, and the pages and the audit must still read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..ledger import Event, Ledger
+from ..records import Kind
+
+DECISION_KINDS = (Kind.REVIEW_APPROVED, Kind.REVIEW_REJECTED)
+CURRENT_FILE_KINDS = (Kind.PROVENANCE_SIGNED, Kind.EDIT_IMPORTED)   # an imported retouch replaces the signed render
+
+
+@dataclass
+class WeekState:
+    brand: str
+    week: str
+    events: list[Event] = field(default_factory=list)
+    started: dict[str, Any] | None = None              # the latest run.started payload
+    completed: bool = False
+    drafts: dict[str, dict] = field(default_factory=dict)        # draft id -> payload, in ledger order
+    prompts: dict[str, dict] = field(default_factory=dict)       # draft id -> its image prompt
+    renders: dict[str, dict] = field(default_factory=dict)       # image id -> payload, in ledger order
+    checks: dict[str, dict] = field(default_factory=dict)        # image id -> latest lookalike check
+    current: dict[str, dict] = field(default_factory=dict)       # image id -> signed file or imported retouch
+    decision_events: dict[str, list[Event]] = field(default_factory=dict)   # item id -> its decisions, oldest first
+    exports: dict[str, list[dict]] = field(default_factory=dict)  # image id -> its exports
+    draft_failures: dict[str, list[dict]] = field(default_factory=dict)     # slot id -> draft.failed payloads
+
+    @classmethod
+    def from_events(cls, events: list[Event], brand: str | None = None, week: str | None = None) -> "WeekState":
+        """Fold one week's events (chain order) into its state; later events win."""
+        state = cls(brand or (events[0].brand if events else ""), week or (events[0].week if events else ""),
+                    events=events)
+        for event in events:
+            payload = event.payload
+            if event.kind == Kind.RUN_STARTED:
+                state.started = payload
+            elif event.kind == Kind.RUN_COMPLETED:
+                state.completed = True
+            elif event.kind == Kind.DRAFT_CREATED:
+                state.drafts[payload["draft_id"]] = payload
+            elif event.kind == Kind.DRAFT_FAILED:
+                state.draft_failures.setdefault(event.subject, []).append(payload)
+            elif event.kind == Kind.PROMPT_CREATED:
+                state.prompts[payload["draft_id"]] = payload
+            elif event.kind == Kind.RENDER_CREATED:
+                state.renders[payload["image_id"]] = payload
+            elif event.kind == Kind.LOOKALIKE_CHECKED:
+                state.checks[payload["image_id"]] = payload
+            elif event.kind in CURRENT_FILE_KINDS:
+                state.current[payload["image_id"]] = payload
+            elif event.kind in DECISION_KINDS:
+                state.decision_events.setdefault(payload["item_id"], []).append(event)
+            elif event.kind == Kind.EXPORT_CREATED:
+                state.exports.setdefault(payload["image_id"], []).append(payload)
+        return state
+
+    @classmethod
+    def load(cls, ledger: Ledger, brand: str, week: str) -> "WeekState":
+        return cls.from_events(ledger.events(brand=brand, week=week), brand, week)
+
+    @classmethod
+    def all_weeks(cls, ledger: Ledger) -> list["WeekState"]:
+        """Every (brand, week) the ledger has events for, from one read of it."""
+        grouped: dict[tuple[str, str], list[Event]] = {}
+        for event in ledger.events():
+            if event.brand and event.week:
+                grouped.setdefault((event.brand, event.week), []).append(event)
+        return [cls.from_events(events, brand, week) for (brand, week), events in grouped.items()]
+
+    # ------------------------------------------------------------------ one item's state
+    def decision(self, item_id: str) -> dict | None:
+        """The latest decision on a draft or an image: its state."""
+        decided = self.decision_events.get(item_id)
+        return decided[-1].payload if decided else None
+
+    def state_of(self, item_id: str) -> str:
+        return state_of(self.decision(item_id))
+
+    def version(self, item_id: str) -> int:
+        """Decisions recorded on the item: a form made before the latest is stale."""
+        return len(self.decision_events.get(item_id, []))
+
+    def verdict(self, image_id: str) -> str | None:
+        return (self.checks.get(image_id) or {}).get("verdict")
+
+    def text_of(self, draft_id: str) -> str:
+        return text_after(self.drafts[draft_id], self.decision(draft_id))
+
+    def history(self) -> list[dict]:
+        """Every decision, newest first, with its ledger row number."""
+        return [dict(e.payload, seq=e.seq) for e in reversed(self.events) if e.kind in DECISION_KINDS]
+
+    def post_ids(self) -> list[str]:
+        return list((self.started or {}).get("posts", []))
+
+
+def state_of(decision: dict | None) -> str:
+    return decision["decision"] if decision else "pending"
+
+
+def text_after(draft: dict, decision: dict | None) -> str:
+    """The text that would be published: a reviewer's edit wins over the draft."""
+    return (decision or {}).get("edit", {}).get("after", draft["text"])
