@@ -93,7 +93,7 @@ def text_stage(stage_task, settings: Settings, batch, *args):
     done, and the next run drafts the rest."""
     delays = list(settings.llm_retry_delays)
     try:
-        return stage_task.with_options(retries=len(delays), retry_delay_seconds=delays)(batch, *args)
+        return stage_task.with_options(retries=len(delays), retry_delay_seconds=delays or 0)(batch, *args)
     except LLMUnavailableError as exc:
         get_run_logger().warning(f"{stage_task.name}: {exc}, after {len(delays)} retries; recording the "
                                  "items still to do as failed (the next run does them)")

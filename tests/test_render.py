@@ -192,3 +192,31 @@ def test_cli_builds_tiny_model_that_from_pretrained_loads(tmp_path, capsys):
 
     pipeline = StableDiffusionPipeline.from_pretrained(folder)
     assert pipeline.tokenizer("croissant").input_ids[0] == pipeline.tokenizer.bos_token_id
+
+
+def test_a_render_worker_without_its_gpu_is_an_error_that_names_it(monkeypatch):
+    """Hardware boundary stand-in (these machines have no GPU): torch reports two CUDA devices."""
+    import torch
+
+    from estampille.errors import SetupError
+    from estampille.render.renderer import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert pick_device(1)[0] == "cuda:1"
+    with pytest.raises(SetupError, match="needs GPU number 2, but this machine has 2"):
+        pick_device(2)                                   # was silently GPU 0, shared with worker 1
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")     # a Dask worker pinned to its GPU
+    assert pick_device(2)[0] == "cuda:0"
+
+
+def test_an_unknown_pipeline_class_is_an_error_that_names_it(tiny_model_dir, tmp_path):
+    from estampille.errors import ConfigError
+    from estampille.render.registry import ModelEntry, ResolvedModel
+
+    entry = ModelEntry(name="typo", licence="Apache-2.0", commercial_use="yes", licence_source="test",
+                       pipeline="StableDifusionPipeline")
+    with pytest.raises(ConfigError, match="'StableDifusionPipeline' is not a diffusers pipeline class"):
+        load_model(ResolvedModel(id="typo", load_from=str(tiny_model_dir), entry=entry))

@@ -182,12 +182,6 @@ class Ledger:
         return VerifyReport(True, rows)
 
 
-def latest_payloads(events: list[Event], kinds: tuple[str, ...], field: str) -> dict[Any, dict[str, Any]]:
-    """payload[field] -> the payload of the latest event of `kinds` for it (events in chain order):
-    an item's current decision, current file, latest check."""
-    return {event.payload[field]: event.payload for event in events if event.kind in kinds}
-
-
 def _to_event(row: Any) -> Event:
     return Event(seq=row.seq, key=row.key, kind=row.kind, brand=row.brand, week=row.week,
                  subject=row.subject, payload=json.loads(row.payload), created_at=row.created_at,

@@ -125,14 +125,20 @@ class DiffusersRenderer:
 
 
 def pick_device(gpu: int = 0) -> tuple[str, Any]:
-    """CUDA (GPU number `gpu`), then Apple MPS, then CPU (where any number of workers share it)."""
+    """CUDA (GPU number `gpu`), then Apple MPS, then CPU (where any number of workers share it).
+    A worker pinned to one GPU by CUDA_VISIBLE_DEVICES (a Dask worker per GPU) uses that one."""
+    import os
+
     import torch
 
     if torch.cuda.is_available():
         count = torch.cuda.device_count()
+        if count == 1 and os.environ.get("CUDA_VISIBLE_DEVICES"):
+            return "cuda:0", torch.float16
         if not 0 <= gpu < count:
             raise SetupError(f"render worker {gpu + 1} needs GPU number {gpu}, but this machine has {count} "
-                             f"GPU(s): start at most {count} render worker(s) per machine")
+                             f"GPU(s): start at most {count} render worker(s) per machine, or pin each worker "
+                             "to its GPU with CUDA_VISIBLE_DEVICES")
         return f"cuda:{gpu}", torch.float16
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "mps", torch.float16
