@@ -19,14 +19,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 from estampille.ledger import Ledger
 from estampille.settings import Settings
 from estampille.stages import run_batch
 from estampille.text.llm import embedded_model_path
 
-from .conftest import DEMO_WEEK
+from .conftest import DEMO_WEEK, keep_posts
 from .web_harness import free_port
 
 POSTS = {"sourdough-linkedin", "croissant-mercredi"}   # one English, one French, one variant each: CPU time
@@ -80,9 +79,7 @@ def transformers_server(tmp_path_factory):
 
 @pytest.mark.slow
 def test_the_batch_completes_against_transformers_serve(transformers_server, isolated, brand_copy, monkeypatch):
-    calendar = yaml.safe_load((brand_copy / "calendar.yaml").read_text())
-    calendar = {"posts": [p for p in calendar["posts"] if p["id"] in POSTS]}
-    (brand_copy / "calendar.yaml").write_text(yaml.safe_dump(calendar, allow_unicode=True))
+    keep_posts(brand_copy, sorted(POSTS))
     brand_file = brand_copy / "brand.yaml"
     brand_file.write_text(brand_file.read_text().replace("  variants: 2", "  variants: 1"))
     monkeypatch.setenv("OPENAI_BASE_URL", transformers_server["base_url"])

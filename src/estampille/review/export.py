@@ -41,7 +41,6 @@ def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, ident
     """Export the week's approved, verified items to <run>/export/<platform>/; refuse the rest, each
     with its reason (in the report and export.json). Exporting again redoes nothing."""
     state = WeekState.load(ledger, bundle.slug, week)      # read once; everything below derives from it
-    decisions = {item_id: state.decision(item_id) for item_id in state.decision_events}
     drafts, renders = list(state.drafts.values()), list(state.renders.values())
     signed, checks = state.current, state.checks
     report = ExportReport(run_dir / "export")
@@ -50,24 +49,24 @@ def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, ident
     for post in posts_in_week(bundle, week):
         slot_id = f"{week}/{post.id}"
         approved_drafts = [d for d in drafts if d["slot_id"] == slot_id
-                           and decisions.get(d["draft_id"], {}).get("decision") == "approved"]
+                           and state.state_of(d["draft_id"]) == "approved"]
         if not approved_drafts:
             report.refused.append({"item": slot_id, "reason": "no approved text variant"})
             continue
-        draft = max(approved_drafts, key=lambda d: decisions[d["draft_id"]]["decided_at"])
+        draft = max(approved_drafts, key=lambda d: state.decision(d["draft_id"])["decided_at"])
         text = state.text_of(draft["draft_id"])
         platform_dir = report.folder / post.platform
         images = []
         for render_record in (r for r in renders if r["slot_id"] == slot_id):
             image_id = render_record["image_id"]
-            reason = _refusal(image_id, decisions.get(image_id), signed.get(image_id), checks.get(image_id),
+            reason = _refusal(image_id, state.decision(image_id), signed.get(image_id), checks.get(image_id),
                               run_dir, identity)
             if reason:
                 report.refused.append({"item": image_id, "slot": slot_id, "reason": reason})
                 continue
             signer = signer or ManifestSigner(identity)
             target = platform_dir / f"{post.id}-{len(images) + 1}.png"
-            images.append(_export_image(ledger, bundle.slug, week, slot_id, signed[image_id], decisions[image_id],
+            images.append(_export_image(ledger, bundle.slug, week, slot_id, signed[image_id], state.decision(image_id),
                                         run_dir, target, signer, draft["alt_text"]))
         if not images:
             report.refused.append({"item": slot_id, "reason": "no approved, verified image"})
