@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/calibrate_lookalike.py [--scenes 160] [--distractors 1500] [--seed 0]
 
-The set (src/estampille/lookalike/benchset.py) is generated from the images the project ships
+The set (src/estampille/testing/benchset.py) is generated from the images the project ships
 (demo competitors and references, scikit-image's sample photos) and procedural scenes, each
 copied 28 ways. One threshold per searched hash: the largest whose false-positive rate stays
 within its share of a 0.09% budget. `bench/lookalike_quality.py` then measures recall on a set
@@ -30,7 +30,8 @@ def main() -> None:
                         help="false-positive rate allowed per hash (default: 2e-4 pHash, 5e-4 window, 2e-4 PDQ); "
                              "a corpus of millions needs ~1e-7")
     args = parser.parse_args()
-    from estampille.lookalike import benchset, calibration, engine
+    from estampille.lookalike import engine
+    from estampille.testing import benchset, calibration
     from estampille.lookalike.hashing import pipeline_id
 
     started = time.perf_counter()

@@ -28,7 +28,7 @@ import numpy as np
 
 
 def synthetic_references(count: int, rng: np.random.Generator):
-    from estampille.lookalike import benchset
+    from estampille.testing import benchset
     from estampille.lookalike.features import Features, reference_features
     from estampille.lookalike.hashing import Hashes, WINDOWS
 
@@ -44,7 +44,7 @@ def synthetic_references(count: int, rng: np.random.Generator):
 
 
 def real_references(originals):
-    from estampille.lookalike import benchset
+    from estampille.testing import benchset
     from estampille.lookalike.features import reference_features
     from estampille.lookalike.hashing import hash_file
     from estampille.lookalike.store import Entry
@@ -82,7 +82,7 @@ def build_index(folder: Path, count: int, originals) -> float:
 
 def small_index(folder: Path, originals, distractors) -> None:
     """The real-photo bench's index: the originals and the unrelated cuts, exact (flat) feature index."""
-    from estampille.lookalike import benchset
+    from estampille.testing import benchset
     from estampille.lookalike.features import reference_features
     from estampille.lookalike.hashing import hash_file
     from estampille.lookalike.store import ReferenceStore
@@ -107,7 +107,7 @@ def ingest_rate(images: int) -> float:
     """Images per second on one core, all hashes and the feature tier, 1024x768 JPEGs."""
     from PIL import Image
 
-    from estampille.lookalike import benchset
+    from estampille.testing import benchset
     from estampille.lookalike.ingest import ingest
     from estampille.lookalike.store import ReferenceStore
 
@@ -136,7 +136,8 @@ def main() -> None:
     parser.add_argument("--query-keypoints", type=int)
     parser.add_argument("--threads", type=int)
     args = parser.parse_args()
-    from estampille.lookalike import benchset, feature_index, features
+    from estampille.lookalike import feature_index, features
+    from estampille.testing import benchset
     from estampille.lookalike.engine import hash_queries, search_store
     from estampille.lookalike.store import ReferenceStore
 

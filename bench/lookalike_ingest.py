@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 def make_files(folder: Path, count: int) -> list[Path]:
     from PIL import Image
 
-    from estampille.lookalike.benchset import shipped_photos
+    from estampille.testing.benchset import shipped_photos
 
     rng = np.random.default_rng(0)
     photos = [p for _, p in shipped_photos(REPO)]

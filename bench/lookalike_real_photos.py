@@ -38,7 +38,7 @@ def _pdq(image: Image.Image) -> np.ndarray:
 
 def run(seed: int, feature_thresholds=None) -> dict:
     """Index the set, search every copy; keep each hit's tier, inliers and coverage."""
-    from estampille.lookalike import benchset
+    from estampille.testing import benchset
     from estampille.lookalike.engine import hash_queries, search_store
     from estampille.lookalike.features import reference_features
     from estampille.lookalike.hashing import hash_file
@@ -114,7 +114,7 @@ def summarize(result: dict, min_inliers: int, min_coverage: float) -> dict:
 def calibrate(seed: int) -> dict:
     """The inlier and coverage floors with the best worst-family margin over the issue's targets
     whose false positives stay within FP_BUDGET (one loose search, floors applied after)."""
-    from estampille.lookalike import benchset
+    from estampille.testing import benchset
     from estampille.lookalike.features import FeatureThresholds
 
     loose = FeatureThresholds(min_inliers=8, min_coverage=0.0)
@@ -152,7 +152,7 @@ def main() -> None:
         print(f"calibrating the feature tier on seed {args.seed}:")
         print(json.dumps(calibrate(args.seed), indent=2))
         return
-    from estampille.lookalike import benchset
+    from estampille.testing import benchset
 
     result = run(args.seed)
     from estampille.lookalike.engine import feature_thresholds

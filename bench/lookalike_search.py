@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def real_hashes(queries: int):
-    from estampille.lookalike import benchset
+    from estampille.testing import benchset
     from estampille.lookalike.hashing import decode, hash_image, hash_query
 
     originals = benchset.originals(REPO, scenes=0, seed=3)[:300]

@@ -11,6 +11,7 @@ N single-image bare calls.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -41,8 +42,9 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     settings = Settings.from_env()
     batch = open_batch(REPO / "brand_assets/demo", "2026-W48", settings)
-    batch.bundle.brand.render.__dict__.update(batch_size=args.batch, width=args.size, height=args.size)
-    steps, guidance = batch.brand.render.steps, batch.brand.render.guidance
+    batch.bundle.brand.render.__dict__.update(batch_size=args.batch)
+    batch.plan = dataclasses.replace(batch.plan, width=args.size, height=args.size)
+    steps, guidance = batch.plan.steps, batch.plan.guidance
 
     slot_id = f"2026-W48/{batch.bundle.calendar.posts[0].id}"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from estampille.render.tiny import build_tiny_model
+from estampille.render.tiny import build_tiny_model, tiny_folder_name
 from estampille.settings import Settings
 
 from .fake_openai import FakeOpenAI
@@ -23,6 +23,19 @@ DEMO_WEEK = "2026-W48"
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_family_dir(tmp_path_factory):
+    """One tiny build per model family per session, made on first use: family -> folder."""
+    root = tmp_path_factory.mktemp("families")
+    built: dict[str, Path] = {}
+
+    def folder(family: str) -> Path:
+        if family not in built:
+            built[family] = build_tiny_model(root / tiny_folder_name(family), family=family)
+        return built[family]
+    return folder
 
 
 @pytest.fixture(autouse=True)

@@ -12,8 +12,24 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+# The endpoint's host:port is part of every draft key (a different server is a different model),
+# so the fake listens on the first free port of a fixed range: the same tests draw the same keys,
+# seeds and pixels from one run to the next. A random port only if the whole range is taken.
+STABLE_PORTS = range(47810, 47830)
+
+
+def _bind(port: int | None, handler) -> ThreadingHTTPServer:
+    for candidate in [port] if port is not None else [*STABLE_PORTS, 0]:
+        try:
+            return ThreadingHTTPServer(("127.0.0.1", candidate), handler)
+        except OSError:
+            if port is not None:
+                raise
+    raise OSError("no free port for the fake OpenAI server")
+
+
 class FakeOpenAI:
-    def __init__(self, port: int = 0):
+    def __init__(self, port: int | None = None):
         self.rules: list[tuple[str, str]] = []       # (substring of the user message, behaviour)
         self.requests: list[dict] = []
         self.headers: list[dict] = []
@@ -22,7 +38,7 @@ class FakeOpenAI:
         self.seen: dict[str, int] = {}                # requests per user message (for "*-once" behaviours)
         self.kill_after: int | None = None            # die (stop listening) after this many requests
         ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self._server = _bind(port, self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

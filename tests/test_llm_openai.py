@@ -51,13 +51,18 @@ def test_the_openai_sdk_variables_work_when_estampille_s_are_unset(fake_llm, mon
     from estampille.brand import LLMSettings
     from estampille.text.llm import EmbeddedModel, chat_model_for
 
+    from estampille.settings import Settings
+
     env = {"OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": "sk-openai-SECRET"}
-    chat = chat_model_for(LLMSettings(model="fake-chat"), None, None, env=env)
+    chat = chat_model_for(LLMSettings(model="fake-chat"), Settings.from_env(env=env), env)
     chat.complete(MESSAGES, max_tokens=20, seed=1)
     assert fake_llm.headers[-1]["authorization"] == "Bearer sk-openai-SECRET"
     assert chat.describe()["host"] == fake_llm.base_url.split("/")[2]
-    ours = chat_model_for(LLMSettings(model="fake-chat"), "http://127.0.0.1:9/v1", None, env=env)
+    ours = chat_model_for(LLMSettings(model="fake-chat"),
+                          Settings.from_env(env={**env, "ESTAMPILLE_LLM_BASE_URL": "http://127.0.0.1:9/v1"}), env)
     assert ours.describe()["host"] == "127.0.0.1:9"                      # ESTAMPILLE_LLM_BASE_URL wins
-    brand = chat_model_for(LLMSettings(model="m", base_url="http://127.0.0.1:8/v1"), None, None, env=env)
+    brand = chat_model_for(LLMSettings(model="m", base_url="http://127.0.0.1:8/v1"), Settings.from_env(env=env), env)
     assert brand.describe()["host"] == "127.0.0.1:8"                     # and so does the brand file
-    assert isinstance(chat_model_for(LLMSettings(), None, None, env={"OPENAI_API_KEY": "sk-x"}), EmbeddedModel)
+    assert isinstance(chat_model_for(LLMSettings(), Settings.from_env(env={"OPENAI_API_KEY": "sk-x"}), {}),
+                      EmbeddedModel)
+    assert "sk-openai-SECRET" not in repr(Settings.from_env(env=env))   # secrets never print

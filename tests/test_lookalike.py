@@ -15,7 +15,8 @@ import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
 from estampille.cli import main
-from estampille.lookalike import benchset, calibration, ingest as ingest_module
+from estampille.lookalike import ingest as ingest_module
+from estampille.testing import benchset, calibration
 from estampille.lookalike.engine import calibrated, hash_queries, search_store
 from estampille.lookalike.fingerprint import fingerprints
 from estampille.lookalike.hashing import colour_of, decode, dhash_of, phash_of, shrink

@@ -13,7 +13,7 @@ from PIL import Image, ImageOps
 
 from estampille.cli import main
 from estampille.ledger import Ledger
-from estampille.lookalike import benchset
+from estampille.testing import benchset
 from estampille.lookalike.engine import feature_thresholds, hash_queries, search_store
 from estampille.lookalike.ingest import ingest
 from estampille.lookalike.store import ReferenceStore

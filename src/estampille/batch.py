@@ -21,8 +21,10 @@ from .errors import LLMUnavailableError
 from .keys import content_key
 from .ledger import Ledger
 from .records import Kind, Record
-from .render.registry import TINY_ID, ResolvedModel, check_licence, load_registry, resolve_model
-from .render.renderer import DiffusersRenderer, Renderer
+from .render.families import RenderPlan, plan_render
+from .render.registry import ResolvedModel, check_licence, load_registry, resolve_model
+from .render.renderer import DiffusersRenderer, Renderer, SpeedOptions
+from .render.tiny import tiny_folder_name
 from .settings import Settings
 from .text.guardrails import Guardrails, guardrails_for
 from .text.llm import ChatModel, EmbeddedModel, chat_model_for, embedded_model_path
@@ -52,6 +54,7 @@ class Batch:
     run_key: str
     chat: ChatModel           # cheap to create; the embedded model loads on its first call
     renderer: Renderer | None = None   # the image model behind the render stage (diffusers by default)
+    plan: RenderPlan | None = None     # steps, guidance, size and family arguments the renders use
     # Errors that stop a stage instead of costing one item: the Prefect flow sets
     # (LLMUnavailableError,) so that an endpoint that is down for everyone is retried as a stage.
     stop_on: tuple[type[Exception], ...] = ()
@@ -122,7 +125,9 @@ class BatchInputs:
     week: str
     posts: list
     chat: ChatModel
-    model: ResolvedModel | None     # None only for the tiny test model not built yet
+    model: ResolvedModel
+    plan: RenderPlan                 # the render settings the model really takes (families.py)
+    build_tiny: str | None = None    # family of a tiny test model open_batch must build first
 
 
 def check_inputs(brand_dir: str | Path, week: str | None, settings: Settings,
@@ -134,16 +139,22 @@ def check_inputs(brand_dir: str | Path, week: str | None, settings: Settings,
     week = week or week_at(when or dt.datetime.now(dt.timezone.utc), bundle.brand.timezone)
     parse_week(week)
     posts = posts_in_week(bundle, week)
-    chat = chat_model_for(bundle.brand.text.llm, settings.llm_base_url, settings.llm_model)
+    chat = chat_model_for(bundle.brand.text.llm, settings)
     if isinstance(chat, EmbeddedModel):
         embedded_model_path()                             # installed, or the fix is named
     render_settings = bundle.brand.render
     registry = load_registry(settings.home)
-    if render_settings.model == TINY_ID and not (settings.models_dir / "tiny-sd").is_dir():
-        return BatchInputs(bundle, week, posts, chat, None)   # open_batch builds it; its licence is ours
-    model = resolve_model(render_settings.model, settings.models_dir, settings.home)
+    entry, build = registry.get(render_settings.model), None
+    if entry and entry.source == "tiny" and not (settings.models_dir / tiny_folder_name(entry.family)).is_dir():
+        build = entry.family      # open_batch builds it; its licence is ours
+        model = ResolvedModel(id=render_settings.model, entry=entry,
+                              load_from=str(settings.models_dir / tiny_folder_name(entry.family)))
+    else:
+        model = resolve_model(render_settings.model, settings.models_dir, settings.home)
     check_licence(model, bundle.brand.licence_policy, render_settings.accepted_licences, registry)
-    return BatchInputs(bundle, week, posts, chat, model)
+    plan = plan_render(model, render_settings, bundle.brand.visual.negative_prompt,
+                       [(p.id, p.strength) for p in posts if p.reference_image])
+    return BatchInputs(bundle, week, posts, chat, model, plan, build)
 
 
 def open_batch(brand_dir: str | Path, week: str, settings: Settings, renderer: Renderer | None = None,
@@ -152,28 +163,27 @@ def open_batch(brand_dir: str | Path, week: str, settings: Settings, renderer: R
     `renderer` defaults to the brand's diffusers model; `stop_on`: see `Batch.stop_on`."""
     inputs = check_inputs(brand_dir, week, settings)
     bundle, posts, render_settings = inputs.bundle, inputs.posts, inputs.bundle.brand.render
-    model = inputs.model
-    if model is None:
+    model, plan = inputs.model, inputs.plan
+    if inputs.build_tiny:
         from .render.tiny import build_tiny_model
 
-        build_tiny_model(settings.models_dir / "tiny-sd")
-        model = resolve_model(render_settings.model, settings.models_dir, settings.home)
-        check_licence(model, bundle.brand.licence_policy, render_settings.accepted_licences,
-                      load_registry(settings.home))
+        build_tiny_model(Path(model.load_from), family=inputs.build_tiny)
     run_dir = settings.out / bundle.slug / week
     run_dir.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(settings.ledger_url)
     chat = inputs.chat
     batch = Batch(bundle=bundle, week=week, settings=settings, ledger=ledger, run_dir=run_dir, model=model,
-                  guardrails=guardrails_for(bundle.brand), run_key="", chat=chat, stop_on=stop_on,
+                  guardrails=guardrails_for(bundle.brand), run_key="", chat=chat, stop_on=stop_on, plan=plan,
                   renderer=renderer or DiffusersRenderer(model, settings.home / "weights-sha256.json",
                                                          render_settings.scheduler, render_settings.cpu_offload,
-                                                         render_settings.attention_slicing))
+                                                         render_settings.attention_slicing,
+                                                         SpeedOptions.from_settings(render_settings)))
     config = {"brand_version": bundle.version, "llm": chat.describe(), "model": model.id,
-              "render": render_settings.model_dump(), "estampille": __version__}
+              "render": render_settings.model_dump(), "render_plan": plan.record(), "estampille": __version__}
     batch.run_key = content_key("run", bundle.slug, week, config)
     batch.append(Kind.RUN_STARTED, batch.run_key, None,
                  {"brand": bundle.brand.name, "week": week, "posts": [p.id for p in posts], **config})
+    batch.notes.extend(f"Render setting not applied: {warning}" for warning in plan.warnings)
     if model.entry.test_model:
         batch.notes.append(f"Images were made by a tiny TEST model ({model.id}) with random weights: "
                            "they are noise, for checking the pipeline only. Set render.model in "

@@ -130,17 +130,29 @@ class TextSettings(Strict):
 
 
 class RenderSettings(Strict):
+    """Unset steps, guidance and size come from the model (registry defaults, then its family's:
+    render/families.py), e.g. FLUX.1-schnell 4 steps at guidance 0, SDXL 30 steps at 1024 px."""
+
     model: str = "builtin:tiny-sd"
-    steps: int = Field(default=4, ge=1, le=200)
-    guidance: float = Field(default=5.0, ge=0)
-    width: int = Field(default=256, ge=64, le=4096)
-    height: int = Field(default=256, ge=64, le=4096)
+    steps: int | None = Field(default=None, ge=1, le=200)
+    guidance: float | None = Field(default=None, ge=0)
+    width: int | None = Field(default=None, ge=64, le=4096)
+    height: int | None = Field(default=None, ge=64, le=4096)
+    true_cfg_scale: float | None = Field(default=None, ge=1)   # FLUX: > 1 applies the negative prompt
+    max_sequence_length: int | None = Field(default=None, ge=16, le=512)   # T5 families: prompt tokens
     images_per_variant: int = Field(default=1, ge=1, le=8)
     batch_size: int = Field(default=8, ge=1, le=64)
     accepted_licences: list[str] = []   # conditional licences legal has accepted (registry ids)
     scheduler: str | None = None        # any diffusers scheduler class, e.g. EulerDiscreteScheduler
     cpu_offload: bool = False           # GPUs with little memory: keep idle sub-models in RAM
     attention_slicing: bool = False     # GPUs with little memory: attention in slices
+    # Speed options, off by default; each one in use is recorded with every image it made.
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"   # auto: the family's on GPU, fp32 on CPU
+    compile: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] | None = None
+    channels_last: bool = False         # UNet families: NHWC convolutions
+    vae_slicing: bool = False           # decode a batch one image at a time (less memory)
+    vae_tiling: bool = False            # decode large images in tiles (less memory; seams possible)
+    fuse_qkv: bool = False              # fused attention projections in the denoiser
 
     @field_validator("scheduler")
     @classmethod
@@ -156,8 +168,8 @@ class RenderSettings(Strict):
 
     @field_validator("width", "height")
     @classmethod
-    def multiple_of_8(cls, value: int) -> int:
-        if value % 8:
+    def multiple_of_8(cls, value: int | None) -> int | None:
+        if value is not None and value % 8:
             raise ValueError(f"must be a multiple of 8, got {value}")
         return value
 
@@ -386,7 +398,7 @@ def _check_post(post: PostFields, source: YamlSource, section: str, i: int, bran
     if post.reference_image and not (source.path.parent / post.reference_image).is_file():
         raise source.error((section, i, "reference_image"),
                            f"file {source.path.parent / post.reference_image} does not exist")
-    if post.reference_image and int(post.strength * brand.render.steps) < 1:
+    if post.reference_image and brand.render.steps and int(post.strength * brand.render.steps) < 1:
         raise source.error((section, i, "strength"),
                            f"strength {post.strength} × {brand.render.steps} steps leaves no denoising step: "
                            "raise strength or render.steps")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from .errors import EstampilleError, ExitStatus
+from .errors import ConfigError, EstampilleError, ExitStatus, SetupError
 from .settings import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -46,6 +46,24 @@ def _prefect_defaults(settings: Settings) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
+def _flows(settings: Settings, module: str):
+    """A module of the project's Prefect flows, loaded from its folder as Prefect deployments load
+    them (by path, `prefect.yaml`), not from the installed package: the library never imports
+    Prefect, and the wheel installs no top-level `flows` package. The folder is the checkout's
+    `flows/`, or ESTAMPILLE_FLOWS_DIR. Its parent goes on sys.path, which worker processes inherit."""
+    import importlib
+    import sys
+
+    folder = (settings.flows_dir or Path(__file__).resolve().parents[2] / "flows").absolute()
+    if not (folder / f"{module}.py").is_file():
+        raise SetupError(f"the Prefect flows are not at {folder} (they live in the project's flows/ folder, "
+                         "not in the installed package): run from a checkout, set ESTAMPILLE_FLOWS_DIR to that "
+                         "folder, or use --engine plain")
+    if str(folder.parent) not in sys.path:
+        sys.path.insert(0, str(folder.parent))
+    return importlib.import_module(f"{folder.name}.{module}")
+
+
 @app.command()
 def run(brand: Path = typer.Option(..., "--brand", help="Brand folder with brand.yaml and calendar.yaml."),
         week: str = typer.Option(None, "--week", help="ISO week, e.g. 2026-W48 (default: this week)."),
@@ -65,8 +83,7 @@ def run(brand: Path = typer.Option(..., "--brand", help="Brand folder with brand
     week = check_inputs(brand, week, settings).week   # bad input stops here, in one line, before Prefect
     if engine == "prefect":
         _prefect_defaults(settings)
-        from flows.weekly_batch import weekly_batch_for
-
+        weekly_batch_for = _flows(settings, "weekly_batch").weekly_batch_for
         summary = weekly_batch_for(render_workers, dask)(str(brand), week, str(settings.out),
                                                          render_workers=render_workers)
     elif engine == "plain":
@@ -91,8 +108,7 @@ def schedule(brand: Path = typer.Option(..., "--brand", help="Brand folder with 
     from .brand import load_brand
 
     bundle = load_brand(brand)      # a bad brand stops here, before Prefect
-    from flows.weekly_batch import serve_weekly
-
+    serve_weekly = _flows(Settings.from_env(), "weekly_batch").serve_weekly
     serve_weekly(bundle, cron, timezone or bundle.brand.timezone, name or f"weekly-{bundle.slug}")
 
 
@@ -191,7 +207,8 @@ def audit(paths: list[Path] = typer.Argument(..., help="Image files or folders."
     Read-only; works without a ledger. Exit 1 if a file cannot be read or traced."""
     import json
 
-    from .provenance.audit import Auditor, expand
+    from .images import image_files
+    from .provenance.audit import Auditor
     from .provenance.audit_report import print_report, write_report
     from .provenance.trust import audit_trust
 
@@ -201,7 +218,7 @@ def audit(paths: list[Path] = typer.Argument(..., help="Image files or folders."
     trust = audit_trust(settings, trust_anchors, allowed_certs)
     url, ledger_db = _existing_ledger(ledger, settings)
     missing = None if ledger_db else f"no ledger at {url}: nothing could be traced (pass --ledger URL to trace files)"
-    files = expand(paths)
+    files = image_files(paths)
     try:
         auditor = Auditor(ledger_db, trust, fetch_remote, settings.out)
         reports = _with_progress(files, auditor.audit)
@@ -329,10 +346,10 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to bind 
     from .web.security import NetworkPolicy, ReviewerPolicy, is_loopback
 
     settings = Settings.from_env()
-    names = tuple(reviewers or [n.strip() for n in os.environ.get("ESTAMPILLE_REVIEWERS", "").split(",") if n.strip()])
-    token = os.environ.get("ESTAMPILLE_REVIEW_TOKEN") or None
+    names = tuple(reviewers or settings.reviewers)
+    token = settings.review_token.get_secret_value() if settings.review_token else None
     network = NetworkPolicy.parse(host, trusted_proxies or [], allowed_hosts or [], proxy_header,
-                                  os.environ.get("ESTAMPILLE_PROXY_SECRET") or None)
+                                  settings.proxy_secret.get_secret_value() if settings.proxy_secret else None)
     if names and not token and not proxy_header:
         token = secrets.token_urlsafe(18)
         typer.echo(f"Team token for this session (set ESTAMPILLE_REVIEW_TOKEN to choose one): {token}")
@@ -414,31 +431,33 @@ def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to chec
     """Matches above threshold per file. Exit 0: no lookalike, 1: at least one, 2: error."""
     import json
 
-    from .lookalike.engine import calibrated, hash_queries, search_store, summary
+    from .lookalike.engine import calibrated, find_lookalikes, summary
     from .lookalike.store import ReferenceStore
 
     folder = _index_folder(index, brand)
     if not (folder / "catalog.sqlite").is_file():
         raise typer.BadParameter(f"no index at {folder}: build one with `estampille lookalike index`")
     store = ReferenceStore(folder)
-    queries, errors = hash_queries(files)
-    readable = [n for n, q in enumerate(queries) if q is not None]
+    search = None
     if dask:
         from dask.distributed import Client
 
         from .lookalike.distributed import search_on_dask
 
-        with Client(dask) as client:
-            hits = search_on_dask(client, folder, [queries[n] for n in readable], rotations=rotations).hits
-    else:
-        hits = search_store(store, [queries[n] for n in readable], rotations=rotations)
-    described = store.describe({h.reference_id for h in hits})
-    store.close()
+        client = Client(dask)
+
+        def search(queries):
+            return search_on_dask(client, folder, queries, rotations=rotations).hits
+    try:
+        found, errors = find_lookalikes(store, files, rotations=rotations, search=search)
+    finally:
+        store.close()
+        if dask:
+            client.close()
     results = [{"file": str(f), "matches": [], "error": e} for f, e in zip(files, errors)]
-    for hit in hits:
-        reference = described[hit.reference_id]
-        region = summary(hit.region)
-        results[readable[hit.query]]["matches"].append({
+    for match in found:
+        hit, reference, region = match.hit, match.reference, summary(match.hit.region)
+        results[match.source]["matches"].append({
             "competitor": reference["competitor"], "source": reference["source"], "distances": hit.distances,
             "verdict": "lookalike", "captured": reference["captured"], "rights": reference["rights"],
             "tier": hit.tier, "reasons": list(hit.reasons), "region": region,
@@ -466,14 +485,20 @@ def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to chec
 
 
 @models_app.command("build-tiny")
-def build_tiny(out: Path = typer.Option(None, "--out", help="Folder (default: $ESTAMPILLE_HOME/models/tiny-sd)."),
+def build_tiny(out: Path = typer.Option(None, "--out", help="Folder (default: $ESTAMPILLE_HOME/models/tiny-<family>)."),
+               family: str = typer.Option("sd15", "--family", help="sd15, sdxl, sd3, flux or pixart."),
                force: bool = typer.Option(False, "--force", help="Rebuild even if it exists.")) -> None:
-    """Build the tiny random-weight test pipeline and save it with save_pretrained."""
-    from .render.tiny import build_tiny_model
+    """Build a tiny random-weight pipeline of a model family and save it with save_pretrained.
 
-    folder = out or Settings.from_env().models_dir / "tiny-sd"
-    build_tiny_model(folder, overwrite=force)
-    typer.echo(f"Tiny test model (random weights, test only): {folder}")
+    Its folder loads like a real model: set render.model to the folder, or to builtin:tiny-<family>."""
+    from .render.tiny import FAMILIES, build_tiny_model, tiny_folder_name, tiny_registry_id
+
+    if family not in FAMILIES:
+        raise ConfigError(f"--family {family!r} is not a family Estampille builds; choose one of {', '.join(FAMILIES)}")
+    folder = out or Settings.from_env().models_dir / tiny_folder_name(family)
+    build_tiny_model(folder, overwrite=force, family=family)
+    typer.echo(f"Tiny {family} test model (random weights, test only): {folder}  "
+               f"[render.model: {tiny_registry_id(family)} or {folder}]")
 
 
 @ledger_app.command("verify")

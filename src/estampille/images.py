@@ -6,13 +6,25 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 MAX_PIXELS = 50_000_000     # declared size above this: a decompression bomb, refused
+
+
+def image_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, folders walked for image files (sorted, so runs and reports are repeatable)."""
+    files: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        else:
+            files.append(path)
+    return files
 
 
 class UnreadableImage(ValueError):

@@ -88,12 +88,15 @@ class Render(Record):
     width: int
     height: int
     batch_size: int       # images per pipeline call: on CPU, pixels depend on it (renderer.render)
+    batch_index: int = 0  # the image's position in that call: pixels can depend on it too
     mode: Literal["text-to-image", "image-to-image"] = "text-to-image"
     reference: dict[str, Any] | None = None   # image-to-image input: path, sha256, strength
     model: dict[str, Any]  # id, revision, weights_sha256, pipeline_class, licence, commercial_use
     scheduler: dict[str, Any]
     versions: dict[str, str]
     device: str
+    # family, dtype, speed options in use, family arguments (max_sequence_length, true_cfg_scale)
+    options: dict[str, Any] = {}
     duration_s: float
     fingerprints: dict[str, str]   # perceptual hashes, for audits of stripped files
     worker: str = ""      # host:pid (and shard) of the process that rendered it

@@ -1,31 +1,63 @@
-"""Where things live, from environment variables with embedded defaults.
+"""Every environment variable Estampille reads, in one place, with embedded defaults.
 
 Nothing here needs configuring for the demo: the data folder (models, signing keys, Prefect
 state) defaults to ./.estampille, output to ./out and the ledger to SQLite inside the output.
+pydantic-settings reads the variables; a bad value is a `ConfigError` naming the variable.
+Secrets (the review token, the proxy secret, the OpenAI key) are `SecretStr`: they print as
+`**********` in logs, reprs and records.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigError
 
 
-@dataclass(frozen=True)
-class Settings:
-    home: Path             # built models, signer keys, Prefect's local state
-    out: Path              # one folder per brand and week, plus the ledger
-    ledger_url: str
-    llm_base_url: str | None
-    llm_model: str | None
-    signer_cert: Path | None   # the brand's own chain (leaf first) ...
-    signer_key: Path | None    # ... and private key; unset = project dev CA
-    signer_callback: str | None = None   # or module:function signing in a KMS/HSM
-    signer_anchor: Path | None = None    # a private root to validate against (Trusted)
-    timestamp_url: str | None = None     # RFC 3161 timestamp authority
-    llm_retry_delays: tuple[float, ...] = (10.0, 20.0, 40.0)   # Prefect's waits while the LLM is down
+def _var(name: str, default: Any = None, **constraints: Any) -> Any:
+    return Field(default, validation_alias=name, **constraints)
+
+
+def _split(value: Any, separator: str) -> Any:
+    return tuple(p.strip() for p in value.split(separator) if p.strip()) if isinstance(value, str) else value
+
+
+class Settings(BaseSettings):
+    # Each field is read from its variable's name only (no `populate_by_name`: `home` must not read HOME).
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    home: Path = _var("ESTAMPILLE_HOME", Path(".estampille"))   # built models, signer keys, Prefect's state
+    out: Path = _var("ESTAMPILLE_OUT", Path("out"))              # one folder per brand and week, and the ledger
+    ledger_url: str = _var("ESTAMPILLE_LEDGER_URL", "")          # default: SQLite inside `out`
+    # The text model: Estampille's variables beat the brand file, which beats the openai SDK's own.
+    llm_base_url: str | None = _var("ESTAMPILLE_LLM_BASE_URL")
+    llm_model: str | None = _var("ESTAMPILLE_LLM_MODEL")
+    openai_base_url: str | None = _var("OPENAI_BASE_URL")
+    openai_api_key: SecretStr | None = _var("OPENAI_API_KEY")
+    # Prefect's waits while the LLM endpoint is down: "10,20,40"; "" or "0" turns them off.
+    llm_retry_delays: Annotated[tuple[float, ...], NoDecode] = _var("ESTAMPILLE_LLM_RETRY_DELAYS", (10.0, 20.0, 40.0))
+    # Signing: the brand's own chain (leaf first) and key, or a KMS/HSM callback; unset = dev CA.
+    signer_cert: Path | None = _var("ESTAMPILLE_SIGNER_CERT")
+    signer_key: Path | None = _var("ESTAMPILLE_SIGNER_KEY")
+    signer_callback: str | None = _var("ESTAMPILLE_SIGNER_CALLBACK")     # module:function
+    signer_anchor: Path | None = _var("ESTAMPILLE_SIGNER_ANCHOR")        # a private root (Trusted)
+    timestamp_url: str | None = _var("ESTAMPILLE_TSA_URL")               # RFC 3161 timestamp authority
+    # Audits: PEM bundles of roots to trust and end-entity certificates to allow (`:`-separated).
+    trust_anchors: Annotated[tuple[Path, ...], NoDecode] = _var("ESTAMPILLE_TRUST_ANCHORS", ())
+    allowed_certs: Annotated[tuple[Path, ...], NoDecode] = _var("ESTAMPILLE_ALLOWED_CERTS", ())
+    # The review server: reviewers' names (comma-separated), the team token, the proxy's secret.
+    reviewers: Annotated[tuple[str, ...], NoDecode] = _var("ESTAMPILLE_REVIEWERS", ())
+    review_token: SecretStr | None = _var("ESTAMPILLE_REVIEW_TOKEN")
+    proxy_secret: SecretStr | None = _var("ESTAMPILLE_PROXY_SECRET")
+    # Lookalike feature search: threads for faiss (default: every core this process may use).
+    search_threads: int | None = _var("ESTAMPILLE_SEARCH_THREADS", ge=1)
+    # The project's Prefect flows (not part of the installed package): default, the checkout's flows/.
+    flows_dir: Path | None = _var("ESTAMPILLE_FLOWS_DIR")
 
     @property
     def models_dir(self) -> Path:
@@ -35,32 +67,64 @@ class Settings:
     def keys_dir(self) -> Path:
         return self.home / "signer"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_unset(cls, values: Any) -> Any:
+        """VAR= counts as unset, but for the retry delays, where it means "no retries"."""
+        if not isinstance(values, dict):
+            return values
+        return {k: v for k, v in values.items() if v != "" or k == "ESTAMPILLE_LLM_RETRY_DELAYS"}
+
+    @field_validator("llm_retry_delays", mode="before")
+    @classmethod
+    def _delays(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            delays = tuple(float(part) for part in _split(value.replace(" ", ""), ","))
+        except ValueError:
+            delays = (-1.0,)
+        if any(d < 0 for d in delays):
+            raise ValueError("give seconds separated by commas, e.g. 10,20,40")
+        return tuple(d for d in delays if d > 0)
+
+    @field_validator("trust_anchors", "allowed_certs", mode="before")
+    @classmethod
+    def _paths(cls, value: Any) -> Any:
+        return _split(value, os.pathsep)
+
+    @field_validator("reviewers", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        return _split(value, ",")
+
+    @model_validator(mode="after")
+    def _absolute(self) -> "Settings":
+        # Frozen: the derived values are set once, here, and never change afterwards.
+        object.__setattr__(self, "home", self.home.absolute())
+        object.__setattr__(self, "out", self.out.absolute())
+        if not self.ledger_url:
+            object.__setattr__(self, "ledger_url", f"sqlite:///{self.out / 'ledger.sqlite'}")
+        return self
+
     @classmethod
     def from_env(cls, out: str | Path | None = None, env: dict[str, str] | None = None) -> "Settings":
-        env = os.environ if env is None else env
-        home = Path(env.get("ESTAMPILLE_HOME", ".estampille")).absolute()
-        out_dir = Path(out or env.get("ESTAMPILLE_OUT", "out")).absolute()
-        ledger = env.get("ESTAMPILLE_LEDGER_URL") or f"sqlite:///{out_dir / 'ledger.sqlite'}"
-        cert, key = env.get("ESTAMPILLE_SIGNER_CERT"), env.get("ESTAMPILLE_SIGNER_KEY")
-        anchor = env.get("ESTAMPILLE_SIGNER_ANCHOR")
-        return cls(home=home, out=out_dir, ledger_url=ledger,
-                   llm_base_url=env.get("ESTAMPILLE_LLM_BASE_URL") or None,
-                   llm_model=env.get("ESTAMPILLE_LLM_MODEL") or None,
-                   signer_cert=Path(cert) if cert else None, signer_key=Path(key) if key else None,
-                   signer_callback=env.get("ESTAMPILLE_SIGNER_CALLBACK") or None,
-                   signer_anchor=Path(anchor) if anchor else None,
-                   timestamp_url=env.get("ESTAMPILLE_TSA_URL") or None,
-                   llm_retry_delays=_delays(env.get("ESTAMPILLE_LLM_RETRY_DELAYS")))
+        """From the process environment, or from `env` alone when given (tests, worker processes);
+        `out` (the --out option) beats ESTAMPILLE_OUT."""
+        overrides = {"ESTAMPILLE_OUT": str(out)} if out else {}
+        try:
+            if env is None:
+                return cls(**overrides)
+            return cls.model_validate({**env, **overrides})
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc)) from None
 
 
-def _delays(value: str | None) -> tuple[float, ...]:
-    """"10,20,40" -> (10.0, 20.0, 40.0); "" or "0" turns the stage retries off."""
-    if value is None:
-        return Settings.llm_retry_delays
-    try:
-        delays = tuple(float(part) for part in value.replace(" ", "").split(",") if part)
-    except ValueError:
-        delays = (-1.0,)
-    if any(d < 0 for d in delays):
-        raise ConfigError(f"ESTAMPILLE_LLM_RETRY_DELAYS={value!r}: give seconds separated by commas, e.g. 10,20,40")
-    return tuple(d for d in delays if d > 0)
+def _explain(exc: ValidationError) -> str:
+    fields = Settings.model_fields
+    problems = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error.get("loc") else "?"
+        variable = fields[name].validation_alias if name in fields else name
+        problems.append(f"{variable}: {error['msg'].removeprefix('Value error, ')}")
+    return "bad environment variable: " + "; ".join(problems)

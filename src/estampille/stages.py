@@ -6,10 +6,13 @@ Prefect. Each stage loops over its items itself (one task per stage, not per ite
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import uuid
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
@@ -21,7 +24,7 @@ from .keys import content_key, derived_seed
 from .lookalike.evidence import side_by_side
 from .lookalike.fingerprint import fingerprints
 from .lookalike.brand_index import refresh_brand_index
-from .lookalike.engine import calibrated, hash_queries, search_store, summary
+from .lookalike.engine import calibrated, find_lookalikes, summary
 from .provenance.c2pa_manifest import ManifestSigner
 from .provenance.identity import from_settings as identity_from_settings
 from .provenance.sign import sign_render
@@ -90,7 +93,7 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
     total)` is called as images are recorded (the flow turns it into a Prefect artifact).
     With `shard=(i, n)`, this process renders only its share of the jobs (every n-th, from the
     i-th, on GPU i): n workers split a batch between them, and the ledger keeps one chain for all."""
-    settings = batch.brand.render
+    settings, plan = batch.brand.render, batch.plan
     weights = batch.renderer.weights_id()
     post_of = {f"{batch.week}/{p.id}": p for p in posts_in_week(batch.bundle, batch.week)}
     planned: list[tuple[ImagePrompt, RenderJob]] = []
@@ -98,14 +101,15 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
         post = post_of[prompt.slot_id]
         reference = batch.bundle.folder / post.reference_image if post.reference_image else None
         reference_sha = file_sha256(reference) if reference else None
+        negative = prompt.negative_prompt if plan.negative_prompt else ""
         for n in range(settings.images_per_variant):
             seed = derived_seed(prompt.prompt_id, n)
-            key = content_key("img", prompt.prompt_id, n, batch.model.id, weights, settings.steps,
-                              settings.guidance, settings.width, settings.height, settings.scheduler,
-                              reference_sha, post.strength if reference else None)
-            planned.append((prompt, RenderJob(key, prompt.prompt, prompt.negative_prompt, seed, settings.steps,
-                                              settings.guidance, settings.width, settings.height,
-                                              reference, post.strength)))
+            key = content_key("img", prompt.prompt_id, n, batch.model.id, weights, plan.steps, plan.guidance,
+                              plan.width, plan.height, settings.scheduler, reference_sha,
+                              post.strength if reference else None, *plan.key_extras())
+            planned.append((prompt, RenderJob(key, prompt.prompt, negative, seed, plan.steps, plan.guidance,
+                                              plan.width, plan.height, reference, post.strength,
+                                              plan.true_cfg_scale, plan.max_sequence_length)))
     done: dict[str, Render] = {}
     fresh: list[tuple[ImagePrompt, RenderJob]] = []
     lost: dict[int, list[tuple[ImagePrompt, RenderJob]]] = {}   # recorded batch size -> jobs to re-create
@@ -119,7 +123,8 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
             done[job.key] = Render.model_validate(event.payload)
             batch.count("render").reused += 1
         else:
-            lost.setdefault(event.payload["batch_size"], []).append((prompt, job))
+            lost.setdefault(event.payload["batch_size"], []).append(
+                (prompt, dataclasses.replace(job, batch_index=event.payload.get("batch_index", 0))))
     total = len(planned)
     if progress:
         progress(len(done), total)
@@ -128,30 +133,48 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
         worker = f"{socket.gethostname()}:{os.getpid()}" + (f" shard {index + 1}/{shards}" if shards > 1 else "")
         environment = loaded.environment()
         passes = [(fresh, settings.batch_size, False)] + [(jobs, size, True) for size, jobs in lost.items()]
-        for todo, size, pad in passes:
-            prompt_of = {job.key: prompt for prompt, job in todo}
-            for result in loaded.render([job for _, job in todo], size, pad=pad):
-                prompt = prompt_of[result.job.key]
-                if result.image is None:
-                    batch.count("render").failed += 1
-                    batch.failures.append(f"render {prompt.slot_id} {result.job.key}: {result.error}")
-                    batch.append(Kind.RENDER_FAILED, f"{result.job.key}:failed:{uuid.uuid4().hex[:12]}",
-                                 prompt.slot_id, {"image_id": result.job.key, "error": result.error})
-                    continue
-                done[result.job.key] = _store_render(batch, prompt, result, loaded, environment, worker)
-                if progress:
-                    progress(len(done), total)
+        (batch.run_dir / "renders").mkdir(exist_ok=True)
+        # PNG encoding, hashing and fingerprints run on a worker thread while the model renders the
+        # next batch; records are appended here, in render order.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-bookkeeping") as bookkeeping:
+            pending: deque[tuple[ImagePrompt, Rendered, Future]] = deque()
+
+            def record_finished(wait: bool) -> None:
+                while pending and (wait or pending[0][2].done()):
+                    prompt, result, saved = pending.popleft()
+                    done[result.job.key] = _store_render(batch, prompt, result, saved.result(), loaded,
+                                                         environment, worker)
+                    if progress:
+                        progress(len(done), total)
+
+            for todo, size, pad in passes:
+                prompt_of = {job.key: prompt for prompt, job in todo}
+                for result in loaded.render([job for _, job in todo], size, pad=pad):
+                    prompt = prompt_of[result.job.key]
+                    if result.image is None:
+                        batch.count("render").failed += 1
+                        batch.failures.append(f"render {prompt.slot_id} {result.job.key}: {result.error}")
+                        batch.append(Kind.RENDER_FAILED, f"{result.job.key}:failed:{uuid.uuid4().hex[:12]}",
+                                     prompt.slot_id, {"image_id": result.job.key, "error": result.error})
+                        continue
+                    pending.append((prompt, result, bookkeeping.submit(_save_png, batch.run_dir, result)))
+                    record_finished(wait=False)
+            record_finished(wait=True)
     return [done[job.key] for _, job in planned if job.key in done]
 
 
-def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, loaded: LoadedRenderer, environment: dict,
-                  worker: str) -> Render:
-    """Save the PNG and record it; a re-created image must match its record to the byte."""
+def _save_png(run_dir: Path, result: Rendered) -> tuple[Path, str, dict[str, str]]:
+    """The per-image work that needs no ledger: file, SHA-256, perceptual fingerprints."""
+    file = Path("renders") / f"{result.job.key}.png"
+    result.image.save(run_dir / file, "PNG")
+    return file, file_sha256(run_dir / file), fingerprints(result.image)
+
+
+def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, saved: tuple[Path, str, dict[str, str]],
+                  loaded: LoadedRenderer, environment: dict, worker: str) -> Render:
+    """Record a saved PNG; a re-created image must match its record to the byte."""
     job = result.job
-    file = Path("renders") / f"{job.key}.png"
-    (batch.run_dir / "renders").mkdir(exist_ok=True)
-    result.image.save(batch.run_dir / file, "PNG")
-    digest = file_sha256(batch.run_dir / file)
+    file, digest, image_fingerprints = saved
     event = batch.ledger.get(job.key)
     if event is not None:
         if event.payload["sha256"] != digest:
@@ -167,10 +190,12 @@ def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, loaded: L
                     slot_id=prompt.slot_id, file=str(file), sha256=digest, seed=job.seed, prompt=job.prompt,
                     negative_prompt=job.negative_prompt, steps=job.steps, guidance=job.guidance,
                     width=job.width, height=job.height, batch_size=result.batch_size,
+                    batch_index=result.batch_index,
                     mode="image-to-image" if reference else "text-to-image", reference=reference,
                     model=loaded.describe(), scheduler=environment["scheduler"],
                     versions=environment["versions"], device=loaded.device,
-                    duration_s=round(result.seconds, 4), fingerprints=fingerprints(result.image), worker=worker)
+                    options={**environment.get("options", {}), **job.family_arguments()},
+                    duration_s=round(result.seconds, 4), fingerprints=image_fingerprints, worker=worker)
     batch.append(Kind.RENDER_CREATED, job.key, prompt.slot_id, record.model_dump(mode="json"))
     batch.count("render").new += 1
     return record
@@ -195,23 +220,19 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
     sources = [(r, "render", inside(batch.run_dir, r.file)) for r in todo]
     sources += [(r, "image-to-image reference", Path(r.reference["path"])) for r in todo
                 if r.reference and Path(r.reference["path"]).is_file()]
-    queries, errors = hash_queries([path for _, _, path in sources])
-    readable = [(source, q) for source, q in zip(sources, queries) if q is not None]
+    found, errors = find_lookalikes(store, [path for _, _, path in sources], thresholds)
     problems = {r.image_id: error for (r, via, _), error in zip(sources, errors) if error and via == "render"}
-    hits = search_store(store, [q for _, q in readable], thresholds)
-    described = store.describe({h.reference_id for h in hits})
     by_render: dict[str, list] = {r.image_id: [] for r in todo}
-    for hit in hits:
-        (render_record, via, _), _ = readable[hit.query]
-        by_render[render_record.image_id].append((via, hit))
+    for match in found:
+        render_record, via, _ = sources[match.source]
+        by_render[render_record.image_id].append((via, match.hit, match.reference))
     checks = []
     for render_record in renders:
         def check(render_record=render_record) -> LookalikeCheck:
             if render_record.image_id in problems:
                 raise LookalikeError(f"render {render_record.image_id} cannot be read: {problems[render_record.image_id]}")
             matches = []
-            for n, (via, hit) in enumerate(by_render[render_record.image_id]):
-                reference = described[hit.reference_id]
+            for n, (via, hit, reference) in enumerate(by_render[render_record.image_id]):
                 matches.append(Match(source=reference["competitor"], reference=reference["source"],
                                      distances=hit.distances, verdict="lookalike", via=via, tier=hit.tier,
                                      region=summary(hit.region)))

@@ -7,7 +7,7 @@ the feature tier, the matched region of both images."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -200,3 +200,27 @@ def hash_queries(paths: list[Path | bytes]) -> tuple[list[Query | None], list[st
             prepared.append(None)
             errors.append(str(exc))
     return prepared, errors
+
+
+@dataclass(frozen=True)
+class Found:
+    """One match of one searched file: which file (its position in the list given), the hit, and
+    the reference as the index describes it (competitor, source, captured, rights)."""
+
+    source: int
+    hit: Hit
+    reference: dict
+
+
+def find_lookalikes(store: ReferenceStore, sources: list[Path | bytes], thresholds: Thresholds | None = None,
+                    rotations: bool = False,
+                    search: Callable[[list[Query]], list[Hit]] | None = None) -> tuple[list[Found], list[str | None]]:
+    """Prepare each file, search the index (here, or with `search`, e.g. on a Dask cluster) and
+    describe every hit: the one search behind the render stage and `estampille lookalike check`.
+    Returns the matches and, per file, why it could not be read (None when it could)."""
+    queries, errors = hash_queries(sources)
+    readable = [n for n, q in enumerate(queries) if q is not None]
+    asked = [queries[n] for n in readable]
+    hits = search(asked) if search else search_store(store, asked, thresholds, rotations)
+    described = store.describe({h.reference_id for h in hits})
+    return [Found(readable[h.query], h, described[h.reference_id]) for h in hits], errors

@@ -32,11 +32,11 @@ FEATURE_FILES = ("features.fbin", "features_xy.npy", "features_size.npy")
 def default_search_threads() -> int:
     """ESTAMPILLE_SEARCH_THREADS, else every core this process may use: one search of a batch's
     descriptors is the cost of the feature tier, and faiss splits it over threads."""
-    configured = os.environ.get("ESTAMPILLE_SEARCH_THREADS", "").strip()
+    from ..settings import Settings
+
+    configured = Settings.from_env().search_threads
     if configured:
-        if not configured.isdigit() or int(configured) < 1:
-            raise ValueError(f"ESTAMPILLE_SEARCH_THREADS={configured!r}: give a whole number of threads, 1 or more")
-        return int(configured)
+        return configured
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 

@@ -10,7 +10,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..images import IMAGE_SUFFIXES
+from ..images import image_files
 from .features import Features, reference_features
 from .hashing import Hashes, UnreadableImage, hash_file, pipeline_id
 from .store import Entry, ReferenceStore
@@ -24,18 +24,6 @@ class IngestReport:
     unchanged: int = 0
     replaced: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)    # (source, reason)
-
-
-def expand(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files as given, folders walked for image files (sorted, so runs are repeatable)."""
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            files.append(path)
-    return files
 
 
 def _hash_one(path: str) -> tuple[str, str, int, int, tuple[Hashes, Features] | None, str | None]:
@@ -68,7 +56,7 @@ def ingest(store: ReferenceStore, inputs: Iterable[str | Path], competitor: str,
     pipeline = pipeline_id()
     todo: list[str] = []
     sources: dict[str, str] = {}
-    for path in expand(inputs):
+    for path in image_files(inputs):
         source = str(path.absolute())
         sources[str(path)] = source
         row = known.get(source)

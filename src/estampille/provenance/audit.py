@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..images import IMAGE_SUFFIXES, MAX_PIXELS, UnreadableImage, open_image
+from ..images import MAX_PIXELS, UnreadableImage, image_files, open_image
 from ..ledger import Ledger
 from ..lookalike.fingerprint import HASH_KINDS, fingerprints, hex_to_int
 from ..records import Kind
@@ -62,16 +62,6 @@ class AuditReport:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def expand(paths: list[Path]) -> list[Path]:
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        else:
-            files.append(path)
-    return files
 
 
 class LedgerIndex:
@@ -391,4 +381,4 @@ def _verdict(credentials: Credentials, report: AuditReport) -> str:
 def audit_files(paths: list[Path], ledger: Ledger | None, trust: TrustConfig,
                 fetch_remote: bool = False, out_dir: Path | None = None) -> list[AuditReport]:
     auditor = Auditor(ledger, trust, fetch_remote, out_dir)
-    return [auditor.audit(path) for path in expand(paths)]
+    return [auditor.audit(path) for path in image_files(paths)]

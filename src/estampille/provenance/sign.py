@@ -47,7 +47,9 @@ def generation_record(render: Render, disclosure: str) -> tuple[dict, str | None
     generation = {
         "image_id": render.image_id, "model": model["id"], "model_name": model.get("name") or model["id"],
         "revision": model["revision"], "weights_sha256": model["weights_sha256"],
-        "pipeline": model["pipeline_class"], "licence": model["licence"], "commercial_use": model["commercial_use"],
+        "pipeline": model["pipeline_class"], "family": render.options.get("family"),
+        "options": {k: v for k, v in render.options.items() if k != "family"},
+        "licence": model["licence"], "commercial_use": model["commercial_use"],
         "test_model": model["test_model"], "seed": render.seed, "steps": render.steps,
         "guidance": render.guidance, "scheduler": render.scheduler["class"],
         "width": render.width, "height": render.height, "mode": render.mode,

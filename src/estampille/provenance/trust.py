@@ -12,7 +12,6 @@ apply its own `trust.allowed_list` in our tests, so the audit applies the list i
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,18 +85,12 @@ def load_bundle(path: Path, development: bool = False) -> list[Anchor]:
     return anchors
 
 
-def _paths(value: str | None) -> list[Path]:
-    return [Path(p) for p in (value or "").split(os.pathsep) if p]
-
-
-def audit_trust(settings: Settings, anchors: list[Path] = (), allowed: list[Path] = (),
-                env: dict[str, str] | None = None) -> TrustConfig:
+def audit_trust(settings: Settings, anchors: list[Path] = (), allowed: list[Path] = ()) -> TrustConfig:
     """Anchors: --trust-anchors and ESTAMPILLE_TRUST_ANCHORS (PEM bundles, `:`-separated), the
     brand's own signer anchor (ESTAMPILLE_SIGNER_ANCHOR), and the dev CA if this machine has one.
     Allowed end-entity certificates: --allowed-certs and ESTAMPILLE_ALLOWED_CERTS."""
-    env = os.environ if env is None else env
     found: list[Anchor] = []
-    for path in [*anchors, *_paths(env.get("ESTAMPILLE_TRUST_ANCHORS"))]:
+    for path in [*anchors, *settings.trust_anchors]:
         found += load_bundle(path)
     if settings.signer_anchor:
         found += load_bundle(settings.signer_anchor)
@@ -105,6 +98,6 @@ def audit_trust(settings: Settings, anchors: list[Path] = (), allowed: list[Path
     if dev_ca.is_file():
         found += load_bundle(dev_ca, development=True)
     permitted: list[Anchor] = []
-    for path in [*allowed, *_paths(env.get("ESTAMPILLE_ALLOWED_CERTS"))]:
+    for path in [*allowed, *settings.allowed_certs]:
         permitted += load_bundle(path)
     return TrustConfig(tuple(found), tuple(permitted))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -14,11 +15,25 @@ REGISTRY_FILE = Path(__file__).with_name("models.yaml")
 TINY_ID = "builtin:tiny-sd"
 
 
+class ModelDefaults(BaseModel):
+    """A model's own render defaults, over its family's (e.g. SDXL-Turbo: 1 step, guidance 0, 512 px)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: int | None = None
+    guidance: float | None = None
+    size: int | None = None
+    max_sequence_length: int | None = None
+    guidance_free: bool = False      # distilled without a guidance input (FLUX.1-schnell): guidance is ignored
+
+
 class ModelEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str | None = None     # what people call it (XMP AISystemUsed); the id when unset
     source: Literal["hub", "tiny", "local"] = "hub"
+    family: Literal["sd15", "sdxl", "sd3", "flux", "pixart"] | None = None   # render/families.py
+    defaults: ModelDefaults = ModelDefaults()
     pipeline: str = "DiffusionPipeline"
     revision: str | None = None
     licence: str
@@ -63,8 +78,9 @@ def resolve_model(model_id: str, models_dir: Path, home: Path | None = None) -> 
     if model_id in registry:
         entry = registry[model_id]
         if entry.source == "tiny":
-            folder = models_dir / "tiny-sd"
-            _require_folder(folder, "run `estampille models build-tiny` to build the tiny test model")
+            folder = models_dir / model_id.removeprefix("builtin:")
+            _require_folder(folder, f"run `estampille models build-tiny --family {entry.family}` to build "
+                                    "the tiny test model")
             return ResolvedModel(id=model_id, load_from=str(folder), entry=entry)
         local = models_dir / model_id
         return ResolvedModel(id=model_id, load_from=str(local) if local.is_dir() else model_id, entry=entry)
@@ -73,6 +89,9 @@ def resolve_model(model_id: str, models_dir: Path, home: Path | None = None) -> 
         _require_folder(path, "point render.model in brand.yaml at a folder saved with "
                               "save_pretrained, or use a model id from the registry")
         entry_id = path.name
+        marker = path / "estampille_model.json"    # a tiny build names its registry entry
+        if entry_id not in registry and marker.is_file():
+            entry_id = json.loads(marker.read_text(encoding="utf-8")).get("registry_id", "")
         if entry_id in registry:
             return ResolvedModel(id=model_id, load_from=str(path), entry=registry[entry_id])
     raise LicenceError(

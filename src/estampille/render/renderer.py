@@ -12,11 +12,12 @@ import json
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import ConfigError, ModelNotFoundError, SetupError
+from .families import Family, family_of
 from .registry import ResolvedModel
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".gguf")
@@ -34,6 +35,14 @@ class RenderJob:
     height: int
     reference: Path | None = None   # image-to-image input
     strength: float = 0.6
+    true_cfg_scale: float | None = None       # FLUX only: applies the negative prompt above 1
+    max_sequence_length: int | None = None    # T5 families: prompt tokens the T5 encoder reads
+    batch_index: int = 0                      # re-creation: the recorded position in its batch
+
+    def family_arguments(self) -> dict[str, Any]:
+        """The family-specific call arguments this job sets (recorded with its image)."""
+        return {k: v for k, v in (("true_cfg_scale", self.true_cfg_scale),
+                                  ("max_sequence_length", self.max_sequence_length)) if v is not None}
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,33 @@ class Rendered:
     seconds: float           # pipeline time per image of its batch
     batch_size: int          # images in the pipeline call that made it (pixels depend on it on CPU)
     error: str | None = None
+    batch_index: int = 0     # its position in that call (pixels can depend on it too)
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    """GPU speed options, all off by default; those in use are recorded with every image, since
+    some change pixels (dtype, fused projections, compiled kernels, VAE tiling)."""
+
+    dtype: str = "auto"               # auto: the family's half precision on a GPU, float32 on CPU
+    compile: str | None = None        # torch.compile mode for the denoiser
+    channels_last: bool = False
+    vae_slicing: bool = False
+    vae_tiling: bool = False
+    fuse_qkv: bool = False
+
+    @classmethod
+    def from_settings(cls, render: Any) -> "SpeedOptions":
+        return cls(dtype=render.dtype, compile=render.compile, channels_last=render.channels_last,
+                   vae_slicing=render.vae_slicing, vae_tiling=render.vae_tiling, fuse_qkv=render.fuse_qkv)
+
+    @classmethod
+    def from_record(cls, options: dict) -> "SpeedOptions":
+        return cls(**{k: options[k] for k in ("compile", "channels_last", "vae_slicing", "vae_tiling", "fuse_qkv")
+                      if k in options}, dtype=options.get("dtype", "auto"))
+
+    def in_use(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "dtype" and v}
 
 
 @dataclass
@@ -55,6 +91,8 @@ class LoadedModel:
     revision: str | None
     weights_sha256: str
     device: str
+    family: Family | None = None
+    options: dict[str, Any] = field(default_factory=dict)   # dtype and speed options in use
     _img2img: Any = None
 
     def image_to_image(self) -> Any:
@@ -70,7 +108,9 @@ class LoadedModel:
         return render(self, jobs, batch_size, pad=pad)
 
     def environment(self) -> dict[str, Any]:
-        return {"scheduler": scheduler_record(self.pipeline), "versions": library_versions()}
+        return {"scheduler": scheduler_record(self.pipeline), "versions": library_versions(),
+                "options": {"family": self.family.name if self.family else None, **self.options,
+                            **(self.family.fixed_arguments if self.family else {})}}
 
     def describe(self) -> dict[str, Any]:
         entry = self.resolved.entry
@@ -88,7 +128,8 @@ class LoadedRenderer(Protocol):
     def render(self, jobs: list[RenderJob], batch_size: int, *, pad: bool = False) -> Iterator[Rendered]: ...
 
     def environment(self) -> dict[str, Any]:
-        """What else decides the pixels: {"scheduler": {class, config}, "versions": {library: version}}."""
+        """What else decides the pixels: {"scheduler": {class, config}, "versions": {library: version},
+        "options": {family, dtype, speed options in use}} ("options" may be omitted)."""
 
     def describe(self) -> dict[str, Any]:
         """The model's record: id, name, revision, weights_sha256, pipeline_class, licence fields."""
@@ -114,6 +155,7 @@ class DiffusersRenderer:
     scheduler: str | None = None
     cpu_offload: bool = False
     attention_slicing: bool = False
+    speed: SpeedOptions = SpeedOptions()
 
     def weights_id(self) -> str:
         folder = model_folder(self.model)
@@ -121,7 +163,7 @@ class DiffusersRenderer:
 
     def load(self, gpu: int = 0) -> LoadedModel:
         return load_model(self.model, self.digest_cache, scheduler=self.scheduler, cpu_offload=self.cpu_offload,
-                          attention_slicing=self.attention_slicing, gpu=gpu)
+                          attention_slicing=self.attention_slicing, gpu=gpu, speed=self.speed)
 
 
 def pick_device(gpu: int = 0) -> tuple[str, Any]:
@@ -143,6 +185,20 @@ def pick_device(gpu: int = 0) -> tuple[str, Any]:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "mps", torch.float16
     return "cpu", torch.float32
+
+
+def pick_dtype(device: str, family: Family | None, asked: str = "auto") -> Any:
+    """float32 on CPU; on a GPU the family's half precision (bf16 for FLUX and SD 3, whose
+    activations overflow fp16), unless the brand asks for one."""
+    import torch
+
+    if asked != "auto":
+        return getattr(torch, asked)
+    if device == "cpu":
+        return torch.float32
+    if device.startswith("cuda") and family and family.gpu_dtype == "bfloat16" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
 
 
 def _weight_files(folder: Path) -> list[Path]:
@@ -186,14 +242,17 @@ def model_folder(resolved: ResolvedModel) -> Path | None:
 
 def load_model(resolved: ResolvedModel, digest_cache: Path | None = None, *, scheduler: str | None = None,
                scheduler_config: dict | None = None, cpu_offload: bool = False,
-               attention_slicing: bool = False, gpu: int = 0) -> LoadedModel:
+               attention_slicing: bool = False, gpu: int = 0, speed: SpeedOptions = SpeedOptions()) -> LoadedModel:
     """`from_pretrained` on the resolved folder or hub id, then the scheduler asked for (by
-    class name, optionally with a recorded config), and the best device with the memory options."""
+    class name, optionally with a recorded config), the best device with the memory options,
+    and the speed options asked for."""
     import diffusers
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()
-    device, dtype = pick_device(gpu)
+    family = family_of(resolved)
+    device, _ = pick_device(gpu)
+    dtype = pick_dtype(device, family, speed.dtype)
     pipeline_class = getattr(diffusers, resolved.entry.pipeline, None)
     if not isinstance(pipeline_class, type) or not hasattr(pipeline_class, "from_pretrained"):
         raise ConfigError(f"model '{resolved.id}': pipeline {resolved.entry.pipeline!r} is not a diffusers "
@@ -220,10 +279,42 @@ def load_model(resolved: ResolvedModel, digest_cache: Path | None = None, *, sch
         pipeline.enable_model_cpu_offload(gpu_id=int(device.split(":")[1]))   # sub-models on the GPU only while they run
     else:
         pipeline.to(device)
+    apply_speed_options(pipeline, speed, resolved.id)
     folder = model_folder(resolved)
     revision = resolved.entry.revision or (folder.name if folder and folder.parent.name == "snapshots" else None)
     return LoadedModel(resolved=resolved, pipeline=pipeline, folder=folder, revision=revision,
-                       weights_sha256=weights_sha256(folder, digest_cache) if folder else "unknown", device=device)
+                       weights_sha256=weights_sha256(folder, digest_cache) if folder else "unknown", device=device,
+                       family=family, options={"dtype": str(dtype).removeprefix("torch."), **speed.in_use()})
+
+
+def denoiser(pipeline: Any) -> Any:
+    """The UNet or the diffusion transformer: the part that runs at every step."""
+    return getattr(pipeline, "unet", None) or pipeline.transformer
+
+
+def apply_speed_options(pipeline: Any, speed: SpeedOptions, model_id: str) -> None:
+    """Apply what the brand turned on; an option this pipeline cannot take is an error naming it."""
+    import torch
+
+    model = denoiser(pipeline)
+    if speed.fuse_qkv:
+        if not hasattr(model, "fuse_qkv_projections"):
+            raise ConfigError(f"render.fuse_qkv: the denoiser of '{model_id}' ({type(model).__name__}) has no "
+                              "fused projections in this diffusers version: turn fuse_qkv off")
+        model.fuse_qkv_projections()
+    if speed.channels_last:
+        if not hasattr(pipeline, "unet"):
+            raise ConfigError(f"render.channels_last speeds up UNet convolutions; '{model_id}' is a diffusion "
+                              "transformer (no UNet): turn channels_last off")
+        pipeline.unet.to(memory_format=torch.channels_last)
+        pipeline.vae.to(memory_format=torch.channels_last)
+    if speed.vae_slicing:
+        pipeline.vae.enable_slicing()
+    if speed.vae_tiling:
+        pipeline.vae.enable_tiling()
+    if speed.compile:
+        compiled = torch.compile(model, mode=speed.compile, fullgraph=False)
+        setattr(pipeline, "unet" if hasattr(pipeline, "unet") else "transformer", compiled)
 
 
 def _hub_snapshot(resolved: ResolvedModel) -> Path | None:
@@ -267,10 +358,12 @@ def render(loaded: LoadedModel, jobs: list[RenderJob], batch_size: int, *,
     """Render every job, `batch_size` images per pipeline call.
 
     Jobs are grouped by their shared settings; each image gets its own seeded CPU generator.
-    On CPU an image's pixels depend on the batch *size* (the matrix kernels change with it)
-    but not on the other images in the batch, so a record keeps that size, and re-creating
-    an image renders it with `pad=True`: its chunk is filled up to the recorded size with
-    copies of itself (tests/test_render.py shows both facts).
+    On CPU an image's pixels depend on the batch *size* and, for some sizes (3 of 2, 3, 4, 8 on
+    these machines), on the image's *position* in the batch (the matrix kernels block rows by
+    both), but not on the other images. So a record keeps size and position, and re-creating an
+    image renders it with `pad=True`: one call per image, filled up to the recorded size with
+    copies of itself, the image taken from its recorded position (tests/test_render.py and
+    tests/test_families.py show these facts).
 
     Out of memory, a batch is split in two and each half tried again; an image that does not
     fit alone comes back with its error, and the others carry on.
@@ -278,10 +371,11 @@ def render(loaded: LoadedModel, jobs: list[RenderJob], batch_size: int, *,
     groups: dict[tuple, list[RenderJob]] = {}
     for job in jobs:
         groups.setdefault((job.steps, job.guidance, job.width, job.height, job.reference is not None,
-                           job.strength), []).append(job)
+                           job.strength, job.true_cfg_scale, job.max_sequence_length), []).append(job)
     for group in groups.values():
-        for start in range(0, len(group), batch_size):
-            chunk = group[start:start + batch_size]
+        step = 1 if pad else batch_size
+        for start in range(0, len(group), step):
+            chunk = group[start:start + step]
             yield from _render_chunk(loaded, chunk, batch_size if pad else len(chunk), can_split=not pad)
 
 
@@ -290,10 +384,14 @@ def _render_chunk(loaded: LoadedModel, chunk: list[RenderJob], size: int, can_sp
 
     padded = chunk + [chunk[-1]] * (size - len(chunk))
     first = padded[0]
+    # Re-creating (one job padded with itself): its image is the one at its recorded position.
+    positions = [min(first.batch_index, size - 1)] if len(chunk) == 1 and size > 1 else range(len(chunk))
     arguments: dict[str, Any] = dict(
-        prompt=[j.prompt for j in padded], negative_prompt=[j.negative_prompt for j in padded],
-        num_inference_steps=first.steps, guidance_scale=first.guidance,
+        prompt=[j.prompt for j in padded], num_inference_steps=first.steps, guidance_scale=first.guidance,
         generator=[torch.Generator("cpu").manual_seed(j.seed) for j in padded])
+    arguments.update({**(loaded.family.fixed_arguments if loaded.family else {}), **first.family_arguments()})
+    if any(j.negative_prompt for j in padded) or loaded.family is None or loaded.family.negative_prompt == "cfg":
+        arguments["negative_prompt"] = [j.negative_prompt for j in padded]
     pipeline = loaded.pipeline
     if first.reference is not None:
         from PIL import Image
@@ -301,6 +399,8 @@ def _render_chunk(loaded: LoadedModel, chunk: list[RenderJob], size: int, can_sp
         pipeline = loaded.image_to_image()
         arguments.update(image=[Image.open(j.reference).convert("RGB").resize((j.width, j.height)) for j in padded],
                          strength=first.strength)
+        if _takes(pipeline, "width"):     # SD 3 and FLUX image-to-image size from width/height, not the image
+            arguments.update(width=first.width, height=first.height)
     else:
         arguments.update(width=first.width, height=first.height)
     started = time.perf_counter()
@@ -319,7 +419,13 @@ def _render_chunk(loaded: LoadedModel, chunk: list[RenderJob], size: int, can_sp
         return [Rendered(job, None, 0.0, size, f"out of memory at batch size {size}: {str(exc).splitlines()[0]}")
                 for job in chunk]
     per_image = (time.perf_counter() - started) / len(padded)
-    return [Rendered(job, image, per_image, len(padded)) for job, image in zip(chunk, images)]
+    return [Rendered(job, images[i], per_image, len(padded), batch_index=i) for job, i in zip(chunk, positions)]
+
+
+def _takes(pipeline: Any, argument: str) -> bool:
+    import inspect
+
+    return argument in inspect.signature(pipeline.__call__).parameters
 
 
 def _out_of_memory(exc: BaseException) -> bool:

@@ -1,7 +1,7 @@
 """Re-create an image from its ledger record, and say whether the pixels are the same.
 
 Everything comes from the record: model (whose weights must hash to the recorded SHA-256),
-scheduler class and config, prompt, seed, steps, guidance, size, batch size, and the reference
+scheduler class and config, dtype and speed options, family arguments, prompt, seed, steps, guidance, size, batch size, and the reference
 image for image-to-image (whose content must also match). On CPU the result is
 pixel-identical; on a GPU, kernels and library builds decide (see README).
 """
@@ -20,7 +20,7 @@ from ..errors import EstampilleError
 from ..paths import file_sha256
 from ..settings import Settings
 from .registry import resolve_model
-from .renderer import RenderJob, load_model, render
+from .renderer import RenderJob, SpeedOptions, load_model, render
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,9 @@ class Rerendered:
 
 def rerender(record: dict, settings: Settings, original: Path | None = None) -> Rerendered:
     resolved = resolve_model(record["model"]["id"], settings.models_dir, settings.home)
+    options = record.get("options", {})
     loaded = load_model(resolved, settings.home / "weights-sha256.json", scheduler=record["scheduler"]["class"],
-                        scheduler_config=record["scheduler"]["config"])
+                        scheduler_config=record["scheduler"]["config"], speed=SpeedOptions.from_record(options))
     if loaded.weights_sha256 != record["model"]["weights_sha256"]:
         raise EstampilleError(f"the weights of {resolved.id} at {resolved.load_from} are not the recorded ones "
                               f"(recorded sha256 {record['model']['weights_sha256'][:16]}…, found "
@@ -47,7 +48,9 @@ def rerender(record: dict, settings: Settings, original: Path | None = None) -> 
     job = RenderJob(key=record["image_id"], prompt=record["prompt"], negative_prompt=record["negative_prompt"],
                     seed=record["seed"], steps=record["steps"], guidance=record["guidance"], width=record["width"],
                     height=record["height"], reference=reference,
-                    strength=record["reference"]["strength"] if reference else 0.6)
+                    strength=record["reference"]["strength"] if reference else 0.6,
+                    true_cfg_scale=options.get("true_cfg_scale"), max_sequence_length=options.get("max_sequence_length"),
+                    batch_index=record.get("batch_index", 0))
     result = next(render(loaded, [job], record["batch_size"], pad=True))
     if result.image is None:
         raise EstampilleError(f"could not re-create {record['image_id']}: {result.error}")

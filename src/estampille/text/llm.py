@@ -10,6 +10,7 @@ import functools
 import importlib.util
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -180,19 +181,20 @@ def _load_embedded():
     return tokenizer, model
 
 
-def chat_model_for(llm_settings: Any, env_base_url: str | None, env_model: str | None,
-                   env: dict[str, str] | None = None) -> ChatModel:
+def chat_model_for(llm_settings: Any, settings: Any, environ: Mapping[str, str] | None = None) -> ChatModel:
     """Estampille's variables beat the brand file; the `openai` SDK's own OPENAI_BASE_URL comes
     last (it is often set for other tools, the brand file is a choice made for this brand); no
-    endpoint anywhere means the embedded model. A key alone never leaves the embedded default."""
-    env = os.environ if env is None else env
-    base_url = env_base_url or llm_settings.base_url or env.get("OPENAI_BASE_URL") or None
+    endpoint anywhere means the embedded model. A key alone never leaves the embedded default.
+    The key is read from the variable the brand names (`api_key_env`), then OPENAI_API_KEY."""
+    base_url = settings.llm_base_url or llm_settings.base_url or settings.openai_base_url
     if not base_url:
         return EmbeddedModel()
-    model = env_model or llm_settings.model
+    model = settings.llm_model or llm_settings.model
     if not model:
         raise ModelNotFoundError(f"an LLM endpoint is set ({base_url}) but no model: set "
                                  "ESTAMPILLE_LLM_MODEL or text.llm.model in brand.yaml")
-    api_key = env.get(llm_settings.api_key_env) or env.get("OPENAI_API_KEY")
+    environ = os.environ if environ is None else environ
+    openai_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    api_key = environ.get(llm_settings.api_key_env) or openai_key
     return OpenAICompatibleModel(base_url, model, api_key, temperature=llm_settings.temperature,
                                  timeout_s=llm_settings.timeout_s)
