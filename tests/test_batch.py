@@ -274,34 +274,6 @@ def test_a_render_shard_renders_only_the_prompts_it_is_given_and_drafts_nothing(
 
 
 def test_the_render_stage_takes_any_renderer_handed_to_the_batch(fake_llm, settings, two_post_brand):
-    from PIL import Image
-
-    from estampille.render.renderer import Rendered
-
-    class FlatColours:
-        """A renderer without a model: one flat colour per seed."""
-        device, loads = "cpu", []
-
-        def weights_id(self):
-            return "flat-colours-v1"
-
-        def load(self, gpu=0):
-            self.loads.append(gpu)
-            return self
-
-        def environment(self):
-            return {"scheduler": {"class": "none", "config": {}}, "versions": {"flat": "1"}}
-
-        def describe(self):
-            return {"id": "flat", "name": "flat colours", "revision": None, "weights_sha256": "0" * 64,
-                    "pipeline_class": "FlatColours", "licence": "CC0-1.0", "commercial_use": "yes",
-                    "licence_source": "test", "test_model": True}
-
-        def render(self, jobs, batch_size, *, pad=False):
-            for job in jobs:
-                colour = tuple(job.seed.to_bytes(4, "big")[:3])
-                yield Rendered(job, Image.new("RGB", (job.width, job.height), colour), 0.0, batch_size)
-
     renderer = FlatColours()
     summary = run_batch(two_post_brand, DEMO_WEEK, settings, renderer=renderer)
     assert summary["failures"] == [] and renderer.loads == [0]
@@ -312,3 +284,50 @@ def test_the_render_stage_takes_any_renderer_handed_to_the_batch(fake_llm, setti
     assert len(signed) == 4 and all(s["c2pa_state"] == "Trusted" for s in signed)
     again = run_batch(two_post_brand, DEMO_WEEK, Settings.from_env(), renderer=renderer)
     assert again["counts"]["render"]["reused"] == 4 and renderer.loads == [0]   # nothing to load
+
+
+def test_on_a_gpu_the_bookkeeping_overlaps_rendering_and_records_keep_render_order(fake_llm, settings,
+                                                                                    two_post_brand):
+    """A renderer on a GPU (its device stood in for) gets its PNGs saved on a background thread:
+    every image is recorded, in the order it was rendered, with a file matching its SHA-256."""
+    from estampille.paths import file_sha256
+
+    renderer = FlatColours(device="cuda:0")
+    summary = run_batch(two_post_brand, DEMO_WEEK, settings, renderer=renderer)
+    assert summary["failures"] == []
+    renders = [e.payload for e in _events(settings) if e.kind == "render.created"]
+    assert [r["image_id"] for r in renders] == renderer.rendered and len(renders) == 4
+    run_dir = settings.out / "brand" / DEMO_WEEK
+    assert all(file_sha256(run_dir / r["file"]) == r["sha256"] and r["device"] == "cuda:0" for r in renders)
+
+
+class FlatColours:
+    """A renderer without a model: one flat colour per seed."""
+
+    def __init__(self, device: str = "cpu"):
+        self.device, self.loads, self.rendered = device, [], []
+
+    def weights_id(self):
+        return "flat-colours-v1"
+
+    def load(self, gpu=0):
+        self.loads.append(gpu)
+        return self
+
+    def environment(self):
+        return {"scheduler": {"class": "none", "config": {}}, "versions": {"flat": "1"}}
+
+    def describe(self):
+        return {"id": "flat", "name": "flat colours", "revision": None, "weights_sha256": "0" * 64,
+                "pipeline_class": "FlatColours", "licence": "CC0-1.0", "commercial_use": "yes",
+                "licence_source": "test", "test_model": True}
+
+    def render(self, jobs, batch_size, *, pad=False):
+        from PIL import Image
+
+        from estampille.render.renderer import Rendered
+
+        for job in jobs:
+            colour = tuple(job.seed.to_bytes(4, "big")[:3])
+            self.rendered.append(job.key)
+            yield Rendered(job, Image.new("RGB", (job.width, job.height), colour), 0.0, batch_size)

@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_each_variable_reaches_its_setting_and_home_is_not_the_users_home(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", "/somewhere/else")
+    monkeypatch.delenv("ESTAMPILLE_HOME", raising=False)
     monkeypatch.setenv("ESTAMPILLE_REVIEWERS", " Camille , Noé ,")
     monkeypatch.setenv("ESTAMPILLE_TRUST_ANCHORS", os.pathsep.join(["/a/root.pem", "/b/roots.pem"]))
     monkeypatch.setenv("ESTAMPILLE_LLM_RETRY_DELAYS", "5, 10")

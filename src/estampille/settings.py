@@ -10,6 +10,7 @@ Secrets (the review token, the proxy secret, the OpenAI key) are `SecretStr`: th
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +18,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigError
+
+
+_MAPPING_ONLY: ContextVar[bool] = ContextVar("settings_from_a_mapping", default=False)
 
 
 def _var(name: str, default: Any = None, **constraints: Any) -> Any:
@@ -58,6 +62,12 @@ class Settings(BaseSettings):
     search_threads: int | None = _var("ESTAMPILLE_SEARCH_THREADS", ge=1)
     # The project's Prefect flows (not part of the installed package): default, the checkout's flows/.
     flows_dir: Path | None = _var("ESTAMPILLE_FLOWS_DIR")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        """The process environment, or only the mapping `from_env(env=...)` was given."""
+        return (init_settings,) if _MAPPING_ONLY.get() else (init_settings, env_settings)
 
     @property
     def models_dir(self) -> Path:
@@ -115,7 +125,11 @@ class Settings(BaseSettings):
         try:
             if env is None:
                 return cls(**overrides)
-            return cls.model_validate({**env, **overrides})
+            token = _MAPPING_ONLY.set(True)
+            try:
+                return cls(**{**env, **overrides})
+            finally:
+                _MAPPING_ONLY.reset(token)
         except ValidationError as exc:
             raise ConfigError(_explain(exc)) from None
 

@@ -10,13 +10,12 @@ import dataclasses
 import os
 import socket
 import uuid
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
 
+from .background import InOrder
 from .batch import Batch, finish, open_batch
 from .brand import posts_in_week
 from .errors import EstampilleError, LLMError, LookalikeError
@@ -134,16 +133,12 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
         environment = loaded.environment()
         passes = [(fresh, settings.batch_size, False)] + [(jobs, size, True) for size, jobs in lost.items()]
         (batch.run_dir / "renders").mkdir(exist_ok=True)
-        # PNG encoding, hashing and fingerprints run on a worker thread while the model renders the
-        # next batch; records are appended here, in render order.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-bookkeeping") as bookkeeping:
-            pending: deque[tuple[ImagePrompt, Rendered, Future]] = deque()
-
-            def record_finished(wait: bool) -> None:
-                while pending and (wait or pending[0][2].done()):
-                    prompt, result, saved = pending.popleft()
-                    done[result.job.key] = _store_render(batch, prompt, result, saved.result(), loaded,
-                                                         environment, worker)
+        # PNG, SHA-256 and fingerprints of one batch are made while the GPU renders the next (inline
+        # on CPU); records are appended here, in render order.
+        with InOrder(threaded=loaded.device != "cpu", name="render-bookkeeping") as saving:
+            def record_saved(wait: bool = False) -> None:
+                for (prompt, result), saved in saving.finished(wait):
+                    done[result.job.key] = _store_render(batch, prompt, result, saved, loaded, environment, worker)
                     if progress:
                         progress(len(done), total)
 
@@ -157,9 +152,9 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
                         batch.append(Kind.RENDER_FAILED, f"{result.job.key}:failed:{uuid.uuid4().hex[:12]}",
                                      prompt.slot_id, {"image_id": result.job.key, "error": result.error})
                         continue
-                    pending.append((prompt, result, bookkeeping.submit(_save_png, batch.run_dir, result)))
-                    record_finished(wait=False)
-            record_finished(wait=True)
+                    saving.submit((prompt, result), _save_png, batch.run_dir, result)
+                    record_saved()
+            record_saved(wait=True)
     return [done[job.key] for _, job in planned if job.key in done]
 
 
