@@ -83,6 +83,11 @@ def test_image_to_image_where_the_family_has_it(loaded_family, tmp_path, family)
     result = next(render(loaded, [_job(5, family, steps=4, reference=reference, strength=0.5)], 1))
     assert result.image.size == (64, 64)      # the asked size, not the reference's, nor the model's default
     assert type(loaded.image_to_image()).__name__.endswith("Img2ImgPipeline")
+    # the picture really starts from the reference: another reference, same seed, other pixels
+    other = tmp_path / "other.png"
+    Image.new("RGB", (96, 80), (20, 60, 220)).save(other)
+    from_other = next(render(loaded, [_job(5, family, steps=4, reference=other, strength=0.5)], 1))
+    assert not np.array_equal(np.asarray(result.image), np.asarray(from_other.image))
 
 
 def _settings_with(**render):

@@ -204,12 +204,12 @@ def test_a_render_worker_without_its_gpu_is_an_error_that_names_it(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    assert pick_device(1)[0] == "cuda:1"
+    assert pick_device(1) == "cuda:1"
     with pytest.raises(SetupError, match="needs GPU number 2, but this machine has 2"):
         pick_device(2)                                   # was silently GPU 0, shared with worker 1
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")     # a Dask worker pinned to its GPU
-    assert pick_device(2)[0] == "cuda:0"
+    assert pick_device(2) == "cuda:0"
 
 
 def test_an_unknown_pipeline_class_is_an_error_that_names_it(tiny_model_dir, tmp_path):

@@ -22,9 +22,8 @@ from .keys import content_key
 from .ledger import Ledger
 from .records import Kind, Record
 from .render.families import RenderPlan, plan_render
-from .render.registry import ResolvedModel, check_licence, load_registry, resolve_model
-from .render.renderer import DiffusersRenderer, Renderer, SpeedOptions
-from .render.tiny import tiny_folder_name
+from .render.registry import ResolvedModel, check_licence, load_registry, resolve_model, tiny_folder
+from .render.renderer import DiffusersRenderer, Renderer
 from .settings import Settings
 from .text.guardrails import Guardrails, guardrails_for
 from .text.llm import ChatModel, EmbeddedModel, chat_model_for, embedded_model_path
@@ -145,10 +144,10 @@ def check_inputs(brand_dir: str | Path, week: str | None, settings: Settings,
     render_settings = bundle.brand.render
     registry = load_registry(settings.home)
     entry, build = registry.get(render_settings.model), None
-    if entry and entry.source == "tiny" and not (settings.models_dir / tiny_folder_name(entry.family)).is_dir():
+    folder = tiny_folder(render_settings.model, settings.models_dir)
+    if entry and entry.source == "tiny" and not folder.is_dir():
         build = entry.family      # open_batch builds it; its licence is ours
-        model = ResolvedModel(id=render_settings.model, entry=entry,
-                              load_from=str(settings.models_dir / tiny_folder_name(entry.family)))
+        model = ResolvedModel(id=render_settings.model, entry=entry, load_from=str(folder))
     else:
         model = resolve_model(render_settings.model, settings.models_dir, settings.home)
     check_licence(model, bundle.brand.licence_policy, render_settings.accepted_licences, registry)
@@ -177,7 +176,7 @@ def open_batch(brand_dir: str | Path, week: str, settings: Settings, renderer: R
                   renderer=renderer or DiffusersRenderer(model, settings.home / "weights-sha256.json",
                                                          render_settings.scheduler, render_settings.cpu_offload,
                                                          render_settings.attention_slicing,
-                                                         SpeedOptions.from_settings(render_settings)))
+                                                         plan.speed))
     config = {"brand_version": bundle.version, "llm": chat.describe(), "model": model.id,
               "render": render_settings.model_dump(), "render_plan": plan.record(), "estampille": __version__}
     batch.run_key = content_key("run", bundle.slug, week, config)

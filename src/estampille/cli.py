@@ -438,22 +438,19 @@ def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to chec
     if not (folder / "catalog.sqlite").is_file():
         raise typer.BadParameter(f"no index at {folder}: build one with `estampille lookalike index`")
     store = ReferenceStore(folder)
-    search = None
-    if dask:
-        from dask.distributed import Client
-
-        from .lookalike.distributed import search_on_dask
-
-        client = Client(dask)
-
-        def search(queries):
-            return search_on_dask(client, folder, queries, rotations=rotations).hits
     try:
-        found, errors = find_lookalikes(store, files, rotations=rotations, search=search)
+        if dask:
+            from dask.distributed import Client
+
+            from .lookalike.distributed import search_on_dask
+
+            with Client(dask) as client:
+                found, errors = find_lookalikes(store, files, rotations=rotations, search=lambda queries: (
+                    search_on_dask(client, folder, queries, rotations=rotations).hits))
+        else:
+            found, errors = find_lookalikes(store, files, rotations=rotations)
     finally:
         store.close()
-        if dask:
-            client.close()
     results = [{"file": str(f), "matches": [], "error": e} for f, e in zip(files, errors)]
     for match in found:
         hit, reference, region = match.hit, match.reference, summary(match.hit.region)

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
 
     home: Path = _var("ESTAMPILLE_HOME", Path(".estampille"))   # built models, signer keys, Prefect's state
     out: Path = _var("ESTAMPILLE_OUT", Path("out"))              # one folder per brand and week, and the ledger
-    ledger_url: str = _var("ESTAMPILLE_LEDGER_URL", "")          # default: SQLite inside `out`
+    ledger_url_set: str | None = _var("ESTAMPILLE_LEDGER_URL")   # default: SQLite inside `out` (ledger_url)
     # The text model: Estampille's variables beat the brand file, which beats the openai SDK's own.
     llm_base_url: str | None = _var("ESTAMPILLE_LLM_BASE_URL")
     llm_model: str | None = _var("ESTAMPILLE_LLM_MODEL")
@@ -68,6 +68,10 @@ class Settings(BaseSettings):
                                    file_secret_settings):
         """The process environment, or only the mapping `from_env(env=...)` was given."""
         return (init_settings,) if _MAPPING_ONLY.get() else (init_settings, env_settings)
+
+    @property
+    def ledger_url(self) -> str:
+        return self.ledger_url_set or f"sqlite:///{self.out / 'ledger.sqlite'}"
 
     @property
     def models_dir(self) -> Path:
@@ -108,14 +112,10 @@ class Settings(BaseSettings):
     def _names(cls, value: Any) -> Any:
         return _split(value, ",")
 
-    @model_validator(mode="after")
-    def _absolute(self) -> "Settings":
-        # Frozen: the derived values are set once, here, and never change afterwards.
-        object.__setattr__(self, "home", self.home.absolute())
-        object.__setattr__(self, "out", self.out.absolute())
-        if not self.ledger_url:
-            object.__setattr__(self, "ledger_url", f"sqlite:///{self.out / 'ledger.sqlite'}")
-        return self
+    @field_validator("home", "out")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.absolute()
 
     @classmethod
     def from_env(cls, out: str | Path | None = None, env: dict[str, str] | None = None) -> "Settings":

@@ -11,7 +11,7 @@ the family's.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,7 +55,34 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            fixed_arguments={"clean_caption": False}),
 )}
 
-SPEED_SETTINGS = ("compile", "channels_last", "vae_slicing", "vae_tiling", "fuse_qkv")
+@dataclass(frozen=True)
+class SpeedOptions:
+    """GPU speed options, all off by default (the brand's render settings of the same names); those
+    asked for are recorded with every image and enter its key, since some change pixels (dtype,
+    fused projections, compiled kernels, VAE tiling)."""
+
+    dtype: str = "auto"               # auto: the family's half precision on a GPU, float32 on CPU
+    compile: str | None = None        # torch.compile mode for the denoiser
+    channels_last: bool = False
+    vae_slicing: bool = False
+    vae_tiling: bool = False
+    fuse_qkv: bool = False
+
+    @classmethod
+    def from_settings(cls, render: Any) -> "SpeedOptions":
+        return cls(**{f.name: getattr(render, f.name) for f in fields(cls)})
+
+    @classmethod
+    def from_record(cls, options: dict) -> "SpeedOptions":
+        return cls(**{f.name: options[f.name] for f in fields(cls) if f.name in options})
+
+    def in_use(self) -> dict[str, Any]:
+        """The options turned on, dtype apart (a render record keeps the dtype it really used)."""
+        return {k: v for k, v in vars(self).items() if k != "dtype" and v}
+
+    def asked(self) -> dict[str, Any]:
+        """Everything the brand set, dtype included when it is not `auto`: what enters image keys."""
+        return self.in_use() | ({"dtype": self.dtype} if self.dtype != "auto" else {})
 
 PIPELINE_FAMILY = {
     "StableDiffusionPipeline": "sd15", "StableDiffusionXLPipeline": "sdxl",
@@ -94,19 +121,19 @@ class RenderPlan:
     true_cfg_scale: float | None = None
     max_sequence_length: int | None = None
     warnings: tuple[str, ...] = ()
-    speed: dict[str, Any] = field(default_factory=dict)   # speed options in use (they can change pixels)
+    speed: SpeedOptions = SpeedOptions()   # the brand's speed options (they can change pixels)
 
     def key_extras(self) -> list[dict[str, Any]]:
         """What else changes pixels, for image keys: nothing when unset, so earlier runs' keys still hold."""
         extras = {k: v for k, v in (("true_cfg_scale", self.true_cfg_scale),
-                                    ("max_sequence_length", self.max_sequence_length), *self.speed.items()) if v}
+                                    ("max_sequence_length", self.max_sequence_length), *self.speed.asked().items()) if v}
         return [extras] if extras else []
 
     def record(self) -> dict[str, Any]:
         return {"family": self.family.name, "steps": self.steps, "guidance": self.guidance, "width": self.width,
                 "height": self.height, "negative_prompt": self.negative_prompt, "true_cfg_scale": self.true_cfg_scale,
                 "max_sequence_length": self.max_sequence_length, "fixed_arguments": self.family.fixed_arguments,
-                "speed": self.speed, "warnings": list(self.warnings)}
+                "speed": self.speed.asked(), "warnings": list(self.warnings)}
 
 
 def plan_render(model: ResolvedModel, render: Any, negative_prompt: str = "",
@@ -130,8 +157,9 @@ def plan_render(model: ResolvedModel, render: Any, negative_prompt: str = "",
                           "no image-to-image pipeline in diffusers: remove reference_image or choose another model")
     for post, strength in references:
         if int(strength * steps) < 1:
-            raise ConfigError(f"post {post}: strength {strength} × {steps} steps (the model's default) leaves no "
-                              "denoising step: raise its strength or set render.steps")
+            source = "render.steps" if render.steps else "the model's default"
+            raise ConfigError(f"post {post}: strength {strength} × {steps} steps ({source}) leaves no "
+                              "denoising step: raise its strength or render.steps")
     if render.true_cfg_scale is not None and family.negative_prompt != "true_cfg":
         raise ConfigError(f"render.true_cfg_scale is a FLUX setting; {where} applies the negative prompt "
                           "through render.guidance (above 1) instead: remove true_cfg_scale")
@@ -156,5 +184,4 @@ def plan_render(model: ResolvedModel, render: Any, negative_prompt: str = "",
     return RenderPlan(family=family, steps=steps, guidance=float(guidance), width=width, height=height,
                       negative_prompt=uses_negative, true_cfg_scale=render.true_cfg_scale,
                       max_sequence_length=sequence if family.t5 else None, warnings=tuple(warnings),
-                      speed={k: getattr(render, k) for k in SPEED_SETTINGS if getattr(render, k)} |
-                            ({"dtype": render.dtype} if render.dtype != "auto" else {}))
+                      speed=SpeedOptions.from_settings(render))

@@ -72,13 +72,18 @@ def load_registry(home: Path | None = None) -> dict[str, ModelEntry]:
     return entries
 
 
+def tiny_folder(model_id: str, models_dir: Path) -> Path:
+    """Where `estampille models build-tiny` puts the tiny build a `builtin:tiny-…` id names."""
+    return models_dir / model_id.removeprefix("builtin:")
+
+
 def resolve_model(model_id: str, models_dir: Path, home: Path | None = None) -> ResolvedModel:
     """Find the entry and the folder for `model_id`; a local folder must hold model_index.json."""
     registry = load_registry(home)
     if model_id in registry:
         entry = registry[model_id]
         if entry.source == "tiny":
-            folder = models_dir / model_id.removeprefix("builtin:")
+            folder = tiny_folder(model_id, models_dir)
             _require_folder(folder, f"run `estampille models build-tiny --family {entry.family}` to build "
                                     "the tiny test model")
             return ResolvedModel(id=model_id, load_from=str(folder), entry=entry)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import ConfigError, ModelNotFoundError, SetupError
-from .families import Family, family_of
+from .families import Family, SpeedOptions, family_of
 from .registry import ResolvedModel
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".gguf")
@@ -55,32 +55,6 @@ class Rendered:
     batch_size: int          # images in the pipeline call that made it (pixels depend on it on CPU)
     error: str | None = None
     batch_index: int = 0     # its position in that call (pixels can depend on it too)
-
-
-@dataclass(frozen=True)
-class SpeedOptions:
-    """GPU speed options, all off by default; those in use are recorded with every image, since
-    some change pixels (dtype, fused projections, compiled kernels, VAE tiling)."""
-
-    dtype: str = "auto"               # auto: the family's half precision on a GPU, float32 on CPU
-    compile: str | None = None        # torch.compile mode for the denoiser
-    channels_last: bool = False
-    vae_slicing: bool = False
-    vae_tiling: bool = False
-    fuse_qkv: bool = False
-
-    @classmethod
-    def from_settings(cls, render: Any) -> "SpeedOptions":
-        return cls(dtype=render.dtype, compile=render.compile, channels_last=render.channels_last,
-                   vae_slicing=render.vae_slicing, vae_tiling=render.vae_tiling, fuse_qkv=render.fuse_qkv)
-
-    @classmethod
-    def from_record(cls, options: dict) -> "SpeedOptions":
-        return cls(**{k: options[k] for k in ("compile", "channels_last", "vae_slicing", "vae_tiling", "fuse_qkv")
-                      if k in options}, dtype=options.get("dtype", "auto"))
-
-    def in_use(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if k != "dtype" and v}
 
 
 @dataclass
@@ -166,7 +140,7 @@ class DiffusersRenderer:
                           attention_slicing=self.attention_slicing, gpu=gpu, speed=self.speed)
 
 
-def pick_device(gpu: int = 0) -> tuple[str, Any]:
+def pick_device(gpu: int = 0) -> str:
     """CUDA (GPU number `gpu`), then Apple MPS, then CPU (where any number of workers share it).
     A worker pinned to one GPU by CUDA_VISIBLE_DEVICES (a Dask worker per GPU) uses that one."""
     import os
@@ -176,15 +150,15 @@ def pick_device(gpu: int = 0) -> tuple[str, Any]:
     if torch.cuda.is_available():
         count = torch.cuda.device_count()
         if count == 1 and os.environ.get("CUDA_VISIBLE_DEVICES"):
-            return "cuda:0", torch.float16
+            return "cuda:0"
         if not 0 <= gpu < count:
             raise SetupError(f"render worker {gpu + 1} needs GPU number {gpu}, but this machine has {count} "
                              f"GPU(s): start at most {count} render worker(s) per machine, or pin each worker "
                              "to its GPU with CUDA_VISIBLE_DEVICES")
-        return f"cuda:{gpu}", torch.float16
+        return f"cuda:{gpu}"
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps", torch.float16
-    return "cpu", torch.float32
+        return "mps"
+    return "cpu"
 
 
 def pick_dtype(device: str, family: Family | None, asked: str = "auto") -> Any:
@@ -251,7 +225,7 @@ def load_model(resolved: ResolvedModel, digest_cache: Path | None = None, *, sch
 
     diffusers_logging.disable_progress_bar()
     family = family_of(resolved)
-    device, _ = pick_device(gpu)
+    device = pick_device(gpu)
     dtype = pick_dtype(device, family, speed.dtype)
     pipeline_class = getattr(diffusers, resolved.entry.pipeline, None)
     if not isinstance(pipeline_class, type) or not hasattr(pipeline_class, "from_pretrained"):

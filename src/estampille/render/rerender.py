@@ -20,7 +20,8 @@ from ..errors import EstampilleError
 from ..paths import file_sha256
 from ..settings import Settings
 from .registry import resolve_model
-from .renderer import RenderJob, SpeedOptions, load_model, render
+from .families import SpeedOptions
+from .renderer import RenderJob, load_model, render
 
 
 @dataclass(frozen=True)
