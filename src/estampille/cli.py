@@ -428,7 +428,8 @@ def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to chec
                     brand: Path = typer.Option(None, "--brand", help="Use this brand's index."),
                     rotations: bool = typer.Option(False, "--rotations", help="Also search quarter-turned copies."),
                     dask: str = typer.Option(None, "--dask", help="Scan the shards on this Dask scheduler.")) -> None:
-    """Matches above threshold per file. Exit 0: no lookalike, 1: at least one, 2: error."""
+    """Matches per file, verified on their pixels and graded: copy, derived part (both block), similar
+    composition (information). Exit 0: nothing blocking, 1: at least one copy or derived part, 2: error."""
     import json
 
     from .lookalike.engine import calibrated, find_lookalikes, summary
@@ -456,7 +457,9 @@ def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to chec
         hit, reference, region = match.hit, match.reference, summary(match.hit.region)
         results[match.source]["matches"].append({
             "competitor": reference["competitor"], "source": reference["source"], "distances": hit.distances,
-            "verdict": "lookalike", "captured": reference["captured"], "rights": reference["rights"],
+            "verdict": "lookalike" if match.blocking else "similar", "grade": match.verification.grade,
+            "blocking": match.blocking, "verification": match.verification.as_dict(),
+            "captured": reference["captured"], "rights": reference["rights"],
             "tier": hit.tier, "reasons": list(hit.reasons), "region": region,
             "inliers": region["inliers"] if region else None})
     if as_json:
@@ -464,12 +467,17 @@ def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to chec
     else:
         limits = calibrated()
         for result in results:
-            status = "error" if result["error"] else ("LOOKALIKE" if result["matches"] else "clear")
+            blocking = any(m["blocking"] for m in result["matches"])
+            status = "error" if result["error"] else ("LOOKALIKE" if blocking else
+                                                      "clear (similar composition)" if result["matches"] else "clear")
             typer.echo(f"{result['file']}: {status}" + (f" ({result['error']})" if result["error"] else ""))
             for m in result["matches"]:
-                typer.echo(f"  {m['competitor']}: {m['source']}  [{m['tier']}] " + " ".join(
-                    f"{k}={v}" for k, v in m["distances"].items())
+                v = m["verification"]
+                typer.echo(f"  {m['grade'].upper()}  {m['competitor']}: {m['source']}  [{m['tier']}] " + " ".join(
+                    f"{k}={val}" for k, val in m["distances"].items())
                     + f"  (thresholds phash<={limits.phash} window<={limits.window} pdq<={limits.pdq})")
+                typer.echo(f"    pixels: {v['agreement']:.0%} of {v['textured_blocks']} detailed blocks agree "
+                           f"({v['placement'] or 'no placement'}); {v.get('reason') or 'verified'}")
                 if m["region"]:
                     r = m["region"]
                     typer.echo(f"    features: {r['inliers']} inliers; their part {r['reference_box']} is this "
@@ -477,7 +485,7 @@ def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to chec
                                + (", mirrored" if r["mirrored"] else "") + ")")
     if any(r["error"] for r in results):
         raise typer.Exit(ExitStatus.USAGE)
-    if any(r["matches"] for r in results):
+    if any(m["blocking"] for r in results for m in r["matches"]):
         raise typer.Exit(ExitStatus.ERROR)
 
 

@@ -106,10 +106,14 @@ class Match(Record):
     source: str           # competitor name, or "own:<week>" for the brand's own past renders
     reference: str        # the matched image's path or image id
     distances: dict[str, int]
-    verdict: Literal["lookalike", "near"]
+    # lookalike: blocks approval until overridden; similar: a similar composition, shown, never blocking
+    verdict: Literal["lookalike", "near", "similar"]
     via: str = "render"   # or "image-to-image reference": the picture the render started from matched
     tier: str = "hash"    # which tier found it: hash, features, or hash+features
     region: dict[str, Any] | None = None   # feature tier: matched boxes on both images, inliers, scale, rotation
+    # copy, derived (a part of one in the other), similar or unverified (lookalike/verify.py); None before it
+    grade: str | None = None
+    verification: dict[str, Any] | None = None   # agreement, textured blocks, placement, overlaps, reason
 
 
 class LookalikeCheck(Record):

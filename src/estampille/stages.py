@@ -20,7 +20,7 @@ from .batch import Batch, finish, open_batch
 from .brand import posts_in_week
 from .errors import EstampilleError, LLMError, LookalikeError
 from .keys import content_key, derived_seed
-from .lookalike.evidence import side_by_side
+from .lookalike.evidence import match_caption, side_by_side
 from .lookalike.fingerprint import fingerprints
 from .lookalike.brand_index import refresh_brand_index
 from .lookalike.engine import calibrated, find_lookalikes, summary
@@ -220,25 +220,25 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
     by_render: dict[str, list] = {r.image_id: [] for r in todo}
     for match in found:
         render_record, via, _ = sources[match.source]
-        by_render[render_record.image_id].append((via, match.hit, match.reference))
+        by_render[render_record.image_id].append((via, match.hit, match.reference, match.verification))
     checks = []
     for render_record in renders:
         def check(render_record=render_record) -> LookalikeCheck:
             if render_record.image_id in problems:
                 raise LookalikeError(f"render {render_record.image_id} cannot be read: {problems[render_record.image_id]}")
             matches = []
-            for n, (via, hit, reference) in enumerate(by_render[render_record.image_id]):
+            for n, (via, hit, reference, verified) in enumerate(by_render[render_record.image_id]):
                 matches.append(Match(source=reference["competitor"], reference=reference["source"],
-                                     distances=hit.distances, verdict="lookalike", via=via, tier=hit.tier,
-                                     region=summary(hit.region)))
+                                     distances=hit.distances, verdict="lookalike" if verified.blocking else "similar",
+                                     via=via, tier=hit.tier, region=summary(hit.region), grade=verified.grade,
+                                     verification=verified.as_dict()))
                 if Path(reference["source"]).is_file():
                     shown = Image.open(inside(batch.run_dir, render_record.file) if via == "render" else
                                        render_record.reference["path"])
-                    side_by_side(shown, Image.open(reference["source"]),
-                                 f"lookalike ({via}, {hit.tier}): {reference['competitor']}  " + "  ".join(
-                                     f"{k}={v}" + ("*" if k in hit.reasons else "") for k, v in hit.distances.items()),
+                    side_by_side(shown, Image.open(reference["source"]), match_caption(via, hit, reference, verified),
                                  batch.run_dir / "evidence" / f"{render_record.image_id}-{n}.png", hit.region)
-            return LookalikeCheck(image_id=render_record.image_id, verdict="lookalike" if matches else "clear",
+            blocking = any(m.verdict == "lookalike" for m in matches)
+            return LookalikeCheck(image_id=render_record.image_id, verdict="lookalike" if blocking else "clear",
                                   matches=matches, thresholds=limits, index_size=store.count())
 
         checks.append(batch.record("check", Kind.LOOKALIKE_CHECKED, keys[render_record.image_id], render_record.slot_id,
@@ -248,6 +248,10 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
     if flagged:
         batch.notes.append(f"{len(flagged)} of {len(renders)} renders look like a reference image (evidence in "
                            f"{batch.run_dir / 'evidence'}): they cannot be approved without an override")
+    similar = [c for c in checks if c and c.verdict == "clear" and c.matches]
+    if similar:
+        batch.notes.append(f"{len(similar)} of {len(renders)} renders share a composition with a reference image "
+                           "(shown on the review page for information; not a copy, nothing blocked)")
     return [c for c in checks if c]
 
 

@@ -2,13 +2,14 @@
 cluster): the hash tier (global perceptual hashes of the whole query and of its content regions,
 an exact compiled scan) and the feature tier (ORB keypoints retrieved through faiss, verified by
 RANSAC). Each matched pair gets its distances, the tier and evidence that decided, and, from
-the feature tier, the matched region of both images."""
+the feature tier, the matched region of both images. Every candidate of either tier is then
+verified on its pixels (verify.py) and graded: copy, derived part, similar composition."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from .hashing import DECODE_SIDE, QueryHashes, hash_query, shrink
 from .query_prep import content_regions
 from .scan import QueryArrays, Thresholds, pair_distances, scan
 from .store import ReferenceStore, Shard
+from .verify import QueryView, Verification, VerifyThresholds, verify
 
 THRESHOLDS_FILE = Path(__file__).with_name("thresholds.json")
 REPORTED = ("phash", "window", "pdq", "dhash", "colour")
@@ -39,6 +41,13 @@ def feature_thresholds() -> FeatureThresholds:
     return FeatureThresholds(**{k: v for k, v in data.items() if k in FeatureThresholds.__dataclass_fields__})
 
 
+@lru_cache(maxsize=1)
+def verify_thresholds() -> VerifyThresholds:
+    """Verification's thresholds (bench/lookalike_verification.py chose them on real photos)."""
+    data = json.loads(THRESHOLDS_FILE.read_text()).get("verification", {})
+    return VerifyThresholds(**{k: v for k, v in data.items() if k in VerifyThresholds.__dataclass_fields__})
+
+
 @dataclass
 class Query:
     """One image to search: its hashes, the hashes of its content regions (the picture inside a
@@ -48,6 +57,7 @@ class Query:
     regions: list[QueryHashes] = field(default_factory=list)
     features: tuple[Features, Features] | None = None
     informative: bool = True        # False for a flat or tiny image: its hashes would match every flat one
+    view: QueryView | None = None   # its pixels, for verification (kept here, never sent to search workers)
 
 
 def informative(image: Image.Image) -> bool:
@@ -112,6 +122,7 @@ def region_of(match: FeatureMatch) -> dict:
     return {"reference_box": [round(v, 4) for v in match.reference_box],
             "query_box": [round(v, 4) for v in match.query_box], "inliers": match.inliers, "scale": match.scale,
             "rotation": match.rotation, "mirrored": match.mirrored, "coverage": match.coverage,
+            "transform": list(match.transform),
             "pairs": [[round(v, 4) for v in pair] for pair in match.pairs]}
 
 
@@ -182,10 +193,11 @@ def search_store(store: ReferenceStore, queries: Sequence[Query | QueryHashes], 
 def prepare_query(small: Image.Image, image: Image.Image) -> Query:
     """Everything a search needs from a query: `small` as the hash pipeline decodes it (so its
     hashes are bit-identical to the corpus's), `image` decoded near the feature size."""
+    boxes = content_regions(image)
     regions = [hash_query(shrink(image.crop((round(x0 * image.width), round(y0 * image.height),
                                              round(x1 * image.width), round(y1 * image.height))), DECODE_SIDE))
-               for x0, y0, x1, y1 in content_regions(image)]
-    return Query(hash_query(small), regions, query_features(image), informative(small))
+               for x0, y0, x1, y1 in boxes]
+    return Query(hash_query(small), regions, query_features(image), informative(small), QueryView.of(image, boxes))
 
 
 def hash_queries(paths: list[Path | bytes]) -> tuple[list[Query | None], list[str | None]]:
@@ -202,14 +214,41 @@ def hash_queries(paths: list[Path | bytes]) -> tuple[list[Query | None], list[st
     return prepared, errors
 
 
+def verify_hits(store: ReferenceStore, queries: Sequence[Query], hits: list[Hit], rotations: bool = False,
+                thresholds: VerifyThresholds | None = None) -> list[tuple[Hit, Verification]]:
+    """Each hit with its verification, the dropped ones (feature-only, pixels disagree) left out."""
+    thresholds = thresholds or verify_thresholds()
+    references = store.thumbnails({h.reference_id for h in hits}) if hits else {}
+    kept = []
+    for hit in hits:
+        view = queries[hit.query].view
+        transform = (hit.region or {}).get("transform") or None
+        if view is None:
+            verdict = Verification("unverified", 0.0, 0, "", 0.0, 0.0, "the query's pixels were not kept")
+        else:
+            verdict = verify(view, references.get(hit.reference_id), transform, hit.tier != "features", thresholds,
+                             rotations)
+        if verdict is not None:
+            kept.append((hit, verdict))
+    return kept
+
+
+SIMILAR_SHOWN = 3       # similar compositions shown per file (closest first): information, not a flood
+
+
 @dataclass(frozen=True)
 class Found:
-    """One match of one searched file: which file (its position in the list given), the hit, and
-    the reference as the index describes it (competitor, source, captured, rights)."""
+    """One match of one searched file: which file (its position in the list given), the hit, the
+    reference as the index describes it (competitor, source, captured, rights) and its verification."""
 
     source: int
     hit: Hit
     reference: dict
+    verification: Verification
+
+    @property
+    def blocking(self) -> bool:
+        return self.verification.blocking
 
 
 def find_lookalikes(store: ReferenceStore, sources: list[Path | bytes], thresholds: Thresholds | None = None,
@@ -217,10 +256,23 @@ def find_lookalikes(store: ReferenceStore, sources: list[Path | bytes], threshol
                     search: Callable[[list[Query]], list[Hit]] | None = None) -> tuple[list[Found], list[str | None]]:
     """Prepare each file, search the index (here, or with `search`, e.g. on a Dask cluster) and
     describe every hit: the one search behind the render stage and `estampille lookalike check`.
+    Every hit is verified on its pixels; a file's similar compositions are capped at SIMILAR_SHOWN.
     Returns the matches and, per file, why it could not be read (None when it could)."""
     queries, errors = hash_queries(sources)
     readable = [n for n, q in enumerate(queries) if q is not None]
     asked = [queries[n] for n in readable]
-    hits = search(asked) if search else search_store(store, asked, thresholds, rotations)
-    described = store.describe({h.reference_id for h in hits})
-    return [Found(readable[h.query], h, described[h.reference_id]) for h in hits], errors
+    # Search workers get the hashes and keypoints, not the pixels: verification happens here.
+    hits = search([replace(q, view=None) for q in asked]) if search else search_store(store, asked, thresholds,
+                                                                                      rotations)
+    verified = verify_hits(store, asked, hits, rotations)
+    described = store.describe({h.reference_id for h, _ in verified})
+    found = [Found(readable[h.query], h, described[h.reference_id], v) for h, v in verified]
+    similar: dict[int, int] = {}
+    kept = []
+    for match in sorted(found, key=lambda m: (m.source, not m.blocking, sum(m.hit.distances.values()))):
+        if not match.blocking:
+            similar[match.source] = similar.get(match.source, 0) + 1
+            if similar[match.source] > SIMILAR_SHOWN:
+                continue
+        kept.append(match)
+    return kept, errors

@@ -4,6 +4,9 @@ rename, same memory-mapping):
     shards/<n>/features.fbin        faiss binary index of every keypoint's descriptor, id = row * STRIDE + k
     shards/<n>/features_xy.npy      (N, STRIDE, 2) float16 keypoint positions (pixels of the extraction image)
     shards/<n>/features_size.npy    (N, 2) uint16 extraction size
+    shards/<n>/verify.bin           grey 128 x 128 thumbnails verification compares (verify.py), JPEG q90 each
+    shards/<n>/verify_offsets.npy   (N + 1,) int64 where each one starts in verify.bin
+                                    (both absent in shards written before verification: the catalog's file is read)
 
 Small shards get an exact (flat) index; large ones an IVF index (trained on the shard's own
 descriptors), probed `NPROBE` lists deep. A shard written before this tier has no such files: the
@@ -16,6 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import faiss
 import numpy as np
 
@@ -26,6 +30,8 @@ FLAT_BELOW = 200_000         # descriptors: an exact index below this, IVF above
 NPROBE = 6                   # IVF lists probed: chosen with bench/lookalike_features_speed.py (recall at 100k)
 CANDIDATES = 12              # references verified per query, the most voted first
 FEATURE_FILES = ("features.fbin", "features_xy.npy", "features_size.npy")
+THUMBNAILS = ("verify.bin", "verify_offsets.npy")
+THUMBNAIL_QUALITY = 90       # ~4 KB a reference; at q90 the blocks verification correlates are unchanged
 
 
 
@@ -79,12 +85,49 @@ def build_index(features: list[Features]) -> tuple[object, np.ndarray, np.ndarra
     return index, xy, sizes
 
 
+class Thumbnails:
+    """A shard's verification thumbnails, each decoded when asked for (only candidates are)."""
+
+    def __init__(self, data: bytes | np.ndarray, offsets: np.ndarray):
+        self.data, self.offsets = data, offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        start, stop = int(self.offsets[row]), int(self.offsets[row + 1])
+        return cv2.imdecode(np.frombuffer(bytes(self.data[start:stop]), np.uint8), cv2.IMREAD_GRAYSCALE)
+
+    @classmethod
+    def encode(cls, features: list[Features]) -> "Thumbnails | None":
+        """None unless every reference has a thumbnail."""
+        if not features or any(f.thumbnail is None for f in features):
+            return None
+        blobs = [cv2.imencode(".jpg", f.thumbnail, [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_QUALITY])[1].tobytes()
+                 for f in features]
+        return cls(b"".join(blobs), np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64))
+
+    def save(self, folder: Path) -> None:
+        (folder / THUMBNAILS[0]).write_bytes(bytes(self.data))
+        np.save(folder / THUMBNAILS[1], self.offsets)
+
+    @classmethod
+    def load(cls, folder: Path) -> "Thumbnails | None":
+        if not all((folder / name).is_file() for name in THUMBNAILS):
+            return None
+        return cls(np.memmap(folder / THUMBNAILS[0], dtype=np.uint8, mode="r")
+                   if (folder / THUMBNAILS[0]).stat().st_size else b"", np.load(folder / THUMBNAILS[1]))
+
+
 def write_feature_files(folder: Path, features: list[Features]) -> None:
     """Write a shard's feature files into `folder` (the shard's temporary folder before its rename)."""
     index, xy, sizes = build_index(features)
     faiss.write_index_binary(index, str(folder / "features.fbin"))
     np.save(folder / "features_xy.npy", xy)
     np.save(folder / "features_size.npy", sizes)
+    thumbs = Thumbnails.encode(features)
+    if thumbs is not None:
+        thumbs.save(folder)
 
 
 def has_features(folder: Path) -> bool:
@@ -96,6 +139,7 @@ class FeatureShard:
     index: object
     xy: np.ndarray
     sizes: np.ndarray
+    thumbnails: Thumbnails | None = None
 
     @classmethod
     def in_memory(cls, features: list[Features]) -> "FeatureShard":
@@ -103,7 +147,7 @@ class FeatureShard:
         index, xy, sizes = build_index(features)
         if hasattr(index, "nprobe"):
             index.nprobe = NPROBE
-        return cls(index, xy, sizes)
+        return cls(index, xy, sizes, Thumbnails.encode(features))
 
     @classmethod
     def load(cls, folder: Path) -> "FeatureShard | None":
@@ -113,7 +157,7 @@ class FeatureShard:
         if hasattr(index, "nprobe"):
             index.nprobe = NPROBE
         return cls(index, np.load(folder / "features_xy.npy", mmap_mode="r"),
-                   np.load(folder / "features_size.npy", mmap_mode="r"))
+                   np.load(folder / "features_size.npy", mmap_mode="r"), Thumbnails.load(folder))
 
     def search(self, queries: list[tuple[Features, Features]], thresholds: FeatureThresholds,
                rows: np.ndarray | None = None) -> list[tuple[int, int, FeatureMatch]]:

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from .hashing import DECODE_SIDE, decode, shrink, to_rgb
+from .verify import thumbnail
 
 EXTRACT_SIDE = 512         # longest side reference features are extracted at
 QUERY_SIDE = 768           # queries larger: a picture that is a quarter of a collage keeps its detail
@@ -36,6 +37,7 @@ class Features:
     xy: np.ndarray            # (K, 2) float32, pixels of the extraction image
     descriptors: np.ndarray   # (K, 32) uint8
     size: tuple[int, int]     # (width, height) of the extraction image
+    thumbnail: np.ndarray | None = None   # references: the grey THUMB x THUMB picture verification compares
 
     def __len__(self) -> int:
         return len(self.xy)
@@ -51,6 +53,9 @@ class FeatureMatch:
     query_box: tuple[float, float, float, float]       # the same part in the query
     coverage: float           # share of the reference's area the inliers span
     pairs: list[tuple[float, float, float, float]]     # inlier pairs (reference x, y, query x, y) in [0, 1]
+    # The fitted similarity in normalised coordinates (reference [0,1]^2 -> query [0,1]^2, the query as it is):
+    # the placement verification starts from.
+    transform: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,24 +118,28 @@ def _spread(points: list, keep: int, width: int, height: int) -> list:
 
 
 def extract(image: Image.Image, keypoints: int, mirror: bool = False, spread: bool = False,
-            side: int = EXTRACT_SIDE) -> Features:
+            side: int = EXTRACT_SIDE, with_thumbnail: bool = False) -> Features:
     """ORB keypoints and descriptors of `image` (or of its mirror image), at `side` pixels at most.
-    Positions are in pixels of that size; `size` says which, so two images compare whatever their sides."""
+    Positions are in pixels of that size; `size` says which, so two images compare whatever their sides.
+    `with_thumbnail` keeps the grey thumbnail verification compares (references only)."""
     gray = _gray(image, side)
+    kept = thumbnail(gray) if with_thumbnail else None
     if mirror:
         gray = np.ascontiguousarray(gray[:, ::-1])
     height, width = gray.shape
     if min(height, width) < 32:
-        return Features(np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8), (width, height))
+        return Features(np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8), (width, height),
+                        kept)
     orb = _orb(keypoints * 3 if spread else keypoints)
     points = orb.detect(gray, None)
     if spread:
         points = _spread(points, keypoints, width, height)
     points, descriptors = orb.compute(gray, points)
     if descriptors is None or not points:
-        return Features(np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8), (width, height))
+        return Features(np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8), (width, height),
+                        kept)
     xy = np.array([p.pt for p in points], dtype=np.float32)
-    return Features(xy, descriptors.astype(np.uint8), (width, height))
+    return Features(xy, descriptors.astype(np.uint8), (width, height), kept)
 
 
 def verify(query: Features, reference_xy: np.ndarray, reference_size: tuple[int, int], query_index: np.ndarray,
@@ -165,14 +174,17 @@ def verify(query: Features, reference_xy: np.ndarray, reference_size: tuple[int,
     coverage = float((rx.max() - rx.min()) * (ry.max() - ry.min()))
     if coverage < thresholds.min_coverage:
         return None
+    # reference pixels -> query pixels, as a map of [0,1]^2 -> [0,1]^2 (of the query as it is)
+    normalised = np.diag([1 / qw, 1 / qh]) @ matrix @ np.diag([rw, rh, 1.0])
     if mirrored:     # the query was searched flipped: give its coordinates in the query as it is
         qx = 1.0 - qx
+        normalised = np.vstack([-normalised[0] + np.array([0, 0, 1.0]), normalised[1]])
     pairs = [(float(a), float(b), float(c), float(d)) for a, b, c, d in zip(rx, ry, qx, qy)]
     # Both images are extracted at the same longest side, so the fitted scale compares their sizes.
     return FeatureMatch(inliers, round(scale, 3), round(rotation, 1), mirrored,
                         (float(rx.min()), float(ry.min()), float(rx.max()), float(ry.max())),
                         (float(qx.min()), float(qy.min()), float(qx.max()), float(qy.max())),
-                        round(coverage, 3), pairs)
+                        round(coverage, 3), pairs, tuple(round(float(v), 5) for v in normalised.ravel()))
 
 
 def decode_pair(source, side: int = EXTRACT_SIDE) -> tuple[Image.Image, Image.Image]:
@@ -187,7 +199,7 @@ def decode_pair(source, side: int = EXTRACT_SIDE) -> tuple[Image.Image, Image.Im
 
 def reference_features(source) -> Features:
     """What the index stores for one reference image (file path or bytes)."""
-    return extract(decode_for_features(source), REFERENCE_KEYPOINTS, spread=True)
+    return extract(decode_for_features(source), REFERENCE_KEYPOINTS, spread=True, with_thumbnail=True)
 
 
 def query_features(image: Image.Image) -> tuple[Features, Features]:
@@ -195,3 +207,11 @@ def query_features(image: Image.Image) -> tuple[Features, Features]:
     # Spread over a grid too: a picture that is one tile of a collage gets its share of keypoints.
     return (extract(image, QUERY_KEYPOINTS, side=QUERY_SIDE, spread=True),
             extract(image, QUERY_KEYPOINTS, mirror=True, side=QUERY_SIDE, spread=True))
+
+
+def reference_thumbnail(source) -> np.ndarray | None:
+    """A reference's verification thumbnail decoded from its file; None if the file is gone or unreadable."""
+    try:
+        return thumbnail(_gray(decode_for_features(source)))
+    except (OSError, ValueError):       # UnreadableImage is a ValueError
+        return None

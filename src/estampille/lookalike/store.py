@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import EstampilleError, ExitStatus
-from .feature_index import FEATURE_FILES, FeatureShard, write_feature_files
+from .feature_index import FEATURE_FILES, THUMBNAILS, FeatureShard, write_feature_files
 from .features import feature_pipeline_id
 from .hashing import WINDOWS, Hashes, pipeline_id
 
@@ -245,6 +245,22 @@ class ReferenceStore:
                                     "`estampille lookalike index --upgrade` to write them again") from None
         return cached
 
+    def thumbnails(self, ids) -> dict[int, np.ndarray | None]:
+        """id -> the reference's verification thumbnail: from its shard, else decoded from the catalog's
+        file (a shard written before thumbnails were stored), else None (the file is gone)."""
+        from .features import reference_thumbnail
+
+        found: dict[int, np.ndarray | None] = {}
+        places = self.rows_of(ids)
+        sources = self.describe([i for i in places])
+        for reference, (number, row) in places.items():
+            shard = self.load_features(number)
+            if shard is not None and shard.thumbnails is not None:
+                found[reference] = np.asarray(shard.thumbnails[row])
+            else:
+                found[reference] = reference_thumbnail(sources[reference]["source"])
+        return found
+
     def shards_without_features(self) -> list[int]:
         return [n for n in self.shard_numbers()
                 if json.loads((self.folder / "shards" / f"{n:06d}" / "meta.json").read_text()).get("features")
@@ -261,8 +277,9 @@ class ReferenceStore:
         tmp = folder / f".features-{os.getpid()}"
         tmp.mkdir(exist_ok=True)
         write_feature_files(tmp, features)
-        for name in FEATURE_FILES:
-            os.replace(tmp / name, folder / name)
+        for name in FEATURE_FILES + THUMBNAILS:
+            if (tmp / name).is_file():
+                os.replace(tmp / name, folder / name)
         tmp.rmdir()
         meta = json.loads((folder / "meta.json").read_text())
         meta["features"] = feature_pipeline_id()

@@ -6,12 +6,16 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from ..lookalike.evidence import GRADE_WORDS
+
 TEMPLATES = Path(__file__).with_name("templates")
 
 
 def _environment() -> Environment:
     # Autoescape: captions and prompts come from an LLM and must never become markup.
-    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
+    env.globals["grade_words"] = GRADE_WORDS
+    return env
 
 
 QUALITY_MARKS = {"unknown": "misspelt or unknown word", "language": "another language",

@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import escape
 
 from ..images import IMAGE_SUFFIXES
+from ..lookalike.evidence import GRADE_WORDS
 from ..ledger import Ledger
 from ..paths import OutsideFolder, inside
 from ..provenance.identity import SignerIdentity
@@ -60,6 +61,7 @@ class Site:
         self.config, self.settings, self.policy = config, config.settings, config.policy
         self.ledger = Ledger(config.settings.ledger_url)
         self.templates = Jinja2Templates(directory=str(TEMPLATES))   # autoescapes .html: captions come from an LLM
+        self.templates.env.globals["grade_words"] = GRADE_WORDS
         self.audits = AuditPool(config.settings, AUDITS_AT_ONCE, AUDIT_QUEUE_SECONDS)
         # A read-only server on loopback (nobody can sign in) still audits files; anywhere else, reviewers only.
         self.anonymous_audits = not (self.policy.can_log_in or self.policy.proxy_header) and is_loopback(config.bind_host)

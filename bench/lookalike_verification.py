@@ -1,0 +1,184 @@
+"""Verification of lookalike candidates (issue 26): how the pixels of true copies and of unrelated
+candidates agree once laid on each other, and which thresholds separate them.
+
+Positives: every candidate (either tier) between a copy and its original in the held-out real-photo
+set (benchset.build_real: scikit-image photographs cut and reused as social media reuses them).
+Negatives: every candidate between unrelated real pictures: the same set's unrelated pairs, plus,
+with --pool, queries cut from other real pictures (bench/real_pictures.sh) against the set's references,
+which is where hash-tier layout collisions and coincidental RANSAC fits come from.
+
+    .venv/bin/python bench/lookalike_verification.py --seed 0 --calibrate   # writes thresholds.json "verification"
+    .venv/bin/python bench/lookalike_verification.py --seed 1               # held-out report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+THRESHOLDS = Path(__file__).resolve().parents[1] / "src" / "estampille" / "lookalike" / "thresholds.json"
+BLOCK_NCC = (0.4, 0.5, 0.6)
+COHERENCE = (0.8, 1.0)     # 1.0: every textured block counts
+LEVELS = [(b, c, i) for b in BLOCK_NCC for c in COHERENCE for i in (True, False)]
+
+
+def candidates(seed: int, extra_queries: list[bytes] = ()) -> dict:
+    """Index the real-photo set, search every copy (and the extra unrelated queries), verify every
+    candidate with no floor at each block-correlation level; keep the scores."""
+    from estampille.lookalike.engine import hash_queries, search_store
+    from estampille.lookalike.features import reference_features
+    from estampille.lookalike.hashing import hash_file
+    from estampille.lookalike.store import Entry, ReferenceStore
+    from estampille.lookalike.verify import VerifyThresholds, verify
+    from estampille.testing import benchset
+
+    originals, copies, distractors = benchset.build_real(seed)
+    references = originals + distractors
+    encoded = [benchset.encode(r.image) for r in references]
+    queries_data = [c.data for c in copies] + list(extra_queries)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ReferenceStore(tmp)
+        store.add([Entry(r.name, r.group, str(n)) for n, r in enumerate(references)],
+                  [hash_file(data) for data in encoded], [reference_features(data) for data in encoded])
+        ids = {row[0]: n for n, row in enumerate(store.db.execute("SELECT id FROM images ORDER BY id"))}
+        queries, _ = hash_queries(queries_data)
+        started = time.perf_counter()
+        hits = search_store(store, queries)
+        search_s = time.perf_counter() - started
+        thumbs = store.thumbnails({h.reference_id for h in hits})
+        store.close()
+    group_of_original = {o.name: o.group for o in originals}
+    verify_s = 0.0
+    for hit in hits:
+        ref = references[ids[hit.reference_id]]
+        if hit.query < len(copies):
+            copy = copies[hit.query]
+            if ref.name == copy.original:
+                related, family = True, copy.family
+            elif ref.group != group_of_original[copy.original] and not copy.family.startswith("collage"):
+                related, family = False, "unrelated (set)"
+            else:
+                continue
+        else:
+            related, family = False, "unrelated (pool)"
+        scores = {}
+        for level in LEVELS:
+            loose = VerifyThresholds(min_textured=0, min_agreement=-1.0, block_ncc=level[0], max_coherence=level[1],
+                                     interior=level[2])
+            started = time.perf_counter()
+            v = verify(queries[hit.query].view, thumbs[hit.reference_id], (hit.region or {}).get("transform"),
+                       hit.tier != "features", loose)
+            verify_s += time.perf_counter() - started
+            scores[level] = (v.agreement, v.textured, v.placement, v.reference_shown, v.query_covered)
+        rows.append({"query": hit.query, "related": related, "family": family, "tier": hit.tier,
+                     "scores": scores})
+    return {"rows": rows, "families": [c.family for c in copies] + ["unrelated (pool)"] * len(extra_queries),
+            "pairs_set": sum(1 for c in copies if not c.family.startswith("collage")) * len(references),
+            "pairs_pool": len(extra_queries) * len(references), "hits": len(hits),
+            "ms_per_candidate": 1000 * verify_s / max(1, len(hits) * len(LEVELS)),
+            "search_ms_per_query": 1000 * search_s / max(1, len(queries))}
+
+
+def judge(result: dict, level: tuple[float, float, bool], min_agreement: float, min_textured: int) -> dict:
+    """Recall per family (a copy found and verified) and false verified candidates, at one setting."""
+    found, unverified_found = defaultdict(set), defaultdict(set)
+    false = defaultdict(int)
+    for row in result["rows"]:
+        agreement, textured, *_ = row["scores"][level]
+        ok = agreement >= min_agreement and textured >= min_textured
+        if row["related"]:
+            unverified_found[row["family"]].add(row["query"])
+            if ok:
+                found[row["family"]].add(row["query"])
+        else:
+            false["candidates " + row["family"]] += 1
+            false[row["family"]] += ok
+    copies = defaultdict(int)
+    for family in result["families"]:
+        copies[family] += 1
+    return {"recall": {f: len(found[f]) / copies[f] for f in copies if not f.startswith("unrelated")},
+            "before": {f: len(unverified_found[f]) / copies[f] for f in copies if not f.startswith("unrelated")},
+            "false": dict(false)}
+
+
+def pool_queries(paths_file: Path | None, count: int, seed: int) -> list[bytes]:
+    """Unrelated real queries: regions of pictures from other packages (see bench/real_pictures.sh)."""
+    if not paths_file:
+        return []
+    import numpy as np
+    from PIL import Image
+
+    from estampille.testing import benchset
+
+    paths = [Path(p) for p in paths_file.read_text().split() if p]
+    rng = np.random.default_rng(seed)
+    out = []
+    for path in rng.permutation(paths)[:count]:
+        try:
+            image = Image.open(path).convert("RGB")
+        except OSError:
+            continue
+        out.append(benchset.encode(image))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--calibrate", action="store_true")
+    parser.add_argument("--pool", type=Path, help="file listing real pictures (bench/real_pictures.sh > list)")
+    parser.add_argument("--pool-queries", type=int, default=300)
+    args = parser.parse_args()
+    from estampille.lookalike.engine import verify_thresholds
+    from estampille.testing import benchset
+
+    result = candidates(args.seed, pool_queries(args.pool, args.pool_queries, args.seed))
+    print(f"seed {args.seed}: {result['hits']} candidates; {result['pairs_set']:,} unrelated pairs in the set, "
+          f"{result['pairs_pool']:,} pool pairs; verification {result['ms_per_candidate']:.2f} ms per candidate")
+    targets = {f: t for f, t in benchset.REAL_FAMILIES.items()}
+    settings = [(level, a, t) for level in LEVELS for a in (0.3, 0.4, 0.5, 0.6, 0.7) for t in (4, 6, 10, 16)]
+    if args.calibrate:
+        best = None
+        for setting in settings:  # noqa: B007
+            judged = judge(result, *setting)
+            false = sum(v for k, v in judged["false"].items() if not k.startswith("candidates"))
+            margin = min(judged["recall"][f] - t for f, t in targets.items() if t)
+            print(f"  block ncc {setting[0][0]}, coherence <= {setting[0][1]}, interior {setting[0][2]}, "
+                  f"agreement {setting[1]}, "
+                  f"textured {setting[2]}: worst margin "
+                  f"{margin:+.3f}, false verified {false}")
+            key = (false == 0, margin)
+            if best is None or key > best[0]:
+                best = (key, setting)
+        (block_ncc, max_coherence, interior), min_agreement, min_textured = best[1]
+        data = json.loads(THRESHOLDS.read_text())
+        data["verification"] = {"block_ncc": block_ncc, "max_coherence": max_coherence, "interior": interior,
+                                "min_agreement": min_agreement, "min_textured": min_textured,
+                                "calibrated_on": {"seed": args.seed, "set": "real photographs (benchset.build_real)"
+                                                  + (" + pool queries" if args.pool else ""),
+                                                  "candidates": result["hits"]}}
+        THRESHOLDS.write_text(json.dumps(data, indent=2) + "\n")
+        print("chosen:", json.dumps(data["verification"]))
+        return
+    chosen = verify_thresholds()
+    judged = judge(result, (chosen.block_ncc, chosen.max_coherence, chosen.interior), chosen.min_agreement, chosen.min_textured)
+    print(f"{'kind of copy':22} {'target':>6} {'before verification':>19} {'verified':>8}")
+    for family, target in targets.items():
+        print(f"{family:22} {target if target else '-':>6} {judged['before'][family]:19.3f} "
+              f"{judged['recall'][family]:8.3f}")
+    for kind in ("unrelated (set)", "unrelated (pool)"):
+        pairs = result["pairs_set" if "set" in kind else "pairs_pool"]
+        if pairs:
+            before, after = judged["false"].get("candidates " + kind, 0), judged["false"].get(kind, 0)
+            print(f"{kind}: {pairs:,} pairs, candidates before verification {before} ({before / pairs:.2e} per pair), "
+                  f"verified {after} ({after / pairs:.2e} per pair)")
+
+
+if __name__ == "__main__":
+    main()
