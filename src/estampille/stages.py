@@ -23,7 +23,7 @@ from .keys import content_key, derived_seed
 from .lookalike.evidence import match_caption, side_by_side
 from .lookalike.fingerprint import fingerprints
 from .lookalike.brand_index import refresh_brand_index
-from .lookalike.engine import calibrated, find_lookalikes, summary
+from .lookalike.engine import calibrated, find_lookalikes, summary, verify_thresholds
 from .provenance.c2pa_manifest import ManifestSigner
 from .provenance.identity import from_settings as identity_from_settings
 from .provenance.sign import sign_render
@@ -208,7 +208,9 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
     thresholds = calibrated()
     limits = thresholds.as_dict()
     version = store.version()
-    keys = {r.image_id: content_key("check", r.image_id, version, limits) for r in renders}
+    # Verification's thresholds are part of what decides a check: new ones check again.
+    verifying = dataclasses.asdict(verify_thresholds())
+    keys = {r.image_id: content_key("check", r.image_id, version, limits, verifying) for r in renders}
     todo = [r for r in renders if batch.ledger.get(keys[r.image_id]) is None]
     # Each render is searched, and so is the image an image-to-image render started from: a
     # competitor's picture used as "inspiration" is caught even when the model changed it a lot.

@@ -153,7 +153,9 @@ class FeatureShard:
     def load(cls, folder: Path) -> "FeatureShard | None":
         if not has_features(folder):
             return None
-        index = faiss.read_index_binary(str(folder / "features.fbin"))
+        # Memory-mapped: a search pages in the inverted lists it probes, and the kernel may drop them
+        # again; a million references (~8 GB of lists) then fit a machine that also renders.
+        index = faiss.read_index_binary(str(folder / "features.fbin"), faiss.IO_FLAG_MMAP)
         if hasattr(index, "nprobe"):
             index.nprobe = NPROBE
         return cls(index, np.load(folder / "features_xy.npy", mmap_mode="r"),

@@ -43,6 +43,7 @@ THUMB = 128                # side of the stored reference thumbnail (grey, stret
 BLOCK = 8                  # block side, in thumbnail pixels
 QUERY_VIEW = 512           # longest side of the query kept for verification
 BLUR = 1.0                 # sigma before comparing: tolerance for resampling, JPEG and a pixel of misalignment
+REFINE_BELOW = 0.8         # a best placement agreeing less than this is adjusted by ECC and scored again
 
 Grade = Literal["copy", "derived", "similar", "unverified"]
 BLOCKING: frozenset[str] = frozenset({"copy", "derived", "unverified"})
@@ -149,21 +150,48 @@ def placements(view: QueryView, transform: Iterable[float] | None, rotations: bo
     return found
 
 
-def _warp(view: QueryView, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The query sampled on the reference's THUMB x THUMB grid under `matrix`, and where it is defined."""
-    # Query pixels per thumbnail pixel at full view size: pick the pyramid level that brings it near 1.
+TO_REF = np.array([[1 / THUMB, 0, 0.5 / THUMB], [0, 1 / THUMB, 0.5 / THUMB], [0, 0, 1]])
+
+
+def _level(view: QueryView, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the pyramid level whose pixels are nearest the thumbnail's under `matrix`, its pixel scaling)."""
     h0, w0 = view.levels[0].shape
     step = math.sqrt(abs(np.linalg.det(matrix[:, :2])) * w0 * h0) / THUMB
-    level = min(len(view.levels) - 1, max(0, int(math.floor(math.log2(max(step, 1.0))))))
-    image = view.levels[level]
+    image = view.levels[min(len(view.levels) - 1, max(0, int(math.floor(math.log2(max(step, 1.0))))))]
     h, w = image.shape
-    to_ref = np.array([[1 / THUMB, 0, 0.5 / THUMB], [0, 1 / THUMB, 0.5 / THUMB], [0, 0, 1]])
-    to_query = np.array([[w, 0, -0.5], [0, h, -0.5]])
-    warp = to_query @ np.vstack([matrix, [0, 0, 1]]) @ to_ref
+    return image, np.array([[w, 0, -0.5], [0, h, -0.5], [0, 0, 1]])
+
+
+def _warp(view: QueryView, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The query sampled on the reference's THUMB x THUMB grid under `matrix`, and where it is defined."""
+    image, to_query = _level(view, matrix)
+    warp = (to_query @ np.vstack([matrix, [0, 0, 1]]) @ TO_REF)[:2]
     sampled = cv2.warpAffine(image, warp.astype(np.float32), (THUMB, THUMB),
                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
                              borderValue=-1.0)
     return sampled, sampled >= 0
+
+
+def refine(view: QueryView, reference: np.ndarray, matrix: np.ndarray) -> np.ndarray | None:
+    """The placement adjusted by ECC (OpenCV's enhanced-correlation alignment) from `matrix`: a copy
+    turned a few degrees or cropped a little sits a few pixels off every placement tried; None when
+    ECC does not converge or wanders off (more than a tenth of the picture, or a scale change past 20%)."""
+    image, to_query = _level(view, matrix)
+    start = (to_query @ np.vstack([matrix, [0, 0, 1]]) @ TO_REF)[:2].astype(np.float32)
+    template = cv2.GaussianBlur(reference.astype(np.float32), (0, 0), 1.5)
+    try:
+        _, found = cv2.findTransformECC(template, cv2.GaussianBlur(image, (0, 0), 1.5), start.copy(),
+                                        cv2.MOTION_AFFINE,
+                                        (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-4), None, 1)
+    except cv2.error:
+        return None
+    refined = np.linalg.inv(to_query) @ np.vstack([found.astype(np.float64), [0, 0, 1]]) @ np.linalg.inv(TO_REF)
+    refined = refined[:2]
+    moved = np.abs(refined[:, 2] + refined[:, :2].sum(axis=1) / 2 - matrix[:, 2] - matrix[:, :2].sum(axis=1) / 2)
+    ratio = abs(np.linalg.det(refined[:, :2])) / max(abs(np.linalg.det(matrix[:, :2])), 1e-9)
+    if moved.max() > 0.1 or not 0.8 <= ratio <= 1.25:
+        return None
+    return refined
 
 
 def _blocks(a: np.ndarray) -> np.ndarray:
@@ -179,22 +207,36 @@ def coherence(image: np.ndarray) -> np.ndarray:
     return np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / np.maximum(jxx + jyy, 1e-6)
 
 
-def agreement(reference: np.ndarray, sampled: np.ndarray, valid: np.ndarray,
+@dataclass(frozen=True)
+class PreparedReference:
+    """What agreement needs of the reference, computed once per candidate (not per placement)."""
+
+    blocks: np.ndarray          # (B, BLOCK*BLOCK) blurred, zero-mean per block
+    spread: np.ndarray          # (B,) their standard deviation
+    coherence: np.ndarray       # (B,)
+
+    @classmethod
+    def of(cls, reference: np.ndarray) -> "PreparedReference":
+        ref = cv2.GaussianBlur(reference.astype(np.float32), (0, 0), BLUR)
+        blocks = _blocks(ref)
+        blocks = blocks - blocks.mean(axis=1, keepdims=True)
+        return cls(blocks, np.sqrt((blocks ** 2).mean(axis=1)), coherence(ref))
+
+
+def agreement(reference: PreparedReference, sampled: np.ndarray, valid: np.ndarray,
               thresholds: VerifyThresholds) -> tuple[float, int]:
     """(share of textured, fully visible blocks that correlate, how many such blocks)."""
-    ref = cv2.GaussianBlur(reference.astype(np.float32), (0, 0), BLUR)
     query = cv2.GaussianBlur(np.where(valid, sampled, 0).astype(np.float32), (0, 0), BLUR)
-    seen = _blocks(valid.astype(np.float32)).min(axis=1) > 0
-    # The blur reaches 2 pixels in from an undefined border: erode the visible mask accordingly.
-    inner = cv2.erode(valid.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    seen &= _blocks(inner.astype(np.float32)).mean(axis=1) > 0.5
-    rb, qb = _blocks(ref), _blocks(query)
-    rb = rb - rb.mean(axis=1, keepdims=True)
+    # The blur reaches 2 pixels in from an undefined border: a block counts when it is fully defined
+    # and mostly clear of that border.
+    inner = cv2.erode(valid.astype(np.uint8), np.ones((5, 5), np.uint8))
+    seen = (_blocks(valid.astype(np.uint8)).min(axis=1) > 0) & (_blocks(inner).mean(axis=1) > 0.5)
+    qb = _blocks(query)
     qb = qb - qb.mean(axis=1, keepdims=True)
-    rs, qs = np.sqrt((rb ** 2).mean(axis=1)), np.sqrt((qb ** 2).mean(axis=1))
+    rb, rs, qs = reference.blocks, reference.spread, np.sqrt((qb ** 2).mean(axis=1))
     textured = seen & (rs >= thresholds.texture_std) & (qs >= thresholds.texture_std * 0.5)
     if thresholds.max_coherence < 1:
-        textured &= coherence(ref) <= thresholds.max_coherence
+        textured &= reference.coherence <= thresholds.max_coherence
     if thresholds.interior:
         n = THUMB // BLOCK
         grid = textured.reshape(n, n).astype(np.uint8)
@@ -202,7 +244,7 @@ def agreement(reference: np.ndarray, sampled: np.ndarray, valid: np.ndarray,
     count = int(textured.sum())
     if count == 0:
         return 0.0, 0
-    ncc = (rb * qb).mean(axis=1)[textured] / (rs[textured] * qs[textured])
+    ncc = (rb[textured] * qb[textured]).mean(axis=1) / (rs[textured] * qs[textured])
     return float((ncc >= thresholds.block_ncc).mean()), count
 
 
@@ -213,16 +255,24 @@ def verify(view: QueryView, reference: np.ndarray | None, transform: Iterable[fl
         return Verification("unverified", 0.0, 0, "", 0.0, 0.0,
                             "the reference's pixels are not in the index and its file cannot be read: run "
                             "`estampille lookalike index --upgrade` with the files in place")
+    prepared = PreparedReference.of(reference)
     best = (-1.0, 0, "", IDENTITY, np.zeros((THUMB, THUMB), bool))
     for name, matrix in placements(view, transform, rotations):
         sampled, valid = _warp(view, matrix)
         if valid.mean() < 0.25:
             continue
-        score, textured = agreement(reference, sampled, valid, thresholds)
+        score, textured = agreement(prepared, sampled, valid, thresholds)
         if textured < thresholds.min_textured:
             score = min(score, 0.0)
         if (score, textured) > best[:2]:
             best = (score, textured, name, matrix, valid)
+    if best[2] and best[0] < REFINE_BELOW:
+        refined = refine(view, reference, best[3])
+        if refined is not None:
+            sampled, valid = _warp(view, refined)
+            score, textured = agreement(prepared, sampled, valid, thresholds)
+            if (score, textured) > best[:2]:
+                best = (score, textured, best[2] + ", refined", refined, valid)
     score, textured, name, matrix, valid = best
     shown = float(valid.mean())
     covered = min(1.0, abs(float(np.linalg.det(matrix[:, :2]))) * shown)
