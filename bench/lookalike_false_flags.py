@@ -114,15 +114,16 @@ def build(store, reference_pictures: list[str], sizes: list[int], seed: int) -> 
             entries, hashes, features = [], [], []
             while made < bound:
                 path = reference_pictures[(made // per_picture) % len(reference_pictures)]
+                offset = made % per_picture          # a size step can end in the middle of a picture's regions
                 datas = regions(path, per_picture, seed + made // (per_picture * len(reference_pictures)))
-                datas = datas[:bound - made]
+                datas = datas[offset:offset + bound - made]
                 for n, (h, f) in enumerate(pool.map(_reference, datas, chunksize=16)):
                     entries.append(Entry(f"{path}#{made + n}", "bench", str(made + n)))
                     hashes.append(h)
                     features.append(f)
                 if len(first) < 1000:
                     first += datas[:1000 - len(first)]
-                made += len(datas) if datas else per_picture
+                made += len(datas) if datas else per_picture - offset
             store.add(entries, hashes, features)
             print(f"  indexed {start:,}..{made:,}", flush=True)
             start = made
@@ -138,6 +139,7 @@ def main() -> None:
     parser.add_argument("--extrapolate", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--index", type=Path, help="keep the index here (reused when it exists)")
+    parser.add_argument("--evidence", type=Path, help="write each false flag's side-by-side here (and list them)")
     args = parser.parse_args()
 
     from estampille.lookalike.engine import hash_queries, search_store, verify_hits
@@ -167,11 +169,17 @@ def main() -> None:
 
     # Unrelated queries: whole query pictures and regions of them, plus scikit-image's photographs.
     unrelated: list[bytes] = []
+    labels: list[str] = []
     per = max(1, -(-args.unrelated // max(1, len(query_pictures))))
     for path in query_pictures:
-        unrelated += regions(path, per, args.seed + 7)
-    unrelated = [unrelated[i] for i in rng.permutation(len(unrelated))[:args.unrelated]]
-    unrelated += [_encode(image) for _, image in benchset.real_photos()]
+        found = regions(path, per, args.seed + 7)
+        unrelated += found
+        labels += [f"{path}#{k}" for k in range(len(found))]
+    order = rng.permutation(len(unrelated))[:args.unrelated]
+    unrelated, labels = [unrelated[i] for i in order], [labels[i] for i in order]
+    for name, image in benchset.real_photos():
+        unrelated.append(_encode(image))
+        labels.append(f"skimage:{name}")
     # Copies of references in the first 1,000.
     picks = rng.choice(min(1000, len(first)), size=min(args.originals, len(first)), replace=False)
     originals = [benchset.Original(f"ref{int(i)}", f"ref{int(i)}", Image.open(io.BytesIO(first[int(i)])).convert("RGB"))
@@ -211,6 +219,18 @@ def main() -> None:
         verified = verify_hits(store, queries, hits)
         seconds = time.perf_counter() - started
         candidates = sum(1 for h in hits if kinds[h.query] == "unrelated")
+        if args.evidence:
+            from estampille.lookalike.evidence import side_by_side
+
+            described = store.describe({h.reference_id for h, _ in verified})
+            for h, v in verified:
+                if kinds[h.query] == "unrelated" and v.blocking:
+                    source = described[h.reference_id]["source"]
+                    print(f"  FALSE FLAG at {count:,}: {labels[keep[h.query]]} ~ {source}: {v.as_dict()}")
+                    picture, number = source.rsplit("#", 1)
+                    side_by_side(Image.open(io.BytesIO(datas[keep[h.query]])), Image.open(picture),
+                                 f"{v.grade} {v.agreement:.2f} {v.placement}",
+                                 args.evidence / f"{count}-{h.query}-{number}.png", h.region)
         flags = sum(1 for h, v in verified if kinds[h.query] == "unrelated" and v.blocking)
         similar = sum(1 for h, v in verified if kinds[h.query] == "unrelated" and not v.blocking)
         # Baselines on the same pairs: pHash (ours is imagehash's algorithm) <= 10, PDQ <= 31.

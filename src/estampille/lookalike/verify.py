@@ -9,11 +9,12 @@ look at the pixels of the matched part.
 So every candidate is checked here, whichever tier found it: the query is warped onto a small grey
 thumbnail of the reference (stored in the index at ingest, or decoded from the catalog's file) under
 each placement the tiers suggest (the RANSAC similarity; the whole frame as it is or mirrored; the
-query's content regions; the hash windows, both ways), and the best placement is scored block by
-block: the share of textured 8 x 8 blocks whose zero-mean normalised cross-correlation (which
-ignores recolouring, contrast and grey conversion) is high. A copy, a crop or a screenshot of a
-picture agrees in most of its blocks; two pictures that merely share a layout agree in few, since
-their detail differs. The thresholds were chosen by measurement on real photographs
+query's content regions; the hash windows, both ways), the best placement is adjusted by ECC when
+it is not clear-cut, and it is scored block by block: the share of detailed 8 x 8 blocks whose
+normalised cross-correlation is high, once each block's mean and linear ramp are removed (so it
+ignores recolouring, contrast and grey conversion, and smooth gradients count for nothing). Blocks
+that are one straight edge do not count either. A copy, a crop or a screenshot of a picture agrees in
+most of its blocks; two pictures that merely share a layout agree in few, since their detail differs. The thresholds were chosen by measurement on real photographs
 (bench/lookalike_verification.py): see thresholds.json ("verification").
 
 The grades that come out (see `Grade`):
@@ -199,6 +200,17 @@ def _blocks(a: np.ndarray) -> np.ndarray:
     return a.reshape(n, BLOCK, n, BLOCK).transpose(0, 2, 1, 3).reshape(n * n, BLOCK * BLOCK)
 
 
+def _detrender() -> np.ndarray:
+    """The projection that removes a block's mean and linear ramp: what is left is its detail. Two
+    smooth ramps (a blob's rim, a galaxy's halo, a sky gradient) correlate whatever they show."""
+    y, x = np.mgrid[0:BLOCK, 0:BLOCK].astype(np.float64)
+    basis = np.stack([np.ones(BLOCK * BLOCK), x.ravel() - x.mean(), y.ravel() - y.mean()], axis=1)
+    return (np.eye(BLOCK * BLOCK) - basis @ np.linalg.pinv(basis)).astype(np.float32)
+
+
+DETREND = _detrender()
+
+
 def coherence(image: np.ndarray) -> np.ndarray:
     """Per block, how much its gradients share one direction: 1 for a straight edge, near 0 for texture."""
     gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
@@ -211,15 +223,14 @@ def coherence(image: np.ndarray) -> np.ndarray:
 class PreparedReference:
     """What agreement needs of the reference, computed once per candidate (not per placement)."""
 
-    blocks: np.ndarray          # (B, BLOCK*BLOCK) blurred, zero-mean per block
+    blocks: np.ndarray          # (B, BLOCK*BLOCK) blurred, without each block's mean and linear ramp
     spread: np.ndarray          # (B,) their standard deviation
     coherence: np.ndarray       # (B,)
 
     @classmethod
     def of(cls, reference: np.ndarray) -> "PreparedReference":
         ref = cv2.GaussianBlur(reference.astype(np.float32), (0, 0), BLUR)
-        blocks = _blocks(ref)
-        blocks = blocks - blocks.mean(axis=1, keepdims=True)
+        blocks = _blocks(ref) @ DETREND
         return cls(blocks, np.sqrt((blocks ** 2).mean(axis=1)), coherence(ref))
 
 
@@ -231,8 +242,7 @@ def agreement(reference: PreparedReference, sampled: np.ndarray, valid: np.ndarr
     # and mostly clear of that border.
     inner = cv2.erode(valid.astype(np.uint8), np.ones((5, 5), np.uint8))
     seen = (_blocks(valid.astype(np.uint8)).min(axis=1) > 0) & (_blocks(inner).mean(axis=1) > 0.5)
-    qb = _blocks(query)
-    qb = qb - qb.mean(axis=1, keepdims=True)
+    qb = _blocks(query) @ DETREND
     rb, rs, qs = reference.blocks, reference.spread, np.sqrt((qb ** 2).mean(axis=1))
     textured = seen & (rs >= thresholds.texture_std) & (qs >= thresholds.texture_std * 0.5)
     if thresholds.max_coherence < 1:
