@@ -511,10 +511,32 @@ def ledger_verify(ledger: str = typer.Option(None, "--ledger", help="SQLAlchemy 
     raise typer.Exit(ExitStatus.ERROR)
 
 
+def _click_class(name: str) -> type[Exception]:
+    """click's exception class `name` as the installed typer raises it: recent typer vendors click
+    as `typer._click`, whose classes are not `click.*`; `typer.BadParameter` is one of them either way."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+# Every error click reports about the command line (unknown command or option, bad or missing value).
+_USAGE_ERRORS = (_click_class("ClickException"),)
+
+
+def _show_usage_error(exc) -> None:
+    """The usage line of the command that was typed, then the problem: no traceback."""
+    ctx = getattr(exc, "ctx", None)
+    if exc.__class__.__name__ == "NoArgsIsHelpError":   # a group typed alone: its help is the message
+        typer.echo(exc.format_message(), err=True)
+        return
+    if ctx is not None:
+        typer.echo(ctx.get_usage(), err=True)
+        typer.echo(f"Try '{ctx.command_path} --help' for help.", err=True)
+    typer.echo(f"error: {exc.format_message()}", err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one place maps errors to exit statuses."""
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = app(args=argv, prog_name="estampille", standalone_mode=False)
     except EstampilleError as exc:
         if state["debug"]:
             raise
@@ -522,15 +544,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_status)
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except (typer.BadParameter, typer.Abort) as exc:
-        typer.echo(f"error: {exc}", err=True)
+    except typer.Abort as exc:
+        typer.echo(f"error: {exc or 'aborted'}", err=True)
         return int(ExitStatus.USAGE)
-    except Exception as exc:   # click's usage errors arrive as click.exceptions.UsageError
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return int(ExitStatus.USAGE)
+    except _USAGE_ERRORS as exc:
+        _show_usage_error(exc)
+        return int(ExitStatus.USAGE)
+    except Exception as exc:
         if isinstance(exc, OSError) and exc.errno == 28:
             typer.echo(f"error: disk full while writing ({exc.filename}): free space and rerun; "
                        "finished work is kept", err=True)
