@@ -112,3 +112,14 @@ def test_a_malformed_brand_file_under_the_default_engine_is_one_line_and_exit_2(
     assert main(["run", "--brand", str(brand_copy), "--week", "2026-W50"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {brand_file}, line ") and "Traceback" not in err[0]
+
+
+def test_a_key_written_twice_in_a_post_names_file_key_and_both_lines(brand_copy):
+    calendar = brand_copy / "calendar.yaml"
+    text = calendar.read_text()
+    calendar.write_text(text.replace("    platform: linkedin\n", "    platform: linkedin\n    platform: x  # again\n", 1))
+    with pytest.raises(ConfigError) as error:
+        load_brand(brand_copy)
+    first, second = _line_of(calendar, "platform: linkedin"), _line_of(calendar, "# again")
+    assert str(error.value) == (f"{calendar}, line {second}: key 'platform' appears twice, on line {first} and "
+                                f"line {second} (YAML would keep only the last one): merge them or remove one")
