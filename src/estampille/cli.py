@@ -47,18 +47,21 @@ def _prefect_defaults(settings: Settings) -> None:
 
 
 def _flows(settings: Settings, module: str):
-    """A module of the project's Prefect flows, loaded from its folder as Prefect deployments load
-    them (by path, `prefect.yaml`), not from the installed package: the library never imports
-    Prefect, and the wheel installs no top-level `flows` package. The folder is the checkout's
-    `flows/`, or ESTAMPILLE_FLOWS_DIR. Its parent goes on sys.path, which worker processes inherit."""
+    """A module of the project's Prefect flows. The wheel ships them as `estampille.flows`; in a
+    checkout (an editable install) they are the top-level flows/ folder, loaded by path as Prefect
+    deployments load them (`prefect.yaml`); ESTAMPILLE_FLOWS_DIR names another folder. The library
+    never imports Prefect: only this loader does. A folder's parent goes on sys.path, which worker
+    processes inherit."""
     import importlib
-    import sys
 
-    folder = (settings.flows_dir or Path(__file__).resolve().parents[2] / "flows").absolute()
+    here = Path(__file__).resolve().parent
+    if settings.flows_dir is None and (here / "flows" / f"{module}.py").is_file():
+        return importlib.import_module(f"{__package__}.flows.{module}")
+    folder = (settings.flows_dir or here.parents[1] / "flows").absolute()
     if not (folder / f"{module}.py").is_file():
-        raise SetupError(f"the Prefect flows are not at {folder} (they live in the project's flows/ folder, "
-                         "not in the installed package): run from a checkout, set ESTAMPILLE_FLOWS_DIR to that "
-                         "folder, or use --engine plain")
+        raise SetupError(f"the Prefect flows are not at {folder} (they ship in the wheel as estampille.flows, "
+                         "and live in a checkout's flows/ folder): reinstall the package, set ESTAMPILLE_FLOWS_DIR "
+                         "to that folder, or use --engine plain")
     if str(folder.parent) not in sys.path:
         sys.path.insert(0, str(folder.parent))
     return importlib.import_module(f"{folder.name}.{module}")
