@@ -8,18 +8,20 @@ repeated or crashed batch redoes nothing that finished, and adds no duplicate ro
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from . import __version__
 from .brand import BrandBundle, load_brand, parse_week, posts_in_week, week_at
 from .errors import LLMUnavailableError
 from .keys import content_key
 from .ledger import Ledger
+from .pipeline import Stage
 from .records import Kind, Record
 from .render.families import RenderPlan, plan_render
 from .render.registry import ResolvedModel, check_licence, load_registry, resolve_model, tiny_folder
@@ -54,8 +56,8 @@ class Batch:
     chat: ChatModel           # cheap to create; the embedded model loads on its first call
     renderer: Renderer | None = None   # the image model behind the render stage (diffusers by default)
     plan: RenderPlan | None = None     # steps, guidance, size and family arguments the renders use
-    # Errors that stop a stage instead of costing one item: the Prefect flow sets
-    # (LLMUnavailableError,) so that an endpoint that is down for everyone is retried as a stage.
+    # Errors that stop a stage instead of costing one item: the Prefect flow sets the stages'
+    # `retry_on` (an endpoint that is down for everyone is retried as a stage).
     stop_on: tuple[type[Exception], ...] = ()
     unavailable: dict[str, LLMUnavailableError] = field(default_factory=dict)   # stage -> first "down" error
     counts: dict[str, StageCount] = field(default_factory=dict)
@@ -73,23 +75,26 @@ class Batch:
     def count(self, stage: str) -> StageCount:
         return self.counts.setdefault(stage, StageCount())
 
-    def record(self, stage: str, kind: str, key: str, subject: str, make: Callable[[], R],
-               record_type: type[R], failures: tuple[type[Exception], ...] = ()) -> R | None:
-        """Reuse the result recorded under `key`, or make it and record it.
+    def record(self, stage: Stage, key: str, subject: str | None, make: Callable[[], R]) -> R | None:
+        """Reuse the result recorded under `key`, or make it and record it as `stage.created`.
 
-        An exception listed in `failures` costs only this item: it is recorded as a
-        `<stage>.failed` event (a fresh key, so the next run tries again) and None is returned,
+        An exception listed in `stage.item_errors` costs only this item: it is recorded as a
+        `stage.failed` event (a fresh key, so the next run tries again) and None is returned,
         unless it is one of `stop_on`, which propagates (nothing is recorded for the item). Once
         the endpoint was unavailable in a stage, its later items are recorded as failed without
         asking it again (one wait for the client's retries, not one per item).
         When another process records the same key while this one works, the ledger keeps the
         first and this returns it, so every later step builds on what the ledger holds.
         """
+        if stage.created is None or stage.failed is None or stage.result is None:
+            raise TypeError(f"stage {stage.name!r} does not record items (no created/failed kind or result)")
+        read_back = cast(type[R], stage.result)
         existing = self.ledger.get(key)
         if existing is not None:
-            self.count(stage).reused += 1
-            return record_type.model_validate(existing.payload)
-        down = self.unavailable.get(stage)
+            self.count(stage.name).reused += 1
+            return read_back.model_validate(existing.payload)
+        down = self.unavailable.get(stage.name)
+        failures = stage.item_errors
         try:
             if down is not None and issubclass(LLMUnavailableError, failures):
                 raise LLMUnavailableError(f"{down} (not asked again in this run)")
@@ -98,19 +103,24 @@ class Batch:
             if isinstance(exc, self.stop_on):
                 raise
             if isinstance(exc, LLMUnavailableError):
-                self.unavailable.setdefault(stage, exc)
-            self.count(stage).failed += 1
-            self.failures.append(f"{stage} {subject}: {exc}")
-            self.append(Kind(f"{stage}.failed"), f"{key}:failed:{uuid.uuid4().hex[:12]}", subject,
+                self.unavailable.setdefault(stage.name, exc)
+            self.count(stage.name).failed += 1
+            self.failures.append(f"{stage.name} {subject}: {exc}")
+            self.append(stage.failed, f"{key}:failed:{uuid.uuid4().hex[:12]}", subject,
                         {"error": str(exc), "error_type": type(exc).__name__,
                          "calls": getattr(exc, "calls", [])})
             return None
-        event = self.append(kind, key, subject, result.model_dump(mode="json"))
+        event = self.append(stage.created, key, subject, result.model_dump(mode="json"))
         if not event.created:   # another process recorded this key meanwhile: its result is the one
-            self.count(stage).reused += 1
-            return record_type.model_validate(event.payload)
-        self.count(stage).new += 1
+            self.count(stage.name).reused += 1
+            return read_back.model_validate(event.payload)
+        self.count(stage.name).new += 1
         return result
+
+    def recording_every_failure(self) -> Batch:
+        """This batch, sharing its ledger, counts, failures and notes, but with no `stop_on`: every
+        item error is recorded as the item's failure. The last pass of a stage Prefect gave up retrying."""
+        return dataclasses.replace(self, stop_on=())
 
     def append(self, kind: str, key: str, subject: str | None, payload: dict):
         return self.ledger.append(kind, key, payload, brand=self.slug, week=self.week, subject=subject)

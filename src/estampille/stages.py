@@ -1,7 +1,8 @@
 """The weekly batch's stages as plain functions: values in, values out, ledger as memory.
 
-flows/weekly_batch.py arranges these as Prefect tasks; `run_batch` arranges them without
-Prefect. Each stage loops over its items itself (one task per stage, not per item).
+`STAGES`, at the end, declares them once, in the mission's order: flows/weekly_batch.py makes each
+a Prefect task; `run_batch` runs them without Prefect. Each stage loops over its items itself
+(one task per stage, not per item).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from PIL import Image
 from .background import InOrder
 from .batch import Batch, finish, open_batch
 from .brand import posts_in_week
-from .errors import EstampilleError, LLMError, LookalikeError
+from .errors import EstampilleError, LLMError, LLMUnavailableError, LookalikeError
 from .keys import content_key, derived_seed
 from .lookalike.evidence import side_by_side
 from .lookalike.fingerprint import fingerprints
@@ -28,6 +29,7 @@ from .provenance.c2pa_manifest import ManifestSigner
 from .provenance.identity import from_settings as identity_from_settings
 from .provenance.sign import sign_render
 from .paths import file_sha256, inside
+from .pipeline import Stage, WeekResults, check_declaration
 from .records import Draft, ImagePrompt, Kind, LookalikeCheck, Match, Provenance, Render, Slot
 from .render.renderer import LoadedRenderer, Rendered, Renderer, RenderJob
 from .review.static_page import write_review_page
@@ -52,10 +54,9 @@ def draft_texts(batch: Batch, slots: list[Slot]) -> list[Draft]:
         for variant in range(batch.brand.text.variants):
             key = drafting.draft_key(batch.bundle.version, slot.slot_id, variant, batch.chat, template_version)
             draft = batch.record(
-                "draft", Kind.DRAFT_CREATED, key, slot.slot_id,
+                DRAFT, key, slot.slot_id,
                 lambda: drafting.write_draft(batch.chat, batch.brand, slot, variant, batch.guardrails, key,
-                                             others=captions, brand_dir=brand_dir),
-                Draft, failures=(LLMError,))
+                                             others=captions, brand_dir=brand_dir))
             if draft:
                 drafts.append(draft)
                 captions.append(draft.caption)
@@ -76,10 +77,9 @@ def write_image_prompts(batch: Batch, slots: list[Slot], drafts: list[Draft]) ->
         key = content_key("prompt", draft.draft_id, batch.bundle.version, batch.guardrails.version,
                           batch.chat.describe(), template_version, image_prompts.PROMPT_MAX_TOKENS)
         prompt = batch.record(
-            "prompt", Kind.PROMPT_CREATED, key, draft.slot_id,
+            PROMPT, key, draft.slot_id,
             lambda: image_prompts.write_image_prompt(batch.chat, batch.brand, slot, draft, batch.guardrails, key,
-                                                     brand_dir=batch.bundle.folder),
-            ImagePrompt, failures=(LLMError,))
+                                                     brand_dir=batch.bundle.folder))
         if prompt:
             prompts.append(prompt)
     return prompts
@@ -120,7 +120,7 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
                 fresh.append((prompt, job))
         elif inside(batch.run_dir, event.payload["file"]).is_file():
             done[job.key] = Render.model_validate(event.payload)
-            batch.count("render").reused += 1
+            batch.count(RENDER.name).reused += 1
         else:
             lost.setdefault(event.payload["batch_size"], []).append(
                 (prompt, dataclasses.replace(job, batch_index=event.payload.get("batch_index", 0))))
@@ -147,9 +147,9 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
                 for result in loaded.render([job for _, job in todo], size, pad=pad):
                     prompt = prompt_of[result.job.key]
                     if result.image is None:
-                        batch.count("render").failed += 1
-                        batch.failures.append(f"render {prompt.slot_id} {result.job.key}: {result.error}")
-                        batch.append(Kind.RENDER_FAILED, f"{result.job.key}:failed:{uuid.uuid4().hex[:12]}",
+                        batch.count(RENDER.name).failed += 1
+                        batch.failures.append(f"{RENDER.name} {prompt.slot_id} {result.job.key}: {result.error}")
+                        batch.append(RENDER.failed, f"{result.job.key}:failed:{uuid.uuid4().hex[:12]}",
                                      prompt.slot_id, {"image_id": result.job.key, "error": result.error})
                         continue
                     saving.submit((prompt, result), _save_png, batch.run_dir, result)
@@ -175,7 +175,7 @@ def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, saved: tu
         if event.payload["sha256"] != digest:
             raise EstampilleError(f"render {job.key} was re-created from its record but its pixels differ "
                                   "from the recorded ones (another device or library version?)")
-        batch.count("render").reused += 1
+        batch.count(RENDER.name).reused += 1
         return Render.model_validate(event.payload)
     reference = None
     if job.reference is not None:
@@ -191,8 +191,8 @@ def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, saved: tu
                     versions=environment["versions"], device=loaded.device,
                     options={**environment.get("options", {}), **job.family_arguments()},
                     duration_s=round(result.seconds, 4), fingerprints=image_fingerprints, worker=worker)
-    batch.append(Kind.RENDER_CREATED, job.key, prompt.slot_id, record.model_dump(mode="json"))
-    batch.count("render").new += 1
+    batch.append(RENDER.created, job.key, prompt.slot_id, record.model_dump(mode="json"))
+    batch.count(RENDER.name).new += 1
     return record
 
 
@@ -241,8 +241,7 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
             return LookalikeCheck(image_id=render_record.image_id, verdict="lookalike" if matches else "clear",
                                   matches=matches, thresholds=limits, index_size=store.count())
 
-        checks.append(batch.record("check", Kind.LOOKALIKE_CHECKED, keys[render_record.image_id], render_record.slot_id,
-                                   check, LookalikeCheck, failures=(LookalikeError,)))
+        checks.append(batch.record(CHECK, keys[render_record.image_id], render_record.slot_id, check))
     store.close()
     flagged = [c for c in checks if c and c.verdict == "lookalike"]
     if flagged:
@@ -265,14 +264,14 @@ def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
                 break
             generation += 1
         if event is not None:
-            batch.count("sign").reused += 1
+            batch.count(SIGN.name).reused += 1
             results.append(Provenance.model_validate(event.payload))
             continue
         signer = signer or ManifestSigner(identity)
         record = sign_render(render_record, batch.run_dir, batch.brand.name, batch.week, batch.brand.rights,
                              signer, identity)
-        batch.append(Kind.PROVENANCE_SIGNED, key, render_record.slot_id, record.model_dump(mode="json"))
-        batch.count("sign").new += 1
+        batch.append(SIGN.created, key, render_record.slot_id, record.model_dump(mode="json"))
+        batch.count(SIGN.name).new += 1
         results.append(record)
     if signer:
         signer.close()
@@ -284,7 +283,8 @@ def _signed_file_intact(run_dir: Path, payload: dict) -> bool:
     return path.is_file() and file_sha256(path) == payload["sha256"]
 
 
-def write_review(batch: Batch, slots, drafts, prompts, renders, checks, provenance) -> Path:
+def write_review(batch: Batch, slots: list[Slot], drafts: list[Draft], prompts: list[ImagePrompt],
+                 renders: list[Render], checks: list[LookalikeCheck], provenance: list[Provenance]) -> Path:
     return write_review_page(batch.run_dir / "review.html", batch.brand.name, batch.week, slots, drafts,
                              prompts, renders, checks, provenance, batch.notes)
 
@@ -299,7 +299,7 @@ def render_shard(brand_dir: str | Path, week: str, settings: Settings, prompt_id
         render_images(batch, recorded_prompts(batch, prompt_ids), shard=(shard, shards))
     finally:
         batch.ledger.close()
-    return {"shard": shard, "worker": f"{socket.gethostname()}:{os.getpid()}", **vars(batch.count("render")),
+    return {"shard": shard, "worker": f"{socket.gethostname()}:{os.getpid()}", **vars(batch.count(RENDER.name)),
             "failures": batch.failures}
 
 
@@ -316,13 +316,31 @@ def recorded_prompts(batch: Batch, prompt_ids: list[str]) -> list[ImagePrompt]:
 
 
 def run_batch(brand_dir: str | Path, week: str, settings: Settings, renderer: Renderer | None = None) -> dict:
-    """The whole weekly batch without Prefect (same stages, same order as the flow)."""
+    """The whole weekly batch without Prefect: `STAGES` in order, as the flow runs them."""
     batch = open_batch(brand_dir, week, settings, renderer=renderer)
-    slots = plan_slots(batch)
-    drafts = draft_texts(batch, slots)
-    prompts = write_image_prompts(batch, slots, drafts)
-    renders = render_images(batch, prompts)
-    checks = check_lookalikes(batch, renders)
-    provenance = record_provenance(batch, renders)
-    write_review(batch, slots, drafts, prompts, renders, checks, provenance)
+    made = WeekResults()
+    for stage in STAGES:
+        made.keep(stage, stage.run(batch, *made.inputs(stage)))
     return finish(batch)
+
+
+# The weekly batch, in the mission's order. Each entry: the function, what it takes and gives
+# (WeekResults fields), how its items are recorded, and what Prefect retries it on.
+PLAN = Stage(name="plan", task="plan-slots", run=plan_slots, gives="slots")
+DRAFT = Stage(name="draft", task="draft-texts", run=draft_texts, takes=("slots",), gives="drafts", result=Draft,
+              created=Kind.DRAFT_CREATED, failed=Kind.DRAFT_FAILED, item_errors=(LLMError,),
+              retry_on=(LLMUnavailableError,))
+PROMPT = Stage(name="prompt", task="write-image-prompts", run=write_image_prompts, takes=("slots", "drafts"),
+               gives="prompts", result=ImagePrompt, created=Kind.PROMPT_CREATED, failed=Kind.PROMPT_FAILED,
+               item_errors=(LLMError,), retry_on=(LLMUnavailableError,))
+RENDER = Stage(name="render", task="render-images", run=render_images, takes=("prompts",), gives="renders",
+               result=Render, created=Kind.RENDER_CREATED, failed=Kind.RENDER_FAILED)
+CHECK = Stage(name="check", task="check-lookalikes", run=check_lookalikes, takes=("renders",), gives="checks",
+              result=LookalikeCheck, created=Kind.LOOKALIKE_CHECKED, failed=Kind.CHECK_FAILED,
+              item_errors=(LookalikeError,))
+SIGN = Stage(name="sign", task="record-provenance", run=record_provenance, takes=("renders",), gives="provenance",
+             result=Provenance, created=Kind.PROVENANCE_SIGNED)   # a failed signature stops the run
+REVIEW = Stage(name="review", task="write-review-page", run=write_review,
+               takes=("slots", "drafts", "prompts", "renders", "checks", "provenance"), gives="review_page")
+STAGES: tuple[Stage, ...] = (PLAN, DRAFT, PROMPT, RENDER, CHECK, SIGN, REVIEW)
+check_declaration(STAGES)
