@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import TypeVar, cast
 from . import __version__
 from .brand import BrandBundle, load_brand, parse_week, posts_in_week, week_at
 from .errors import LLMUnavailableError
-from .keys import content_key
+from .keys import completed_key, failed_key, run_key
 from .ledger import Ledger
 from .pipeline import Stage
 from .records import Kind, Record
@@ -106,7 +105,7 @@ class Batch:
                 self.unavailable.setdefault(stage.name, exc)
             self.count(stage.name).failed += 1
             self.failures.append(f"{stage.name} {subject}: {exc}")
-            self.append(stage.failed, f"{key}:failed:{uuid.uuid4().hex[:12]}", subject,
+            self.append(stage.failed, failed_key(key), subject,
                         {"error": str(exc), "error_type": type(exc).__name__,
                          "calls": getattr(exc, "calls", [])})
             return None
@@ -189,7 +188,7 @@ def open_batch(brand_dir: str | Path, week: str, settings: Settings, renderer: R
                                                          plan.speed))
     config = {"brand_version": bundle.version, "llm": chat.describe(), "model": model.id,
               "render": render_settings.model_dump(), "render_plan": plan.record(), "estampille": __version__}
-    batch.run_key = content_key("run", bundle.slug, week, config)
+    batch.run_key = run_key(bundle.slug, week, config)
     batch.append(Kind.RUN_STARTED, batch.run_key, None,
                  {"brand": bundle.brand.name, "week": week, "posts": [p.id for p in posts], **config})
     batch.notes.extend(f"Render setting not applied: {warning}" for warning in plan.warnings)
@@ -203,7 +202,7 @@ def open_batch(brand_dir: str | Path, week: str, settings: Settings, renderer: R
 def finish(batch: Batch) -> dict:
     """Close the run: a `run.completed` event when nothing failed, and a summary for people."""
     if not batch.failures:
-        batch.append(Kind.RUN_COMPLETED, f"{batch.run_key}:completed", None,
+        batch.append(Kind.RUN_COMPLETED, completed_key(batch.run_key), None,
                      {"counts": {k: vars(v) for k, v in batch.counts.items()}})
     batch.ledger.close()
     return {"run_dir": str(batch.run_dir), "review_page": str(batch.run_dir / "review.html"),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from .background import InOrder
 from .batch import Batch, finish, open_batch
 from .brand import posts_in_week
 from .errors import EstampilleError, LLMError, LLMUnavailableError, LookalikeError
-from .keys import content_key, derived_seed
+from .keys import check_key, derived_seed, failed_key, prompt_key, render_key, sign_key, slot_id
 from .lookalike.evidence import side_by_side
 from .lookalike.fingerprint import fingerprints
 from .lookalike.brand_index import refresh_brand_index
@@ -39,7 +38,7 @@ from .text import drafting, image_prompts, templates
 
 def plan_slots(batch: Batch) -> list[Slot]:
     """One slot per calendar post in the week."""
-    return [Slot(slot_id=f"{batch.week}/{post.id}", brand=batch.slug, week=batch.week, post=post)
+    return [Slot(slot_id=slot_id(batch.week, post.id), brand=batch.slug, week=batch.week, post=post)
             for post in posts_in_week(batch.bundle, batch.week)]
 
 
@@ -74,7 +73,7 @@ def write_image_prompts(batch: Batch, slots: list[Slot], drafts: list[Draft]) ->
     template_version = templates.version(*image_prompts.TEMPLATES, brand_dir=batch.bundle.folder)
     for draft in drafts:
         slot = by_id[draft.slot_id]
-        key = content_key("prompt", draft.draft_id, batch.bundle.version, batch.guardrails.version,
+        key = prompt_key(draft.draft_id, batch.bundle.version, batch.guardrails.version,
                           batch.chat.describe(), template_version, image_prompts.PROMPT_MAX_TOKENS)
         prompt = batch.record(
             PROMPT, key, draft.slot_id,
@@ -94,7 +93,7 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
     i-th, on GPU i): n workers split a batch between them, and the ledger keeps one chain for all."""
     settings, plan = batch.brand.render, batch.plan
     weights = batch.renderer.weights_id()
-    post_of = {f"{batch.week}/{p.id}": p for p in posts_in_week(batch.bundle, batch.week)}
+    post_of = {slot_id(batch.week, p.id): p for p in posts_in_week(batch.bundle, batch.week)}
     planned: list[tuple[ImagePrompt, RenderJob]] = []
     for prompt in prompts:
         post = post_of[prompt.slot_id]
@@ -103,12 +102,14 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
         negative = prompt.negative_prompt if plan.negative_prompt else ""
         for n in range(settings.images_per_variant):
             seed = derived_seed(prompt.prompt_id, n)
-            key = content_key("img", prompt.prompt_id, n, batch.model.id, weights, plan.steps, plan.guidance,
+            key = render_key(prompt.prompt_id, n, batch.model.id, weights, plan.steps, plan.guidance,
                               plan.width, plan.height, settings.scheduler, reference_sha,
                               post.strength if reference else None, *plan.key_extras())
-            planned.append((prompt, RenderJob(key, prompt.prompt, negative, seed, plan.steps, plan.guidance,
-                                              plan.width, plan.height, reference, post.strength,
-                                              plan.true_cfg_scale, plan.max_sequence_length)))
+            planned.append((prompt, RenderJob(key=key, prompt=prompt.prompt, negative_prompt=negative, seed=seed,
+                                              steps=plan.steps, guidance=plan.guidance, width=plan.width,
+                                              height=plan.height, reference=reference, strength=post.strength,
+                                              true_cfg_scale=plan.true_cfg_scale,
+                                              max_sequence_length=plan.max_sequence_length)))
     done: dict[str, Render] = {}
     fresh: list[tuple[ImagePrompt, RenderJob]] = []
     lost: dict[int, list[tuple[ImagePrompt, RenderJob]]] = {}   # recorded batch size -> jobs to re-create
@@ -149,7 +150,7 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
                     if result.image is None:
                         batch.count(RENDER.name).failed += 1
                         batch.failures.append(f"{RENDER.name} {prompt.slot_id} {result.job.key}: {result.error}")
-                        batch.append(RENDER.failed, f"{result.job.key}:failed:{uuid.uuid4().hex[:12]}",
+                        batch.append(RENDER.failed, failed_key(result.job.key),
                                      prompt.slot_id, {"image_id": result.job.key, "error": result.error})
                         continue
                     saving.submit((prompt, result), _save_png, batch.run_dir, result)
@@ -208,7 +209,7 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
     thresholds = calibrated()
     limits = thresholds.as_dict()
     version = store.version()
-    keys = {r.image_id: content_key("check", r.image_id, version, limits) for r in renders}
+    keys = {r.image_id: check_key(r.image_id, version, limits) for r in renders}
     todo = [r for r in renders if batch.ledger.get(keys[r.image_id]) is None]
     # Each render is searched, and so is the image an image-to-image render started from: a
     # competitor's picture used as "inspiration" is caught even when the model changed it a lot.
@@ -258,7 +259,7 @@ def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
     for render_record in renders:
         generation = 1
         while True:   # a recorded signature whose file is gone is superseded, never overwritten
-            key = f"sign-{render_record.image_id}" + (f"-{generation}" if generation > 1 else "")
+            key = sign_key(render_record.image_id, generation)
             event = batch.ledger.get(key)
             if event is None or _signed_file_intact(batch.run_dir, event.payload):
                 break

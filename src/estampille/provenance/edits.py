@@ -12,6 +12,7 @@ from pathlib import Path
 from ..errors import EstampilleError
 from ..ledger import Ledger
 from ..images import open_checked
+from ..keys import edit_key
 from ..paths import inside
 from ..records import Kind
 from ..review.week import WeekState
@@ -57,6 +58,6 @@ def import_edit(ledger: Ledger, run_root: Path, image_id: str, edited: Path, edi
     payload = {"image_id": image_id, "file": str(file), "sha256": digest, "editor": editor,
                "source_name": edited.name, "digital_source_type": COMPOSITE_TRAINED, "c2pa_state": report.state,
                "parent_sha256": parent["sha256"], "signer": identity.subject}
-    ledger.append(Kind.EDIT_IMPORTED, f"edit-{image_id}-{digest[:16]}", payload, brand=render_event.brand,
+    ledger.append(Kind.EDIT_IMPORTED, edit_key(image_id, digest), payload, brand=render_event.brand,
                   week=render_event.week, subject=render_event.subject)
     return payload

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import ConfigError, ModelNotFoundError, SetupError
+from ..records import Render
 from .families import Family, SpeedOptions, family_of
 from .registry import ResolvedModel
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".gguf")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RenderJob:
     key: str
     prompt: str
@@ -38,6 +39,17 @@ class RenderJob:
     true_cfg_scale: float | None = None       # FLUX only: applies the negative prompt above 1
     max_sequence_length: int | None = None    # T5 families: prompt tokens the T5 encoder reads
     batch_index: int = 0                      # re-creation: the recorded position in its batch
+
+    @classmethod
+    def from_record(cls, record: Render, reference: Path | None = None) -> RenderJob:
+        """The job that made a recorded image, for re-creating it: every input is the record's
+        (`reference`: the record's image-to-image input, once its content was checked)."""
+        return cls(key=record.image_id, prompt=record.prompt, negative_prompt=record.negative_prompt,
+                   seed=record.seed, steps=record.steps, guidance=record.guidance, width=record.width,
+                   height=record.height, reference=reference,
+                   strength=record.reference["strength"] if reference and record.reference else 0.6,
+                   true_cfg_scale=record.options.get("true_cfg_scale"),
+                   max_sequence_length=record.options.get("max_sequence_length"), batch_index=record.batch_index)
 
     def family_arguments(self) -> dict[str, Any]:
         """The family-specific call arguments this job sets (recorded with its image)."""

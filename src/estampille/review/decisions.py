@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import EstampilleError, ExitStatus
+from ..keys import review_key
 from ..ledger import Event, Ledger
 from ..records import Kind
 from .week import WeekState
@@ -83,7 +84,7 @@ def decide(ledger: Ledger, item_id: str, decision: Decision, reviewer: str, comm
             return earlier[-1]                    # a double submit: recorded once
         raise StaleDecision(item_id, version, len(earlier), earlier[-1].payload if earlier else None)
     number = len(earlier) + 1
-    event = ledger.append(Kind(f"review.{decision}"), f"review-{item_id}-{number}", payload, brand=item.brand,
+    event = ledger.append(Kind(f"review.{decision}"), review_key(item_id, number), payload, brand=item.brand,
                           week=item.week, subject=item.slot_id)
     if not event.created and not _same(event.payload, payload):
         raise StaleDecision(item_id, number - 1, number, event.payload)

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..brand import BrandBundle, load_brand, posts_in_week
 from ..errors import EstampilleError
+from .. import keys
 from ..ledger import Ledger
 from ..review.static_page import marked_segments
 from ..review.week import WeekState, state_of, text_after
@@ -157,13 +158,13 @@ def load_run(ledger: Ledger, brand: str, week: str, brands_dir: Path | None = No
     for item in images.values():
         by_draft.setdefault(item.render["draft_id"], []).append(item)
     bundle = find_bundle(brands_dir, brand)
-    posts = {f"{week}/{p.id}": p for p in posts_in_week(bundle, week)} if bundle else {}
+    posts = {keys.slot_id(week, p.id): p for p in posts_in_week(bundle, week)} if bundle else {}
     drafts: dict[str, list[DraftItem]] = {}
     for draft_id, draft in state.drafts.items():
         drafts.setdefault(draft["slot_id"], []).append(DraftItem(
             draft, state.decision(draft_id), state.prompts.get(draft_id),
             sorted(by_draft.get(draft_id, []), key=lambda i: i.render["seed"]), state.version(draft_id)))
-    slot_ids = [f"{week}/{post_id}" for post_id in state.post_ids()]
+    slot_ids = [keys.slot_id(week, post_id) for post_id in state.post_ids()]
     slots = [SlotView(slot_id, posts.get(slot_id), sorted(drafts.get(slot_id, []), key=lambda d: d.draft["variant"]),
                       state.draft_failures.get(slot_id, [])) for slot_id in slot_ids]
     counts = Counter(item.state for item in images.values())
