@@ -276,7 +276,7 @@ def test_parallel_and_repeated_decisions_on_one_state_record_one(served_run):
 
 # 10 ------------------------------------------------------------------------- thumbnails by content
 def test_thumbnails_are_cached_for_good_only_at_their_content_address(served_run, tmp_path):
-    from estampille.provenance.edits import import_edit
+    from estampille.review.edits import import_edit
     from estampille.provenance.identity import from_settings
 
     client, _ = signed_in(served_run["app"])

@@ -20,6 +20,7 @@ from .brand import BrandBundle, load_brand, parse_week, posts_in_week, week_at
 from .errors import LLMUnavailableError
 from .keys import completed_key, failed_key, run_key
 from .ledger import Ledger
+from .paths import run_folder
 from .pipeline import Stage
 from .records import Kind, Record
 from .render.families import RenderPlan, plan_render
@@ -176,7 +177,7 @@ def open_batch(brand_dir: str | Path, week: str, settings: Settings, renderer: R
         from .render.tiny import build_tiny_model
 
         build_tiny_model(Path(model.load_from), family=inputs.build_tiny)
-    run_dir = settings.out / bundle.slug / week
+    run_dir = run_folder(settings.out, bundle.slug, week)
     run_dir.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(settings.ledger_url)
     chat = inputs.chat

@@ -3,14 +3,13 @@ one-line messages and exit statuses (0 ok, 1 failure, 2 bad input), tracebacks o
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import typer
 
 from .errors import ConfigError, EstampilleError, ExitStatus, SetupError
-from .settings import Settings
+from .settings import Settings, prefect_local_mode, quiet_libraries
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Weekly AI visuals for brands, with provenance and human review.")
@@ -24,26 +23,12 @@ app.add_typer(review_app, name="review")
 app.add_typer(lookalike_app, name="lookalike")
 
 state = {"debug": False}
-# Library chatter (progress bars, optional-dependency notices) hides our own summary.
-for _name, _value in (("TRANSFORMERS_VERBOSITY", "error"), ("DIFFUSERS_VERBOSITY", "error"),
-                      ("TQDM_DISABLE", "1"), ("HF_HUB_DISABLE_TELEMETRY", "1")):
-    os.environ.setdefault(_name, _value)
 
 
 @app.callback()
 def _options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")) -> None:
     state["debug"] = debug
-
-
-def _prefect_defaults(settings: Settings) -> None:
-    """Prefect's local mode, with its state inside our data folder and no telemetry."""
-    if "PREFECT_HOME" not in os.environ:
-        (settings.home / "prefect").mkdir(parents=True, exist_ok=True)   # Prefect makes one level only
-        os.environ["PREFECT_HOME"] = str(settings.home / "prefect")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    # The first start creates Prefect's database: on 2 busy cores that exceeds the 20 s default.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    quiet_libraries()     # before a command imports transformers or diffusers
 
 
 def _flows(settings: Settings, module: str):
@@ -85,7 +70,7 @@ def run(brand: Path = typer.Option(..., "--brand", help="Brand folder with brand
     settings = Settings.from_env(out=out)
     week = check_inputs(brand, week, settings).week   # bad input stops here, in one line, before Prefect
     if engine == "prefect":
-        _prefect_defaults(settings)
+        prefect_local_mode(settings)
         weekly_batch_for = _flows(settings, "weekly_batch").weekly_batch_for
         summary = weekly_batch_for(render_workers, dask)(str(brand), week, str(settings.out),
                                                          render_workers=render_workers)
@@ -176,6 +161,7 @@ def publish(brand: Path = typer.Option(..., "--brand"), week: str = typer.Option
             ledger: str = typer.Option(None, "--ledger")) -> None:
     """Export approved items whose provenance verifies; say why anything else is refused."""
     from .brand import load_brand
+    from .paths import run_folder
     from .provenance.identity import from_settings as signer_identity
     from .review import export
 
@@ -183,7 +169,8 @@ def publish(brand: Path = typer.Option(..., "--brand"), week: str = typer.Option
     bundle = load_brand(brand)
     ledger_db = _open_ledger(ledger)
     try:
-        report = export.publish(ledger_db, bundle, week, settings.out / bundle.slug / week, signer_identity(settings))
+        report = export.publish(ledger_db, bundle, week, run_folder(settings.out, bundle.slug, week),
+                                signer_identity(settings))
     finally:
         ledger_db.close()
     for item in report.exported:
@@ -275,7 +262,7 @@ def import_edit(image_id: str = typer.Argument(..., help="The render the retouch
                 editor: str = typer.Option(..., "--editor", help="Who retouched it (recorded)."),
                 ledger: str = typer.Option(None, "--ledger")) -> None:
     """Record a retouch made outside Estampille as the image's current version."""
-    from .provenance.edits import import_edit as record_edit
+    from .review.edits import import_edit as record_edit
     from .provenance.identity import from_settings as signer_identity
 
     settings = Settings.from_env()
@@ -293,7 +280,7 @@ def rerender(image_id: str = typer.Argument(..., help="Image id (img-…) from t
              out: Path = typer.Option(None, "--out", help="Where to write the re-created PNG."),
              ledger: str = typer.Option(None, "--ledger", help="SQLAlchemy URL (default: the run's SQLite).")) -> None:
     """Re-create an image from its ledger record and compare it with the recorded one."""
-    from .paths import inside
+    from .paths import inside, run_folder
     from .records import Kind
     from .render.rerender import rerender as rerender_image
 
@@ -303,7 +290,7 @@ def rerender(image_id: str = typer.Argument(..., help="Image id (img-…) from t
     ledger_db.close()
     if event is None or event.kind != Kind.RENDER_CREATED:
         raise EstampilleError(f"no render {image_id} in the ledger at {ledger_db.safe_url}")
-    original = inside(settings.out / event.brand / event.week, event.payload["file"])
+    original = inside(run_folder(settings.out, event.brand, event.week), event.payload["file"])
     result = rerender_image(event.payload, settings, original)
     target = out or Path(f"{image_id}.rerender.png")
     result.image.save(target, "PNG")
@@ -369,11 +356,13 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to bind 
 
 def _index_folder(index: Path | None, brand: Path | None) -> Path:
     """--index, or the brand's own index under the output folder, or $ESTAMPILLE_OUT/lookalike-index."""
+    from .paths import brand_slug, lookalike_index_folder
+
     settings = Settings.from_env()
     if index:
         return index
     if brand:
-        return settings.out / brand.absolute().name / "lookalike-index"
+        return lookalike_index_folder(settings.out, brand_slug(brand))
     return settings.out / "lookalike-index"
 
 

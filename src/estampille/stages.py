@@ -27,7 +27,7 @@ from .lookalike.engine import calibrated, find_lookalikes, summary
 from .provenance.c2pa_manifest import ManifestSigner
 from .provenance.identity import from_settings as identity_from_settings
 from .provenance.sign import sign_render
-from .paths import file_sha256, inside
+from .paths import file_sha256, inside, lookalike_index_folder, run_folder
 from .pipeline import Stage, WeekResults, check_declaration
 from .records import Draft, ImagePrompt, Kind, LookalikeCheck, Match, Provenance, Render, Slot
 from .render.renderer import LoadedRenderer, Rendered, Renderer, RenderJob
@@ -200,9 +200,9 @@ def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, saved: tu
 def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck]:
     """Compare every render with the brand's reference index (competitors' images, refreshed
     incrementally, and the brand's renders of other weeks); write side-by-side evidence for matches."""
-    own = [(e.week, e.payload["image_id"], batch.settings.out / batch.slug / e.week / e.payload["file"])
+    own = [(e.week, e.payload["image_id"], run_folder(batch.settings.out, batch.slug, e.week) / e.payload["file"])
            for e in batch.ledger.events(kind=Kind.RENDER_CREATED, brand=batch.slug) if e.week != batch.week]
-    store, skipped = refresh_brand_index(batch.settings.out / batch.slug / "lookalike-index",
+    store, skipped = refresh_brand_index(lookalike_index_folder(batch.settings.out, batch.slug),
                                          batch.bundle.competitor_folders(), own)
     for source, reason in skipped:
         batch.notes.append(f"reference image skipped: {source}: {reason}")

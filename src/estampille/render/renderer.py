@@ -155,13 +155,13 @@ class DiffusersRenderer:
 def pick_device(gpu: int = 0) -> str:
     """CUDA (GPU number `gpu`), then Apple MPS, then CPU (where any number of workers share it).
     A worker pinned to one GPU by CUDA_VISIBLE_DEVICES (a Dask worker per GPU) uses that one."""
-    import os
-
     import torch
+
+    from ..settings import pinned_gpu
 
     if torch.cuda.is_available():
         count = torch.cuda.device_count()
-        if count == 1 and os.environ.get("CUDA_VISIBLE_DEVICES"):
+        if count == 1 and pinned_gpu():
             return "cuda:0"
         if not 0 <= gpu < count:
             raise SetupError(f"render worker {gpu + 1} needs GPU number {gpu}, but this machine has {count} "

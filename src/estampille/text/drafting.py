@@ -24,12 +24,12 @@ from ..brand import Brand, Post
 from ..errors import LLMError
 from .. import keys
 from ..keys import derived_seed
+from ..platforms import counted_length
 from ..records import Draft, Slot
 from . import quality, templates, variety
 from .facts import unsupported_facts
 from .guardrails import Guardrails
 from .llm import ChatModel
-from .platforms import counted_length
 
 HASHTAG = re.compile(r"#[\w\u00C0-\u024F]+")
 DRAFT_MAX_TOKENS = 160

@@ -20,7 +20,7 @@ from markupsafe import escape
 
 from ..images import IMAGE_SUFFIXES
 from ..ledger import Ledger
-from ..paths import OutsideFolder, inside
+from ..paths import OutsideFolder, inside, run_folder
 from ..provenance.identity import SignerIdentity
 from ..settings import Settings
 from .audit_pool import AuditPool
@@ -102,7 +102,7 @@ class Site:
     def run_dir(self, brand: str, week: str) -> Path:
         if not NAME.match(brand) or not WEEK.match(week):
             raise HTTPException(404, "no such run")
-        return inside(self.settings.out, f"{brand}/{week}")
+        return run_folder(self.settings.out, brand, week).resolve()
 
     def runs(self):
         return self.while_unchanged(("runs",), lambda: list_runs(self.ledger))

@@ -15,10 +15,10 @@ from ..images import open_checked
 from ..keys import edit_key
 from ..paths import inside
 from ..records import Kind
-from ..review.week import WeekState
-from .c2pa_manifest import ManifestSigner, edit_manifest, read_manifest
-from .identity import SignerIdentity
-from .xmp import COMPOSITE_TRAINED, XmpFields, png_with_xmp, xmp_packet
+from ..provenance.c2pa_manifest import ManifestSigner, edit_manifest, read_manifest
+from ..provenance.identity import SignerIdentity
+from ..provenance.xmp import COMPOSITE_TRAINED, XmpFields, png_with_xmp, xmp_packet
+from .week import WeekState
 
 
 def import_edit(ledger: Ledger, run_root: Path, image_id: str, edited: Path, editor: str,
