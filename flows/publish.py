@@ -8,9 +8,9 @@ from prefect.artifacts import create_table_artifact
 from estampille.brand import load_brand
 from estampille.ledger import Ledger
 from estampille.paths import run_folder
+from estampille.provenance.identity import from_settings as signer_identity
 from estampille.review.export import publish as export
 from estampille.settings import Settings
-from estampille.provenance.identity import from_settings as signer_identity
 
 
 @flow(name="publish", persist_result=False)

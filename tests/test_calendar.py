@@ -89,9 +89,9 @@ def test_a_recurring_id_may_not_repeat_a_dated_one(brand_copy):
 def test_the_week_is_read_on_the_brands_clock():
     # Monday 2026-12-07 07:00 in Paris is 06:00 UTC: week 50.
     assert week_at(dt.datetime(2026, 12, 7, 7, 0, tzinfo=PARIS), "Europe/Paris") == "2026-W50"
-    assert week_at(dt.datetime(2026, 12, 7, 6, 0, tzinfo=dt.timezone.utc), "Europe/Paris") == "2026-W50"
+    assert week_at(dt.datetime(2026, 12, 7, 6, 0, tzinfo=dt.UTC), "Europe/Paris") == "2026-W50"
     # Sunday 23:30 UTC is already Monday in Paris, still Sunday in Montréal.
-    late = dt.datetime(2026, 12, 6, 23, 30, tzinfo=dt.timezone.utc)
+    late = dt.datetime(2026, 12, 6, 23, 30, tzinfo=dt.UTC)
     assert week_at(late, "Europe/Paris") == "2026-W50"
     assert week_at(late, "America/Montreal") == "2026-W49"
     with pytest.raises(ValueError):

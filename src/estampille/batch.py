@@ -145,7 +145,7 @@ def check_inputs(brand_dir: str | Path, week: str | None, settings: Settings,
     input stops in one line before Prefect (10-20 s to start) or any model loads. Without `week`,
     the week of `when` (default now) on the brand's clock."""
     bundle = load_brand(brand_dir)
-    week = week or week_at(when or dt.datetime.now(dt.timezone.utc), bundle.brand.timezone)
+    week = week or week_at(when or dt.datetime.now(dt.UTC), bundle.brand.timezone)
     parse_week(week)
     posts = posts_in_week(bundle, week)
     chat = chat_model_for(bundle.brand.text.llm, settings)

@@ -56,7 +56,7 @@ class PlatformRules(Strict):
     max_hashtags: int | None = Field(default=None, ge=0)
     max_line_breaks: int | None = Field(default=None, ge=0)
 
-    def resolved(self, platform: str) -> "PlatformRules":
+    def resolved(self, platform: str) -> PlatformRules:
         own = PLATFORM_LIMITS.get(platform)
         if own is None:
             return self

@@ -262,8 +262,8 @@ def import_edit(image_id: str = typer.Argument(..., help="The render the retouch
                 editor: str = typer.Option(..., "--editor", help="Who retouched it (recorded)."),
                 ledger: str = typer.Option(None, "--ledger")) -> None:
     """Record a retouch made outside Estampille as the image's current version."""
-    from .review.edits import import_edit as record_edit
     from .provenance.identity import from_settings as signer_identity
+    from .review.edits import import_edit as record_edit
 
     settings = Settings.from_env()
     ledger_db = _open_ledger(ledger)
@@ -443,7 +443,7 @@ def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to chec
             found, errors = find_lookalikes(store, files, rotations=rotations)
     finally:
         store.close()
-    results = [{"file": str(f), "matches": [], "error": e} for f, e in zip(files, errors)]
+    results = [{"file": str(f), "matches": [], "error": e} for f, e in zip(files, errors, strict=True)]
     for match in found:
         hit, reference, region = match.hit, match.reference, summary(match.hit.region)
         results[match.source]["matches"].append({

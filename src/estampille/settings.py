@@ -10,16 +10,15 @@ Secrets (the review token, the proxy secret, the OpenAI key) are `SecretStr`: th
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigError
-
 
 _MAPPING_ONLY: ContextVar[bool] = ContextVar("settings_from_a_mapping", default=False)
 
@@ -119,7 +118,7 @@ class Settings(BaseSettings):
         return value.absolute()
 
     @classmethod
-    def from_env(cls, out: str | Path | None = None, env: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, out: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
         """From the process environment, or from `env` alone when given (tests, worker processes);
         `out` (the --out option) beats ESTAMPILLE_OUT."""
         overrides = {"ESTAMPILLE_OUT": str(out)} if out else {}

@@ -11,6 +11,7 @@ import dataclasses
 import os
 import socket
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
@@ -20,15 +21,15 @@ from .batch import Batch, finish, open_batch
 from .brand import posts_in_week
 from .errors import EstampilleError, LLMError, LLMUnavailableError, LookalikeError
 from .keys import check_key, derived_seed, failed_key, prompt_key, render_key, sign_key, slot_id
-from .lookalike.evidence import side_by_side
-from .lookalike.fingerprint import fingerprints
 from .lookalike.brand_index import refresh_brand_index
 from .lookalike.engine import calibrated, find_lookalikes, summary
+from .lookalike.evidence import side_by_side
+from .lookalike.fingerprint import fingerprints
+from .paths import file_sha256, inside, lookalike_index_folder, run_folder
+from .pipeline import Stage, WeekResults, check_declaration
 from .provenance.c2pa_manifest import ManifestSigner
 from .provenance.identity import from_settings as identity_from_settings
 from .provenance.sign import sign_render
-from .paths import file_sha256, inside, lookalike_index_folder, run_folder
-from .pipeline import Stage, WeekResults, check_declaration
 from .records import Draft, ImagePrompt, Kind, LookalikeCheck, Match, Provenance, Render, Slot
 from .render.renderer import LoadedRenderer, Rendered, Renderer, RenderJob
 from .review.static_page import write_review_page
@@ -52,10 +53,9 @@ def draft_texts(batch: Batch, slots: list[Slot]) -> list[Draft]:
         captions: list[str] = []
         for variant in range(batch.brand.text.variants):
             key = drafting.draft_key(batch.bundle.version, slot.slot_id, variant, batch.chat, template_version)
-            draft = batch.record(
-                DRAFT, key, slot.slot_id,
-                lambda: drafting.write_draft(batch.chat, batch.brand, slot, variant, batch.guardrails, key,
-                                             others=captions, brand_dir=brand_dir))
+            draft = batch.record(DRAFT, key, slot.slot_id, partial(
+                drafting.write_draft, batch.chat, batch.brand, slot, variant, batch.guardrails, key,
+                others=captions, brand_dir=brand_dir))
             if draft:
                 drafts.append(draft)
                 captions.append(draft.caption)
@@ -75,10 +75,9 @@ def write_image_prompts(batch: Batch, slots: list[Slot], drafts: list[Draft]) ->
         slot = by_id[draft.slot_id]
         key = prompt_key(draft.draft_id, batch.bundle.version, batch.guardrails.version,
                           batch.chat.describe(), template_version, image_prompts.PROMPT_MAX_TOKENS)
-        prompt = batch.record(
-            PROMPT, key, draft.slot_id,
-            lambda: image_prompts.write_image_prompt(batch.chat, batch.brand, slot, draft, batch.guardrails, key,
-                                                     brand_dir=batch.bundle.folder))
+        prompt = batch.record(PROMPT, key, draft.slot_id, partial(
+            image_prompts.write_image_prompt, batch.chat, batch.brand, slot, draft, batch.guardrails, key,
+            brand_dir=batch.bundle.folder))
         if prompt:
             prompts.append(prompt)
     return prompts
@@ -217,7 +216,7 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
     sources += [(r, "image-to-image reference", Path(r.reference["path"])) for r in todo
                 if r.reference and Path(r.reference["path"]).is_file()]
     found, errors = find_lookalikes(store, [path for _, _, path in sources], thresholds)
-    problems = {r.image_id: error for (r, via, _), error in zip(sources, errors) if error and via == "render"}
+    problems = {r.image_id: error for (r, via, _), error in zip(sources, errors, strict=True) if error and via == "render"}
     by_render: dict[str, list] = {r.image_id: [] for r in todo}
     for match in found:
         render_record, via, _ = sources[match.source]

@@ -95,7 +95,7 @@ def search_shard(shard: Shard, packed: tuple[QueryArrays, np.ndarray, np.ndarray
                            q_dhash, q_colour)
     limits = thresholds.as_dict()
     hits = []
-    for n, (q, reference) in enumerate(zip(pairs[:, 0], ids)):
+    for n, (q, reference) in enumerate(zip(pairs[:, 0], ids, strict=True)):
         distances = {k: int(found[k][n]) for k in REPORTED}
         hits.append(Hit(int(q), int(reference), distances,
                         tuple(k for k, limit in limits.items() if distances[k] <= limit)

@@ -98,7 +98,7 @@ class FeatureShard:
     sizes: np.ndarray
 
     @classmethod
-    def in_memory(cls, features: list[Features]) -> "FeatureShard":
+    def in_memory(cls, features: list[Features]) -> FeatureShard:
         """For a search that must write nothing (audit): the same index, never saved."""
         index, xy, sizes = build_index(features)
         if hasattr(index, "nprobe"):
@@ -106,7 +106,7 @@ class FeatureShard:
         return cls(index, xy, sizes)
 
     @classmethod
-    def load(cls, folder: Path) -> "FeatureShard | None":
+    def load(cls, folder: Path) -> FeatureShard | None:
         if not has_features(folder):
             return None
         index = faiss.read_index_binary(str(folder / "features.fbin"))

@@ -167,7 +167,7 @@ def verify(query: Features, reference_xy: np.ndarray, reference_size: tuple[int,
         return None
     if mirrored:     # the query was searched flipped: give its coordinates in the query as it is
         qx = 1.0 - qx
-    pairs = [(float(a), float(b), float(c), float(d)) for a, b, c, d in zip(rx, ry, qx, qy)]
+    pairs = [(float(a), float(b), float(c), float(d)) for a, b, c, d in zip(rx, ry, qx, qy, strict=True)]
     # Both images are extracted at the same longest side, so the fitted scale compares their sizes.
     return FeatureMatch(inliers, round(scale, 3), round(rotation, 1), mirrored,
                         (float(rx.min()), float(ry.min()), float(rx.max()), float(ry.max())),

@@ -22,8 +22,8 @@ from PIL import Image, UnidentifiedImageError
 
 from ..images import MAX_PIXELS, UnreadableImage, image_files, open_image
 from ..ledger import Ledger
-from ..paths import OutsideFolder, inside, run_folder
 from ..lookalike.fingerprint import HASH_KINDS, fingerprints, hex_to_int
+from ..paths import OutsideFolder, inside, run_folder
 from ..records import Kind
 from .credentials import Credentials, read_credentials, short_source_type
 from .sign import document_id

@@ -249,7 +249,7 @@ def load_model(resolved: ResolvedModel, digest_cache: Path | None = None, *, sch
         kwargs["revision"] = resolved.entry.revision
     try:
         pipeline = pipeline_class.from_pretrained(resolved.load_from, **kwargs)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         raise ModelNotFoundError(f"cannot load model '{resolved.id}' from {resolved.load_from}: "
                                  f"{str(exc).splitlines()[0]}. If the folder is damaged, delete it and "
                                  "rebuild or re-download it (`estampille models build-tiny` for the "
@@ -405,7 +405,7 @@ def _render_chunk(loaded: LoadedModel, chunk: list[RenderJob], size: int, can_sp
         return [Rendered(job, None, 0.0, size, f"out of memory at batch size {size}: {str(exc).splitlines()[0]}")
                 for job in chunk]
     per_image = (time.perf_counter() - started) / len(padded)
-    return [Rendered(job, images[i], per_image, len(padded), batch_index=i) for job, i in zip(chunk, positions)]
+    return [Rendered(job, images[i], per_image, len(padded), batch_index=i) for job, i in zip(chunk, positions, strict=True)]
 
 
 def _takes(pipeline: Any, argument: str) -> bool:

@@ -20,8 +20,8 @@ from ..errors import EstampilleError
 from ..paths import file_sha256
 from ..records import Render
 from ..settings import Settings
-from .registry import resolve_model
 from .families import SpeedOptions
+from .registry import resolve_model
 from .renderer import RenderJob, load_model, render
 
 

@@ -13,6 +13,7 @@ from ..keys import review_key
 from ..ledger import Event, Ledger
 from ..records import Kind
 from .week import WeekState
+
 Decision = Literal["approved", "rejected"]
 
 
@@ -67,7 +68,7 @@ def decide(ledger: Ledger, item_id: str, decision: Decision, reviewer: str, comm
         raise ReviewError("a decision needs a reviewer name (--reviewer)")
     item = find_item(ledger, item_id)
     payload = {"item_id": item_id, "item_kind": item.kind, "decision": decision, "reviewer": reviewer,
-               "comment": comment, "decided_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+               "comment": comment, "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     week = WeekState.load(ledger, item.brand, item.week)
     if item.kind == "image" and decision == "approved" and week.verdict(item_id) == "lookalike":
         if not override_lookalike:

@@ -10,14 +10,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import EstampilleError
-from ..ledger import Ledger
 from ..images import open_checked
 from ..keys import edit_key
+from ..ledger import Ledger
 from ..paths import inside
-from ..records import Kind
 from ..provenance.c2pa_manifest import ManifestSigner, edit_manifest, read_manifest
 from ..provenance.identity import SignerIdentity
 from ..provenance.xmp import COMPOSITE_TRAINED, XmpFields, png_with_xmp, xmp_packet
+from ..records import Kind
 from .week import WeekState
 
 

@@ -20,9 +20,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .. import keys
 from ..brand import Brand, Post
 from ..errors import LLMError
-from .. import keys
 from ..keys import derived_seed
 from ..platforms import counted_length
 from ..records import Draft, Slot

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import keys
 from ..brand import BrandBundle, load_brand, posts_in_week
 from ..errors import EstampilleError
-from .. import keys
 from ..ledger import Ledger
 from ..review.static_page import marked_segments
 from ..review.week import WeekState, state_of, text_after
