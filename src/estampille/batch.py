@@ -54,8 +54,8 @@ class Batch:
     guardrails: Guardrails
     run_key: str
     chat: ChatModel           # cheap to create; the embedded model loads on its first call
-    renderer: Renderer | None = None   # the image model behind the render stage (diffusers by default)
-    plan: RenderPlan | None = None     # steps, guidance, size and family arguments the renders use
+    renderer: Renderer                 # the image model behind the render stage (diffusers by default)
+    plan: RenderPlan                   # steps, guidance, size and family arguments the renders use
     # Errors that stop a stage instead of costing one item: the Prefect flow sets the stages'
     # `retry_on` (an endpoint that is down for everyone is retried as a stage).
     stop_on: tuple[type[Exception], ...] = ()
@@ -86,9 +86,7 @@ class Batch:
         When another process records the same key while this one works, the ledger keeps the
         first and this returns it, so every later step builds on what the ledger holds.
         """
-        if stage.created is None or stage.failed is None or stage.result is None:
-            raise TypeError(f"stage {stage.name!r} does not record items (no created/failed kind or result)")
-        read_back = cast(type[R], stage.result)
+        created, failed, read_back = stage.created_kind(), stage.failed_kind(), cast(type[R], stage.result)
         existing = self.ledger.get(key)
         if existing is not None:
             self.count(stage.name).reused += 1
@@ -106,11 +104,11 @@ class Batch:
                 self.unavailable.setdefault(stage.name, exc)
             self.count(stage.name).failed += 1
             self.failures.append(f"{stage.name} {subject}: {exc}")
-            self.append(stage.failed, failed_key(key), subject,
+            self.append(failed, failed_key(key), subject,
                         {"error": str(exc), "error_type": type(exc).__name__,
                          "calls": getattr(exc, "calls", [])})
             return None
-        event = self.append(stage.created, key, subject, result.model_dump(mode="json"))
+        event = self.append(created, key, subject, result.model_dump(mode="json"))
         if not event.created:   # another process recorded this key meanwhile: its result is the one
             self.count(stage.name).reused += 1
             return read_back.model_validate(event.payload)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any, Literal
 
 import typer
 
@@ -123,7 +124,7 @@ def _open_ledger(url: str | None):
     return ledger_db
 
 
-def _decide(items: list[str], decision: str, reviewer: str, comment: str, override: str | None,
+def _decide(items: list[str], decision: Literal["approved", "rejected"], reviewer: str, comment: str, override: str | None,
             text: str | None, ledger: str | None) -> None:
     from .review.decisions import decide
 
@@ -430,6 +431,7 @@ def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to chec
     if not (folder / "catalog.sqlite").is_file():
         raise typer.BadParameter(f"no index at {folder}: build one with `estampille lookalike index`")
     store = ReferenceStore(folder)
+    sources: list[Path | bytes] = list(files)
     try:
         if dask:
             from dask.distributed import Client
@@ -437,13 +439,14 @@ def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to chec
             from .lookalike.distributed import search_on_dask
 
             with Client(dask) as client:
-                found, errors = find_lookalikes(store, files, rotations=rotations, search=lambda queries: (
+                found, errors = find_lookalikes(store, sources, rotations=rotations, search=lambda queries: (
                     search_on_dask(client, folder, queries, rotations=rotations).hits))
         else:
-            found, errors = find_lookalikes(store, files, rotations=rotations)
+            found, errors = find_lookalikes(store, sources, rotations=rotations)
     finally:
         store.close()
-    results = [{"file": str(f), "matches": [], "error": e} for f, e in zip(files, errors, strict=True)]
+    results: list[dict[str, Any]] = [{"file": str(f), "matches": [], "error": e}
+                                     for f, e in zip(files, errors, strict=True)]
     for match in found:
         hit, reference, region = match.hit, match.reference, summary(match.hit.region)
         results[match.source]["matches"].append({

@@ -34,6 +34,16 @@ class Stage:
     # for every item); without Prefect, or after the last retry, they cost one item each.
     retry_on: tuple[type[Exception], ...] = ()
 
+    def created_kind(self) -> Kind:
+        if self.created is None or self.result is None:
+            raise TypeError(f"stage {self.name!r} declares no ledger kind and result type for its items")
+        return self.created
+
+    def failed_kind(self) -> Kind:
+        if self.failed is None:
+            raise TypeError(f"stage {self.name!r} declares no ledger kind for a failed item")
+        return self.failed
+
 
 @dataclass
 class WeekResults:

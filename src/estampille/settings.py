@@ -121,13 +121,14 @@ class Settings(BaseSettings):
     def from_env(cls, out: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
         """From the process environment, or from `env` alone when given (tests, worker processes);
         `out` (the --out option) beats ESTAMPILLE_OUT."""
-        overrides = {"ESTAMPILLE_OUT": str(out)} if out else {}
+        overrides: dict[str, Any] = {"ESTAMPILLE_OUT": str(out)} if out else {}
         try:
             if env is None:
                 return cls(**overrides)
             token = _MAPPING_ONLY.set(True)
             try:
-                return cls(**{**env, **overrides})
+                values: dict[str, Any] = {**env, **overrides}
+                return cls(**values)
             finally:
                 _MAPPING_ONLY.reset(token)
         except ValidationError as exc:

@@ -135,7 +135,7 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
         (batch.run_dir / "renders").mkdir(exist_ok=True)
         # PNG, SHA-256 and fingerprints of one batch are made while the GPU renders the next (inline
         # on CPU); records are appended here, in render order.
-        with InOrder(threaded=loaded.device != "cpu", name="render-bookkeeping") as saving:
+        with InOrder[tuple[ImagePrompt, Rendered]](threaded=loaded.device != "cpu", name="render-bookkeeping") as saving:
             def record_saved(wait: bool = False) -> None:
                 for (prompt, result), saved in saving.finished(wait):
                     done[result.job.key] = _store_render(batch, prompt, result, saved, loaded, environment, worker)
@@ -149,7 +149,7 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
                     if result.image is None:
                         batch.count(RENDER.name).failed += 1
                         batch.failures.append(f"{RENDER.name} {prompt.slot_id} {result.job.key}: {result.error}")
-                        batch.append(RENDER.failed, failed_key(result.job.key),
+                        batch.append(RENDER.failed_kind(), failed_key(result.job.key),
                                      prompt.slot_id, {"image_id": result.job.key, "error": result.error})
                         continue
                     saving.submit((prompt, result), _save_png, batch.run_dir, result)
@@ -161,8 +161,10 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
 def _save_png(run_dir: Path, result: Rendered) -> tuple[Path, str, dict[str, str]]:
     """The per-image work that needs no ledger: file, SHA-256, perceptual fingerprints."""
     file = Path("renders") / f"{result.job.key}.png"
-    result.image.save(run_dir / file, "PNG")
-    return file, file_sha256(run_dir / file), fingerprints(result.image)
+    image = result.image
+    assert image is not None, "only rendered images are saved"
+    image.save(run_dir / file, "PNG")
+    return file, file_sha256(run_dir / file), fingerprints(image)
 
 
 def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, saved: tuple[Path, str, dict[str, str]],
@@ -191,7 +193,7 @@ def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, saved: tu
                     versions=environment["versions"], device=loaded.device,
                     options={**environment.get("options", {}), **job.family_arguments()},
                     duration_s=round(result.seconds, 4), fingerprints=image_fingerprints, worker=worker)
-    batch.append(RENDER.created, job.key, prompt.slot_id, record.model_dump(mode="json"))
+    batch.append(RENDER.created_kind(), job.key, prompt.slot_id, record.model_dump(mode="json"))
     batch.count(RENDER.name).new += 1
     return record
 
@@ -200,7 +202,7 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
     """Compare every render with the brand's reference index (competitors' images, refreshed
     incrementally, and the brand's renders of other weeks); write side-by-side evidence for matches."""
     own = [(e.week, e.payload["image_id"], run_folder(batch.settings.out, batch.slug, e.week) / e.payload["file"])
-           for e in batch.ledger.events(kind=Kind.RENDER_CREATED, brand=batch.slug) if e.week != batch.week]
+           for e in batch.ledger.events(kind=Kind.RENDER_CREATED, brand=batch.slug) if e.week and e.week != batch.week]
     store, skipped = refresh_brand_index(lookalike_index_folder(batch.settings.out, batch.slug),
                                          batch.bundle.competitor_folders(), own)
     for source, reason in skipped:
@@ -270,7 +272,7 @@ def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
         signer = signer or ManifestSigner(identity)
         record = sign_render(render_record, batch.run_dir, batch.brand.name, batch.week, batch.brand.rights,
                              signer, identity)
-        batch.append(SIGN.created, key, render_record.slot_id, record.model_dump(mode="json"))
+        batch.append(SIGN.created_kind(), key, render_record.slot_id, record.model_dump(mode="json"))
         batch.count(SIGN.name).new += 1
         results.append(record)
     if signer:
