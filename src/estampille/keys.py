@@ -27,6 +27,11 @@ def slot_id(week: str, post_id: str) -> str:
     return f"{week}/{post_id}"
 
 
+def post_id_of(slot_id: str) -> str:
+    """The calendar post a slot id names (the inverse of `slot_id`)."""
+    return slot_id.split("/", 1)[1]
+
+
 def run_key(*inputs: object) -> str:
     """A weekly run: brand, week and the configuration it ran with."""
     return content_key("run", *inputs)

@@ -117,7 +117,7 @@ class SlotView:
 
     @property
     def post_id(self) -> str:
-        return self.slot_id.split("/", 1)[1]
+        return keys.post_id_of(self.slot_id)
 
 
 @dataclass
