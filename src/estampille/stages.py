@@ -33,6 +33,7 @@ from .provenance.sign import sign_render
 from .records import Draft, ImagePrompt, Kind, LookalikeCheck, Match, Provenance, Render, Slot
 from .render.renderer import LoadedRenderer, Rendered, Renderer, RenderJob
 from .review.static_page import write_review_page
+from .review.week_view import load_run
 from .settings import Settings
 from .text import drafting, image_prompts, templates
 
@@ -285,10 +286,11 @@ def _signed_file_intact(run_dir: Path, payload: dict) -> bool:
     return path.is_file() and file_sha256(path) == payload["sha256"]
 
 
-def write_review(batch: Batch, slots: list[Slot], drafts: list[Draft], prompts: list[ImagePrompt],
-                 renders: list[Render], checks: list[LookalikeCheck], provenance: list[Provenance]) -> Path:
-    return write_review_page(batch.run_dir / "review.html", batch.brand.name, batch.week, slots, drafts,
-                             prompts, renders, checks, provenance, batch.notes)
+def write_review(batch: Batch) -> Path:
+    """The week's offline review page, from what the ledger holds for it: the same view
+    (`review.week_view`) the web page shows, so a reviewer sees one shape in both."""
+    run = load_run(batch.ledger, batch.slug, batch.week, bundle=batch.bundle, run_dir=batch.run_dir)
+    return write_review_page(batch.run_dir / "review.html", batch.brand.name, batch.week, run, batch.notes)
 
 
 def render_shard(brand_dir: str | Path, week: str, settings: Settings, prompt_ids: list[str], shard: int,
@@ -342,7 +344,6 @@ CHECK = Stage(name="check", task="check-lookalikes", run=check_lookalikes, takes
               item_errors=(LookalikeError,))
 SIGN = Stage(name="sign", task="record-provenance", run=record_provenance, takes=("renders",), gives="provenance",
              result=Provenance, created=Kind.PROVENANCE_SIGNED)   # a failed signature stops the run
-REVIEW = Stage(name="review", task="write-review-page", run=write_review,
-               takes=("slots", "drafts", "prompts", "renders", "checks", "provenance"), gives="review_page")
+REVIEW = Stage(name="review", task="write-review-page", run=write_review, gives="review_page")   # reads the ledger
 STAGES: tuple[Stage, ...] = (PLAN, DRAFT, PROMPT, RENDER, CHECK, SIGN, REVIEW)
 check_declaration(STAGES)
