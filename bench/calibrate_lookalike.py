@@ -31,8 +31,8 @@ def main() -> None:
                              "a corpus of millions needs ~1e-7")
     args = parser.parse_args()
     from estampille.lookalike import engine
-    from estampille.testing import benchset, calibration
     from estampille.lookalike.hashing import pipeline_id
+    from estampille.testing import benchset, calibration
 
     started = time.perf_counter()
     originals, copies, distractors = benchset.build(REPO, args.scenes, args.distractors, args.seed)

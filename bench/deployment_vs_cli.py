@@ -45,7 +45,7 @@ async def scheduled_run(when: dt.datetime) -> str:
     async with get_client() as client:
         deployment = await client.read_deployment_by_name("weekly-visual-batch/weekly-visual-batch")
         run = await client.create_flow_run_from_deployment(deployment.id, state=Scheduled(scheduled_time=when))
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         if when > now:
             await client.set_flow_run_state(run.id, Scheduled(scheduled_time=now), force=True)
         return str(run.id)

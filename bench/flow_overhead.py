@@ -48,7 +48,8 @@ def main() -> None:
     (work / "prefect").mkdir()
     from PIL import Image
 
-    from estampille import batch as batch_module, stages
+    from estampille import batch as batch_module
+    from estampille import stages
     from estampille.ledger import Ledger
     from estampille.render.renderer import Rendered
     from estampille.settings import Settings
@@ -92,8 +93,9 @@ def main() -> None:
         setattr(Ledger, name, timed)
 
     brand = make_brand(work, args.posts)
-    from flows.weekly_batch import weekly_batch
     from prefect import flow
+
+    from flows.weekly_batch import weekly_batch
 
     flow(lambda: None, name="warm-up")()     # start Prefect's local server before timing
     stages.run_batch(brand, "2026-W48", Settings.from_env(out=work / "warm-up"))   # load the sentence model etc.

@@ -67,8 +67,7 @@ def build_full_size(family: str):
     """The family's published architecture (the hub configs of SD 1.5, SDXL base, SD 3.5 Large,
     FLUX.1-schnell, PixArt-α XL 1024), random weights."""
     import diffusers as d
-    from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config,
-                              T5EncoderModel)
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
     from estampille.render.tiny import _clip_tokenizer, _t5_tokenizer
 

@@ -235,7 +235,7 @@ def main() -> None:
         similar = sum(1 for h, v in verified if kinds[h.query] == "unrelated" and not v.blocking)
         # Baselines on the same pairs: pHash (ours is imagehash's algorithm) <= 10, PDQ <= 31.
         base_phash = base_pdq = 0
-        unrelated_queries = [q for q, k in zip(queries, kinds) if k == "unrelated"]
+        unrelated_queries = [q for q, k in zip(queries, kinds, strict=True) if k == "unrelated"]
         q_ph = np.array([q.hashes.hashes.phash for q in unrelated_queries], dtype=np.uint64)
         q_pdq = np.array([q.hashes.hashes.pdq for q in unrelated_queries], dtype=np.uint64)
         for number in chosen:

@@ -28,9 +28,9 @@ import numpy as np
 
 
 def synthetic_references(count: int, rng: np.random.Generator):
-    from estampille.testing import benchset
     from estampille.lookalike.features import Features, reference_features
-    from estampille.lookalike.hashing import Hashes, WINDOWS
+    from estampille.lookalike.hashing import WINDOWS, Hashes
+    from estampille.testing import benchset
 
     originals, _, distractors = benchset.build_real(0)
     base = [reference_features(benchset.encode(r.image)) for r in originals + distractors]
@@ -44,10 +44,10 @@ def synthetic_references(count: int, rng: np.random.Generator):
 
 
 def real_references(originals):
-    from estampille.testing import benchset
     from estampille.lookalike.features import reference_features
     from estampille.lookalike.hashing import hash_file
     from estampille.lookalike.store import Entry
+    from estampille.testing import benchset
 
     encoded = [benchset.encode(o.image) for o in originals]
     return ([Entry(f"original:{o.name}", "bench", o.name) for o in originals],
@@ -82,10 +82,10 @@ def build_index(folder: Path, count: int, originals) -> float:
 
 def small_index(folder: Path, originals, distractors) -> None:
     """The real-photo bench's index: the originals and the unrelated cuts, exact (flat) feature index."""
-    from estampille.testing import benchset
     from estampille.lookalike.features import reference_features
     from estampille.lookalike.hashing import hash_file
     from estampille.lookalike.store import ReferenceStore
+    from estampille.testing import benchset
 
     entries, hashes, features = real_references(originals)
     encoded = [benchset.encode(d.image) for d in distractors]
@@ -107,9 +107,9 @@ def ingest_rate(images: int) -> float:
     """Images per second on one core, all hashes and the feature tier, 1024x768 JPEGs."""
     from PIL import Image
 
-    from estampille.testing import benchset
     from estampille.lookalike.ingest import ingest
     from estampille.lookalike.store import ReferenceStore
+    from estampille.testing import benchset
 
     photos = benchset.real_photos()
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,9 +137,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int)
     args = parser.parse_args()
     from estampille.lookalike import feature_index, features
-    from estampille.testing import benchset
     from estampille.lookalike.engine import hash_queries, search_store
     from estampille.lookalike.store import ReferenceStore
+    from estampille.testing import benchset
 
     if args.nprobe:
         feature_index.NPROBE = args.nprobe
@@ -187,7 +187,7 @@ def main() -> None:
     print(f"{'index on disk per reference (KB)':46} {per_reference / 1024:12.1f} {'<= 16':>12}")
     print(f"{'peak resident memory of this process (MB)':46} {rss:12.0f} {'stated':>12}")
     by_family = defaultdict(lambda: [0, 0, 0])
-    for copy, big, little in zip(batch, at_scale, exact):
+    for copy, big, little in zip(batch, at_scale, exact, strict=True):
         row = by_family[copy.family]
         row[0] += 1
         row[1] += little

@@ -18,8 +18,8 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=160)
     parser.add_argument("--distractors", type=int, default=1500)
     args = parser.parse_args()
-    from estampille.testing import benchset, calibration
     from estampille.lookalike.engine import calibrated
+    from estampille.testing import benchset, calibration
 
     originals, copies, distractors = benchset.build(REPO, args.scenes, args.distractors, args.seed)
     thresholds = calibrated()

@@ -38,11 +38,11 @@ def _pdq(image: Image.Image) -> np.ndarray:
 
 def run(seed: int, feature_thresholds=None) -> dict:
     """Index the set, search every copy; keep each hit's tier, inliers and coverage."""
-    from estampille.testing import benchset
     from estampille.lookalike.engine import hash_queries, search_store
     from estampille.lookalike.features import reference_features
     from estampille.lookalike.hashing import hash_file
     from estampille.lookalike.store import Entry, ReferenceStore
+    from estampille.testing import benchset
 
     originals, copies, distractors = benchset.build_real(seed)
     references = originals + distractors
@@ -114,8 +114,8 @@ def summarize(result: dict, min_inliers: int, min_coverage: float) -> dict:
 def calibrate(seed: int) -> dict:
     """The inlier and coverage floors with the best worst-family margin over the issue's targets
     whose false positives stay within FP_BUDGET (one loose search, floors applied after)."""
-    from estampille.testing import benchset
     from estampille.lookalike.features import FeatureThresholds
+    from estampille.testing import benchset
 
     loose = FeatureThresholds(min_inliers=8, min_coverage=0.0)
     result = run(seed, loose)

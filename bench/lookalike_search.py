@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def real_hashes(queries: int):
-    from estampille.testing import benchset
     from estampille.lookalike.hashing import decode, hash_image, hash_query
+    from estampille.testing import benchset
 
     originals = benchset.originals(REPO, scenes=0, seed=3)[:300]
     rng = np.random.default_rng(4)

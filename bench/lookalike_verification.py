@@ -146,10 +146,10 @@ def main() -> None:
     parser.add_argument("--cuts", type=int, default=3, help="cuts per photograph (1 for a quick look)")
     parser.add_argument("--cache", type=Path, help="keep the scored candidates here (pickle) and reuse them")
     args = parser.parse_args()
+    import pickle
+
     from estampille.lookalike.engine import verify_thresholds
     from estampille.testing import benchset
-
-    import pickle
 
     if args.cache and args.cache.exists():
         result = pickle.loads(args.cache.read_bytes())

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'value':<8}{'cosine alone: caught':>22}{'good flagged':>14}{'with shared words: caught':>28}"
               f"{'good flagged':>14}")
         for t in (0.2, 0.3, 0.4, 0.45, 0.48, 0.5, 0.55):
-            def rate(rows, words):
+            def rate(rows, words, t=t):
                 return sum(r < limits["relevance_min"] or (r < t and not (words and s)) for r, s in rows) / len(rows)
             print(f"{t:<8}{rate(off, False):>22.1%}{rate(good, False):>14.1%}{rate(off, True):>28.1%}"
                   f"{rate(good, True):>14.1%}")

@@ -33,6 +33,7 @@ def main() -> None:
     os.environ.update(ESTAMPILLE_HOME=str(work / "home"), ESTAMPILLE_OUT=str(work / "out"))
 
     import torch
+
     from estampille.batch import open_batch
     from estampille.records import ImagePrompt
     from estampille.render.renderer import load_model
@@ -85,14 +86,14 @@ def main() -> None:
     print(f"tiny model, {n} images {args.size}x{args.size}, batch {args.batch}, {steps} steps, "
           f"{torch.get_num_threads()} threads, median of {args.repeat}")
     print(f"{'measure':58s} {'seconds':>9s} {'ratio':>7s}")
-    print(f"{'bare pipeline, batches of %d (baseline)' % args.batch:58s} {base:9.3f} {1:7.2f}")
+    print(f"{f'bare pipeline, batches of {args.batch} (baseline)':58s} {base:9.3f} {1:7.2f}")
     print(f"{'bare pipeline, one image per call':58s} {single:9.3f} {single / base:7.2f}")
     print(f"{'model load (from_pretrained + weights hash)':58s} {load_s:9.3f}")
     print(f"{'render stage incl. load':58s} {stage:9.3f} {stage / base:7.2f}")
     print(f"{'stage time outside pipeline calls, per image (incl. load)':58s} {outside / n:9.4f} "
           f"{(outside / n) / (base / n):7.1%}")
     print(f"{'  same, load excluded':58s} {(outside - load_s) / n:9.4f} {((outside - load_s) / n) / (base / n):7.1%}")
-    print(f"{'one batch job incl. load vs %d x bare single-image time' % n:58s} {stage:9.3f} "
+    print(f"{f'one batch job incl. load vs {n} x bare single-image time':58s} {stage:9.3f} "
           f"{stage / single:7.2f}")
     batch.ledger.close()
 

@@ -50,7 +50,7 @@ def main() -> None:
         grain = rng.normal(0, 6, (args.size, args.size, 3))
         pixels = np.clip(np.outer(base, base)[..., None] / 255 * tint + grain, 0, 255).astype(np.uint8)
         image = Image.fromarray(pixels, "RGB")
-        _, plain = timed(lambda: image.save(io.BytesIO(), "PNG"))
+        _, plain = timed(image.save, io.BytesIO(), "PNG")
         with_xmp, encode = timed(png_with_xmp, image, xmp_packet(FIELDS))
         manifest = generation_manifest(f"{i}.png", TRAINED, {"name": "bench", "version": "0"},
                                        {"seed": i}, "prohibited")

@@ -7,6 +7,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from estampille.brand import load_brand
 from estampille.lookalike.brand_index import refresh_brand_index
+from estampille.paths import lookalike_index_folder
 from estampille.settings import Settings
 
 
@@ -14,7 +15,8 @@ from estampille.settings import Settings
 def competitor_index_refresh(brand: str, out: str | None = None) -> dict:
     settings = Settings.from_env(out=out)
     bundle = load_brand(brand)
-    store, skipped = refresh_brand_index(settings.out / bundle.slug / "lookalike-index", bundle.competitor_folders(), [])
+    store, skipped = refresh_brand_index(lookalike_index_folder(settings.out, bundle.slug),
+                                         bundle.competitor_folders(), [])
     indexed = store.count()
     store.close()
     listing = "".join(f"\n- `{source}`: {reason}" for source, reason in skipped) or " none"

@@ -7,9 +7,10 @@ from prefect.artifacts import create_table_artifact
 
 from estampille.brand import load_brand
 from estampille.ledger import Ledger
+from estampille.paths import run_folder
+from estampille.provenance.identity import from_settings as signer_identity
 from estampille.review.export import publish as export
 from estampille.settings import Settings
-from estampille.provenance.identity import from_settings as signer_identity
 
 
 @flow(name="publish", persist_result=False)
@@ -18,7 +19,7 @@ def publish(brand: str, week: str, out: str | None = None) -> dict:
     bundle = load_brand(brand)
     ledger = Ledger(settings.ledger_url)
     try:
-        report = export(ledger, bundle, week, settings.out / bundle.slug / week, signer_identity(settings))
+        report = export(ledger, bundle, week, run_folder(settings.out, bundle.slug, week), signer_identity(settings))
     finally:
         ledger.close()
     create_table_artifact([{"item": r["item"], "refused because": r["reason"]} for r in report.refused]

@@ -1,9 +1,12 @@
 """The weekly visual batch as a Prefect flow: one task per stage, in the order of the mission.
 
-Tasks hold no logic: each calls one library stage (estampille.stages). Idempotency lives in the
-ledger, not in Prefect's cache: every unit of work is keyed by its inputs there, so a rerun of a
-crashed flow skips what finished even across Prefect servers. Prefect adds retries where the
-network can fail (the text stages, see `text_stage`), a per-machine GPU concurrency limit on
+The stages, their order and which ones Prefect retries are declared once, in
+`estampille.stages.STAGES` (plan slots, draft texts, write image prompts, render images, check
+lookalikes, record provenance, write the review page); this file makes each a task. Tasks hold
+no logic: each calls one library stage. Idempotency lives in the ledger, not in Prefect's cache:
+every unit of work is keyed by its inputs there, so a rerun of a crashed flow skips what finished
+even across Prefect servers. Prefect adds retries where the network can fail (the stages with a
+`retry_on`, the text stages: see `retried_stage`), a per-machine GPU concurrency limit on
 rendering, and artifacts: render progress, a summary and a table of items by stage.
 
 Three layers retry the text model, each for its own kind of failure: the openai client (two
@@ -18,34 +21,24 @@ import contextlib
 import socket
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
-                               update_progress_artifact)
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.states import Failed
 
 from estampille import stages
 from estampille.batch import check_inputs, finish, open_batch
-from estampille.errors import EstampilleError, LLMUnavailableError
+from estampille.errors import EstampilleError
+from estampille.pipeline import Stage, WeekResults, retried_errors
 from estampille.settings import Settings
 
-
-def endpoint_unavailable(task, task_run, state) -> bool:
-    """Retry a text stage only when its endpoint did not answer; a bug or a bad input fails at once."""
-    return isinstance(state.result(raise_on_failure=False), LLMUnavailableError)
-
-
 stage = task(cache_policy=NO_CACHE, persist_result=False)
-network_stage = task(cache_policy=NO_CACHE, persist_result=False, retry_condition_fn=endpoint_unavailable,
-                     retry_jitter_factor=0.5)
-
 open_batch_task = stage(open_batch, name="open-batch")
-plan = stage(stages.plan_slots, name="plan-slots")
-draft = network_stage(stages.draft_texts, name="draft-texts")
-write_prompts = network_stage(stages.write_image_prompts, name="write-image-prompts")
-check = stage(stages.check_lookalikes, name="check-lookalikes")
-sign = stage(stages.record_provenance, name="record-provenance")
-review = stage(stages.write_review, name="write-review-page")
 close = stage(finish, name="finish")
 
 
@@ -64,8 +57,9 @@ def gpu_slot():
     return concurrency(name, occupy=1)
 
 
-@task(name="render-images", cache_policy=NO_CACHE, persist_result=False)
+@task(name=stages.RENDER.task, cache_policy=NO_CACHE, persist_result=False)
 def render(batch, prompts):
+    """The render stage with a progress artifact, holding the machine's GPU slot."""
     artifact = create_progress_artifact(0.0, key="render-progress", description="Images rendered and recorded")
     shown = [0.0]
 
@@ -86,22 +80,56 @@ def render_shard(brand: str, week: str, out: str, prompt_ids: list[str], shard: 
     return stages.render_shard(brand, week, Settings.from_env(out=out), prompt_ids, shard, shards)
 
 
-def text_stage(stage_task, settings: Settings, batch, *args):
-    """A text stage that Prefect retries while its endpoint is down (each attempt's finished items
+def retry_condition(step: Stage):
+    """Retry a stage only on its `retry_on` errors (an endpoint that did not answer); a bug or a bad
+    input fails at once."""
+    def retry_when(task, task_run, state) -> bool:
+        return isinstance(state.result(raise_on_failure=False), step.retry_on)
+    return retry_when
+
+
+def task_for(step: Stage):
+    """The Prefect task of a declared stage; render has its own (progress artifact, GPU slot)."""
+    if step is stages.RENDER:
+        return render
+    if step.retry_on:
+        return task(step.run, name=step.task, cache_policy=NO_CACHE, persist_result=False,
+                    retry_condition_fn=retry_condition(step), retry_jitter_factor=0.5)
+    return stage(step.run, name=step.task)
+
+
+TASKS = {step.name: task_for(step) for step in stages.STAGES}
+
+
+def retried_stage(step: Stage, settings: Settings, batch, *args):
+    """A stage that Prefect retries while its endpoint is down (each attempt's finished items
     are in the ledger, so a retry redoes none). Still down after the last retry, the stage runs
     once more recording each missing item as failed: the week goes on to review with what is
     done, and the next run drafts the rest."""
-    delays = list(settings.llm_retry_delays)
+    stage_task, delays = TASKS[step.name], list(settings.llm_retry_delays)
     try:
         return stage_task.with_options(retries=len(delays), retry_delay_seconds=delays or 0)(batch, *args)
-    except LLMUnavailableError as exc:
+    except step.retry_on as exc:
         get_run_logger().warning(f"{stage_task.name}: {exc}, after {len(delays)} retries; recording the "
                                  "items still to do as failed (the next run does them)")
-        stop_on, batch.stop_on = batch.stop_on, ()
-        try:
-            return stage_task.with_options(name=f"{stage_task.name}-record-failures", retries=0)(batch, *args)
-        finally:
-            batch.stop_on = stop_on
+        return stage_task.with_options(name=f"{stage_task.name}-record-failures", retries=0)(
+            batch.recording_every_failure(), *args)
+
+
+def run_stage(step: Stage, settings: Settings, batch, made: WeekResults):
+    if step.retry_on:
+        return retried_stage(step, settings, batch, *made.inputs(step))
+    return TASKS[step.name](batch, *made.inputs(step))
+
+
+def split_renders(brand: str, week: str, settings: Settings, prompts, render_workers: int) -> None:
+    """The render workers' shares, each in its own process under the Dask task runner; the render
+    stage that follows collects them (and renders whatever a failed worker left)."""
+    prompt_ids = [p.prompt_id for p in prompts]
+    shares = [render_shard.submit(brand, week, str(settings.out), prompt_ids, i, render_workers)
+              for i in range(render_workers)]
+    for share in shares:
+        share.wait()
 
 
 def report(batch_name: str, week: str, summary: dict) -> None:
@@ -136,20 +164,12 @@ def weekly_batch(brand: str, week: str | None = None, out: str | None = None, re
         # run's log and a Failed state that names it, not a traceback of Prefect's.
         get_run_logger().error(str(exc))
         return Failed(message=str(exc), data=exc)
-    batch = open_batch_task(brand, week, settings, stop_on=(LLMUnavailableError,))
-    slots = plan(batch)
-    drafts = text_stage(draft, settings, batch, slots)
-    prompts = text_stage(write_prompts, settings, batch, slots, drafts)
-    if render_workers > 1:
-        prompt_ids = [p.prompt_id for p in prompts]
-        shares = [render_shard.submit(brand, week, str(settings.out), prompt_ids, i, render_workers)
-                  for i in range(render_workers)]
-        for share in shares:
-            share.wait()
-    renders = render(batch, prompts)
-    checks = check(batch, renders)
-    provenance = sign(batch, renders)
-    review(batch, slots, drafts, prompts, renders, checks, provenance)
+    batch = open_batch_task(brand, week, settings, stop_on=retried_errors(stages.STAGES))
+    made = WeekResults()
+    for step in stages.STAGES:     # plan, draft, prompt, render, check, sign, review
+        if step is stages.RENDER and render_workers > 1:
+            split_renders(brand, week, settings, made.prompts, render_workers)
+        made.keep(step, run_stage(step, settings, batch, made))
     summary = close(batch)
     report(batch.brand.name, week, summary)
     return summary

@@ -36,7 +36,7 @@ def _name(org: str, cn: str) -> x509.Name:
 
 def make_ca(org: str, signer_cn: str) -> TestCA:
     """A root CA of `org` and a C2PA signing certificate it issued to `signer_cn`."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     root_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     usage = dict(content_commitment=False, key_encipherment=False, data_encipherment=False, key_agreement=False,
                  encipher_only=False, decipher_only=False)

@@ -178,8 +178,9 @@ def finished_batch(tmp_path_factory, tiny_model_dir):
     the LLM address its drafts were keyed with."""
     import json
 
-    from .fake_openai import FakeOpenAI
     from estampille.stages import run_batch
+
+    from .fake_openai import FakeOpenAI
 
     root = tmp_path_factory.mktemp("finished-batch")
     (root / "home" / "models").mkdir(parents=True)

@@ -11,7 +11,6 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-
 # The endpoint's host:port is part of every draft key (a different server is a different model),
 # so the fake listens on the first free port of a fixed range: the same tests draw the same keys,
 # seeds and pixels from one run to the next. A random port only if the whole range is taken.
@@ -46,7 +45,7 @@ class FakeOpenAI:
         host, port = self._server.server_address
         return f"http://{host}:{port}/v1"
 
-    def start(self) -> "FakeOpenAI":
+    def start(self) -> FakeOpenAI:
         self._thread.start()
         return self
 

@@ -331,3 +331,22 @@ class FlatColours:
             colour = tuple(job.seed.to_bytes(4, "big")[:3])
             self.rendered.append(job.key)
             yield Rendered(job, Image.new("RGB", (job.width, job.height), colour), 0.0, batch_size)
+
+
+def test_the_static_page_and_the_web_page_show_one_view_of_the_week(fake_llm, settings, two_post_brand):
+    """Both pages render `review.week_view`: the static page lists what the web page lists, failed
+    text variants included, read back from the ledger."""
+    from estampille.review.week_view import load_run
+
+    fake_llm.rules.append(("Camille", "http500"))      # the English post's drafts fail
+    summary = run_batch(two_post_brand, DEMO_WEEK, settings)
+    html = open(summary["review_page"], encoding="utf-8").read()
+    ledger = Ledger(settings.ledger_url)
+    try:
+        run = load_run(ledger, "brand", DEMO_WEEK)
+    finally:
+        ledger.close()
+    shown = [d.draft_id for slot in run.slots for d in slot.drafts] + list(run.images)
+    assert len(shown) == 4 and all(item_id in html for item_id in shown)     # 2 drafts, 2 images
+    assert [len(slot.failures) for slot in run.slots] == [0, 2]
+    assert html.count("A text variant failed") == 2 and 'id="sourdough-linkedin"' in html

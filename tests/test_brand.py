@@ -107,3 +107,30 @@ def test_cli_exits_2_and_writes_nothing(brand_copy, isolated, capsys, old, new):
     assert status == 2
     assert "brand.yaml" in err and "line " in err and "Traceback" not in err
     assert not (isolated / "out").exists()
+
+
+def test_a_key_written_twice_is_an_error_naming_file_key_and_both_lines(brand_copy, isolated, capsys):
+    """YAML keeps the last of two equal keys: a second `render:` block would wipe the first and the
+    batch would run with it. It is refused, through the CLI, before anything is written."""
+    brand_file = brand_copy / "brand.yaml"
+    first = _line_of(brand_file, "render:")
+    brand_file.write_text(brand_file.read_text() + "\nrender:\n  model: builtin:tiny-sdxl\n")
+    second = _line_of(brand_file, "model: builtin:tiny-sdxl") - 1
+    status = main(["run", "--brand", str(brand_copy), "--week", DEMO_WEEK, "--engine", "plain"])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err
+    assert f"{brand_file}, line {second}: key 'render' appears twice, on line {first} and line {second}" in err
+    assert not (isolated / "out").exists()
+
+
+def test_a_nested_key_written_twice_is_an_error_but_a_merge_key_override_is_not(brand_copy):
+    brand_file = brand_copy / "brand.yaml"
+    _replace(brand_file, "  steps: 4\n", "  steps: 4\n  guidance: 2.0\n  steps: 8\n")
+    with pytest.raises(ConfigError) as error:
+        load_brand(brand_copy)
+    assert (f"line {_line_of(brand_file, 'steps: 8')}: key 'steps' appears twice, on line "
+            f"{_line_of(brand_file, 'steps: 4')} and") in str(error.value)
+    _replace(brand_file, "  steps: 4\n  guidance: 2.0\n  steps: 8\n", "  steps: 4\n")
+    # An anchor merged with `<<` and one key overridden is YAML's way of sharing settings: accepted.
+    brand_file.write_text(brand_file.read_text().replace("render:\n", "render:\n  <<: {steps: 2}\n", 1))
+    assert load_brand(brand_copy).brand.render.steps == 4

@@ -89,9 +89,9 @@ def test_a_recurring_id_may_not_repeat_a_dated_one(brand_copy):
 def test_the_week_is_read_on_the_brands_clock():
     # Monday 2026-12-07 07:00 in Paris is 06:00 UTC: week 50.
     assert week_at(dt.datetime(2026, 12, 7, 7, 0, tzinfo=PARIS), "Europe/Paris") == "2026-W50"
-    assert week_at(dt.datetime(2026, 12, 7, 6, 0, tzinfo=dt.timezone.utc), "Europe/Paris") == "2026-W50"
+    assert week_at(dt.datetime(2026, 12, 7, 6, 0, tzinfo=dt.UTC), "Europe/Paris") == "2026-W50"
     # Sunday 23:30 UTC is already Monday in Paris, still Sunday in Montréal.
-    late = dt.datetime(2026, 12, 6, 23, 30, tzinfo=dt.timezone.utc)
+    late = dt.datetime(2026, 12, 6, 23, 30, tzinfo=dt.UTC)
     assert week_at(late, "Europe/Paris") == "2026-W50"
     assert week_at(late, "America/Montreal") == "2026-W49"
     with pytest.raises(ValueError):
@@ -112,3 +112,14 @@ def test_a_malformed_brand_file_under_the_default_engine_is_one_line_and_exit_2(
     assert main(["run", "--brand", str(brand_copy), "--week", "2026-W50"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {brand_file}, line ") and "Traceback" not in err[0]
+
+
+def test_a_key_written_twice_in_a_post_names_file_key_and_both_lines(brand_copy):
+    calendar = brand_copy / "calendar.yaml"
+    text = calendar.read_text()
+    calendar.write_text(text.replace("    platform: linkedin\n", "    platform: linkedin\n    platform: x  # again\n", 1))
+    with pytest.raises(ConfigError) as error:
+        load_brand(brand_copy)
+    first, second = _line_of(calendar, "platform: linkedin"), _line_of(calendar, "# again")
+    assert str(error.value) == (f"{calendar}, line {second}: key 'platform' appears twice, on line {first} and "
+                                f"line {second} (YAML would keep only the last one): merge them or remove one")

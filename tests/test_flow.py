@@ -14,13 +14,13 @@ import pytest
 from estampille.brand import load_brand, posts_in_week
 from estampille.cli import main
 from estampille.ledger import Ledger
+from estampille.stages import DRAFT, STAGES
 
 from .conftest import DEMO_WEEK
 
 POSTGRES = os.environ.get("ESTAMPILLE_TEST_POSTGRES_URL")
 
-STAGE_TASKS = {"open-batch", "plan-slots", "draft-texts", "write-image-prompts", "render-images",
-               "check-lookalikes", "record-provenance", "write-review-page", "finish"}
+STAGE_TASKS = {"open-batch", *(stage.task for stage in STAGES), "finish"}
 
 
 @pytest.fixture
@@ -258,7 +258,7 @@ def test_text_stages_wait_for_an_endpoint_that_is_down_and_go_on_without_it(pref
     assert len(summary["failures"]) == 4 and all("cannot reach" in f for f in summary["failures"])
     assert (settings.out / "brand" / DEMO_WEEK / "review.html").is_file()
     counts = asyncio.run(_run_counts(state.state_details.flow_run_id))
-    assert counts["draft-texts"] == 3 and counts["draft-texts-record-failures"] == 1
+    assert counts[DRAFT.task] == 3 and counts[f"{DRAFT.task}-record-failures"] == 1
     assert down.connections == 3 * 3 + 3         # each call: the client's own 1 + 2 tries; then not asked again
     events = Ledger(settings.ledger_url).events()
     assert sum(e.kind == "draft.failed" for e in events) == 4 and not any(e.kind == "draft.created" for e in events)
@@ -286,7 +286,7 @@ def test_text_stages_wait_for_an_endpoint_that_is_down_and_go_on_without_it(pref
     summary = state.result()
     assert summary["failures"] == [] and summary["counts"]["draft"] == {"reused": 0, "new": 4, "failed": 0}
     counts = asyncio.run(_run_counts(state.state_details.flow_run_id))
-    assert counts["draft-texts"] == 2 and "draft-texts-record-failures" not in counts
+    assert counts[DRAFT.task] == 2 and f"{DRAFT.task}-record-failures" not in counts
     events = Ledger(settings.ledger_url).events()
     assert sum(e.kind == "draft.created" for e in events) == 4
     assert sum(e.kind == "provenance.signed" for e in events) == 4 and any(e.kind == "run.completed" for e in events)

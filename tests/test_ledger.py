@@ -4,6 +4,7 @@ deleted or reordered row."""
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 
@@ -53,7 +54,7 @@ def test_chain_verifies_and_links_each_row_to_the_previous(ledger):
     assert report.ok and report.rows == 5
     events = ledger.events()
     assert [e.seq for e in events] == [1, 2, 3, 4, 5]
-    assert all(b.prev_hash == a.hash for a, b in zip(events, events[1:]))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(events))
     assert events[0].payload == {"n": 1, "text": "variante 1 é"}
 
 

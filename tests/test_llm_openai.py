@@ -49,9 +49,8 @@ def test_unreachable_endpoint_is_a_clear_error():
 
 def test_the_openai_sdk_variables_work_when_estampille_s_are_unset(fake_llm, monkeypatch):
     from estampille.brand import LLMSettings
-    from estampille.text.llm import EmbeddedModel, chat_model_for
-
     from estampille.settings import Settings
+    from estampille.text.llm import EmbeddedModel, chat_model_for
 
     env = {"OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": "sk-openai-SECRET"}
     chat = chat_model_for(LLMSettings(model="fake-chat"), Settings.from_env(env=env), env)

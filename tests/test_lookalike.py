@@ -16,13 +16,13 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from estampille.cli import main
 from estampille.lookalike import ingest as ingest_module
-from estampille.testing import benchset, calibration
 from estampille.lookalike.engine import calibrated, hash_queries, search_store
 from estampille.lookalike.fingerprint import fingerprints
 from estampille.lookalike.hashing import colour_of, decode, dhash_of, phash_of, shrink
 from estampille.lookalike.ingest import ingest
 from estampille.lookalike.scan import Thresholds, popcount, scan
 from estampille.lookalike.store import ReferenceStore
+from estampille.testing import benchset, calibration
 
 from .conftest import DEMO_BRAND, REPO
 

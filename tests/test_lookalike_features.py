@@ -13,11 +13,11 @@ from PIL import Image, ImageOps
 
 from estampille.cli import main
 from estampille.ledger import Ledger
-from estampille.testing import benchset
 from estampille.lookalike.engine import feature_thresholds, hash_queries, search_store
 from estampille.lookalike.ingest import ingest
 from estampille.lookalike.store import ReferenceStore
 from estampille.records import Render
+from estampille.testing import benchset
 
 from .conftest import DEMO_BRAND, DEMO_WEEK
 
@@ -48,7 +48,7 @@ def test_the_check_stage_flags_reframed_screenshotted_and_story_copies_with_the_
     template = next(e.payload for e in ledger.events(kind="render.created") if not e.payload.get("reference"))
     ledger.close()
     renders = []
-    for n, (name, path) in enumerate(_framings(tmp_path).items()):
+    for n, path in enumerate(_framings(tmp_path).values()):
         target = batch.run_dir / "renders" / f"img-framing-{n}.png"
         Image.open(path).save(target)
         renders.append(Render.model_validate({**template, "image_id": f"img-framing-{n}",
@@ -116,7 +116,7 @@ def _odd_files(folder):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (100, 20000, 3), dtype=np.uint8)).save(folder / "strip.png")
     Image.new("RGB", (640, 480), (200, 180, 150)).save(folder / "flat.jpg")
     Image.open(PICTURE).convert("CMYK").save(folder / "cmyk.jpg")
-    Image.fromarray((np.asarray(Image.open(PICTURE).convert("L"), dtype=np.uint16) * 257)).save(folder / "deep.png")
+    Image.fromarray(np.asarray(Image.open(PICTURE).convert("L"), dtype=np.uint16) * 257).save(folder / "deep.png")
     frames = [Image.open(PICTURE).convert("P"), ImageOps.mirror(Image.open(PICTURE)).convert("P")]
     frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=100)
     rgba = Image.open(PICTURE).convert("RGBA")

@@ -42,8 +42,9 @@ def test_entrypoint_and_parameters_resolve(deployment):
 
 
 def test_schedules_are_valid_crons_in_a_real_timezone():
-    from cronsim import CronSim
     import datetime as dt
+
+    from cronsim import CronSim
 
     weekly = next(d for d in DEPLOYMENTS if d["name"] == "weekly-visual-batch")["schedules"][0]
     assert weekly["timezone"] == "Europe/Paris"

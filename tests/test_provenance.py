@@ -9,10 +9,10 @@ import zlib
 import pytest
 from PIL import Image
 
+from estampille.errors import ConfigError
 from estampille.provenance.c2pa_manifest import ManifestSigner, generation_manifest, read_manifest
 from estampille.provenance.identity import configured_identity, dev_identity
 from estampille.provenance.xmp import TRAINED, XmpFields, png_with_xmp, read_xmp, xmp_packet
-from estampille.errors import ConfigError
 
 from .png_chunks import chunks, rebuild
 

@@ -14,9 +14,9 @@ from estampille.cli import main
 from estampille.errors import ConfigError
 from estampille.ledger import Ledger
 from estampille.provenance.c2pa_manifest import read_manifest
+from estampille.provenance.identity import from_settings as signer_identity
 from estampille.provenance.xmp import COMPOSITE_TRAINED, read_xmp
 from estampille.settings import Settings
-from estampille.provenance.identity import from_settings as signer_identity
 from estampille.stages import run_batch
 
 from .conftest import DEMO_WEEK, keep_posts, renders_of
@@ -66,7 +66,7 @@ def test_full_disclosure_puts_the_prompt_in_both_but_never_a_local_path(fake_llm
     signed = _signed(settings)
     assert {r["digital_source_type"].rsplit("/", 1)[1] for r, _ in signed} == {
         "trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia"}
-    for record, data in signed:
+    for _record, data in signed:
         generation = next(a["data"] for a in read_manifest(data, "image/png", None).active["assertions"]
                           if a["label"] == "org.estampille.generation")
         assert generation["prompt"] and read_xmp(data)["Iptc4xmpExt:AIPromptInformation"] == generation["prompt"]
@@ -97,7 +97,7 @@ def test_expired_brand_certificate_is_refused_before_signing(settings, tmp_path)
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Old Brand Signer")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now - dt.timedelta(days=400)).not_valid_after(now - dt.timedelta(days=1))
             .sign(key, hashes.SHA256()))
@@ -179,7 +179,7 @@ def test_manifest_whose_certificate_expired_after_signing_is_invalid(settings, t
     ca_key = serialization.load_pem_private_key((settings.keys_dir / "dev-ca.key").read_bytes(), None)
     ca = x509.load_pem_x509_certificate(dev.trust_anchor_pem)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     usage = dict(content_commitment=False, key_encipherment=False, data_encipherment=False, key_agreement=False,
                  encipher_only=False, decipher_only=False, key_cert_sign=False, crl_sign=False)
     leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Short")]))

@@ -69,7 +69,7 @@ def transformers_server(tmp_path_factory):
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"transformers serve did not start:\n{log.read_text()[-3000:]}")
+                    raise RuntimeError(f"transformers serve did not start:\n{log.read_text()[-3000:]}") from None
                 time.sleep(1)
         yield {"base_url": f"{url}/v1", "model": str(folder), "log": log}
     finally:

@@ -15,6 +15,7 @@ WORKER = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
     from estampille.batch import open_batch
+    from estampille.pipeline import Stage
     from estampille.records import Slot
     from estampille.settings import Settings
 
@@ -30,7 +31,9 @@ WORKER = textwrap.dedent("""
             time.sleep(0.05)
         return Slot(slot_id=f"made-by-{name}", brand=batch.slug, week=batch.week, post=post)
 
-    kept = batch.record("race", "race.created", "race-key", None, make, Slot)
+    race = Stage(name="race", task="race", run=lambda batch: None, gives="slots", result=Slot,
+                 created="race.created", failed="race.failed")
+    kept = batch.record(race, "race-key", None, make)
     print(json.dumps({"kept": kept.slot_id, "counts": batch.counts["race"].__dict__}))
 """)
 

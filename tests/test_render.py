@@ -220,3 +220,11 @@ def test_an_unknown_pipeline_class_is_an_error_that_names_it(tiny_model_dir, tmp
                        pipeline="StableDifusionPipeline")
     with pytest.raises(ConfigError, match="'StableDifusionPipeline' is not a diffusers pipeline class"):
         load_model(ResolvedModel(id="typo", load_from=str(tiny_model_dir), entry=entry))
+
+
+def test_a_model_written_twice_in_the_users_registry_is_an_error(tmp_path):
+    from estampille.errors import ConfigError
+
+    (tmp_path / "models.yaml").write_text("acme/model-a:\n  licence: Apache-2.0\nacme/model-a:\n  licence: MIT\n")
+    with pytest.raises(ConfigError, match=r"models.yaml, line 3: key 'acme/model-a' appears twice, on line 1 and"):
+        load_registry(tmp_path)

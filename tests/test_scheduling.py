@@ -36,8 +36,13 @@ def _cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 1
 
 async def _scheduled_runs(deployment_name: str):
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowRunFilter,
-                                                FlowRunFilterState, FlowRunFilterStateType)
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort
 
@@ -104,7 +109,7 @@ async def _create_scheduled_run(deployment_id, when: dt.datetime) -> str:
 
     async with get_client() as client:
         run = await client.create_flow_run_from_deployment(deployment_id, state=Scheduled(scheduled_time=when))
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         if when > now:
             await client.set_flow_run_state(run.id, Scheduled(scheduled_time=now), force=True)
         assert (await client.read_flow_run(run.id)).expected_start_time == when
@@ -118,7 +123,7 @@ def test_deployed_schedules_fire_and_a_worker_makes_the_week_of_the_scheduled_ti
 
     # The server's scheduler creates the runs: next Monday 07:00 in Paris, with the brand.
     weekly, runs = _wait_for_scheduled_runs("weekly-visual-batch/weekly-visual-batch")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     first = runs[0].expected_start_time
     assert first.astimezone(PARIS) == _next_monday_7am_paris(now), first
     assert runs[0].parameters["brand"] == "brand_assets/demo"
@@ -161,7 +166,7 @@ def test_estampille_schedule_serves_the_weekly_flow_for_the_brand_on_paris_time(
         schedule = deployment.schedules[0].schedule
         assert (schedule.cron, schedule.timezone) == ("0 7 * * 1", "Europe/Paris")
         assert deployment.parameters == {"brand": str(DEMO_BRAND.resolve())}
-        assert runs[0].expected_start_time.astimezone(PARIS) == _next_monday_7am_paris(dt.datetime.now(dt.timezone.utc))
+        assert runs[0].expected_start_time.astimezone(PARIS) == _next_monday_7am_paris(dt.datetime.now(dt.UTC))
     finally:
         os.killpg(server.pid, signal.SIGINT)
         try:

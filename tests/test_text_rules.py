@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from estampille.brand import load_brand
+from estampille.platforms import PLATFORM_LIMITS, counted_length
 from estampille.text.drafting import enforce_rules, parse_plain, parse_structured
 from estampille.text.facts import unsupported_facts
 from estampille.text.guardrails import guardrails_for
-from estampille.text.platforms import PLATFORM_LIMITS, counted_length
 
 from .conftest import DEMO_BRAND
 

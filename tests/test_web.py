@@ -18,11 +18,11 @@ from estampille.provenance.audit import Auditor
 from estampille.provenance.trust import audit_trust
 from estampille.settings import Settings
 from estampille.stages import run_batch
-
-from .conftest import DEMO_WEEK, renders_of
 from estampille.web.security import NetworkPolicy
 
+from .conftest import DEMO_WEEK, renders_of
 from .web_harness import LOCAL, SLOT, TOKEN, LiveServer, make_app, run_url, signed_in
+
 
 def test_captions_briefs_and_prompts_are_escaped(served_run):
     client = TestClient(served_run["app"], base_url="http://127.0.0.1", client=LOCAL)

@@ -94,7 +94,7 @@ async def _load(base: str) -> tuple[list[float], list[int], list[str]]:
         async def upload(n: int) -> str:
             await asyncio.sleep(n * 0.5)
             response = await auditor.post(f"/audit?csrf={csrf}", files={"file": (f"post-{n}.jpg", files[n], "image/jpeg")})
-            return f"{response.status_code}:{'post-%d.jpg' % n in response.text}"
+            return f"{response.status_code}:{f'post-{n}.jpg' in response.text}"
 
         limits = httpx.Limits(max_connections=READERS)
         async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as readers:

@@ -221,7 +221,8 @@ def test_a_long_or_odd_upload_name_is_audited_under_a_safe_name(served_run):
     name = "é" * 150 + "\x00../../x" + "z" * 150 + ".png"
     response = client.post(f"/audit?csrf={csrf}", files={"file": (name, data.getvalue(), "image/png")})
     assert response.status_code == 200 and "No Content Credentials" in response.text
-    shown = json.loads('"%s"' % re.search(r'"file": "([^"]*)"', response.text).group(1))
+    quoted = re.search(r'"file": "([^"]*)"', response.text).group(1)
+    shown = json.loads(f'"{quoted}"')
     assert len(shown) <= 120 and "\x00" not in shown and "/" not in shown
 
 
@@ -276,8 +277,8 @@ def test_parallel_and_repeated_decisions_on_one_state_record_one(served_run):
 
 # 10 ------------------------------------------------------------------------- thumbnails by content
 def test_thumbnails_are_cached_for_good_only_at_their_content_address(served_run, tmp_path):
-    from estampille.provenance.edits import import_edit
     from estampille.provenance.identity import from_settings
+    from estampille.review.edits import import_edit
 
     client, _ = signed_in(served_run["app"])
     image_id = served_run["images"][0]

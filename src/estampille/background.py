@@ -39,7 +39,7 @@ class InOrder(Generic[Item]):
             item, future = self._pending.popleft()
             yield item, future.result()
 
-    def __enter__(self) -> "InOrder[Item]":
+    def __enter__(self) -> InOrder[Item]:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -8,18 +8,20 @@ repeated or crashed batch redoes nothing that finished, and adds no duplicate ro
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from . import __version__
 from .brand import BrandBundle, load_brand, parse_week, posts_in_week, week_at
 from .errors import LLMUnavailableError
-from .keys import content_key
+from .keys import completed_key, failed_key, run_key
 from .ledger import Ledger
+from .paths import run_folder
+from .pipeline import Stage
 from .records import Kind, Record
 from .render.families import RenderPlan, plan_render
 from .render.registry import ResolvedModel, check_licence, load_registry, resolve_model, tiny_folder
@@ -52,10 +54,10 @@ class Batch:
     guardrails: Guardrails
     run_key: str
     chat: ChatModel           # cheap to create; the embedded model loads on its first call
-    renderer: Renderer | None = None   # the image model behind the render stage (diffusers by default)
-    plan: RenderPlan | None = None     # steps, guidance, size and family arguments the renders use
-    # Errors that stop a stage instead of costing one item: the Prefect flow sets
-    # (LLMUnavailableError,) so that an endpoint that is down for everyone is retried as a stage.
+    renderer: Renderer                 # the image model behind the render stage (diffusers by default)
+    plan: RenderPlan                   # steps, guidance, size and family arguments the renders use
+    # Errors that stop a stage instead of costing one item: the Prefect flow sets the stages'
+    # `retry_on` (an endpoint that is down for everyone is retried as a stage).
     stop_on: tuple[type[Exception], ...] = ()
     unavailable: dict[str, LLMUnavailableError] = field(default_factory=dict)   # stage -> first "down" error
     counts: dict[str, StageCount] = field(default_factory=dict)
@@ -73,23 +75,24 @@ class Batch:
     def count(self, stage: str) -> StageCount:
         return self.counts.setdefault(stage, StageCount())
 
-    def record(self, stage: str, kind: str, key: str, subject: str, make: Callable[[], R],
-               record_type: type[R], failures: tuple[type[Exception], ...] = ()) -> R | None:
-        """Reuse the result recorded under `key`, or make it and record it.
+    def record(self, stage: Stage, key: str, subject: str | None, make: Callable[[], R]) -> R | None:
+        """Reuse the result recorded under `key`, or make it and record it as `stage.created`.
 
-        An exception listed in `failures` costs only this item: it is recorded as a
-        `<stage>.failed` event (a fresh key, so the next run tries again) and None is returned,
+        An exception listed in `stage.item_errors` costs only this item: it is recorded as a
+        `stage.failed` event (a fresh key, so the next run tries again) and None is returned,
         unless it is one of `stop_on`, which propagates (nothing is recorded for the item). Once
         the endpoint was unavailable in a stage, its later items are recorded as failed without
         asking it again (one wait for the client's retries, not one per item).
         When another process records the same key while this one works, the ledger keeps the
         first and this returns it, so every later step builds on what the ledger holds.
         """
+        created, failed, read_back = stage.created_kind(), stage.failed_kind(), cast(type[R], stage.result)
         existing = self.ledger.get(key)
         if existing is not None:
-            self.count(stage).reused += 1
-            return record_type.model_validate(existing.payload)
-        down = self.unavailable.get(stage)
+            self.count(stage.name).reused += 1
+            return read_back.model_validate(existing.payload)
+        down = self.unavailable.get(stage.name)
+        failures = stage.item_errors
         try:
             if down is not None and issubclass(LLMUnavailableError, failures):
                 raise LLMUnavailableError(f"{down} (not asked again in this run)")
@@ -98,19 +101,24 @@ class Batch:
             if isinstance(exc, self.stop_on):
                 raise
             if isinstance(exc, LLMUnavailableError):
-                self.unavailable.setdefault(stage, exc)
-            self.count(stage).failed += 1
-            self.failures.append(f"{stage} {subject}: {exc}")
-            self.append(Kind(f"{stage}.failed"), f"{key}:failed:{uuid.uuid4().hex[:12]}", subject,
+                self.unavailable.setdefault(stage.name, exc)
+            self.count(stage.name).failed += 1
+            self.failures.append(f"{stage.name} {subject}: {exc}")
+            self.append(failed, failed_key(key), subject,
                         {"error": str(exc), "error_type": type(exc).__name__,
                          "calls": getattr(exc, "calls", [])})
             return None
-        event = self.append(kind, key, subject, result.model_dump(mode="json"))
+        event = self.append(created, key, subject, result.model_dump(mode="json"))
         if not event.created:   # another process recorded this key meanwhile: its result is the one
-            self.count(stage).reused += 1
-            return record_type.model_validate(event.payload)
-        self.count(stage).new += 1
+            self.count(stage.name).reused += 1
+            return read_back.model_validate(event.payload)
+        self.count(stage.name).new += 1
         return result
+
+    def recording_every_failure(self) -> Batch:
+        """This batch, sharing its ledger, counts, failures and notes, but with no `stop_on`: every
+        item error is recorded as the item's failure. The last pass of a stage Prefect gave up retrying."""
+        return dataclasses.replace(self, stop_on=())
 
     def append(self, kind: str, key: str, subject: str | None, payload: dict):
         return self.ledger.append(kind, key, payload, brand=self.slug, week=self.week, subject=subject)
@@ -135,7 +143,7 @@ def check_inputs(brand_dir: str | Path, week: str | None, settings: Settings,
     input stops in one line before Prefect (10-20 s to start) or any model loads. Without `week`,
     the week of `when` (default now) on the brand's clock."""
     bundle = load_brand(brand_dir)
-    week = week or week_at(when or dt.datetime.now(dt.timezone.utc), bundle.brand.timezone)
+    week = week or week_at(when or dt.datetime.now(dt.UTC), bundle.brand.timezone)
     parse_week(week)
     posts = posts_in_week(bundle, week)
     chat = chat_model_for(bundle.brand.text.llm, settings)
@@ -167,7 +175,7 @@ def open_batch(brand_dir: str | Path, week: str, settings: Settings, renderer: R
         from .render.tiny import build_tiny_model
 
         build_tiny_model(Path(model.load_from), family=inputs.build_tiny)
-    run_dir = settings.out / bundle.slug / week
+    run_dir = run_folder(settings.out, bundle.slug, week)
     run_dir.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(settings.ledger_url)
     chat = inputs.chat
@@ -179,7 +187,7 @@ def open_batch(brand_dir: str | Path, week: str, settings: Settings, renderer: R
                                                          plan.speed))
     config = {"brand_version": bundle.version, "llm": chat.describe(), "model": model.id,
               "render": render_settings.model_dump(), "render_plan": plan.record(), "estampille": __version__}
-    batch.run_key = content_key("run", bundle.slug, week, config)
+    batch.run_key = run_key(bundle.slug, week, config)
     batch.append(Kind.RUN_STARTED, batch.run_key, None,
                  {"brand": bundle.brand.name, "week": week, "posts": [p.id for p in posts], **config})
     batch.notes.extend(f"Render setting not applied: {warning}" for warning in plan.warnings)
@@ -193,7 +201,7 @@ def open_batch(brand_dir: str | Path, week: str, settings: Settings, renderer: R
 def finish(batch: Batch) -> dict:
     """Close the run: a `run.completed` event when nothing failed, and a summary for people."""
     if not batch.failures:
-        batch.append(Kind.RUN_COMPLETED, f"{batch.run_key}:completed", None,
+        batch.append(Kind.RUN_COMPLETED, completed_key(batch.run_key), None,
                      {"counts": {k: vars(v) for k, v in batch.counts.items()}})
     batch.ledger.close()
     return {"run_dir": str(batch.run_dir), "review_page": str(batch.run_dir / "review.html"),

@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import ConfigError
-from .text.platforms import PLATFORM_LIMITS
+from .paths import brand_slug
+from .platforms import PLATFORM_LIMITS
 from .yaml_source import YamlSource
 
 BRAND_FILE = "brand.yaml"
@@ -49,13 +50,13 @@ class Voice(Strict):
 
 
 class PlatformRules(Strict):
-    """A brand's limits for one platform; unset ones take the platform's own (text/platforms.py)."""
+    """A brand's limits for one platform; unset ones take the platform's own (platforms.py)."""
 
     max_chars: int | None = Field(default=None, gt=0)
     max_hashtags: int | None = Field(default=None, ge=0)
     max_line_breaks: int | None = Field(default=None, ge=0)
 
-    def resolved(self, platform: str) -> "PlatformRules":
+    def resolved(self, platform: str) -> PlatformRules:
         own = PLATFORM_LIMITS.get(platform)
         if own is None:
             return self
@@ -273,7 +274,7 @@ class BrandBundle(BaseModel):
 
     @property
     def slug(self) -> str:
-        return self.folder.resolve().name
+        return brand_slug(self.folder)
 
     def competitor_folders(self) -> dict[str, Path]:
         return {c.name: self.folder / c.images for c in self.brand.competitors if c.images}

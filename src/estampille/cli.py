@@ -3,14 +3,14 @@ one-line messages and exit statuses (0 ok, 1 failure, 2 bad input), tracebacks o
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
+from typing import Any, Literal
 
 import typer
 
 from .errors import ConfigError, EstampilleError, ExitStatus, SetupError
-from .settings import Settings
+from .settings import Settings, prefect_local_mode, quiet_libraries
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Weekly AI visuals for brands, with provenance and human review.")
@@ -24,41 +24,30 @@ app.add_typer(review_app, name="review")
 app.add_typer(lookalike_app, name="lookalike")
 
 state = {"debug": False}
-# Library chatter (progress bars, optional-dependency notices) hides our own summary.
-for _name, _value in (("TRANSFORMERS_VERBOSITY", "error"), ("DIFFUSERS_VERBOSITY", "error"),
-                      ("TQDM_DISABLE", "1"), ("HF_HUB_DISABLE_TELEMETRY", "1")):
-    os.environ.setdefault(_name, _value)
 
 
 @app.callback()
 def _options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")) -> None:
     state["debug"] = debug
-
-
-def _prefect_defaults(settings: Settings) -> None:
-    """Prefect's local mode, with its state inside our data folder and no telemetry."""
-    if "PREFECT_HOME" not in os.environ:
-        (settings.home / "prefect").mkdir(parents=True, exist_ok=True)   # Prefect makes one level only
-        os.environ["PREFECT_HOME"] = str(settings.home / "prefect")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    # The first start creates Prefect's database: on 2 busy cores that exceeds the 20 s default.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    quiet_libraries()     # before a command imports transformers or diffusers
 
 
 def _flows(settings: Settings, module: str):
-    """A module of the project's Prefect flows, loaded from its folder as Prefect deployments load
-    them (by path, `prefect.yaml`), not from the installed package: the library never imports
-    Prefect, and the wheel installs no top-level `flows` package. The folder is the checkout's
-    `flows/`, or ESTAMPILLE_FLOWS_DIR. Its parent goes on sys.path, which worker processes inherit."""
+    """A module of the project's Prefect flows. The wheel ships them as `estampille.flows`; in a
+    checkout (an editable install) they are the top-level flows/ folder, loaded by path as Prefect
+    deployments load them (`prefect.yaml`); ESTAMPILLE_FLOWS_DIR names another folder. The library
+    never imports Prefect: only this loader does. A folder's parent goes on sys.path, which worker
+    processes inherit."""
     import importlib
-    import sys
 
-    folder = (settings.flows_dir or Path(__file__).resolve().parents[2] / "flows").absolute()
+    here = Path(__file__).resolve().parent
+    if settings.flows_dir is None and (here / "flows" / f"{module}.py").is_file():
+        return importlib.import_module(f"{__package__}.flows.{module}")
+    folder = (settings.flows_dir or here.parents[1] / "flows").absolute()
     if not (folder / f"{module}.py").is_file():
-        raise SetupError(f"the Prefect flows are not at {folder} (they live in the project's flows/ folder, "
-                         "not in the installed package): run from a checkout, set ESTAMPILLE_FLOWS_DIR to that "
-                         "folder, or use --engine plain")
+        raise SetupError(f"the Prefect flows are not at {folder} (they ship in the wheel as estampille.flows, "
+                         "and live in a checkout's flows/ folder): reinstall the package, set ESTAMPILLE_FLOWS_DIR "
+                         "to that folder, or use --engine plain")
     if str(folder.parent) not in sys.path:
         sys.path.insert(0, str(folder.parent))
     return importlib.import_module(f"{folder.name}.{module}")
@@ -82,7 +71,7 @@ def run(brand: Path = typer.Option(..., "--brand", help="Brand folder with brand
     settings = Settings.from_env(out=out)
     week = check_inputs(brand, week, settings).week   # bad input stops here, in one line, before Prefect
     if engine == "prefect":
-        _prefect_defaults(settings)
+        prefect_local_mode(settings)
         weekly_batch_for = _flows(settings, "weekly_batch").weekly_batch_for
         summary = weekly_batch_for(render_workers, dask)(str(brand), week, str(settings.out),
                                                          render_workers=render_workers)
@@ -135,7 +124,7 @@ def _open_ledger(url: str | None):
     return ledger_db
 
 
-def _decide(items: list[str], decision: str, reviewer: str, comment: str, override: str | None,
+def _decide(items: list[str], decision: Literal["approved", "rejected"], reviewer: str, comment: str, override: str | None,
             text: str | None, ledger: str | None) -> None:
     from .review.decisions import decide
 
@@ -173,6 +162,7 @@ def publish(brand: Path = typer.Option(..., "--brand"), week: str = typer.Option
             ledger: str = typer.Option(None, "--ledger")) -> None:
     """Export approved items whose provenance verifies; say why anything else is refused."""
     from .brand import load_brand
+    from .paths import run_folder
     from .provenance.identity import from_settings as signer_identity
     from .review import export
 
@@ -180,7 +170,8 @@ def publish(brand: Path = typer.Option(..., "--brand"), week: str = typer.Option
     bundle = load_brand(brand)
     ledger_db = _open_ledger(ledger)
     try:
-        report = export.publish(ledger_db, bundle, week, settings.out / bundle.slug / week, signer_identity(settings))
+        report = export.publish(ledger_db, bundle, week, run_folder(settings.out, bundle.slug, week),
+                                signer_identity(settings))
     finally:
         ledger_db.close()
     for item in report.exported:
@@ -272,8 +263,8 @@ def import_edit(image_id: str = typer.Argument(..., help="The render the retouch
                 editor: str = typer.Option(..., "--editor", help="Who retouched it (recorded)."),
                 ledger: str = typer.Option(None, "--ledger")) -> None:
     """Record a retouch made outside Estampille as the image's current version."""
-    from .provenance.edits import import_edit as record_edit
     from .provenance.identity import from_settings as signer_identity
+    from .review.edits import import_edit as record_edit
 
     settings = Settings.from_env()
     ledger_db = _open_ledger(ledger)
@@ -290,7 +281,7 @@ def rerender(image_id: str = typer.Argument(..., help="Image id (img-…) from t
              out: Path = typer.Option(None, "--out", help="Where to write the re-created PNG."),
              ledger: str = typer.Option(None, "--ledger", help="SQLAlchemy URL (default: the run's SQLite).")) -> None:
     """Re-create an image from its ledger record and compare it with the recorded one."""
-    from .paths import inside
+    from .paths import inside, run_folder
     from .records import Kind
     from .render.rerender import rerender as rerender_image
 
@@ -300,7 +291,7 @@ def rerender(image_id: str = typer.Argument(..., help="Image id (img-…) from t
     ledger_db.close()
     if event is None or event.kind != Kind.RENDER_CREATED:
         raise EstampilleError(f"no render {image_id} in the ledger at {ledger_db.safe_url}")
-    original = inside(settings.out / event.brand / event.week, event.payload["file"])
+    original = inside(run_folder(settings.out, event.brand, event.week), event.payload["file"])
     result = rerender_image(event.payload, settings, original)
     target = out or Path(f"{image_id}.rerender.png")
     result.image.save(target, "PNG")
@@ -366,11 +357,13 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to bind 
 
 def _index_folder(index: Path | None, brand: Path | None) -> Path:
     """--index, or the brand's own index under the output folder, or $ESTAMPILLE_OUT/lookalike-index."""
+    from .paths import brand_slug, lookalike_index_folder
+
     settings = Settings.from_env()
     if index:
         return index
     if brand:
-        return settings.out / brand.absolute().name / "lookalike-index"
+        return lookalike_index_folder(settings.out, brand_slug(brand))
     return settings.out / "lookalike-index"
 
 
@@ -439,6 +432,7 @@ def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to chec
     if not (folder / "catalog.sqlite").is_file():
         raise typer.BadParameter(f"no index at {folder}: build one with `estampille lookalike index`")
     store = ReferenceStore(folder)
+    sources: list[Path | bytes] = list(files)
     try:
         if dask:
             from dask.distributed import Client
@@ -446,13 +440,14 @@ def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to chec
             from .lookalike.distributed import search_on_dask
 
             with Client(dask) as client:
-                found, errors = find_lookalikes(store, files, rotations=rotations, search=lambda queries: (
+                found, errors = find_lookalikes(store, sources, rotations=rotations, search=lambda queries: (
                     search_on_dask(client, folder, queries, rotations=rotations).hits))
         else:
-            found, errors = find_lookalikes(store, files, rotations=rotations)
+            found, errors = find_lookalikes(store, sources, rotations=rotations)
     finally:
         store.close()
-    results = [{"file": str(f), "matches": [], "error": e} for f, e in zip(files, errors)]
+    results: list[dict[str, Any]] = [{"file": str(f), "matches": [], "error": e}
+                                     for f, e in zip(files, errors, strict=True)]
     for match in found:
         hit, reference, region = match.hit, match.reference, summary(match.hit.region)
         results[match.source]["matches"].append({
@@ -519,10 +514,32 @@ def ledger_verify(ledger: str = typer.Option(None, "--ledger", help="SQLAlchemy 
     raise typer.Exit(ExitStatus.ERROR)
 
 
+def _click_class(name: str) -> type[Exception]:
+    """click's exception class `name` as the installed typer raises it: recent typer vendors click
+    as `typer._click`, whose classes are not `click.*`; `typer.BadParameter` is one of them either way."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+# Every error click reports about the command line (unknown command or option, bad or missing value).
+_USAGE_ERRORS = (_click_class("ClickException"),)
+
+
+def _show_usage_error(exc) -> None:
+    """The usage line of the command that was typed, then the problem: no traceback."""
+    ctx = getattr(exc, "ctx", None)
+    if exc.__class__.__name__ == "NoArgsIsHelpError":   # a group typed alone: its help is the message
+        typer.echo(exc.format_message(), err=True)
+        return
+    if ctx is not None:
+        typer.echo(ctx.get_usage(), err=True)
+        typer.echo(f"Try '{ctx.command_path} --help' for help.", err=True)
+    typer.echo(f"error: {exc.format_message()}", err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one place maps errors to exit statuses."""
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = app(args=argv, prog_name="estampille", standalone_mode=False)
     except EstampilleError as exc:
         if state["debug"]:
             raise
@@ -530,15 +547,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_status)
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except (typer.BadParameter, typer.Abort) as exc:
-        typer.echo(f"error: {exc}", err=True)
+    except typer.Abort as exc:
+        typer.echo(f"error: {exc or 'aborted'}", err=True)
         return int(ExitStatus.USAGE)
-    except Exception as exc:   # click's usage errors arrive as click.exceptions.UsageError
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return int(ExitStatus.USAGE)
+    except _USAGE_ERRORS as exc:
+        _show_usage_error(exc)
+        return int(ExitStatus.USAGE)
+    except Exception as exc:
         if isinstance(exc, OSError) and exc.errno == 28:
             typer.echo(f"error: disk full while writing ({exc.filename}): free space and rerun; "
                        "finished work is kept", err=True)

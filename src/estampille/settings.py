@@ -10,6 +10,7 @@ Secrets (the review token, the proxy secret, the OpenAI key) are `SecretStr`: th
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +19,6 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigError
-
 
 _MAPPING_ONLY: ContextVar[bool] = ContextVar("settings_from_a_mapping", default=False)
 
@@ -118,16 +118,17 @@ class Settings(BaseSettings):
         return value.absolute()
 
     @classmethod
-    def from_env(cls, out: str | Path | None = None, env: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, out: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
         """From the process environment, or from `env` alone when given (tests, worker processes);
         `out` (the --out option) beats ESTAMPILLE_OUT."""
-        overrides = {"ESTAMPILLE_OUT": str(out)} if out else {}
+        overrides: dict[str, Any] = {"ESTAMPILLE_OUT": str(out)} if out else {}
         try:
             if env is None:
                 return cls(**overrides)
             token = _MAPPING_ONLY.set(True)
             try:
-                return cls(**{**env, **overrides})
+                values: dict[str, Any] = {**env, **overrides}
+                return cls(**values)
             finally:
                 _MAPPING_ONLY.reset(token)
         except ValidationError as exc:
@@ -142,3 +143,48 @@ def _explain(exc: ValidationError) -> str:
         variable = fields[name].validation_alias if name in fields else name
         problems.append(f"{variable}: {error['msg'].removeprefix('Value error, ')}")
     return "bad environment variable: " + "; ".join(problems)
+
+
+# ---------------------------------------------------------------- variables read or set by name
+# Besides the declared fields above, a few variables are read by a name known only at run time, or
+# set for the libraries Estampille drives: they are read and written here too, and nowhere else.
+
+def secret_variable(name: str, environ: Mapping[str, str] | None = None) -> SecretStr | None:
+    """The secret held in the variable `name` (the brand file's `text.llm.api_key_env`: the name is
+    configuration, the key never is), as a SecretStr; None when unset or empty."""
+    value = (os.environ if environ is None else environ).get(name)
+    return SecretStr(value) if value else None
+
+
+def pinned_gpu() -> bool:
+    """Whether CUDA_VISIBLE_DEVICES pins this process to its GPUs (a Dask render worker per GPU)."""
+    return bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+# Library chatter (progress bars, optional-dependency notices) hides our own summary.
+QUIET_LIBRARIES = {"TRANSFORMERS_VERBOSITY": "error", "DIFFUSERS_VERBOSITY": "error", "TQDM_DISABLE": "1",
+                   "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+def quiet_libraries() -> None:
+    """Turn the libraries' chatter down for a command's run, unless the user set those variables."""
+    for name, value in QUIET_LIBRARIES.items():
+        os.environ.setdefault(name, value)
+
+
+def numba_cache_default() -> None:
+    """Where numba keeps the compiled lookalike scan between processes (unless NUMBA_CACHE_DIR is
+    set): must run before numba is imported, which reads it then."""
+    os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "estampille-numba"))
+
+
+def prefect_local_mode(settings: Settings) -> None:
+    """Prefect's local mode, with its state inside our data folder and no telemetry; what the user
+    set wins. Prefect reads these when it is imported: call this first."""
+    if "PREFECT_HOME" not in os.environ:
+        (settings.home / "prefect").mkdir(parents=True, exist_ok=True)   # Prefect makes one level only
+        os.environ["PREFECT_HOME"] = str(settings.home / "prefect")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The first start creates Prefect's database: on 2 busy cores that exceeds the 20 s default.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")

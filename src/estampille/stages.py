@@ -1,7 +1,8 @@
 """The weekly batch's stages as plain functions: values in, values out, ledger as memory.
 
-flows/weekly_batch.py arranges these as Prefect tasks; `run_batch` arranges them without
-Prefect. Each stage loops over its items itself (one task per stage, not per item).
+`STAGES`, at the end, declares them once, in the mission's order: flows/weekly_batch.py makes each
+a Prefect task; `run_batch` runs them without Prefect. Each stage loops over its items itself
+(one task per stage, not per item).
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
@@ -18,26 +19,28 @@ from PIL import Image
 from .background import InOrder
 from .batch import Batch, finish, open_batch
 from .brand import posts_in_week
-from .errors import EstampilleError, LLMError, LookalikeError
-from .keys import content_key, derived_seed
-from .lookalike.evidence import match_caption, side_by_side
-from .lookalike.fingerprint import fingerprints
+from .errors import EstampilleError, LLMError, LLMUnavailableError, LookalikeError
+from .keys import check_key, derived_seed, failed_key, prompt_key, render_key, sign_key, slot_id
 from .lookalike.brand_index import refresh_brand_index
 from .lookalike.engine import calibrated, find_lookalikes, summary, verify_thresholds
+from .lookalike.evidence import match_caption, side_by_side
+from .lookalike.fingerprint import fingerprints
+from .paths import file_sha256, inside, lookalike_index_folder, run_folder
+from .pipeline import Stage, WeekResults, check_declaration
 from .provenance.c2pa_manifest import ManifestSigner
 from .provenance.identity import from_settings as identity_from_settings
 from .provenance.sign import sign_render
-from .paths import file_sha256, inside
 from .records import Draft, ImagePrompt, Kind, LookalikeCheck, Match, Provenance, Render, Slot
 from .render.renderer import LoadedRenderer, Rendered, Renderer, RenderJob
 from .review.static_page import write_review_page
+from .review.week_view import load_run
 from .settings import Settings
 from .text import drafting, image_prompts, templates
 
 
 def plan_slots(batch: Batch) -> list[Slot]:
     """One slot per calendar post in the week."""
-    return [Slot(slot_id=f"{batch.week}/{post.id}", brand=batch.slug, week=batch.week, post=post)
+    return [Slot(slot_id=slot_id(batch.week, post.id), brand=batch.slug, week=batch.week, post=post)
             for post in posts_in_week(batch.bundle, batch.week)]
 
 
@@ -51,11 +54,9 @@ def draft_texts(batch: Batch, slots: list[Slot]) -> list[Draft]:
         captions: list[str] = []
         for variant in range(batch.brand.text.variants):
             key = drafting.draft_key(batch.bundle.version, slot.slot_id, variant, batch.chat, template_version)
-            draft = batch.record(
-                "draft", Kind.DRAFT_CREATED, key, slot.slot_id,
-                lambda: drafting.write_draft(batch.chat, batch.brand, slot, variant, batch.guardrails, key,
-                                             others=captions, brand_dir=brand_dir),
-                Draft, failures=(LLMError,))
+            draft = batch.record(DRAFT, key, slot.slot_id, partial(
+                drafting.write_draft, batch.chat, batch.brand, slot, variant, batch.guardrails, key,
+                others=captions, brand_dir=brand_dir))
             if draft:
                 drafts.append(draft)
                 captions.append(draft.caption)
@@ -73,13 +74,11 @@ def write_image_prompts(batch: Batch, slots: list[Slot], drafts: list[Draft]) ->
     template_version = templates.version(*image_prompts.TEMPLATES, brand_dir=batch.bundle.folder)
     for draft in drafts:
         slot = by_id[draft.slot_id]
-        key = content_key("prompt", draft.draft_id, batch.bundle.version, batch.guardrails.version,
+        key = prompt_key(draft.draft_id, batch.bundle.version, batch.guardrails.version,
                           batch.chat.describe(), template_version, image_prompts.PROMPT_MAX_TOKENS)
-        prompt = batch.record(
-            "prompt", Kind.PROMPT_CREATED, key, draft.slot_id,
-            lambda: image_prompts.write_image_prompt(batch.chat, batch.brand, slot, draft, batch.guardrails, key,
-                                                     brand_dir=batch.bundle.folder),
-            ImagePrompt, failures=(LLMError,))
+        prompt = batch.record(PROMPT, key, draft.slot_id, partial(
+            image_prompts.write_image_prompt, batch.chat, batch.brand, slot, draft, batch.guardrails, key,
+            brand_dir=batch.bundle.folder))
         if prompt:
             prompts.append(prompt)
     return prompts
@@ -94,7 +93,7 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
     i-th, on GPU i): n workers split a batch between them, and the ledger keeps one chain for all."""
     settings, plan = batch.brand.render, batch.plan
     weights = batch.renderer.weights_id()
-    post_of = {f"{batch.week}/{p.id}": p for p in posts_in_week(batch.bundle, batch.week)}
+    post_of = {slot_id(batch.week, p.id): p for p in posts_in_week(batch.bundle, batch.week)}
     planned: list[tuple[ImagePrompt, RenderJob]] = []
     for prompt in prompts:
         post = post_of[prompt.slot_id]
@@ -103,12 +102,14 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
         negative = prompt.negative_prompt if plan.negative_prompt else ""
         for n in range(settings.images_per_variant):
             seed = derived_seed(prompt.prompt_id, n)
-            key = content_key("img", prompt.prompt_id, n, batch.model.id, weights, plan.steps, plan.guidance,
+            key = render_key(prompt.prompt_id, n, batch.model.id, weights, plan.steps, plan.guidance,
                               plan.width, plan.height, settings.scheduler, reference_sha,
                               post.strength if reference else None, *plan.key_extras())
-            planned.append((prompt, RenderJob(key, prompt.prompt, negative, seed, plan.steps, plan.guidance,
-                                              plan.width, plan.height, reference, post.strength,
-                                              plan.true_cfg_scale, plan.max_sequence_length)))
+            planned.append((prompt, RenderJob(key=key, prompt=prompt.prompt, negative_prompt=negative, seed=seed,
+                                              steps=plan.steps, guidance=plan.guidance, width=plan.width,
+                                              height=plan.height, reference=reference, strength=post.strength,
+                                              true_cfg_scale=plan.true_cfg_scale,
+                                              max_sequence_length=plan.max_sequence_length)))
     done: dict[str, Render] = {}
     fresh: list[tuple[ImagePrompt, RenderJob]] = []
     lost: dict[int, list[tuple[ImagePrompt, RenderJob]]] = {}   # recorded batch size -> jobs to re-create
@@ -120,7 +121,7 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
                 fresh.append((prompt, job))
         elif inside(batch.run_dir, event.payload["file"]).is_file():
             done[job.key] = Render.model_validate(event.payload)
-            batch.count("render").reused += 1
+            batch.count(RENDER.name).reused += 1
         else:
             lost.setdefault(event.payload["batch_size"], []).append(
                 (prompt, dataclasses.replace(job, batch_index=event.payload.get("batch_index", 0))))
@@ -135,7 +136,7 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
         (batch.run_dir / "renders").mkdir(exist_ok=True)
         # PNG, SHA-256 and fingerprints of one batch are made while the GPU renders the next (inline
         # on CPU); records are appended here, in render order.
-        with InOrder(threaded=loaded.device != "cpu", name="render-bookkeeping") as saving:
+        with InOrder[tuple[ImagePrompt, Rendered]](threaded=loaded.device != "cpu", name="render-bookkeeping") as saving:
             def record_saved(wait: bool = False) -> None:
                 for (prompt, result), saved in saving.finished(wait):
                     done[result.job.key] = _store_render(batch, prompt, result, saved, loaded, environment, worker)
@@ -147,9 +148,9 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
                 for result in loaded.render([job for _, job in todo], size, pad=pad):
                     prompt = prompt_of[result.job.key]
                     if result.image is None:
-                        batch.count("render").failed += 1
-                        batch.failures.append(f"render {prompt.slot_id} {result.job.key}: {result.error}")
-                        batch.append(Kind.RENDER_FAILED, f"{result.job.key}:failed:{uuid.uuid4().hex[:12]}",
+                        batch.count(RENDER.name).failed += 1
+                        batch.failures.append(f"{RENDER.name} {prompt.slot_id} {result.job.key}: {result.error}")
+                        batch.append(RENDER.failed_kind(), failed_key(result.job.key),
                                      prompt.slot_id, {"image_id": result.job.key, "error": result.error})
                         continue
                     saving.submit((prompt, result), _save_png, batch.run_dir, result)
@@ -161,8 +162,10 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
 def _save_png(run_dir: Path, result: Rendered) -> tuple[Path, str, dict[str, str]]:
     """The per-image work that needs no ledger: file, SHA-256, perceptual fingerprints."""
     file = Path("renders") / f"{result.job.key}.png"
-    result.image.save(run_dir / file, "PNG")
-    return file, file_sha256(run_dir / file), fingerprints(result.image)
+    image = result.image
+    assert image is not None, "only rendered images are saved"
+    image.save(run_dir / file, "PNG")
+    return file, file_sha256(run_dir / file), fingerprints(image)
 
 
 def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, saved: tuple[Path, str, dict[str, str]],
@@ -175,7 +178,7 @@ def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, saved: tu
         if event.payload["sha256"] != digest:
             raise EstampilleError(f"render {job.key} was re-created from its record but its pixels differ "
                                   "from the recorded ones (another device or library version?)")
-        batch.count("render").reused += 1
+        batch.count(RENDER.name).reused += 1
         return Render.model_validate(event.payload)
     reference = None
     if job.reference is not None:
@@ -191,17 +194,17 @@ def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, saved: tu
                     versions=environment["versions"], device=loaded.device,
                     options={**environment.get("options", {}), **job.family_arguments()},
                     duration_s=round(result.seconds, 4), fingerprints=image_fingerprints, worker=worker)
-    batch.append(Kind.RENDER_CREATED, job.key, prompt.slot_id, record.model_dump(mode="json"))
-    batch.count("render").new += 1
+    batch.append(RENDER.created_kind(), job.key, prompt.slot_id, record.model_dump(mode="json"))
+    batch.count(RENDER.name).new += 1
     return record
 
 
 def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck]:
     """Compare every render with the brand's reference index (competitors' images, refreshed
     incrementally, and the brand's renders of other weeks); write side-by-side evidence for matches."""
-    own = [(e.week, e.payload["image_id"], batch.settings.out / batch.slug / e.week / e.payload["file"])
-           for e in batch.ledger.events(kind=Kind.RENDER_CREATED, brand=batch.slug) if e.week != batch.week]
-    store, skipped = refresh_brand_index(batch.settings.out / batch.slug / "lookalike-index",
+    own = [(e.week, e.payload["image_id"], run_folder(batch.settings.out, batch.slug, e.week) / e.payload["file"])
+           for e in batch.ledger.events(kind=Kind.RENDER_CREATED, brand=batch.slug) if e.week and e.week != batch.week]
+    store, skipped = refresh_brand_index(lookalike_index_folder(batch.settings.out, batch.slug),
                                          batch.bundle.competitor_folders(), own)
     for source, reason in skipped:
         batch.notes.append(f"reference image skipped: {source}: {reason}")
@@ -210,7 +213,7 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
     version = store.version()
     # Verification's thresholds are part of what decides a check: new ones check again.
     verifying = dataclasses.asdict(verify_thresholds())
-    keys = {r.image_id: content_key("check", r.image_id, version, limits, verifying) for r in renders}
+    keys = {r.image_id: check_key(r.image_id, version, limits, verifying) for r in renders}
     todo = [r for r in renders if batch.ledger.get(keys[r.image_id]) is None]
     # Each render is searched, and so is the image an image-to-image render started from: a
     # competitor's picture used as "inspiration" is caught even when the model changed it a lot.
@@ -218,7 +221,7 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
     sources += [(r, "image-to-image reference", Path(r.reference["path"])) for r in todo
                 if r.reference and Path(r.reference["path"]).is_file()]
     found, errors = find_lookalikes(store, [path for _, _, path in sources], thresholds)
-    problems = {r.image_id: error for (r, via, _), error in zip(sources, errors) if error and via == "render"}
+    problems = {r.image_id: error for (r, via, _), error in zip(sources, errors, strict=True) if error and via == "render"}
     by_render: dict[str, list] = {r.image_id: [] for r in todo}
     for match in found:
         render_record, via, _ = sources[match.source]
@@ -243,8 +246,7 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
             return LookalikeCheck(image_id=render_record.image_id, verdict="lookalike" if blocking else "clear",
                                   matches=matches, thresholds=limits, index_size=store.count())
 
-        checks.append(batch.record("check", Kind.LOOKALIKE_CHECKED, keys[render_record.image_id], render_record.slot_id,
-                                   check, LookalikeCheck, failures=(LookalikeError,)))
+        checks.append(batch.record(CHECK, keys[render_record.image_id], render_record.slot_id, check))
     store.close()
     flagged = [c for c in checks if c and c.verdict == "lookalike"]
     if flagged:
@@ -265,20 +267,20 @@ def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
     for render_record in renders:
         generation = 1
         while True:   # a recorded signature whose file is gone is superseded, never overwritten
-            key = f"sign-{render_record.image_id}" + (f"-{generation}" if generation > 1 else "")
+            key = sign_key(render_record.image_id, generation)
             event = batch.ledger.get(key)
             if event is None or _signed_file_intact(batch.run_dir, event.payload):
                 break
             generation += 1
         if event is not None:
-            batch.count("sign").reused += 1
+            batch.count(SIGN.name).reused += 1
             results.append(Provenance.model_validate(event.payload))
             continue
         signer = signer or ManifestSigner(identity)
         record = sign_render(render_record, batch.run_dir, batch.brand.name, batch.week, batch.brand.rights,
                              signer, identity)
-        batch.append(Kind.PROVENANCE_SIGNED, key, render_record.slot_id, record.model_dump(mode="json"))
-        batch.count("sign").new += 1
+        batch.append(SIGN.created_kind(), key, render_record.slot_id, record.model_dump(mode="json"))
+        batch.count(SIGN.name).new += 1
         results.append(record)
     if signer:
         signer.close()
@@ -290,9 +292,11 @@ def _signed_file_intact(run_dir: Path, payload: dict) -> bool:
     return path.is_file() and file_sha256(path) == payload["sha256"]
 
 
-def write_review(batch: Batch, slots, drafts, prompts, renders, checks, provenance) -> Path:
-    return write_review_page(batch.run_dir / "review.html", batch.brand.name, batch.week, slots, drafts,
-                             prompts, renders, checks, provenance, batch.notes)
+def write_review(batch: Batch) -> Path:
+    """The week's offline review page, from what the ledger holds for it: the same view
+    (`review.week_view`) the web page shows, so a reviewer sees one shape in both."""
+    run = load_run(batch.ledger, batch.slug, batch.week, bundle=batch.bundle, run_dir=batch.run_dir)
+    return write_review_page(batch.run_dir / "review.html", batch.brand.name, batch.week, run, batch.notes)
 
 
 def render_shard(brand_dir: str | Path, week: str, settings: Settings, prompt_ids: list[str], shard: int,
@@ -305,7 +309,7 @@ def render_shard(brand_dir: str | Path, week: str, settings: Settings, prompt_id
         render_images(batch, recorded_prompts(batch, prompt_ids), shard=(shard, shards))
     finally:
         batch.ledger.close()
-    return {"shard": shard, "worker": f"{socket.gethostname()}:{os.getpid()}", **vars(batch.count("render")),
+    return {"shard": shard, "worker": f"{socket.gethostname()}:{os.getpid()}", **vars(batch.count(RENDER.name)),
             "failures": batch.failures}
 
 
@@ -322,13 +326,30 @@ def recorded_prompts(batch: Batch, prompt_ids: list[str]) -> list[ImagePrompt]:
 
 
 def run_batch(brand_dir: str | Path, week: str, settings: Settings, renderer: Renderer | None = None) -> dict:
-    """The whole weekly batch without Prefect (same stages, same order as the flow)."""
+    """The whole weekly batch without Prefect: `STAGES` in order, as the flow runs them."""
     batch = open_batch(brand_dir, week, settings, renderer=renderer)
-    slots = plan_slots(batch)
-    drafts = draft_texts(batch, slots)
-    prompts = write_image_prompts(batch, slots, drafts)
-    renders = render_images(batch, prompts)
-    checks = check_lookalikes(batch, renders)
-    provenance = record_provenance(batch, renders)
-    write_review(batch, slots, drafts, prompts, renders, checks, provenance)
+    made = WeekResults()
+    for stage in STAGES:
+        made.keep(stage, stage.run(batch, *made.inputs(stage)))
     return finish(batch)
+
+
+# The weekly batch, in the mission's order. Each entry: the function, what it takes and gives
+# (WeekResults fields), how its items are recorded, and what Prefect retries it on.
+PLAN = Stage(name="plan", task="plan-slots", run=plan_slots, gives="slots")
+DRAFT = Stage(name="draft", task="draft-texts", run=draft_texts, takes=("slots",), gives="drafts", result=Draft,
+              created=Kind.DRAFT_CREATED, failed=Kind.DRAFT_FAILED, item_errors=(LLMError,),
+              retry_on=(LLMUnavailableError,))
+PROMPT = Stage(name="prompt", task="write-image-prompts", run=write_image_prompts, takes=("slots", "drafts"),
+               gives="prompts", result=ImagePrompt, created=Kind.PROMPT_CREATED, failed=Kind.PROMPT_FAILED,
+               item_errors=(LLMError,), retry_on=(LLMUnavailableError,))
+RENDER = Stage(name="render", task="render-images", run=render_images, takes=("prompts",), gives="renders",
+               result=Render, created=Kind.RENDER_CREATED, failed=Kind.RENDER_FAILED)
+CHECK = Stage(name="check", task="check-lookalikes", run=check_lookalikes, takes=("renders",), gives="checks",
+              result=LookalikeCheck, created=Kind.LOOKALIKE_CHECKED, failed=Kind.CHECK_FAILED,
+              item_errors=(LookalikeError,))
+SIGN = Stage(name="sign", task="record-provenance", run=record_provenance, takes=("renders",), gives="provenance",
+             result=Provenance, created=Kind.PROVENANCE_SIGNED)   # a failed signature stops the run
+REVIEW = Stage(name="review", task="write-review-page", run=write_review, gives="review_page")   # reads the ledger
+STAGES: tuple[Stage, ...] = (PLAN, DRAFT, PROMPT, RENDER, CHECK, SIGN, REVIEW)
+check_declaration(STAGES)

@@ -124,7 +124,7 @@ class Ledger:
                 head = conn.execute(select(events_table.c.seq, events_table.c.hash)
                                     .order_by(events_table.c.seq.desc()).limit(1)).first()
                 seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS)
-                created_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+                created_at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
                 digest = row_hash(prev, seq, key, kind, brand, week, subject, body, created_at)
                 row = dict(seq=seq, key=key, kind=kind, brand=brand, week=week, subject=subject,
                            payload=body, created_at=created_at, prev_hash=prev, hash=digest)

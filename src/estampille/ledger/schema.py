@@ -68,4 +68,4 @@ def migrate(conn: Connection) -> None:
         if name not in done:
             apply(conn)
             conn.execute(migrations_table.insert().values(
-                name=name, applied_at=dt.datetime.now(dt.timezone.utc).isoformat()))
+                name=name, applied_at=dt.datetime.now(dt.UTC).isoformat()))

@@ -56,7 +56,7 @@ def search_on_dask(client, folder: str | Path, queries: list[Query], thresholds:
                              pure=False) for group in groups]
     hits: list[Hit] = []
     placements = []
-    for group, (worker, found) in zip(groups, client.gather(futures)):
+    for group, (worker, found) in zip(groups, client.gather(futures), strict=True):
         hits += found
         placements.append((worker, group))
     return DistributedResult(sorted(hits, key=lambda h: (h.query, h.reference_id)), placements)

@@ -105,7 +105,7 @@ def search_shard(shard: Shard, packed: tuple[QueryArrays, np.ndarray, np.ndarray
                            q_dhash, q_colour)
     limits = thresholds.as_dict()
     hits = []
-    for n, (q, reference) in enumerate(zip(pairs[:, 0], ids)):
+    for n, (q, reference) in enumerate(zip(pairs[:, 0], ids, strict=True)):
         distances = {k: int(found[k][n]) for k in REPORTED}
         hits.append(Hit(int(q), int(reference), distances,
                         tuple(k for k, limit in limits.items() if distances[k] <= limit)
@@ -223,6 +223,7 @@ def verify_hits(store: ReferenceStore, queries: Sequence[Query], hits: list[Hit]
     for hit in hits:
         view = queries[hit.query].view
         transform = (hit.region or {}).get("transform") or None
+        verdict: Verification | None
         if view is None:
             verdict = Verification("unverified", 0.0, 0, "", 0.0, 0.0, "the query's pixels were not kept")
         else:
@@ -260,7 +261,7 @@ def find_lookalikes(store: ReferenceStore, sources: list[Path | bytes], threshol
     Returns the matches and, per file, why it could not be read (None when it could)."""
     queries, errors = hash_queries(sources)
     readable = [n for n, q in enumerate(queries) if q is not None]
-    asked = [queries[n] for n in readable]
+    asked = [q for q in queries if q is not None]
     # Search workers get the hashes and keypoints, not the pixels: verification happens here.
     hits = search([replace(q, view=None) for q in asked]) if search else search_store(store, asked, thresholds,
                                                                                       rotations)

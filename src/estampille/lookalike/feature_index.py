@@ -96,10 +96,10 @@ class Thumbnails:
 
     def __getitem__(self, row: int) -> np.ndarray:
         start, stop = int(self.offsets[row]), int(self.offsets[row + 1])
-        return cv2.imdecode(np.frombuffer(bytes(self.data[start:stop]), np.uint8), cv2.IMREAD_GRAYSCALE)
+        return np.asarray(cv2.imdecode(np.frombuffer(bytes(self.data[start:stop]), np.uint8), cv2.IMREAD_GRAYSCALE))
 
     @classmethod
-    def encode(cls, features: list[Features]) -> "Thumbnails | None":
+    def encode(cls, features: list[Features]) -> Thumbnails | None:
         """None unless every reference has a thumbnail."""
         if not features or any(f.thumbnail is None for f in features):
             return None
@@ -112,7 +112,7 @@ class Thumbnails:
         np.save(folder / THUMBNAILS[1], self.offsets)
 
     @classmethod
-    def load(cls, folder: Path) -> "Thumbnails | None":
+    def load(cls, folder: Path) -> Thumbnails | None:
         if not all((folder / name).is_file() for name in THUMBNAILS):
             return None
         return cls(np.memmap(folder / THUMBNAILS[0], dtype=np.uint8, mode="r")
@@ -142,7 +142,7 @@ class FeatureShard:
     thumbnails: Thumbnails | None = None
 
     @classmethod
-    def in_memory(cls, features: list[Features]) -> "FeatureShard":
+    def in_memory(cls, features: list[Features]) -> FeatureShard:
         """For a search that must write nothing (audit): the same index, never saved."""
         index, xy, sizes = build_index(features)
         if hasattr(index, "nprobe"):
@@ -150,7 +150,7 @@ class FeatureShard:
         return cls(index, xy, sizes, Thumbnails.encode(features))
 
     @classmethod
-    def load(cls, folder: Path) -> "FeatureShard | None":
+    def load(cls, folder: Path) -> FeatureShard | None:
         if not has_features(folder):
             return None
         # Memory-mapped: a search pages in the inverted lists it probes, and the kernel may drop them

@@ -179,7 +179,7 @@ def verify(query: Features, reference_xy: np.ndarray, reference_size: tuple[int,
     if mirrored:     # the query was searched flipped: give its coordinates in the query as it is
         qx = 1.0 - qx
         normalised = np.vstack([-normalised[0] + np.array([0, 0, 1.0]), normalised[1]])
-    pairs = [(float(a), float(b), float(c), float(d)) for a, b, c, d in zip(rx, ry, qx, qy)]
+    pairs = [(float(a), float(b), float(c), float(d)) for a, b, c, d in zip(rx, ry, qx, qy, strict=True)]
     # Both images are extracted at the same longest side, so the fitted scale compares their sizes.
     return FeatureMatch(inliers, round(scale, 3), round(rotation, 1), mirrored,
                         (float(rx.min()), float(ry.min()), float(rx.max()), float(ry.max())),

@@ -14,6 +14,7 @@ from ..images import image_files
 from .features import Features, reference_features
 from .hashing import Hashes, UnreadableImage, hash_file, pipeline_id
 from .store import Entry, ReferenceStore
+
 CHUNK = 64                     # files per task sent to a worker process
 SHARD_SIZE = 50_000            # images per shard: a crash loses at most this much hashing (~1 min)
 
@@ -121,8 +122,9 @@ def _features_of(source: str) -> Features:
     try:
         return reference_features(Path(source).read_bytes())
     except (OSError, UnreadableImage):
-        from .features import extract
         from PIL import Image
+
+        from .features import extract
 
         return extract(Image.new("L", (1, 1)), 0)
 

@@ -130,6 +130,6 @@ def content_regions(image: Image.Image) -> list[tuple[float, float, float, float
         share = (bx1 - bx0) * (by1 - by0) / (w * h)
         box = (bx0 / w, by0 / h, bx1 / w, by1 / h)
         if min_share <= share <= MAX_SHARE and (bx1 - bx0) >= 16 and (by1 - by0) >= 16 and all(
-                max(abs(a - b) for a, b in zip(box, other)) > 0.03 for other in found):
+                max(abs(a - b) for a, b in zip(box, other, strict=True)) > 0.03 for other in found):
             found.append(box)
     return found

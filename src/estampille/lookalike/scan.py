@@ -13,13 +13,13 @@ window comparisons, in loops the compiler turns into AVX-512 popcounts.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
-os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "estampille-numba"))
+from ..settings import numba_cache_default
 
+numba_cache_default()
 from numba import njit, prange  # noqa: E402  (after the cache folder is chosen)
 
 BLOCK = 256           # references per parallel work item: their hashes (26 KB) stay in L1 across queries

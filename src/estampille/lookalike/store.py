@@ -112,7 +112,7 @@ class ReferenceStore:
         self.db.close()
 
     # ---------------------------------------------------------------- catalog
-    def known(self) -> dict[str, "KnownFile"]:
+    def known(self) -> dict[str, KnownFile]:
         """source -> its live row, to tell an unchanged file from a new or changed one."""
         rows = self.db.execute("SELECT source, id, size, mtime_ns, sha256, pipeline FROM images WHERE removed = 0")
         return {r[0]: KnownFile(*r[1:]) for r in rows}
@@ -123,7 +123,7 @@ class ReferenceStore:
     def skipped(self) -> list[tuple[str, str]]:
         return list(self.db.execute("SELECT source, reason FROM skipped ORDER BY source"))
 
-    def skipped_known(self) -> dict[str, "SkippedFile"]:
+    def skipped_known(self) -> dict[str, SkippedFile]:
         """source -> why it was skipped: a bad file is not read again until it changes."""
         return {r[0]: SkippedFile(*r[1:]) for r in self.db.execute("SELECT source, size, mtime_ns, reason FROM skipped")}
 

@@ -101,7 +101,7 @@ class QueryView:
     regions: list[tuple[float, float, float, float]] = field(default_factory=list)
 
     @classmethod
-    def of(cls, image: Image.Image, regions: Iterable[tuple[float, float, float, float]] = ()) -> "QueryView":
+    def of(cls, image: Image.Image, regions: Iterable[tuple[float, float, float, float]] = ()) -> QueryView:
         gray = image.convert("L")
         scale = QUERY_VIEW / max(gray.size)
         if scale < 1:
@@ -109,7 +109,7 @@ class QueryView:
                                Image.Resampling.BILINEAR)
         levels = [np.asarray(gray, dtype=np.float32)]
         while min(levels[-1].shape) >= 2 * THUMB:
-            levels.append(cv2.pyrDown(levels[-1]))
+            levels.append(np.asarray(cv2.pyrDown(levels[-1]), dtype=np.float32))
         return cls(levels, list(regions))
 
 
@@ -183,7 +183,8 @@ def refine(view: QueryView, reference: np.ndarray, matrix: np.ndarray) -> np.nda
     try:
         _, found = cv2.findTransformECC(template, cv2.GaussianBlur(image, (0, 0), 1.5), start.copy(),
                                         cv2.MOTION_AFFINE,
-                                        (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-4), None, 1)
+                                        (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-4),
+                                        None, 1)  # type: ignore[call-overload]  # the stubs miss mask=None
     except cv2.error:
         return None
     refined = np.linalg.inv(to_query) @ np.vstack([found.astype(np.float64), [0, 0, 1]]) @ np.linalg.inv(TO_REF)
@@ -228,7 +229,7 @@ class PreparedReference:
     coherence: np.ndarray       # (B,)
 
     @classmethod
-    def of(cls, reference: np.ndarray) -> "PreparedReference":
+    def of(cls, reference: np.ndarray) -> PreparedReference:
         ref = cv2.GaussianBlur(reference.astype(np.float32), (0, 0), BLUR)
         blocks = _blocks(ref) @ DETREND
         return cls(blocks, np.sqrt((blocks ** 2).mean(axis=1)), coherence(ref))

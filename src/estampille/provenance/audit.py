@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from ..images import MAX_PIXELS, UnreadableImage, image_files, open_image
 from ..ledger import Ledger
 from ..lookalike.fingerprint import HASH_KINDS, fingerprints, hex_to_int
+from ..paths import OutsideFolder, inside, run_folder
 from ..records import Kind
 from .credentials import Credentials, read_credentials, short_source_type
 from .sign import document_id
@@ -94,7 +95,10 @@ class LedgerIndex:
     def render_file(self, event) -> Path | None:
         if self.out_dir is None or not event.payload.get("file"):
             return None
-        path = self.out_dir / event.brand / event.week / event.payload["file"]
+        try:
+            path = inside(run_folder(self.out_dir, event.brand, event.week), event.payload["file"])
+        except OutsideFolder:     # a forged row: nothing of ours to compare with
+            return None
         return path if path.is_file() else None
 
     def features(self):

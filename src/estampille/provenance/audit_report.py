@@ -89,7 +89,7 @@ def write_report(reports: list[AuditReport], target: Path) -> Path:
         # decodes: one thread per core makes the thumbnails side by side.
         files = [r.file for r in reports if not r.error]
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            thumbnails = dict(zip(files, pool.map(lambda f: thumbnail(Path(f)), files)))
+            thumbnails = dict(zip(files, pool.map(lambda f: thumbnail(Path(f)), files), strict=True))
         target.write_text(html_page(reports, thumbnails), encoding="utf-8")
     return target
 

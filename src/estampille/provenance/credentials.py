@@ -157,7 +157,7 @@ class Manifest:
     ingredients: list[Ingredient]
     assertions: dict[str, Any]         # label -> a short summary of what it says
     status: list[Status]
-    children: list["Manifest"] = field(default_factory=list)
+    children: list[Manifest] = field(default_factory=list)
 
     @property
     def source_types(self) -> list[str]:

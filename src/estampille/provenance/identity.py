@@ -7,8 +7,8 @@ around, and only certificate subjects reach logs, the ledger or metadata.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +60,7 @@ def dev_identity(keys_dir: Path, timestamp_url: str | None = None) -> SignerIden
         _create_dev_ca(keys_dir)
     chain = chain_file.read_bytes()
     leaf = x509.load_pem_x509_certificates(chain)[0]
-    if leaf.not_valid_after_utc < dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1):
+    if leaf.not_valid_after_utc < dt.datetime.now(dt.UTC) + dt.timedelta(days=1):
         _create_dev_ca(keys_dir)   # expired dev certificate: make a fresh dev CA
         chain = chain_file.read_bytes()
         leaf = x509.load_pem_x509_certificates(chain)[0]
@@ -68,7 +68,7 @@ def dev_identity(keys_dir: Path, timestamp_url: str | None = None) -> SignerIden
 
 
 def _create_dev_ca(keys_dir: Path) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     no_usage = dict(content_commitment=False, key_encipherment=False, data_encipherment=False,
                     key_agreement=False, encipher_only=False, decipher_only=False)
@@ -111,7 +111,7 @@ def _leaf(cert: Path) -> tuple[bytes, x509.Certificate]:
         leaf = x509.load_pem_x509_certificates(chain)[0]
     except ValueError:
         raise ConfigError(f"{cert}: not a PEM certificate chain") from None
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
         raise ConfigError(f"signer certificate {cert} is valid from {leaf.not_valid_before_utc:%Y-%m-%d} to "
                           f"{leaf.not_valid_after_utc:%Y-%m-%d}, not now: renew it (manifests signed with it "

@@ -69,11 +69,11 @@ class SpeedOptions:
     fuse_qkv: bool = False
 
     @classmethod
-    def from_settings(cls, render: Any) -> "SpeedOptions":
+    def from_settings(cls, render: Any) -> SpeedOptions:
         return cls(**{f.name: getattr(render, f.name) for f in fields(cls)})
 
     @classmethod
-    def from_record(cls, options: dict) -> "SpeedOptions":
+    def from_record(cls, options: dict) -> SpeedOptions:
         return cls(**{f.name: options[f.name] for f in fields(cls) if f.name in options})
 
     def in_use(self) -> dict[str, Any]:

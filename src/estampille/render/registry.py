@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import ConfigError, LicenceError, ModelNotFoundError
+from ..yaml_source import load_yaml
 
 REGISTRY_FILE = Path(__file__).with_name("models.yaml")
 TINY_ID = "builtin:tiny-sd"
@@ -53,13 +53,10 @@ class ResolvedModel(BaseModel):
 
 
 def load_registry(home: Path | None = None) -> dict[str, ModelEntry]:
-    raw = yaml.safe_load(REGISTRY_FILE.read_text(encoding="utf-8"))
+    raw = load_yaml(REGISTRY_FILE)
     user_file = home / "models.yaml" if home else None
     if user_file and user_file.is_file():
-        try:
-            raw.update(yaml.safe_load(user_file.read_text(encoding="utf-8")) or {})
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{user_file}: invalid YAML: {exc}") from None
+        raw.update(load_yaml(user_file) or {})
     entries = {}
     for model_id, fields in raw.items():
         # YAML 1.1 reads a bare yes/no as a boolean; the registry means the words.

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import ConfigError, ModelNotFoundError, SetupError
+from ..records import Render
 from .families import Family, SpeedOptions, family_of
 from .registry import ResolvedModel
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".gguf")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RenderJob:
     key: str
     prompt: str
@@ -38,6 +39,17 @@ class RenderJob:
     true_cfg_scale: float | None = None       # FLUX only: applies the negative prompt above 1
     max_sequence_length: int | None = None    # T5 families: prompt tokens the T5 encoder reads
     batch_index: int = 0                      # re-creation: the recorded position in its batch
+
+    @classmethod
+    def from_record(cls, record: Render, reference: Path | None = None) -> RenderJob:
+        """The job that made a recorded image, for re-creating it: every input is the record's
+        (`reference`: the record's image-to-image input, once its content was checked)."""
+        return cls(key=record.image_id, prompt=record.prompt, negative_prompt=record.negative_prompt,
+                   seed=record.seed, steps=record.steps, guidance=record.guidance, width=record.width,
+                   height=record.height, reference=reference,
+                   strength=record.reference["strength"] if reference and record.reference else 0.6,
+                   true_cfg_scale=record.options.get("true_cfg_scale"),
+                   max_sequence_length=record.options.get("max_sequence_length"), batch_index=record.batch_index)
 
     def family_arguments(self) -> dict[str, Any]:
         """The family-specific call arguments this job sets (recorded with its image)."""
@@ -143,13 +155,13 @@ class DiffusersRenderer:
 def pick_device(gpu: int = 0) -> str:
     """CUDA (GPU number `gpu`), then Apple MPS, then CPU (where any number of workers share it).
     A worker pinned to one GPU by CUDA_VISIBLE_DEVICES (a Dask worker per GPU) uses that one."""
-    import os
-
     import torch
+
+    from ..settings import pinned_gpu
 
     if torch.cuda.is_available():
         count = torch.cuda.device_count()
-        if count == 1 and os.environ.get("CUDA_VISIBLE_DEVICES"):
+        if count == 1 and pinned_gpu():
             return "cuda:0"
         if not 0 <= gpu < count:
             raise SetupError(f"render worker {gpu + 1} needs GPU number {gpu}, but this machine has {count} "
@@ -237,7 +249,7 @@ def load_model(resolved: ResolvedModel, digest_cache: Path | None = None, *, sch
         kwargs["revision"] = resolved.entry.revision
     try:
         pipeline = pipeline_class.from_pretrained(resolved.load_from, **kwargs)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         raise ModelNotFoundError(f"cannot load model '{resolved.id}' from {resolved.load_from}: "
                                  f"{str(exc).splitlines()[0]}. If the folder is damaged, delete it and "
                                  "rebuild or re-download it (`estampille models build-tiny` for the "
@@ -393,7 +405,7 @@ def _render_chunk(loaded: LoadedModel, chunk: list[RenderJob], size: int, can_sp
         return [Rendered(job, None, 0.0, size, f"out of memory at batch size {size}: {str(exc).splitlines()[0]}")
                 for job in chunk]
     per_image = (time.perf_counter() - started) / len(padded)
-    return [Rendered(job, images[i], per_image, len(padded), batch_index=i) for job, i in zip(chunk, positions)]
+    return [Rendered(job, images[i], per_image, len(padded), batch_index=i) for job, i in zip(chunk, positions, strict=True)]
 
 
 def _takes(pipeline: Any, argument: str) -> bool:

@@ -18,9 +18,10 @@ from PIL import Image
 
 from ..errors import EstampilleError
 from ..paths import file_sha256
+from ..records import Render
 from ..settings import Settings
-from .registry import resolve_model
 from .families import SpeedOptions
+from .registry import resolve_model
 from .renderer import RenderJob, load_model, render
 
 
@@ -46,12 +47,7 @@ def rerender(record: dict, settings: Settings, original: Path | None = None) -> 
         reference = Path(record["reference"]["path"])
         if not reference.is_file() or file_sha256(reference) != record["reference"]["sha256"]:
             raise EstampilleError(f"the reference image {reference} is missing or not the recorded one")
-    job = RenderJob(key=record["image_id"], prompt=record["prompt"], negative_prompt=record["negative_prompt"],
-                    seed=record["seed"], steps=record["steps"], guidance=record["guidance"], width=record["width"],
-                    height=record["height"], reference=reference,
-                    strength=record["reference"]["strength"] if reference else 0.6,
-                    true_cfg_scale=options.get("true_cfg_scale"), max_sequence_length=options.get("max_sequence_length"),
-                    batch_index=record.get("batch_index", 0))
+    job = RenderJob.from_record(Render.model_validate(record), reference)
     result = next(render(loaded, [job], record["batch_size"], pad=True))
     if result.image is None:
         raise EstampilleError(f"could not re-create {record['image_id']}: {result.error}")

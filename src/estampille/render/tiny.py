@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import shutil
 import string
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 TINY_SEED = 20261122
 MAX_TOKENS = 512

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import EstampilleError, ExitStatus
+from ..keys import review_key
 from ..ledger import Event, Ledger
 from ..records import Kind
 from .week import WeekState
+
 Decision = Literal["approved", "rejected"]
 
 
@@ -66,7 +68,7 @@ def decide(ledger: Ledger, item_id: str, decision: Decision, reviewer: str, comm
         raise ReviewError("a decision needs a reviewer name (--reviewer)")
     item = find_item(ledger, item_id)
     payload = {"item_id": item_id, "item_kind": item.kind, "decision": decision, "reviewer": reviewer,
-               "comment": comment, "decided_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+               "comment": comment, "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     week = WeekState.load(ledger, item.brand, item.week)
     if item.kind == "image" and decision == "approved" and week.verdict(item_id) == "lookalike":
         if not override_lookalike:
@@ -83,7 +85,7 @@ def decide(ledger: Ledger, item_id: str, decision: Decision, reviewer: str, comm
             return earlier[-1]                    # a double submit: recorded once
         raise StaleDecision(item_id, version, len(earlier), earlier[-1].payload if earlier else None)
     number = len(earlier) + 1
-    event = ledger.append(Kind(f"review.{decision}"), f"review-{item_id}-{number}", payload, brand=item.brand,
+    event = ledger.append(Kind(f"review.{decision}"), review_key(item_id, number), payload, brand=item.brand,
                           week=item.week, subject=item.slot_id)
     if not event.created and not _same(event.payload, payload):
         raise StaleDecision(item_id, number - 1, number, event.payload)

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from .. import keys
 from ..brand import BrandBundle, posts_in_week
+from ..keys import export_key
 from ..ledger import Ledger
 from ..paths import OutsideFolder, file_sha256, inside
 from ..provenance.c2pa_manifest import ManifestSigner, approval_manifest, read_manifest
@@ -47,7 +49,7 @@ def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, ident
     signer: ManifestSigner | None = None
     rows: dict[str, list[list[str]]] = {}
     for post in posts_in_week(bundle, week):
-        slot_id = f"{week}/{post.id}"
+        slot_id = keys.slot_id(week, post.id)
         approved_drafts = [d for d in drafts if d["slot_id"] == slot_id
                            and state.state_of(d["draft_id"]) == "approved"]
         if not approved_drafts:
@@ -136,7 +138,7 @@ def _export_image(ledger: Ledger, brand: str, week: str, slot_id: str, signed: d
                   run_dir: Path, target: Path, signer: ManifestSigner, alt_text: str) -> dict:
     """Sign the approved image again, the human decision in the manifest and the alt text in its
     XMP; once per decision."""
-    key = f"export-{signed['image_id']}-{hashlib.sha256(json.dumps(decision, sort_keys=True).encode()).hexdigest()[:16]}"
+    key = export_key(signed["image_id"], decision)
     done = ledger.get(key)
     if done and target.is_file() and file_sha256(target) == done.payload["sha256"]:
         return done.payload
@@ -151,6 +153,6 @@ def _export_image(ledger: Ledger, brand: str, week: str, slot_id: str, signed: d
                "sha256": hashlib.sha256(data).hexdigest(), "reviewer": decision["reviewer"],
                "decided_at": decision["decided_at"]}
     # A re-export after a lost file gets its own row (the bytes differ: signatures are not repeatable).
-    key = key if done is None else f"{key}-{payload['sha256'][:12]}"
+    key = key if done is None else export_key(signed["image_id"], decision, payload["sha256"])
     ledger.append(Kind.EXPORT_CREATED, key, payload, brand=brand, week=week, subject=slot_id)
     return payload

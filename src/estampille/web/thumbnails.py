@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
 from ..images import open_checked
 
 THUMB_SIZE = 320

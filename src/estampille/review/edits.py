@@ -10,14 +10,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import EstampilleError
-from ..ledger import Ledger
 from ..images import open_checked
+from ..keys import edit_key
+from ..ledger import Ledger
 from ..paths import inside
+from ..provenance.c2pa_manifest import ManifestSigner, edit_manifest, read_manifest
+from ..provenance.identity import SignerIdentity
+from ..provenance.xmp import COMPOSITE_TRAINED, XmpFields, png_with_xmp, xmp_packet
 from ..records import Kind
-from ..review.week import WeekState
-from .c2pa_manifest import ManifestSigner, edit_manifest, read_manifest
-from .identity import SignerIdentity
-from .xmp import COMPOSITE_TRAINED, XmpFields, png_with_xmp, xmp_packet
+from .week import WeekState
 
 
 def import_edit(ledger: Ledger, run_root: Path, image_id: str, edited: Path, editor: str,
@@ -57,6 +58,6 @@ def import_edit(ledger: Ledger, run_root: Path, image_id: str, edited: Path, edi
     payload = {"image_id": image_id, "file": str(file), "sha256": digest, "editor": editor,
                "source_name": edited.name, "digital_source_type": COMPOSITE_TRAINED, "c2pa_state": report.state,
                "parent_sha256": parent["sha256"], "signer": identity.subject}
-    ledger.append(Kind.EDIT_IMPORTED, f"edit-{image_id}-{digest[:16]}", payload, brand=render_event.brand,
+    ledger.append(Kind.EDIT_IMPORTED, edit_key(image_id, digest), payload, brand=render_event.brand,
                   week=render_event.week, subject=render_event.subject)
     return payload
