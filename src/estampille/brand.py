@@ -305,21 +305,50 @@ def week_at(moment: dt.datetime, timezone: str) -> str:
     return iso_week(moment.astimezone(ZoneInfo(timezone)).date())
 
 
-def load_brand(folder: str | Path) -> BrandBundle:
-    """Load and cross-check brand.yaml and calendar.yaml in `folder`."""
+def load_brand(folder: str | Path, calendar_files: list[Path] | None = None) -> BrandBundle:
+    """Load and cross-check brand.yaml and the calendar in `folder` (calendar.yaml, .csv, .xlsx),
+    or the given calendar files instead."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"{folder}: brand folder not found (expected a folder with {BRAND_FILE})")
     brand_source = YamlSource(folder / BRAND_FILE)
     brand: Brand = brand_source.validate(Brand)
     _check_brand(brand, brand_source, folder)
-    calendar_source = YamlSource(folder / CALENDAR_FILE)
-    calendar: Calendar = calendar_source.validate(Calendar)
-    _check_calendar(calendar, calendar_source, brand)
+    calendar, sources = load_calendars(folder, brand, calendar_files)
     digest = hashlib.sha256()
-    for source in (brand_source, calendar_source):
+    for source in (brand_source, *sources):
         digest.update(source.path.read_bytes())
     return BrandBundle(folder=folder, brand=brand, calendar=calendar, version=digest.hexdigest()[:16])
+
+
+def load_calendars(folder: Path, brand: Brand, files: list[Path] | None = None) -> tuple[Calendar, list]:
+    """The brand's calendar: calendar.yaml, calendar.csv and calendar.xlsx, whichever exist (a
+    spreadsheet may replace the YAML or sit beside it), or only `files`; each checked against the
+    brand, then merged, a post id used twice across files being an error where it is repeated."""
+    from .calendar_sheet import SHEET_FILES, read_calendar
+
+    if files is None:
+        files = [folder / name for name in (CALENDAR_FILE, *SHEET_FILES) if (folder / name).is_file()]
+        files = files or [folder / CALENDAR_FILE]      # none: calendar.yaml's "file not found"
+    merged, sources, seen = Calendar(), [], {}
+    for path in files:
+        if path.suffix.lower() in (".csv", ".xlsx"):
+            calendar, source = read_calendar(path)
+        else:
+            source = YamlSource(path)
+            calendar = source.validate(Calendar)
+        _check_calendar(calendar, source, brand)
+        entries = [("posts", i, p.post_ids() if isinstance(p, RecurringPost) else [p.id])
+                   for i, p in enumerate(calendar.posts)]
+        entries += [("recurring", i, p.post_ids()) for i, p in enumerate(calendar.recurring)]
+        for section, i, ids in entries:
+            for post_id in ids:
+                if post_id in seen:
+                    raise source.error((section, i, "id"), f"duplicate post id '{post_id}' (also in {seen[post_id]})")
+                seen[post_id] = path.name
+        merged = Calendar(posts=[*merged.posts, *calendar.posts], recurring=[*merged.recurring, *calendar.recurring])
+        sources.append(source)
+    return merged, sources
 
 
 def _check_brand(brand: Brand, source: YamlSource, folder: Path) -> None:

@@ -18,10 +18,12 @@ models_app = typer.Typer(no_args_is_help=True, help="Image models.")
 review_app = typer.Typer(no_args_is_help=True, help="Approve or reject drafts and images (ledger events).")
 ledger_app = typer.Typer(no_args_is_help=True, help="The append-only ledger.")
 lookalike_app = typer.Typer(no_args_is_help=True, help="Reference images and lookalike checks.")
+calendar_app = typer.Typer(no_args_is_help=True, help="The brand's calendar (YAML, CSV or XLSX).")
 app.add_typer(models_app, name="models")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(review_app, name="review")
 app.add_typer(lookalike_app, name="lookalike")
+app.add_typer(calendar_app, name="calendar")
 
 state = {"debug": False}
 # Library chatter (progress bars, optional-dependency notices) hides our own summary.
@@ -509,6 +511,20 @@ def ledger_verify(ledger: str = typer.Option(None, "--ledger", help="SQLAlchemy 
         return
     typer.echo(f"ledger BROKEN at row {report.first_bad_seq}: {report.reason}", err=True)
     raise typer.Exit(ExitStatus.ERROR)
+
+
+@calendar_app.command("check")
+def calendar_check(file: Path = typer.Argument(..., help="calendar.yaml, .csv or .xlsx (Sheets, Excel, Notion, "
+                                                      "Airtable exports)."),
+                   brand: Path = typer.Option(None, "--brand", help="Brand folder (default: the file's folder)."),
+                   week: str = typer.Option(None, "--week", help="ISO week (default: this week, brand clock).")
+                   ) -> None:
+    """Read a calendar file as the batch will and print the week's posts; a bad cell names its row
+    and column. Writes nothing."""
+    from .calendar_sheet import week_plan
+
+    for line in week_plan(file, brand, week):
+        typer.echo(line)
 
 
 def main(argv: list[str] | None = None) -> int:
