@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import ConfigError
+from .notify import NotifySettings
+from .review.schedulers import PublishSettings
 from .text.platforms import PLATFORM_LIMITS
 from .yaml_source import YamlSource
 
@@ -191,6 +193,9 @@ class Brand(Strict):
     rights: Rights
     text: TextSettings = TextSettings()
     render: RenderSettings = RenderSettings()
+    # Where results go, not how they are made: neither changes the brand's version (see load_brand).
+    notify: NotifySettings | None = None     # the week-ready message (notify.py)
+    publish: PublishSettings = PublishSettings()   # schedulers' bulk files (review/schedulers.py)
 
     @field_validator("timezone")
     @classmethod
@@ -315,10 +320,25 @@ def load_brand(folder: str | Path, calendar_files: list[Path] | None = None) -> 
     brand: Brand = brand_source.validate(Brand)
     _check_brand(brand, brand_source, folder)
     calendar, sources = load_calendars(folder, brand, calendar_files)
-    digest = hashlib.sha256()
-    for source in (brand_source, *sources):
+    digest = hashlib.sha256(_generation_bytes(brand_source))
+    for source in sources:
         digest.update(source.path.read_bytes())
     return BrandBundle(folder=folder, brand=brand, calendar=calendar, version=digest.hexdigest()[:16])
+
+
+# brand.yaml sections that say where results go: a new Slack channel or scheduler must not make
+# the week's drafts and renders new work, so the version (every key's input) leaves them out.
+OUTPUT_SECTIONS = ("notify", "publish")
+
+
+def _generation_bytes(source: YamlSource) -> bytes:
+    """What in brand.yaml shapes the work: its data (not its comments or layout) without the output
+    sections, as canonical JSON."""
+    import json
+
+    data = {k: v for k, v in source.data.items() if k not in OUTPUT_SECTIONS} if isinstance(source.data, dict) \
+        else source.data
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
 
 
 def load_calendars(folder: Path, brand: Brand, files: list[Path] | None = None) -> tuple[Calendar, list]:
@@ -377,6 +397,12 @@ def _check_brand(brand: Brand, source: YamlSource, folder: Path) -> None:
         if audience.language not in brand.languages:
             raise source.error(("audiences", name, "language"),
                                f"language '{audience.language}' is not in languages")
+    if brand.notify is not None:
+        names = [c.name for c in brand.notify.channels]
+        for i, channel in enumerate(brand.notify.channels):
+            if names.count(channel.name) > 1:
+                raise source.error(("notify", "channels", i, "name"),
+                                   f"two channels are named '{channel.name}': give each its own `name:`")
     for i, competitor in enumerate(brand.competitors):
         if competitor.images and not (folder / competitor.images).is_dir():
             raise source.error(("competitors", i, "images"),

@@ -120,6 +120,10 @@ def _print_summary(summary: dict) -> None:
                    + (f", {count['failed']} FAILED" if count["failed"] else ""))
     for note in summary["notes"]:
         typer.echo(f"note: {note}")
+    for sent in summary.get("notifications", []):
+        if sent["ok"]:
+            typer.echo(f"notified: {sent['channel']}" + (" (already sent for this run)" if sent.get("already_sent")
+                                                         else f" ({sent['target']})"))
     for failure in summary["failures"]:
         typer.echo(f"failed: {failure}", err=True)
     if summary["failures"]:
@@ -189,6 +193,10 @@ def publish(brand: Path = typer.Option(..., "--brand"), week: str = typer.Option
         typer.echo(f"exported {item['slot']} ({item['platform']}): {len(item['images'])} image(s)")
     for item in report.refused:
         typer.echo(f"refused {item['item']}: {item['reason']}")
+    for path in report.files:
+        typer.echo(f"scheduler file: {path}")
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}")
     typer.echo(f"Export: {report.folder} ({len(report.exported)} post(s) exported, {len(report.refused)} refusal(s))")
 
 

@@ -10,6 +10,7 @@ Secrets (the review token, the proxy secret, the OpenAI key) are `SecretStr`: th
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
@@ -62,6 +63,9 @@ class Settings(BaseSettings):
     search_threads: int | None = _var("ESTAMPILLE_SEARCH_THREADS", ge=1)
     # The project's Prefect flows (not part of the installed package): default, the checkout's flows/.
     flows_dir: Path | None = _var("ESTAMPILLE_FLOWS_DIR")
+    # Where reviewers reach `estampille serve`: the week-ready message links to its run page
+    # (beats brand.yaml notify.review_url).
+    review_url: str | None = _var("ESTAMPILLE_REVIEW_URL", pattern=r"^https?://")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -132,6 +136,13 @@ class Settings(BaseSettings):
                 _MAPPING_ONLY.reset(token)
         except ValidationError as exc:
             raise ConfigError(_explain(exc)) from None
+
+
+def named_secret(name: str, environ: Mapping[str, str] | None = None) -> SecretStr | None:
+    """A secret in a variable the brand file names (a webhook URL, an SMTP password), read like
+    every variable here (VAR= is unset) and kept as a SecretStr, which prints as **********."""
+    value = (os.environ if environ is None else environ).get(name, "")
+    return SecretStr(value) if value.strip() else None
 
 
 def _explain(exc: ValidationError) -> str:
