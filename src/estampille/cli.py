@@ -521,6 +521,45 @@ def ledger_verify(ledger: str = typer.Option(None, "--ledger", help="SQLAlchemy 
     raise typer.Exit(ExitStatus.ERROR)
 
 
+@app.command()
+def init(folder: Path = typer.Argument(..., help="The new brand folder (created; an existing brand is never overwritten)."),
+         name: str = typer.Option(None, "--name", help="The brand's name (default: the folder's)."),
+         languages: list[str] = typer.Option(None, "--language", help="ISO code, repeat or comma-separate: fr,en."),
+         platforms: list[str] = typer.Option(None, "--platform", help="instagram, facebook, linkedin, x, tiktok; "
+                                                                      "repeat or comma-separate."),
+         timezone: str = typer.Option(None, "--timezone", help="IANA time zone (default Europe/Paris)."),
+         licence_policy: str = typer.Option(None, "--licence-policy", help="commercial or non-commercial."),
+         website: str = typer.Option(None, "--website", help="https://… (rights statements point there)."),
+         ask: bool = typer.Option(None, "--ask/--no-ask",
+                                  help="Ask what the options leave out (default: when run on a terminal).")) -> None:
+    """Write a new brand folder: a commented brand.yaml, a calendar template (calendar.csv) and the
+    competitor folder. The result passes validation and runs with `estampille run` as it is."""
+    from .init import BrandAnswers, split_list, write_brand
+
+    ask = sys.stdin.isatty() if ask is None else ask
+
+    def answer(given, question: str, default: str) -> str:
+        return given or (typer.prompt(question, default=default) if ask else default)
+
+    answers = BrandAnswers(
+        name=answer(name, "Brand name", folder.absolute().name.replace("-", " ").replace("_", " ").title()),
+        languages=split_list(languages) or split_list([answer(None, "Languages (ISO codes, e.g. fr,en)", "en")]),
+        platforms=split_list(platforms) or split_list([answer(None, "Platforms (instagram, facebook, linkedin, x, "
+                                                                    "tiktok)", "instagram")]),
+        timezone=answer(timezone, "Time zone", "Europe/Paris"),
+        licence_policy=answer(licence_policy, "Licence policy (commercial or non-commercial)", "commercial"),
+        website=website or (typer.prompt("Website (optional)", default="", show_default=False) or None
+                            if ask else None))
+    bundle = write_brand(folder, answers)
+    for path in ("brand.yaml", "calendar.csv", "competitors/"):
+        typer.echo(f"wrote {folder / path}")
+    typer.echo(f"{bundle.brand.name}: {', '.join(bundle.brand.languages)} on {', '.join(bundle.brand.platforms)}, "
+               f"{bundle.brand.timezone}, {bundle.brand.licence_policy}; "
+               f"{len(bundle.calendar.recurring)} weekly posts in calendar.csv")
+    typer.echo(f"Next: edit the voice in {folder / 'brand.yaml'}, plan in {folder / 'calendar.csv'} "
+               f"(`estampille calendar check {folder / 'calendar.csv'}`), then `estampille run --brand {folder}`")
+
+
 @calendar_app.command("check")
 def calendar_check(file: Path = typer.Argument(..., help="calendar.yaml, .csv or .xlsx (Sheets, Excel, Notion, "
                                                       "Airtable exports)."),
