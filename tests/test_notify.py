@@ -223,3 +223,19 @@ def test_a_bad_channel_names_its_line(brand_copy, channel, message):
     with pytest.raises(ConfigError) as error:
         load_brand(brand_copy)
     assert f"brand.yaml, line {line}: {message}" in str(error.value)
+
+
+@pytest.mark.prefect
+def test_the_prefect_flow_sends_the_same_message(prefect_server, batch_copy, receiver, monkeypatch):
+    """The scheduled path: the flow's `finish` task is the library's, so it sends the message too."""
+    from flows.weekly_batch import weekly_batch
+
+    with (batch_copy["brand"] / "brand.yaml").open("a", encoding="utf-8") as f:
+        f.write("\nnotify:\n  channels:\n    - {type: webhook, url_env: TEST_HOOK_URL}\n")
+    monkeypatch.setenv("TEST_HOOK_URL", receiver.url + HOOK_PATH)
+    state = weekly_batch(str(batch_copy["brand"]), DEMO_WEEK, str(batch_copy["out"]), return_state=True)
+    assert state.is_completed()
+    assert [n["ok"] for n in state.result()["notifications"]] == [True]
+    assert [r["path"] for r in receiver.received] == [HOOK_PATH]
+    message = json.loads(receiver.received[0]["body"])
+    assert message["images"] == 14 and message["review_url"] == (batch_copy["run_dir"] / "review.html").as_uri()

@@ -202,8 +202,9 @@ def _read_xlsx(path: Path, source: SheetSource) -> list[tuple[int, list[Any]]]:
         raise ConfigError(f"{path}: not an Excel .xlsx workbook ({exc}): save it as .xlsx or export CSV") from None
     try:
         for sheet in book.worksheets:
-            grid = [[sheet.cell(r, c).value for c in range(1, sheet.max_column + 1)]
-                    for r in range(1, sheet.max_row + 1)]
+            width = sheet.max_column                            # computed by openpyxl on each access
+            grid = [list(row) + [None] * (width - len(row))
+                    for row in sheet.iter_rows(min_row=1, min_col=1, max_col=width, values_only=True)]
             for cells in sheet.merged_cells.ranges:            # a merged cell holds its value top-left only
                 value = grid[cells.min_row - 1][cells.min_col - 1]
                 for r in range(cells.min_row - 1, cells.max_row):
