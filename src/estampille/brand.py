@@ -479,6 +479,10 @@ def posts_in_week(bundle: BrandBundle, week: str) -> list[Post]:
     if not posts:
         weeks = sorted({iso_week(p.date) for p in bundle.calendar.posts})
         recurring = " and recurring posts in none of its days" if bundle.calendar.recurring else ""
-        raise ConfigError(f"{bundle.folder / CALENDAR_FILE}: no posts in {week} "
+        from .calendar_sheet import SHEET_FILES
+
+        files = [n for n in (CALENDAR_FILE, *SHEET_FILES) if (bundle.folder / n).is_file()] or [CALENDAR_FILE]
+        raise ConfigError(f"{bundle.folder / files[0]}{' (and ' + ', '.join(files[1:]) + ')' if files[1:] else ''}: "
+                          f"no posts in {week} "
                           f"(dated posts in: {', '.join(weeks) or 'no week'}{recurring})")
     return sorted(posts, key=lambda p: (p.date, p.id))

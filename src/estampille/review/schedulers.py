@@ -109,7 +109,7 @@ def write_agorapulse(folder: Path, platform: str, week: str, rows: list[ExportRo
     (public image URLs). Profiles, dates and times are chosen in Agorapulse's import window."""
     warnings = [] if settings.image_base_url or not any(r.images for r in rows) else [
         f"agorapulse-{platform}.csv: Agorapulse takes images by public URL only: set publish.image_base_url "
-        f"in brand.yaml, or attach the images from {folder} in Agorapulse"]
+        f"in brand.yaml, or attach the images of export/{platform}/ in Agorapulse"]
     data = [[r.text, "", "", ",".join(image_urls(settings, week, platform, r))] for r in rows]
     return _write(folder / f"agorapulse-{platform}.csv", ["post_content", "post_link", "video_url", "image_url"],
                   data), warnings
