@@ -26,7 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from estampille.brand import YamlSource, Brand, load_calendars  # noqa: E402
+from estampille.brand import Brand, YamlSource, load_calendars
 
 PLATFORMS = ("instagram", "linkedin", "x", "facebook")
 LANGS = ("fr", "en")

@@ -37,7 +37,7 @@ class Receiver:
         received = self.received = []
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):   # noqa: N802 - http.server's name
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 received.append({"path": self.path, "headers": dict(self.headers), "body": body})
                 self.send_response(200)
@@ -68,7 +68,7 @@ class Mailbox:
         self.logins = []
 
         class Handler:
-            async def handle_DATA(self, server, session, envelope):   # noqa: N802 - aiosmtpd's name
+            async def handle_DATA(self, server, session, envelope):
                 messages.append({"from": envelope.mail_from, "to": envelope.rcpt_tos, "data": envelope.content})
                 return "250 OK"
 

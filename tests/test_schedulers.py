@@ -100,8 +100,8 @@ def test_sprout_posts_closer_than_ten_minutes_are_named(tmp_path):
     rows = [ExportRow("a", dt.date(2026, 11, 23), "09:00", "A", ()), ExportRow("b", dt.date(2026, 11, 23), "09:05", "B", ())]
     path, warnings = write_sprout(tmp_path, "instagram", DEMO_WEEK, rows, PublishSettings(schedulers=["sprout"]))
     assert path.name == "sprout-instagram.csv"
-    assert warnings == ["sprout-instagram.csv: a and b are less than 10 minutes apart; Sprout Social refuses that: "
-                        "move one in the calendar"]
+    assert warnings == [("sprout-instagram.csv: a and b are less than 10 minutes apart; Sprout Social refuses that: "
+                         "move one in the calendar")]
 
 
 @pytest.mark.parametrize("name, message", [

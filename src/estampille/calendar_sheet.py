@@ -516,7 +516,7 @@ def week_plan(file: Path, brand_dir: Path | None, week: str | None) -> list[str]
     bundle = load_brand(brand_dir, [file])
     _, sources = load_calendars(bundle.folder, bundle.brand, [file])
     source = sources[0]
-    week = week or week_at(dt.datetime.now(dt.timezone.utc), bundle.brand.timezone)
+    week = week or week_at(dt.datetime.now(dt.UTC), bundle.brand.timezone)
     lines = []
     if isinstance(source, SheetSource):
         how = ", ".join(x for x in (source.encoding, f"'{source.delimiter}'-separated" if source.delimiter else "",

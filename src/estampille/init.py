@@ -50,7 +50,7 @@ class BrandAnswers:
     licence_policy: str = "commercial"
     website: str | None = None
 
-    def check(self) -> "BrandAnswers":
+    def check(self) -> BrandAnswers:
         """Each answer checked with the fix, before anything is written."""
         if not self.name.strip():
             raise ConfigError("--name: the brand needs a name")

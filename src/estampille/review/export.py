@@ -29,7 +29,6 @@ from .schedulers import ExportRow, write_all
 from .week import WeekState
 
 
-
 @dataclass
 class ExportReport:
     folder: Path

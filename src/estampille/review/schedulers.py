@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -97,7 +98,7 @@ def write_sprout(folder: Path, platform: str, week: str, rows: list[ExportRow], 
     data = [[r.date.strftime(date_format), r.time, r.text] for r in rows]
     warnings = []
     moments = sorted((dt.datetime.combine(r.date, dt.time.fromisoformat(r.time)), r.post_id) for r in rows)
-    for (before, first), (after, second) in zip(moments, moments[1:]):
+    for (before, first), (after, second) in itertools.pairwise(moments):
         if after - before < SPROUT_MIN_GAP:
             warnings.append(f"sprout-{platform}.csv: {first} and {second} are less than 10 minutes apart; Sprout "
                             "Social refuses that: move one in the calendar")
@@ -107,9 +108,9 @@ def write_sprout(folder: Path, platform: str, week: str, rows: list[ExportRow], 
 def write_agorapulse(folder: Path, platform: str, week: str, rows: list[ExportRow], settings: PublishSettings):
     """Agorapulse's bulk import from CSV: `post_content`, `post_link`, `video_url`, `image_url`
     (public image URLs). Profiles, dates and times are chosen in Agorapulse's import window."""
-    warnings = [] if settings.image_base_url or not any(r.images for r in rows) else [
+    warnings = [] if settings.image_base_url or not any(r.images for r in rows) else [(
         f"agorapulse-{platform}.csv: Agorapulse takes images by public URL only: set publish.image_base_url "
-        f"in brand.yaml, or attach the images of export/{platform}/ in Agorapulse"]
+        f"in brand.yaml, or attach the images of export/{platform}/ in Agorapulse")]
     data = [[r.text, "", "", ",".join(image_urls(settings, week, platform, r))] for r in rows]
     return _write(folder / f"agorapulse-{platform}.csv", ["post_content", "post_link", "video_url", "image_url"],
                   data), warnings
