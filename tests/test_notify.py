@@ -57,12 +57,46 @@ class Receiver:
         self.server.server_close()
 
 
-class Mailbox:
-    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it receives and checks the login."""
+def _localhost_certificate(folder):
+    """A self-signed certificate for localhost: the SMTP server's STARTTLS, trusted by the client
+    through SSL_CERT_FILE (what OpenSSL's default verify paths read), as a private relay's CA would be."""
+    import datetime as dt
+    import ipaddress
 
-    def __init__(self):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    (folder / "smtp.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "smtp.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))
+    return folder / "smtp.pem", folder / "smtp.key"
+
+
+class Mailbox:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it receives, offers STARTTLS with a
+    certificate for localhost, and takes a login only over TLS."""
+
+    def __init__(self, folder):
+        import ssl
+
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import AuthResult
+
+        self.cert, key = _localhost_certificate(folder)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, key)
 
         messages = self.messages = []
         self.logins = []
@@ -77,7 +111,8 @@ class Mailbox:
             return AuthResult(success=auth_data.password.decode() == SMTP_PASSWORD)
 
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=_free_port(), authenticator=authenticate,
-                                     auth_require_tls=False)
+                                     auth_require_tls=True, require_starttls=True, tls_context=context,
+                                     server_hostname="localhost")
         self.controller.start()
         self.port = self.controller.port
 
@@ -99,8 +134,9 @@ def receiver():
 
 
 @pytest.fixture
-def mailbox():
-    server = Mailbox()
+def mailbox(tmp_path, monkeypatch):
+    server = Mailbox(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(server.cert))
     yield server
     server.stop()
 
@@ -113,9 +149,9 @@ notify:
     - {{type: slack, webhook_env: TEST_SLACK_URL}}
     - {{type: teams, webhook_env: TEST_TEAMS_URL}}
     - type: email
-      smtp_host: 127.0.0.1
+      smtp_host: localhost
       smtp_port: {smtp_port}
-      security: none
+      security: starttls
       sender: estampille@maison-levain.example
       to: [camille@maison-levain.example, lea@maison-levain.example]
       username_env: TEST_SMTP_USER
@@ -196,7 +232,7 @@ def test_with_the_receivers_down_the_batch_succeeds_and_the_failure_is_recorded(
     assert time.monotonic() - started < 60
     captured = capsys.readouterr()
     assert "note: notification webhook (webhook) FAILED: 127.0.0.1: ConnectError" in captured.out
-    assert "note: notification email (email) FAILED: 127.0.0.1:" in captured.out
+    assert "note: notification email (email) FAILED: localhost:" in captured.out
     failed, intact = _ledger_events(batch_copy, "notify.failed")
     assert intact and sorted(e.payload["channel"] for e in failed) == ["email", "slack", "teams", "webhook"]
     assert all(e.payload["error"] for e in failed)
