@@ -185,3 +185,17 @@ def test_calendar_check_on_a_file_outside_the_brand_folder(brand_copy, tmp_path,
     assert "ignored columns: Status, Tags" in out
     assert main(["calendar", "check", str(sheet), "--brand", str(brand_copy), "--week", "2026-W50"]) == 2
     assert "no posts in 2026-W50" in capsys.readouterr().err
+
+
+def test_the_separator_is_the_one_that_makes_a_header(brand_copy):
+    """Briefs full of the other separator (commas in a ';' file, semicolons in a ',' file) do not
+    mislead the reader, and a UTF-16 "Unicode text" export (tabs) reads too."""
+    comma = ("Date,Platform,Language,Brief\n"
+             "23/11/2026,instagram,fr,\"Pain; levain; croûte; mie; farine; eau; sel; temps; four; bois\"\n")
+    semicolon = "Date;Platform;Language;Brief\n23/11/2026;instagram;fr;Pain, levain, croûte, mie, farine, eau, sel\n"
+    tabs = "Date\tPlatform\tLanguage\tBrief\n23/11/2026\tinstagram\tfr\tPain, levain; croûte\n"
+    for data in (comma.encode("utf-8"), semicolon.encode("cp1252"), tabs.encode("utf-16")):
+        (brand_copy / "calendar.yaml").unlink(missing_ok=True)
+        (brand_copy / "calendar.csv").write_bytes(data)
+        [post] = posts_in_week(load_brand(brand_copy), WEEK)
+        assert post.brief.startswith("Pain") and post.platform == "instagram" and post.date == dt.date(2026, 11, 23)

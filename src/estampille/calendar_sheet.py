@@ -177,18 +177,33 @@ def _read_csv(path: Path, source: SheetSource) -> list[tuple[int, list[Any]]]:
         lines = lines[1:]
     body = "".join(lines)
     if delimiter is None:
-        sample = "".join(lines[:HEADER_SEARCH_ROWS])
-        try:
-            delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-        except csv.Error:
-            counts = {d: sample.count(d) for d in ",;\t|"}
-            delimiter = max(counts, key=counts.get) if any(counts.values()) else ","
+        delimiter = _guess_delimiter("".join(lines[:HEADER_SEARCH_ROWS * 4]))
     source.delimiter = delimiter
     reader = csv.reader(io.StringIO(body, newline=""), delimiter=delimiter)
     try:
         return [(number, row) for number, row in enumerate(reader, start=1)]
     except csv.Error as exc:
         raise ConfigError(f"{path}, row {reader.line_num}: not readable as CSV ({exc})") from None
+
+
+def _guess_delimiter(sample: str) -> str:
+    """The separator that makes a header naming the most calendar fields (a brief full of commas
+    or semicolons cannot mislead it, as it can a character count); csv.Sniffer when none does."""
+    scores = {}
+    for candidate in (",", ";", "\t", "|"):
+        try:
+            rows = list(enumerate(csv.reader(io.StringIO(sample, newline=""), delimiter=candidate), start=1))
+        except csv.Error:
+            continue
+        at = _header_index(rows)
+        if at is not None:
+            scores[candidate] = len({f[0] for c in rows[at][1] if (f := _field_of(c))})
+    if scores:
+        return max(scores, key=scores.get)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
 
 
 def _read_xlsx(path: Path, source: SheetSource) -> list[tuple[int, list[Any]]]:
