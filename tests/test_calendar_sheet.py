@@ -31,7 +31,7 @@ FRENCH_EXCEL = (
 
 NOTION = (
     "\ufeffName,Date,Platform,Language,Brief,Status,Tags\n"
-    "Croissant du mercredi,\"November 25, 2026 8:15 AM\",Instagram,fr,"
+    "Croissant du mercredi,\"November 25, 2026 8:15 AM\",\"Instagram, Facebook\",fr,"
     "\"Le croissant au beurre AOP, feuilletage en 27 couches.\",Ready,viennoiserie\n"
     "Advent loaf,\"November 27, 2026\",X (Twitter),English,Our winter spice loaf is back for December.,Draft,\n"
 )
@@ -106,8 +106,9 @@ def test_an_xlsx_with_serial_dates_time_cells_and_merged_cells(brand_copy):
 def test_a_notion_export_with_its_title_column_and_date_times(brand_copy):
     _use_only(brand_copy, "calendar.csv", NOTION.encode("utf-8"))
     posts = posts_in_week(load_brand(brand_copy), WEEK)
-    assert [(p.id, p.date, p.time, p.platform, p.language) for p in posts] == [
-        ("croissant-du-mercredi", dt.date(2026, 11, 25), "08:15", "instagram", "fr"),
+    assert [(p.id, p.date, p.time, p.platform, p.language) for p in posts] == [    # a multi-select: a post each
+        ("croissant-du-mercredi-facebook", dt.date(2026, 11, 25), "08:15", "facebook", "fr"),
+        ("croissant-du-mercredi-instagram", dt.date(2026, 11, 25), "08:15", "instagram", "fr"),
         ("advent-loaf", dt.date(2026, 11, 27), "09:00", "x", "en")]
 
 
@@ -181,7 +182,7 @@ def test_calendar_check_on_a_file_outside_the_brand_folder(brand_copy, tmp_path,
     sheet.write_bytes(NOTION.encode("utf-8"))
     assert main(["calendar", "check", str(sheet), "--brand", str(brand_copy), "--week", WEEK]) == 0
     out = capsys.readouterr().out
-    assert "Wed 25/11/2026 08:15  instagram  fr" in out and "croissant-du-mercredi" in out
+    assert "Wed 25/11/2026 08:15  instagram  fr  -  croissant-du-mercredi-instagram  (row 2)" in out
     assert "ignored columns: Status, Tags" in out
     assert main(["calendar", "check", str(sheet), "--brand", str(brand_copy), "--week", "2026-W50"]) == 2
     assert "no posts in 2026-W50" in capsys.readouterr().err

@@ -305,14 +305,19 @@ def _to_calendar_data(rows: list[tuple[int, list[Any]]], source: SheetSource) ->
     for number, cells in rows[header_at + 1:]:
         if all(_empty(c) for c in cells):
             continue                                             # blank and trailing rows
-        entry = _row_entry(number, cells, source)
-        section = "recurring" if "every" in entry else "posts"
-        if "id" not in entry:
-            base = _derived_id(entry)
-            derived[base] = derived.get(base, 0) + 1
-            entry["id"] = base if derived[base] == 1 else f"{base}-{derived[base]}"
-        source.rows[(section, len(data[section]))] = number
-        data[section].append(entry)
+        row = _row_entry(number, cells, source)
+        platforms = row["platform"] if isinstance(row["platform"], list) else [row["platform"]]
+        for platform in platforms:    # Notion's and Airtable's multi-select: one post per platform
+            entry = {**row, "platform": platform}
+            if len(platforms) > 1 and "id" in entry:
+                entry["id"] = f"{entry['id']}-{_slug(platform)}"
+            section = "recurring" if "every" in entry else "posts"
+            if "id" not in entry:
+                base = _derived_id(entry)
+                derived[base] = derived.get(base, 0) + 1
+                entry["id"] = base if derived[base] == 1 else f"{base}-{derived[base]}"
+            source.rows[(section, len(data[section]))] = number
+            data[section].append(entry)
     return data
 
 
@@ -485,9 +490,20 @@ def parse_facts(value: Any) -> list[str]:
     return [part.strip() for part in re.split(r"[\n;|•]", str(value)) if part.strip()]
 
 
-def parse_platform(value: Any) -> str:
-    name = " ".join(str(value).strip().lower().split())
-    return PLATFORM_NAMES.get(name, name)
+def parse_platform(value: Any) -> str | list[str]:
+    """'Instagram' -> 'instagram', 'Twitter' -> 'x'; 'Instagram, LinkedIn' (a multi-select) -> both."""
+    names = []
+    for part in re.split(r"[,;\n|+]", str(value)):
+        name = " ".join(part.strip().lower().split())
+        if name:
+            names.append(PLATFORM_NAMES.get(name, name))
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise CellError("no platform: write e.g. instagram")
+    if len(set(names)) != len(names):
+        raise CellError(f"{value!r} names a platform twice")
+    return names
 
 
 def parse_language(value: Any) -> str:
