@@ -200,3 +200,15 @@ def test_the_separator_is_the_one_that_makes_a_header(brand_copy):
         (brand_copy / "calendar.csv").write_bytes(data)
         [post] = posts_in_week(load_brand(brand_copy), WEEK)
         assert post.brief.startswith("Pain") and post.platform == "instagram" and post.date == dt.date(2026, 11, 23)
+
+
+def test_a_re_export_with_only_other_columns_changed_is_no_new_work(brand_copy):
+    """Notion and Airtable exports carry Status and "Last edited" columns that change every time:
+    the brand's version (every draft's key) follows the posts, not the file's bytes."""
+    _use_only(brand_copy, "calendar.csv", NOTION.encode("utf-8"))
+    version = load_brand(brand_copy).version
+    reexport = NOTION.replace(",Ready,", ",Published,").replace("Status,Tags", "Status,Tags,Last edited")
+    (brand_copy / "calendar.csv").write_bytes(reexport.encode("utf-8-sig") + b",,,,,,,\n,,,,,,,\n")
+    assert load_brand(brand_copy).version == version
+    (brand_copy / "calendar.csv").write_bytes(NOTION.replace("8:15 AM", "8:30 AM").encode("utf-8"))
+    assert load_brand(brand_copy).version != version                # a post changed: its work is redone

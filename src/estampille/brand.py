@@ -321,8 +321,8 @@ def load_brand(folder: str | Path, calendar_files: list[Path] | None = None) -> 
     _check_brand(brand, brand_source, folder)
     calendar, sources = load_calendars(folder, brand, calendar_files)
     digest = hashlib.sha256(_generation_bytes(brand_source))
-    for source in sources:
-        digest.update(source.path.read_bytes())
+    for source in sources:   # a spreadsheet counts by its posts (calendar_sheet.SheetSource.fingerprint)
+        digest.update(source.fingerprint() if hasattr(source, "fingerprint") else source.path.read_bytes())
     return BrandBundle(folder=folder, brand=brand, calendar=calendar, version=digest.hexdigest()[:16])
 
 

@@ -114,6 +114,12 @@ class SheetSource:
     encoding: str = ""
     delimiter: str = ""
     sheet: str = ""
+    content: bytes = b""      # the posts as read, canonical: what the brand's version hashes
+
+    def fingerprint(self) -> bytes:
+        """What enters the brand's version: the posts, not the file's bytes, so a re-export whose
+        Status or "Last edited" column changed, or whose layout did, is no new work."""
+        return self.content
 
     def where(self, row: int, field_name: str | None) -> str:
         place = f"{self.path}" + (f" (sheet '{self.sheet}')" if self.sheet else "") + f", row {row}"
@@ -153,6 +159,9 @@ def read_calendar(path: Path):
         if first["type"] != "missing" and "input" in first:
             message += f" (got {first['input']!r})"
         raise source.error(tuple(first["loc"]), message) from None
+    import json
+
+    source.content = json.dumps(calendar.model_dump(mode="json"), sort_keys=True, ensure_ascii=False).encode()
     return calendar, source
 
 
