@@ -119,3 +119,16 @@ def test_a_scheduler_without_a_documented_format_is_refused_by_name(brand_copy, 
     with pytest.raises(ConfigError) as error:
         load_brand(brand_copy)
     assert f"brand.yaml, line {line}: field 'publish.schedulers" in str(error.value) and message in str(error.value)
+
+
+def test_the_review_server_publishes_the_same_files(approved):
+    """Publishing from the web page writes the same scheduler files and lists them (no local path)."""
+    from .web_harness import make_app, run_url, signed_in
+
+    client, csrf = signed_in(make_app(approved["settings"], approved["brand"].parent))
+    page = client.post(run_url("/publish"), data={"csrf": csrf})
+    assert page.status_code == 200
+    assert "instagram/sprout-instagram.csv" in page.text and "linkedin/hootsuite-linkedin.csv" in page.text
+    assert "Agorapulse takes images by public URL only" in page.text
+    assert str(approved["out"]) not in page.text
+    assert (approved["run_dir"] / "export" / "instagram" / "agorapulse-instagram.csv").is_file()
