@@ -197,6 +197,7 @@ def test_a_batch_sends_one_message_to_each_channel_with_the_review_url(batch_cop
     assert message["review_url"] == review and message["week"] == DEMO_WEEK and message["brand"] == "Maison Levain"
     assert message["posts"] == 7 and message["images"] == 14 and message["drafts"] == 14
     assert message["lookalike_flags"] >= 2 and message["failures"] == []      # tradition-vendredi's renders
+    assert message["awaiting_review"] == 28                                     # 14 drafts + 14 images
     expected = hmac.new(SIGNING_SECRET.encode(), hook["body"], hashlib.sha256).hexdigest()
     assert hook["headers"]["X-Estampille-Signature"] == f"sha256={expected}"
     slack = json.loads(by_path[SLACK_PATH]["body"])

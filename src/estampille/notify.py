@@ -101,24 +101,24 @@ class NotifySettings(_Strict):
 
 # ------------------------------------------------------------------ the message
 def week_message(brand: str, slug: str, week: str, summary: dict, events: list, review_url: str | None) -> dict:
-    """What the week produced, from the ledger (so a rerun that reused everything reports the same
-    week, not "0 new"): posts, text variants, images, lookalike flags, failures, the review URL."""
-    kinds: dict[str, list] = {}
-    for event in events:
-        kinds.setdefault(event.kind, []).append(event)
-    started = kinds.get("run.started", [])
-    posts = started[-1].payload.get("posts", []) if started else []
-    flagged = {e.payload.get("image_id") for e in kinds.get("lookalike.checked", [])
-               if e.payload.get("verdict") == "lookalike"}
+    """The week as the review page will show it, read from the ledger with the review pages' own
+    model (review/week.py), so a rerun that reused everything reports the same week, not "0 new":
+    posts, text variants, images, lookalike flags, items awaiting a decision, failures, the URL."""
+    from .review.week import WeekState
+
+    state = WeekState.from_events(events, slug, week)
+    flagged = [image_id for image_id in state.renders if state.verdict(image_id) == "lookalike"]
+    pending = [item for item in (*state.drafts, *state.renders) if state.state_of(item) == "pending"]
     if review_url:
         url = f"{review_url.rstrip('/')}/runs/{slug}/{week}"
     else:
         from pathlib import Path
 
         url = Path(summary["review_page"]).absolute().as_uri()
-    return {"event": "week.ready", "brand": brand, "brand_folder": slug, "week": week, "posts": len(posts),
-            "drafts": len(kinds.get("draft.created", [])), "images": len(kinds.get("render.created", [])),
-            "lookalike_flags": len(flagged), "failures": list(summary.get("failures", [])),
+    return {"event": "week.ready", "brand": brand, "brand_folder": slug, "week": week,
+            "posts": len(state.post_ids()), "drafts": len(state.drafts), "images": len(state.renders),
+            "lookalike_flags": len(flagged), "awaiting_review": len(pending),
+            "failures": list(summary.get("failures", [])),
             "notes": [n for n in summary.get("notes", []) if not n.startswith("notification ")],
             "review_url": url}
 
@@ -127,7 +127,8 @@ def _text(message: dict) -> tuple[str, str]:
     """Subject and plain-text body, the same words on every channel."""
     status = (f"{len(message['failures'])} failure(s)" if message["failures"] else "ready for review")
     subject = f"{message['brand']} {message['week']}: {status}"
-    lines = [f"{message['posts']} posts, {message['drafts']} text variants, {message['images']} images",
+    lines = [f"{message['posts']} posts, {message['drafts']} text variants, {message['images']} images; "
+             f"{message['awaiting_review']} awaiting a decision",
              f"{message['lookalike_flags']} image(s) flagged as lookalikes" if message["lookalike_flags"]
              else "no lookalike flagged"]
     if message["failures"]:
