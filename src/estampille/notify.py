@@ -127,8 +127,8 @@ def _text(message: dict) -> tuple[str, str]:
     """Subject and plain-text body, the same words on every channel."""
     status = (f"{len(message['failures'])} failure(s)" if message["failures"] else "ready for review")
     subject = f"{message['brand']} {message['week']}: {status}"
-    lines = [f"{message['posts']} posts, {message['drafts']} text variants, {message['images']} images; "
-             f"{message['awaiting_review']} awaiting a decision",
+    lines = [(f"{message['posts']} posts, {message['drafts']} text variants, {message['images']} images; "
+              f"{message['awaiting_review']} awaiting a decision"),
              f"{message['lookalike_flags']} image(s) flagged as lookalikes" if message["lookalike_flags"]
              else "no lookalike flagged"]
     if message["failures"]:
