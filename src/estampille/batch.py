@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from . import __version__
 from .brand import BrandBundle, load_brand, parse_week, posts_in_week, week_at
@@ -203,8 +203,14 @@ def finish(batch: Batch) -> dict:
     if not batch.failures:
         batch.append(Kind.RUN_COMPLETED, completed_key(batch.run_key), None,
                      {"counts": {k: vars(v) for k, v in batch.counts.items()}})
+    summary: dict[str, Any] = {"run_dir": str(batch.run_dir), "review_page": str(batch.run_dir / "review.html"),
+               "counts": {k: vars(v) for k, v in batch.counts.items()}, "failures": list(batch.failures),
+               "notes": list(batch.notes), "ledger": batch.ledger.safe_url}
+    if batch.brand.notify is not None:   # the week-ready message: a failure is a note, never the batch's
+        from .notify import describe, send_week_ready
+
+        summary["notifications"] = send_week_ready(batch, summary)
+        summary["notes"] += describe(summary["notifications"])
     batch.ledger.close()
-    return {"run_dir": str(batch.run_dir), "review_page": str(batch.run_dir / "review.html"),
-            "counts": {k: vars(v) for k, v in batch.counts.items()}, "failures": list(batch.failures),
-            "notes": list(batch.notes), "ledger": batch.ledger.safe_url}
+    return summary
 

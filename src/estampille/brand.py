@@ -17,8 +17,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import ConfigError
+from .notify import NotifySettings
 from .paths import brand_slug
 from .platforms import PLATFORM_LIMITS
+from .review.schedulers import PublishSettings
 from .yaml_source import YamlSource
 
 BRAND_FILE = "brand.yaml"
@@ -192,6 +194,9 @@ class Brand(Strict):
     rights: Rights
     text: TextSettings = TextSettings()
     render: RenderSettings = RenderSettings()
+    # Where results go, not how they are made: neither changes the brand's version (see load_brand).
+    notify: NotifySettings | None = None     # the week-ready message (notify.py)
+    publish: PublishSettings = PublishSettings()   # schedulers' bulk files (review/schedulers.py)
 
     @field_validator("timezone")
     @classmethod
@@ -306,21 +311,65 @@ def week_at(moment: dt.datetime, timezone: str) -> str:
     return iso_week(moment.astimezone(ZoneInfo(timezone)).date())
 
 
-def load_brand(folder: str | Path) -> BrandBundle:
-    """Load and cross-check brand.yaml and calendar.yaml in `folder`."""
+def load_brand(folder: str | Path, calendar_files: list[Path] | None = None) -> BrandBundle:
+    """Load and cross-check brand.yaml and the calendar in `folder` (calendar.yaml, .csv, .xlsx),
+    or the given calendar files instead."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"{folder}: brand folder not found (expected a folder with {BRAND_FILE})")
     brand_source = YamlSource(folder / BRAND_FILE)
     brand: Brand = brand_source.validate(Brand)
     _check_brand(brand, brand_source, folder)
-    calendar_source = YamlSource(folder / CALENDAR_FILE)
-    calendar: Calendar = calendar_source.validate(Calendar)
-    _check_calendar(calendar, calendar_source, brand)
-    digest = hashlib.sha256()
-    for source in (brand_source, calendar_source):
-        digest.update(source.path.read_bytes())
+    calendar, sources = load_calendars(folder, brand, calendar_files)
+    digest = hashlib.sha256(_generation_bytes(brand_source))
+    for source in sources:   # a spreadsheet counts by its posts (calendar_sheet.SheetSource.fingerprint)
+        digest.update(source.fingerprint() if hasattr(source, "fingerprint") else source.path.read_bytes())
     return BrandBundle(folder=folder, brand=brand, calendar=calendar, version=digest.hexdigest()[:16])
+
+
+# brand.yaml sections that say where results go: a new Slack channel or scheduler must not make
+# the week's drafts and renders new work, so the version (every key's input) leaves them out.
+OUTPUT_SECTIONS = ("notify", "publish")
+
+
+def _generation_bytes(source: YamlSource) -> bytes:
+    """What in brand.yaml shapes the work: its data (not its comments or layout) without the output
+    sections, as canonical JSON."""
+    import json
+
+    data = {k: v for k, v in source.data.items() if k not in OUTPUT_SECTIONS} if isinstance(source.data, dict) \
+        else source.data
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
+
+
+def load_calendars(folder: Path, brand: Brand, files: list[Path] | None = None) -> tuple[Calendar, list]:
+    """The brand's calendar: calendar.yaml, calendar.csv and calendar.xlsx, whichever exist (a
+    spreadsheet may replace the YAML or sit beside it), or only `files`; each checked against the
+    brand, then merged, a post id used twice across files being an error where it is repeated."""
+    from .calendar_sheet import SHEET_FILES, read_calendar
+
+    if files is None:
+        files = [folder / name for name in (CALENDAR_FILE, *SHEET_FILES) if (folder / name).is_file()]
+        files = files or [folder / CALENDAR_FILE]      # none: calendar.yaml's "file not found"
+    merged, sources, seen = Calendar(), [], {}  # type: ignore[var-annotated]
+    for path in files:
+        if path.suffix.lower() in (".csv", ".xlsx"):
+            calendar, source = read_calendar(path)
+        else:
+            source = YamlSource(path)
+            calendar = source.validate(Calendar)
+        _check_calendar(calendar, source, brand)
+        entries = [("posts", i, p.post_ids() if isinstance(p, RecurringPost) else [p.id])
+                   for i, p in enumerate(calendar.posts)]
+        entries += [("recurring", i, p.post_ids()) for i, p in enumerate(calendar.recurring)]
+        for section, i, ids in entries:
+            for post_id in ids:
+                if post_id in seen:
+                    raise source.error((section, i, "id"), f"duplicate post id '{post_id}' (also in {seen[post_id]})")
+                seen[post_id] = path.name
+        merged = Calendar(posts=[*merged.posts, *calendar.posts], recurring=[*merged.recurring, *calendar.recurring])
+        sources.append(source)
+    return merged, sources
 
 
 def _check_brand(brand: Brand, source: YamlSource, folder: Path) -> None:
@@ -349,6 +398,12 @@ def _check_brand(brand: Brand, source: YamlSource, folder: Path) -> None:
         if audience.language not in brand.languages:
             raise source.error(("audiences", name, "language"),
                                f"language '{audience.language}' is not in languages")
+    if brand.notify is not None:
+        names = [c.name for c in brand.notify.channels]
+        for i, channel in enumerate(brand.notify.channels):
+            if names.count(channel.name) > 1:
+                raise source.error(("notify", "channels", i, "name"),
+                                   f"two channels are named '{channel.name}': give each its own `name:`")
     for i, competitor in enumerate(brand.competitors):
         if competitor.images and not (folder / competitor.images).is_dir():
             raise source.error(("competitors", i, "images"),
@@ -425,6 +480,10 @@ def posts_in_week(bundle: BrandBundle, week: str) -> list[Post]:
     if not posts:
         weeks = sorted({iso_week(p.date) for p in bundle.calendar.posts})
         recurring = " and recurring posts in none of its days" if bundle.calendar.recurring else ""
-        raise ConfigError(f"{bundle.folder / CALENDAR_FILE}: no posts in {week} "
+        from .calendar_sheet import SHEET_FILES
+
+        files = [n for n in (CALENDAR_FILE, *SHEET_FILES) if (bundle.folder / n).is_file()] or [CALENDAR_FILE]
+        raise ConfigError(f"{bundle.folder / files[0]}{' (and ' + ', '.join(files[1:]) + ')' if files[1:] else ''}: "
+                          f"no posts in {week} "
                           f"(dated posts in: {', '.join(weeks) or 'no week'}{recurring})")
     return sorted(posts, key=lambda p: (p.date, p.id))

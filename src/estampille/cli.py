@@ -18,10 +18,12 @@ models_app = typer.Typer(no_args_is_help=True, help="Image models.")
 review_app = typer.Typer(no_args_is_help=True, help="Approve or reject drafts and images (ledger events).")
 ledger_app = typer.Typer(no_args_is_help=True, help="The append-only ledger.")
 lookalike_app = typer.Typer(no_args_is_help=True, help="Reference images and lookalike checks.")
+calendar_app = typer.Typer(no_args_is_help=True, help="The brand's calendar (YAML, CSV or XLSX).")
 app.add_typer(models_app, name="models")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(review_app, name="review")
 app.add_typer(lookalike_app, name="lookalike")
+app.add_typer(calendar_app, name="calendar")
 
 state = {"debug": False}
 
@@ -107,6 +109,10 @@ def _print_summary(summary: dict) -> None:
                    + (f", {count['failed']} FAILED" if count["failed"] else ""))
     for note in summary["notes"]:
         typer.echo(f"note: {note}")
+    for sent in summary.get("notifications", []):
+        if sent["ok"]:
+            typer.echo(f"notified: {sent['channel']}" + (" (already sent for this run)" if sent.get("already_sent")
+                                                         else f" ({sent['target']})"))
     for failure in summary["failures"]:
         typer.echo(f"failed: {failure}", err=True)
     if summary["failures"]:
@@ -178,6 +184,10 @@ def publish(brand: Path = typer.Option(..., "--brand"), week: str = typer.Option
         typer.echo(f"exported {item['slot']} ({item['platform']}): {len(item['images'])} image(s)")
     for item in report.refused:
         typer.echo(f"refused {item['item']}: {item['reason']}")
+    for path in report.files:
+        typer.echo(f"scheduler file: {path}")
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}")
     typer.echo(f"Export: {report.folder} ({len(report.exported)} post(s) exported, {len(report.refused)} refusal(s))")
 
 
@@ -534,6 +544,58 @@ def _show_usage_error(exc) -> None:
         typer.echo(ctx.get_usage(), err=True)
         typer.echo(f"Try '{ctx.command_path} --help' for help.", err=True)
     typer.echo(f"error: {exc.format_message()}", err=True)
+
+@app.command()
+def init(folder: Path = typer.Argument(..., help="The new brand folder (created; an existing brand is never overwritten)."),
+         name: str = typer.Option(None, "--name", help="The brand's name (default: the folder's)."),
+         languages: list[str] = typer.Option(None, "--language", help="ISO code, repeat or comma-separate: fr,en."),
+         platforms: list[str] = typer.Option(None, "--platform", help="instagram, facebook, linkedin, x, tiktok; "
+                                                                      "repeat or comma-separate."),
+         timezone: str = typer.Option(None, "--timezone", help="IANA time zone (default Europe/Paris)."),
+         licence_policy: str = typer.Option(None, "--licence-policy", help="commercial or non-commercial."),
+         website: str = typer.Option(None, "--website", help="https://… (rights statements point there)."),
+         ask: bool = typer.Option(None, "--ask/--no-ask",
+                                  help="Ask what the options leave out (default: when run on a terminal).")) -> None:
+    """Write a new brand folder: a commented brand.yaml, a calendar template (calendar.csv) and the
+    competitor folder. The result passes validation and runs with `estampille run` as it is."""
+    from .init import BrandAnswers, split_list, write_brand
+
+    ask = sys.stdin.isatty() if ask is None else ask
+
+    def answer(given, question: str, default: str) -> str:
+        return given or (typer.prompt(question, default=default) if ask else default)
+
+    answers = BrandAnswers(
+        name=answer(name, "Brand name", folder.absolute().name.replace("-", " ").replace("_", " ").title()),
+        languages=split_list(languages) or split_list([answer(None, "Languages (ISO codes, e.g. fr,en)", "en")]),
+        platforms=split_list(platforms) or split_list([answer(None, "Platforms (instagram, facebook, linkedin, x, "
+                                                                    "tiktok)", "instagram")]),
+        timezone=answer(timezone, "Time zone", "Europe/Paris"),
+        licence_policy=answer(licence_policy, "Licence policy (commercial or non-commercial)", "commercial"),
+        website=website or (typer.prompt("Website (optional)", default="", show_default=False) or None
+                            if ask else None))
+    bundle = write_brand(folder, answers)
+    for path in ("brand.yaml", "calendar.csv", "competitors/"):
+        typer.echo(f"wrote {folder / path}")
+    typer.echo(f"{bundle.brand.name}: {', '.join(bundle.brand.languages)} on {', '.join(bundle.brand.platforms)}, "
+               f"{bundle.brand.timezone}, {bundle.brand.licence_policy}; "
+               f"{len(bundle.calendar.recurring)} weekly posts in calendar.csv")
+    typer.echo(f"Next: edit the voice in {folder / 'brand.yaml'}, plan in {folder / 'calendar.csv'} "
+               f"(`estampille calendar check {folder / 'calendar.csv'}`), then `estampille run --brand {folder}`")
+
+
+@calendar_app.command("check")
+def calendar_check(file: Path = typer.Argument(..., help="calendar.yaml, .csv or .xlsx (Sheets, Excel, Notion, "
+                                                      "Airtable exports)."),
+                   brand: Path = typer.Option(None, "--brand", help="Brand folder (default: the file's folder)."),
+                   week: str = typer.Option(None, "--week", help="ISO week (default: this week, brand clock).")
+                   ) -> None:
+    """Read a calendar file as the batch will and print the week's posts; a bad cell names its row
+    and column. Writes nothing."""
+    from .calendar_sheet import week_plan
+
+    for line in week_plan(file, brand, week):
+        typer.echo(line)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,8 @@ class Kind(StrEnum):
     REVIEW_REJECTED = "review.rejected"
     EDIT_IMPORTED = "edit.imported"
     EXPORT_CREATED = "export.created"
+    NOTIFY_SENT = "notify.sent"         # the week-ready message reached a channel (notify.py)
+    NOTIFY_FAILED = "notify.failed"     # it did not: recorded, the batch itself succeeded
 
 
 class Record(BaseModel):

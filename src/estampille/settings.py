@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     search_threads: int | None = _var("ESTAMPILLE_SEARCH_THREADS", ge=1)
     # The project's Prefect flows (not part of the installed package): default, the checkout's flows/.
     flows_dir: Path | None = _var("ESTAMPILLE_FLOWS_DIR")
+    # Where reviewers reach `estampille serve`: the week-ready message links to its run page
+    # (beats brand.yaml notify.review_url).
+    review_url: str | None = _var("ESTAMPILLE_REVIEW_URL", pattern=r"^https?://")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -152,8 +155,8 @@ def _explain(exc: ValidationError) -> str:
 def secret_variable(name: str, environ: Mapping[str, str] | None = None) -> SecretStr | None:
     """The secret held in the variable `name` (the brand file's `text.llm.api_key_env`: the name is
     configuration, the key never is), as a SecretStr; None when unset or empty."""
-    value = (os.environ if environ is None else environ).get(name)
-    return SecretStr(value) if value else None
+    value = (os.environ if environ is None else environ).get(name, "")
+    return SecretStr(value) if value.strip() else None
 
 
 def pinned_gpu() -> bool:

@@ -2,12 +2,12 @@
 human decision in its manifest; refuse everything else with a reason per item.
 
 The export folder holds, per platform, the images, the captions (with the disclosure line, and a
-reviewer's edit when there was one), the alt texts, and a CSV for Hootsuite's bulk composer.
+reviewer's edit when there was one), the alt texts, and the bulk-upload files of the schedulers the
+brand uses (schedulers.py).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -27,9 +27,8 @@ from ..provenance.identity import SignerIdentity
 from ..provenance.sign import document_id
 from ..provenance.xmp import XmpFields, png_with_xmp, read_xmp, xmp_packet
 from ..records import Kind
+from .schedulers import ExportRow, write_all
 from .week import WeekState
-
-HOOTSUITE_DATE = "%d/%m/%Y"   # choose "DD/MM/YYYY" in Hootsuite's bulk composer
 
 
 @dataclass
@@ -37,6 +36,8 @@ class ExportReport:
     folder: Path
     exported: list[dict] = field(default_factory=list)
     refused: list[dict] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)      # the schedulers' bulk-upload files
+    warnings: list[str] = field(default_factory=list)    # what a scheduler will refuse or needs by hand
 
 
 def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, identity: SignerIdentity) -> ExportReport:
@@ -47,7 +48,7 @@ def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, ident
     signed, checks = state.current, state.checks
     report = ExportReport(run_dir / "export")
     signer: ManifestSigner | None = None
-    rows: dict[str, list[list[str]]] = {}
+    rows: dict[str, list[ExportRow]] = {}
     for post in posts_in_week(bundle, week):
         slot_id = keys.slot_id(week, post.id)
         approved_drafts = [d for d in drafts if d["slot_id"] == slot_id
@@ -76,18 +77,19 @@ def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, ident
         platform_dir.mkdir(parents=True, exist_ok=True)
         (platform_dir / f"{post.id}.txt").write_text(text + "\n", encoding="utf-8")
         (platform_dir / f"{post.id}.alt.txt").write_text(draft["alt_text"] + "\n", encoding="utf-8")
-        rows.setdefault(post.platform, []).append([f"{post.date.strftime(HOOTSUITE_DATE)} {post.time}", text, ""])
+        rows.setdefault(post.platform, []).append(
+            ExportRow(post.id, post.date, post.time, text, tuple(Path(i["file"]).name for i in images)))
         report.exported.append({"slot": slot_id, "platform": post.platform, "draft": draft["draft_id"],
                                 "text": text, "images": images})
     if signer:
         signer.close()
-    for platform, platform_rows in rows.items():
-        with (report.folder / platform / f"hootsuite-{platform}.csv").open("w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows(platform_rows)   # Hootsuite's bulk composer: no header row
+    # Hootsuite's, Sprout Social's and Agorapulse's bulk files, as brand.yaml `publish.schedulers` asks
+    report.files, report.warnings = write_all(report.folder, week, rows, bundle.brand.publish)
     if report.exported or report.refused:
         report.folder.mkdir(parents=True, exist_ok=True)
         (report.folder / "export.json").write_text(json.dumps(
-            {"exported": report.exported, "refused": report.refused}, indent=2, ensure_ascii=False))
+            {"exported": report.exported, "refused": report.refused, "warnings": report.warnings,
+             "files": [str(f.relative_to(report.folder)) for f in report.files]}, indent=2, ensure_ascii=False))
     return report
 
 
