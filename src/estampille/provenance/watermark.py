@@ -177,24 +177,40 @@ def _amplitude(luma: np.ndarray, strength: float) -> np.ndarray:
     return amplitude * (cap / rms) if rms > cap else amplitude
 
 
+def tile_size(width: int, height: int) -> int:
+    """128 px tiles, or 64 px on pictures under 512 px (enough tiles to vote, and a copy enlarged
+    for a platform keeps its period inside the decoder's search range)."""
+    return TILE if min(width, height) >= 4 * TILE else TILE // 2
+
+
 @dataclass(frozen=True)
 class Embedded:
     image: Image.Image
     psnr: float
+    tile: int
+
+    def record(self, image_id: str, strength: float) -> dict:
+        """What the signing record says of the mark: method, version, strength, payload."""
+        return {"method": METHOD, "version": VERSION, "strength": strength, "tile_px": self.tile,
+                "payload": short_id(image_id), "alg": ALG, "psnr_db": self.psnr}
 
 
 def embed(image: Image.Image, image_id: str, strength: float = DEFAULT_STRENGTH) -> Embedded:
     """The image with the mark added to its luminance (RGB, 8 bits); deterministic."""
-    if image.mode not in ("RGB",):
+    if image.mode != "RGB":
         image = image.convert("RGB")
     rgb = np.asarray(image, dtype=np.float32)
     height, width = rgb.shape[:2]
+    size = tile_size(width, height)
     tile = pattern_tile(image_id)
-    pattern = np.tile(tile, (-(-height // TILE), -(-width // TILE)))[:height, :width]
+    if size != TILE:
+        tile = cv2.resize(tile, (size, size), interpolation=cv2.INTER_AREA)
+        tile /= float(np.sqrt(np.mean(tile ** 2)))
+    pattern = np.tile(tile, (-(-height // size), -(-width // size)))[:height, :width]
     delta = _amplitude(_luma(rgb), strength) * pattern
     out = np.clip(np.rint(rgb + delta[..., None]), 0, 255).astype(np.uint8)
     mse = float(np.mean((out.astype(np.float32) - rgb) ** 2))
-    return Embedded(Image.fromarray(out, "RGB"), round(10 * math.log10(255 ** 2 / mse), 2) if mse else 99.0)
+    return Embedded(Image.fromarray(out, "RGB"), round(10 * math.log10(255 ** 2 / mse), 2) if mse else 99.0, size)
 
 
 # ---------------------------------------------------------------- decoding
@@ -322,6 +338,8 @@ def _working_luma(image: Image.Image) -> np.ndarray:
     if image.mode != "RGB":
         image = image.convert("RGB")
     luma = _luma(np.asarray(image, dtype=np.float32))
+    if min(luma.shape) < 4 * TILE:      # small pictures carry 64 px tiles: read them at twice the size
+        luma = cv2.resize(luma, (luma.shape[1] * 2, luma.shape[0] * 2), interpolation=cv2.INTER_CUBIC)
     while max(luma.shape) > 2400:       # very large files: halve (a marked tile stays >= 64 px)
         luma = cv2.resize(luma, (luma.shape[1] // 2, luma.shape[0] // 2), interpolation=cv2.INTER_AREA)
     return luma
@@ -334,7 +352,7 @@ def detect(image: Image.Image) -> Detection:
     peak measured, as it is and mirrored; payloads are then read from the strongest peaks, at most
     MAX_ATTEMPTS of them (the false-decode bound counts attempts)."""
     luma = _working_luma(image)
-    if min(luma.shape) < 48:
+    if min(luma.shape) < 96:
         return Detection(None)
     white = _whiten(luma)
     mirrored_sync = np.ascontiguousarray(SYNC_TILE[:, ::-1])
@@ -354,14 +372,14 @@ def detect(image: Image.Image) -> Detection:
                          mirrored=mirror, sync=round(score, 2), attempts=attempts)
 
     # Most copies keep the marked scale and angle (re-encodes, crops): try that first, cheaply.
-    ranked = peaks(float(TILE), 0.0)
+    seen = [(float(TILE), 0.0)]
+    ranked = [peak for period, angle in seen for peak in peaks(period, angle)]
     strongest = max(ranked, key=lambda r: r[0])
     if strongest[0] >= 7.0:
         best = attempt(*strongest)
         if best.found:
             return best
         ranked.remove(strongest)
-    seen = [(float(TILE), 0.0)]
     for period, angle in _lattice(white):
         if all(abs(period - p) > 0.5 or abs(angle - a) > 0.3 for p, a in seen):
             seen.append((period, angle))
