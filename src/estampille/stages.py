@@ -270,7 +270,7 @@ def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
             continue
         signer = signer or ManifestSigner(identity)
         record = sign_render(render_record, batch.run_dir, batch.brand.name, batch.week, batch.brand.rights,
-                             signer, identity)
+                             signer, identity, batch.brand.watermark)
         batch.append(Kind.PROVENANCE_SIGNED, key, render_record.slot_id, record.model_dump(mode="json"))
         batch.count("sign").new += 1
         results.append(record)
