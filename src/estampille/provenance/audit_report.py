@@ -129,8 +129,7 @@ def watermark_line(r: AuditReport) -> str:
     tool's known mark, nothing, or not read (the file was traced by its exact bytes first)."""
     if r.watermark:
         w = r.watermark
-        changes = [f"resized x{w['scale']:g}"] if abs(w["scale"] - 1) > 0.01 else []
-        changes += [f"rotated {w['rotation']:g}°"] if abs(w["rotation"]) > 0.3 else []
+        changes = [f"rotated {w['rotation']:g}°"] if abs(w["rotation"]) > 0.3 else []
         changes += ["mirrored"] if w["mirrored"] else []
         return (f"Estampille, AI-generated, image ID {w['image_id']} ({w['method']} v{w['version']}"
                 + (f"; copy {', '.join(changes)}" if changes else "") + ")")

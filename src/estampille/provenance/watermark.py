@@ -52,7 +52,9 @@ ID_BITS = 48
 CRC_BITS = 24
 DATA_BYTES = (8 + ID_BITS + CRC_BITS) // 8   # 10
 BCH_T = 8
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 8                             # geometric hypotheses read per resolution
+RESOLUTIONS = 2                              # as given, then halved (a small picture shown large)
+CHASE_BITS = 8                               # soft decoding: also try flipping the 8 least reliable bits
 DEFAULT_STRENGTH = 1.0
 KEY = b"estampille-watermark-v1"             # public: anyone may detect and resolve the mark
 SDXL_BITS = [int(b) for b in bin(0b101100111110110010010000011110111011000110011110)[2:]]
@@ -107,6 +109,23 @@ def encode_payload(image_id: str) -> np.ndarray:
     return bits ^ _scramble
 
 
+def decode_soft(sums: np.ndarray) -> str | None:
+    """An image id from the 144 bits' soft values (correlation sums), or None. Chase decoding:
+    the hard decision, then every pattern of flips among the CHASE_BITS least reliable bits, each
+    through BCH, CRC and header (2^5 = 32 tries, all counted in the false-decode bound)."""
+    hard = (sums > 0).astype(np.uint8)
+    weakest = np.argsort(np.abs(sums))[:CHASE_BITS]
+    for pattern in range(2 ** CHASE_BITS):
+        bits = hard.copy()
+        for i, position in enumerate(weakest):
+            if pattern >> i & 1:
+                bits[position] ^= 1
+        found = decode_payload(bits)
+        if found:
+            return found
+    return None
+
+
 def decode_payload(bits: np.ndarray) -> str | None:
     """An image id from 144 read bits, or None: BCH corrects up to 8 errors, then CRC and header must match."""
     raw = np.packbits((bits.astype(np.uint8) ^ _scramble))
@@ -120,7 +139,7 @@ def decode_payload(bits: np.ndarray) -> str | None:
     return "img-" + body[1:].hex()
 
 
-def false_decode_bound(attempts: int = MAX_ATTEMPTS) -> float:
+def false_decode_bound(attempts: int = MAX_ATTEMPTS * RESOLUTIONS * 2 ** CHASE_BITS) -> float:
     """Upper bound on a wrong id decoded from an unmarked picture, per file (see module docstring)."""
     ball = sum(math.comb(CODE_BITS, i) for i in range(BCH_T + 1))
     return attempts * ball / 2.0 ** _bch.ecc_bits * 2.0 ** -CRC_BITS * 2.0 ** -8
@@ -173,7 +192,7 @@ def _amplitude(luma: np.ndarray, strength: float) -> np.ndarray:
     local = np.sqrt(np.maximum(cv2.GaussianBlur(luma * luma, (0, 0), 3.0) - mean * mean, 0.0))
     amplitude = np.clip(0.45 * local, 0.9, 5.0) * strength
     rms = float(np.sqrt(np.mean(amplitude ** 2)))
-    cap = 2.2 * strength                        # RMS 2.2 of 255: PSNR >= ~41 dB at strength 1
+    cap = 2.4 * strength                        # RMS 2.4 of 255: PSNR >= ~40.5 dB at strength 1
     return amplitude * (cap / rms) if rms > cap else amplitude
 
 
@@ -221,7 +240,7 @@ class Detection:
     image_id: str | None           # the short id (img- + 12 hex) when the payload decoded
     method: str = METHOD
     version: int = VERSION
-    scale: float = 1.0             # how much the picture was resized since marking
+    scale: float = 1.0             # the tile's period in the file over 128 px (a 64 px tile reads 0.5 as marked)
     rotation: float = 0.0          # degrees
     mirrored: bool = False
     sync: float = 0.0              # peak-to-noise of the sync correlation
@@ -274,15 +293,25 @@ def _lattice(white: np.ndarray, peaks: int = 4) -> list[tuple[float, float]]:
     The strongest peaks near the horizontal axis are the period and its multiples: the
     fundamental is the shortest period the others are whole multiples of."""
     h, w = white.shape
-    auto = np.fft.fftshift(np.fft.irfft2(np.abs(np.fft.rfft2(white)), s=(h, w)))
+    # A periodic mark is a set of spectral lines over the picture's smooth spectrum: divide the power
+    # spectrum by its local average so the lines stand out, then back to lags.
+    power = np.abs(np.fft.rfft2(white)) ** 2
+    power = power / (cv2.GaussianBlur(power.astype(np.float32), (0, 0), 4.0) + 1e-6)
+    auto = np.fft.fftshift(np.fft.irfft2(power, s=(h, w)))
     cy, cx = h // 2, w // 2
     ys, xs = np.ogrid[-cy:h - cy, -cx:w - cx]
     radius = np.hypot(ys, xs)
     limit = min(h, w) / 2 - 4
-    region = (radius >= 40) & (radius <= min(limit, 600)) & (np.abs(ys) <= 0.22 * xs)
+    region = (radius >= 48) & (radius <= min(limit, 600)) & (np.abs(ys) <= 0.22 * xs)
     if not region.any():
         return []
-    scores = np.where(region, auto, -np.inf)
+    # A square lattice has its second vector at right angles, as long: score each lag with its
+    # perpendicular twin, so a lone peak of the picture's own structure does not win.
+    scores = np.full(auto.shape, -np.inf, dtype=np.float64)
+    ry, rx = np.nonzero(region)
+    py, px = cy + (rx - cx), cx - (ry - cy)
+    inside = (py >= 0) & (py < h) & (px >= 0) & (px < w)
+    scores[ry[inside], rx[inside]] = auto[ry[inside], rx[inside]] + auto[py[inside], px[inside]]
     found: list[tuple[float, float]] = []
     for _ in range(peaks):
         y, x = divmod(int(np.argmax(scores)), w)
@@ -326,12 +355,16 @@ def _sync_peak(fold: np.ndarray, template: np.ndarray) -> tuple[float, int, int]
     return float((corr[y, x] - corr.mean()) / (corr.std() + 1e-9)), y, x
 
 
-def _read_bits(tile: np.ndarray) -> np.ndarray:
+def _read_soft(tile: np.ndarray) -> np.ndarray:
+    """Each code bit's correlation sum over its chips (sign: the bit; size: how sure)."""
     matched = _soften(tile)
     chips = matched.reshape(GRID, CHIP, GRID, CHIP)[:, 1:3, :, 1:3].sum(axis=(1, 3)).ravel()
     values = chips[_data_idx] * _signs[_data_idx]
-    sums = np.bincount(_bit_of_chip, weights=values, minlength=CODE_BITS)
-    return (sums > 0).astype(np.uint8)
+    return np.bincount(_bit_of_chip, weights=values, minlength=CODE_BITS)
+
+
+def _read_bits(tile: np.ndarray) -> np.ndarray:
+    return (_read_soft(tile) > 0).astype(np.uint8)
 
 
 def _working_luma(image: Image.Image) -> np.ndarray:
@@ -348,10 +381,23 @@ def _working_luma(image: Image.Image) -> np.ndarray:
 def detect(image: Image.Image) -> Detection:
     """Read the mark; `Detection.image_id` is None when no valid payload is found.
 
+    The picture is read as given, then at half size (a small render a platform enlarged has a
+    period beyond the lattice search, and its chips are blurred: halving brings both back)."""
+    luma = _working_luma(image)
+    first = _detect_at(luma, 1.0)
+    if first.found or min(luma.shape) < 4 * TILE:
+        return first
+    half = cv2.resize(luma, (luma.shape[1] // 2, luma.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    second = _detect_at(half, 2.0)
+    return second if second.found else first
+
+
+def _detect_at(luma: np.ndarray, factor: float) -> Detection:
+    """One resolution's read (`factor`: how much the picture was reduced before it).
+
     Each lattice hypothesis (as marked, or found in the autocorrelation) is folded and its sync
     peak measured, as it is and mirrored; payloads are then read from the strongest peaks, at most
     MAX_ATTEMPTS of them (the false-decode bound counts attempts)."""
-    luma = _working_luma(image)
     if min(luma.shape) < 96:
         return Detection(None)
     white = _whiten(luma)
@@ -368,7 +414,7 @@ def detect(image: Image.Image) -> Detection:
         nonlocal attempts
         attempts += 1
         tile = np.roll(fold[:, ::-1], (-dy, dx), axis=(0, 1)) if mirror else np.roll(fold, (-dy, -dx), axis=(0, 1))
-        return Detection(decode_payload(_read_bits(tile)), scale=round(period / TILE, 4), rotation=round(angle, 2),
+        return Detection(decode_soft(_read_soft(tile)), scale=round(period / TILE * factor, 4), rotation=round(angle, 2),
                          mirrored=mirror, sync=round(score, 2), attempts=attempts)
 
     # Most copies keep the marked scale and angle (re-encodes, crops): try that first, cheaply.
@@ -385,15 +431,32 @@ def detect(image: Image.Image) -> Detection:
             seen.append((period, angle))
             ranked += peaks(period, angle)
     ranked.sort(key=lambda r: -r[0])
-    for candidate in ranked:
+    for n, candidate in enumerate(ranked):
         if attempts >= MAX_ATTEMPTS:
             break
-        detection = attempt(*candidate)
-        if detection.found:
-            return detection
-        if not best.sync:
-            best = detection
+        tries = [candidate]
+        if n < 2 and candidate[3] != TILE:        # a measured period: refine it on the sync peak itself
+            tries = _refine(candidate, peaks)
+        for candidate in tries:
+            if attempts >= MAX_ATTEMPTS:
+                break
+            detection = attempt(*candidate)
+            if detection.found:
+                return detection
+            if not best.sync:
+                best = detection
     return best
+
+
+def _refine(candidate: tuple, peaks) -> list[tuple]:
+    """The period measured in the autocorrelation can be off by a few tenths of a percent (a broad
+    peak, one period in view), which smears the fold: the two nearby periods (the measured one
+    included) whose sync peaks are strongest, strongest first."""
+    _, _, _, period, angle, mirror, _ = candidate
+    found = [candidate]
+    for step in (-0.006, -0.003, -0.0015, 0.0015, 0.003, 0.006):
+        found += [peak for peak in peaks(period * (1 + step), angle) if peak[5] == mirror]
+    return sorted(found, key=lambda r: -r[0])[:2]
 
 
 def sdxl_default_mark(image: Image.Image) -> bool:

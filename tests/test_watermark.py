@@ -1,0 +1,196 @@
+"""Durable Content Credentials: every render carries an invisible watermark (embedded before the
+XMP and the signature), its manifest a `c2pa.watermarked.bound` action and `c2pa.soft-binding`
+assertions, and the audit reads the mark back from a copy a platform stripped and re-encoded."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from estampille.cli import main
+from estampille.ledger import Ledger
+from estampille.provenance import soft_binding, watermark
+from estampille.provenance.c2pa_manifest import read_manifest
+from estampille.stages import run_batch
+
+from .conftest import DEMO_WEEK, keep_posts
+
+C2PA_TS = Path(__file__).resolve().parents[1] / "tools" / "c2pa-ts"
+
+
+def platform_repost(source: Path, target: Path, side: int = 1080, quality: int = 80) -> Path:
+    """What Instagram does to an upload: metadata gone, resized to 1080 px, JPEG with 4:2:0 chroma."""
+    image = Image.open(source).convert("RGB")
+    image.resize((side, round(side * image.height / image.width)), Image.Resampling.LANCZOS).save(
+        target, "JPEG", quality=quality, subsampling=2)
+    return target
+
+
+@pytest.fixture
+def signed(batch_copy):
+    """The session's finished demo batch (copied): its signing records and files."""
+    ledger = Ledger(batch_copy["settings"].ledger_url)
+    records = [e.payload for e in ledger.events(kind="provenance.signed")]
+    ledger.close()
+    return {**batch_copy, "records": records}
+
+
+# --------------------------------------------------------------- the mark itself
+def test_payload_round_trip_and_a_wrong_id_is_never_decoded():
+    bits = watermark.encode_payload("img-0123456789abcdef0123")
+    assert watermark.decode_payload(bits) == "img-0123456789ab"
+    damaged = bits.copy()
+    damaged[::18] ^= 1                      # 8 errors: corrected
+    assert watermark.decode_payload(damaged) == "img-0123456789ab"
+    rng = np.random.default_rng(7)
+    assert all(watermark.decode_payload(rng.integers(0, 2, watermark.CODE_BITS)) is None for _ in range(20000))
+    assert watermark.false_decode_bound() < 1e-9
+    with pytest.raises(watermark.WatermarkError, match="not an Estampille image id"):
+        watermark.short_id("photo-123")
+
+
+def test_embed_is_deterministic_invisible_and_survives_a_platform_and_a_crop():
+    from skimage import data
+
+    photo = Image.fromarray(data.chelsea()).resize((1024, 768))
+    first, again = watermark.embed(photo, "img-00ff00ff00ff00ff00ff"), watermark.embed(photo, "img-00ff00ff00ff00ff00ff")
+    assert first.image.tobytes() == again.image.tobytes()
+    assert first.psnr >= 40
+    buffer = io.BytesIO()
+    first.image.resize((1080, 810), Image.Resampling.LANCZOS).save(buffer, "JPEG", quality=75, subsampling=2)
+    assert watermark.detect(Image.open(buffer)).image_id == "img-00ff00ff00ff"
+    crop = first.image.crop((120, 90, 120 + 768, 90 + 576)).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    found = watermark.detect(crop)
+    assert found.image_id == "img-00ff00ff00ff" and found.mirrored
+    assert watermark.detect(photo).image_id is None
+
+
+# --------------------------------------------------------------- signing
+def test_every_signed_render_is_watermarked_with_its_bindings_in_a_valid_manifest(signed):
+    assert signed["records"]
+    for record in signed["records"]:
+        mark = record["watermark"]
+        assert mark["method"] == watermark.METHOD and mark["version"] == watermark.VERSION
+        assert mark["strength"] == 1.0 and mark["read_back"] and mark["psnr_db"] >= 40
+        assert mark["payload"] == watermark.short_id(record["image_id"])
+        assert {b["alg"] for b in record["soft_bindings"]} == {watermark.ALG, soft_binding.ISCC_ALG}
+    record = signed["records"][0]
+    data = (signed["run_dir"] / record["file"]).read_bytes()
+    report = read_manifest(data, "image/png", None)
+    assert report.state == "Valid" and report.failures == []
+    labels = [a["label"] for a in report.active["assertions"]]
+    assert labels.count("c2pa.soft-binding") + labels.count("c2pa.soft-binding__1") == 2, labels
+    bindings = [a["data"] for a in report.active["assertions"] if a["label"].startswith("c2pa.soft-binding")]
+    assert {"alg": watermark.ALG, "blocks": [{"scope": {}, "value": soft_binding.watermark_value(record["image_id"])}]} in bindings
+    actions = next(a for a in report.active["assertions"] if a["label"].startswith("c2pa.actions"))["data"]["actions"]
+    assert [a["action"] for a in actions] == ["c2pa.created", "c2pa.watermarked.bound"]
+    # The pixels that were signed carry the mark; the raw render does not.
+    assert watermark.detect(Image.open(io.BytesIO(data))).image_id == mark_of(record)
+    raw = signed["run_dir"] / "renders" / f"{record['image_id']}.png"
+    assert watermark.detect(Image.open(raw)).image_id is None
+
+
+def mark_of(record: dict) -> str:
+    return watermark.short_id(record["image_id"])
+
+
+@pytest.mark.skipif(not (C2PA_TS / "node_modules" / "@trustnxt" / "c2pa-ts").is_dir() or not shutil.which("node"),
+                    reason="the independent validator is installed by `make install` (npm ci in tools/c2pa-ts)")
+def test_an_independent_implementation_validates_the_manifest_with_its_soft_bindings(signed):
+    record = signed["records"][0]
+    out = subprocess.run(["node", str(C2PA_TS / "validate.mjs"), str(signed["run_dir"] / record["file"])],
+                         capture_output=True, text=True, timeout=60, check=True)
+    result = json.loads(out.stdout)
+    assert result["isValid"], result["statusEntries"]
+    codes = {e["code"] for e in result["statusEntries"]}
+    assert "assertion.dataHash.match" in codes and "claimSignature.validated" in codes
+    hashed = {e["url"].rsplit("/", 1)[-1] for e in result["statusEntries"] if e["code"] == "assertion.hashedURI.match"}
+    assert {"c2pa.soft-binding", "c2pa.soft-binding__1"} <= hashed
+    labels = [a["label"] for a in result["assertions"]]
+    assert "c2pa.soft-binding" in labels
+
+
+# --------------------------------------------------------------- audit
+def test_a_platform_repost_audited_without_the_ledger_says_ai_by_estampille_and_its_id(signed, tmp_path, capsys):
+    record = signed["records"][0]
+    repost = platform_repost(signed["run_dir"] / record["file"], tmp_path / "repost.jpg")
+    capsys.readouterr()
+    status = main(["audit", str(repost), "--json", "--ledger", f"sqlite:///{tmp_path / 'no-ledger.sqlite'}"])
+    report = json.loads(capsys.readouterr().out)[0]
+    assert status == 1                                            # nothing traced: no ledger here
+    assert report["c2pa_state"] == "absent" and report["xmp"] == {}
+    assert report["watermark"]["image_id"] == mark_of(record)
+    assert report["verdict"].startswith(f"AI-generated by Estampille (invisible watermark), image ID {mark_of(record)}")
+    main(["audit", str(repost), "--ledger", f"sqlite:///{tmp_path / 'no-ledger.sqlite'}"])
+    text = capsys.readouterr().out
+    assert f"watermark: Estampille, AI-generated, image ID {mark_of(record)}" in text
+
+
+def test_with_the_ledger_the_watermark_traces_the_repost_before_the_perceptual_hash(signed, tmp_path, capsys):
+    record = signed["records"][0]
+    repost = platform_repost(signed["run_dir"] / record["file"], tmp_path / "repost.jpg")
+    capsys.readouterr()
+    assert main(["audit", str(repost), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)[0]
+    assert report["record"]["found_by"] == "invisible watermark"
+    assert report["record"]["image_id"] == record["image_id"] and report["metadata_gone"]
+    assert "found by invisible watermark" in report["verdict"]
+    html = tmp_path / "audit.html"
+    main(["audit", str(repost), "--report", str(html)])
+    assert f"Estampille, AI-generated, image ID {mark_of(record)}" in html.read_text()
+
+
+def test_an_unmarked_photo_reports_no_watermark_and_sdxl_default_mark_is_named(tmp_path, capsys):
+    from imwatermark import WatermarkEncoder
+    from skimage import data
+
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(data.astronaut()).save(photo, "JPEG", quality=90)
+    encoder = WatermarkEncoder()
+    encoder.set_watermark("bits", watermark.SDXL_BITS)          # what diffusers' SDXL pipelines add
+    bgr = encoder.encode(np.ascontiguousarray(np.asarray(Image.fromarray(data.coffee()))[..., ::-1]), "dwtDct")
+    sdxl = tmp_path / "sdxl.png"
+    Image.fromarray(np.ascontiguousarray(bgr[..., ::-1])).save(sdxl)
+    capsys.readouterr()
+    main(["audit", str(photo), str(sdxl), "--json"])
+    reports = {Path(r["file"]).name: r for r in json.loads(capsys.readouterr().out)}
+    assert reports["photo.jpg"]["watermark"] is None and reports["photo.jpg"]["foreign_watermark"] is None
+    assert "Estampille" not in reports["photo.jpg"]["verdict"]
+    assert reports["sdxl.png"]["watermark"] is None
+    assert "diffusers' SDXL default watermark" in reports["sdxl.png"]["verdict"]
+
+
+# --------------------------------------------------------------- rerender and the brand setting
+def test_a_rerendered_image_watermarked_again_is_the_signed_files_pixels(signed, capsys):
+    record = signed["records"][0]
+    capsys.readouterr()
+    assert main(["rerender", record["image_id"], "--out", str(signed["out"] / "again.png")]) == 0
+    text = capsys.readouterr().out
+    assert "pixel-identical to the recorded render" in text
+    assert f"pixel-identical to the signed file {record['file']}" in text
+
+
+def test_the_brand_can_turn_the_watermark_off(fake_llm, settings, brand_copy):
+    keep_posts(brand_copy, ["levain-lundi"])
+    brand_file = brand_copy / "brand.yaml"
+    brand_file.write_text(brand_file.read_text(encoding="utf-8") + "\nwatermark:\n  enabled: false\n", encoding="utf-8")
+    summary = run_batch(brand_copy, DEMO_WEEK, settings)
+    assert summary["failures"] == []
+    ledger = Ledger(settings.ledger_url)
+    records = [e.payload for e in ledger.events(kind="provenance.signed")]
+    ledger.close()
+    assert records and all(r["watermark"] is None for r in records)
+    assert all([b["alg"] for b in r["soft_bindings"]] == [soft_binding.ISCC_ALG] for r in records)
+    run_dir = settings.out / "brand" / DEMO_WEEK
+    data = (run_dir / records[0]["file"]).read_bytes()
+    actions = next(a for a in read_manifest(data, "image/png", None).active["assertions"]
+                   if a["label"].startswith("c2pa.actions"))["data"]["actions"]
+    assert [a["action"] for a in actions] == ["c2pa.created"]
+    assert watermark.detect(Image.open(io.BytesIO(data))).image_id is None
