@@ -18,6 +18,7 @@ from estampille.cli import main
 from estampille.ledger import Ledger
 from estampille.provenance import soft_binding, watermark
 from estampille.provenance.c2pa_manifest import read_manifest
+from estampille.provenance.identity import from_settings as signer_identity
 from estampille.stages import run_batch
 
 from .conftest import DEMO_WEEK, keep_posts
@@ -75,16 +76,19 @@ def test_embed_is_deterministic_invisible_and_survives_a_platform_and_a_crop():
 # --------------------------------------------------------------- signing
 def test_every_signed_render_is_watermarked_with_its_bindings_in_a_valid_manifest(signed):
     assert signed["records"]
+    read = [r["watermark"]["read_back"] for r in signed["records"]]
+    assert all(r["as signed"] for r in read)
+    assert sum(r["platform copy (1080 px JPEG q80 4:2:0)"] for r in read) >= len(read) - 1, read
     for record in signed["records"]:
         mark = record["watermark"]
         assert mark["method"] == watermark.METHOD and mark["version"] == watermark.VERSION
-        assert mark["strength"] == 1.0 and mark["read_back"] and mark["psnr_db"] >= 40
+        assert mark["strength"] in (1.0, 1.25, 1.5) and mark["psnr_db"] >= 37
         assert mark["payload"] == watermark.short_id(record["image_id"])
         assert {b["alg"] for b in record["soft_bindings"]} == {watermark.ALG, soft_binding.ISCC_ALG}
     record = signed["records"][0]
     data = (signed["run_dir"] / record["file"]).read_bytes()
-    report = read_manifest(data, "image/png", None)
-    assert report.state == "Valid" and report.failures == []
+    report = read_manifest(data, "image/png", signer_identity(signed["settings"]).trust_anchor_pem)
+    assert report.state == "Trusted" and report.failures == []
     labels = [a["label"] for a in report.active["assertions"]]
     assert labels.count("c2pa.soft-binding") + labels.count("c2pa.soft-binding__1") == 2, labels
     bindings = [a["data"] for a in report.active["assertions"] if a["label"].startswith("c2pa.soft-binding")]
@@ -152,10 +156,10 @@ def test_an_unmarked_photo_reports_no_watermark_and_sdxl_default_mark_is_named(t
     from skimage import data
 
     photo = tmp_path / "photo.jpg"
-    Image.fromarray(data.astronaut()).save(photo, "JPEG", quality=90)
+    Image.fromarray(data.coffee()).save(photo, "JPEG", quality=90)
     encoder = WatermarkEncoder()
     encoder.set_watermark("bits", watermark.SDXL_BITS)          # what diffusers' SDXL pipelines add
-    bgr = encoder.encode(np.ascontiguousarray(np.asarray(Image.fromarray(data.coffee()))[..., ::-1]), "dwtDct")
+    bgr = encoder.encode(np.ascontiguousarray(data.astronaut()[..., ::-1]), "dwtDct")
     sdxl = tmp_path / "sdxl.png"
     Image.fromarray(np.ascontiguousarray(bgr[..., ::-1])).save(sdxl)
     capsys.readouterr()

@@ -82,10 +82,10 @@ def compare_signed(image: Image.Image, signed: dict, signed_path: Path) -> Signe
     if not mark or not signed_path.is_file():
         return None
 
-    class _Settings:          # what the brand's watermark settings said when it was signed
+    class _Settings:          # the strength the signed file was marked with
         enabled, strength = True, mark["strength"]
 
-    marked, _ = watermarked_pixels(image, signed["image_id"], _Settings)
+    marked, _ = watermarked_pixels(image, signed["image_id"], _Settings, steps=(1.0,))
     difference = np.asarray(marked, dtype=np.int16) - np.asarray(Image.open(signed_path).convert("RGB"), dtype=np.int16)
     differing = int((np.abs(difference).max(axis=-1) > 0).sum())
     return SignedPixels(differing == 0, differing, signed["file"])
