@@ -198,3 +198,89 @@ def test_the_brand_can_turn_the_watermark_off(fake_llm, settings, brand_copy):
                    if a["label"].startswith("c2pa.actions"))["data"]["actions"]
     assert [a["action"] for a in actions] == ["c2pa.created"]
     assert watermark.detect(Image.open(io.BytesIO(data))).image_id is None
+
+
+# --------------------------------------------------------------- the resolver
+def test_the_resolver_returns_a_published_images_manifest_by_its_binding_and_404_otherwise(signed, tmp_path):
+    import base64
+
+    import c2pa
+
+    from estampille.web.resolver import RateLimit
+
+    from .conftest import renders_of
+    from .web_harness import make_app, LOCAL
+    from starlette.testclient import TestClient
+
+    ledger = Ledger(signed["settings"].ledger_url)
+    events = ledger.events()
+    ledger.close()
+    slot = f"{DEMO_WEEK}/croissant-mercredi"
+    drafts = [e.key for e in events if e.kind == "draft.created" and e.subject == slot]
+    published, rejected = renders_of(events, slot)[:2]
+    pending = next(e.key for e in events if e.kind == "render.created" and e.subject != slot)
+    assert main(["review", "approve", drafts[0], published, rejected, "--reviewer", "Camille",
+                 "--override-lookalike", "noise from the tiny test model"]) == 0
+    assert main(["publish", "--brand", str(signed["brand"]), "--week", DEMO_WEEK]) == 0
+    assert main(["review", "reject", rejected, "--reviewer", "Léa", "--comment", "withdrawn"]) == 0
+    by_id = {r["image_id"]: r for r in signed["records"]}
+
+    app = make_app(signed["settings"], signed["brand"].parent)
+    client = TestClient(app, base_url="http://127.0.0.1", client=LOCAL)
+    algorithms = client.get("/c2pa/services/supportedAlgorithms").json()
+    assert algorithms == {"watermarks": [{"alg": watermark.ALG}], "fingerprints": [{"alg": soft_binding.ISCC_ALG}]}
+
+    # A stripped repost: its watermark read with the open-source decoder, then resolved by binding.
+    repost = platform_repost(signed["run_dir"] / by_id[published]["file"], tmp_path / "repost.jpg")
+    found = watermark.detect(Image.open(repost))
+    assert found.image_id == watermark.short_id(published)
+    value = soft_binding.watermark_value(published)
+    answer = client.get("/c2pa/matches/byBinding", params={"alg": watermark.ALG, "value": value})
+    assert answer.status_code == 200
+    matches = answer.json()["matches"]
+    assert len(matches) >= 1 and matches[0]["similarityScore"] == 100
+    store = client.get(f"/c2pa/manifests/{matches[0]['manifestId']}")
+    assert store.status_code == 200 and store.headers["content-type"] == "application/c2pa"
+    with c2pa.Reader("application/c2pa", io.BytesIO(store.content)) as reader:
+        manifests = json.loads(reader.json())
+    assert manifests["active_manifest"] == matches[0]["manifestId"]
+    active = manifests["manifests"][manifests["active_manifest"]]
+    assert any(a["action"] == "org.estampille.approved" for x in active["assertions"]
+               if x["label"].startswith("c2pa.actions") for a in x["data"]["actions"])
+    # The same from the picture itself, and by its ISCC fingerprint (POST, as JSON).
+    by_content = client.post("/c2pa/matches/byContent", content=repost.read_bytes(),
+                             headers={"content-type": "image/jpeg"}).json()["matches"]
+    assert by_content[0]["manifestId"] == matches[0]["manifestId"]
+    iscc = soft_binding.iscc_code(Image.open(repost))
+    by_iscc = client.post("/c2pa/matches/byBinding", json={"alg": soft_binding.ISCC_ALG,
+                                                           "value": base64.b64encode(iscc.encode()).decode()})
+    assert matches[0]["manifestId"] in [m["manifestId"] for m in by_iscc.json()["matches"]]
+
+    # Pending and rejected (even once approved) images are never resolved.
+    for image_id in (pending, rejected):
+        value = soft_binding.watermark_value(image_id)
+        assert client.get("/c2pa/matches/byBinding", params={"alg": watermark.ALG, "value": value}).json() == {"matches": []}
+    ledger = Ledger(signed["settings"].ledger_url)
+    exported = [e.payload for e in ledger.events(kind="export.created") if e.payload["image_id"] == rejected]
+    ledger.close()
+    assert exported                                          # it was published before it was withdrawn
+    label = c2pa.Reader("image/png", io.BytesIO((signed["run_dir"] / exported[0]["file"]).read_bytes()))
+    withdrawn = json.loads(label.json())["active_manifest"]
+    assert client.get(f"/c2pa/manifests/{withdrawn}").status_code == 404
+    assert client.get("/c2pa/manifests/urn:c2pa:unknown").status_code == 404
+    assert client.get("/c2pa/matches/byBinding", params={"alg": "com.example.nope", "value": "AA=="}).status_code == 400
+    # Read-only and rate-limited.
+    assert client.delete(f"/c2pa/manifests/{matches[0]['manifestId']}").status_code == 405
+    app.state.c2pa_rate = RateLimit(per_minute=3)
+    codes = [client.get("/c2pa/services/supportedAlgorithms").status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+
+
+def test_the_resolver_is_behind_the_same_proxy_rules(signed):
+    from starlette.testclient import TestClient
+
+    from .web_harness import make_app
+
+    app = make_app(signed["settings"], signed["brand"].parent)
+    remote = TestClient(app, base_url="http://127.0.0.1", client=("203.0.113.9", 40000))
+    assert remote.get("/c2pa/services/supportedAlgorithms").status_code == 403    # bound to localhost
