@@ -27,6 +27,7 @@ from .lookalike.engine import calibrated, find_lookalikes, summary
 from .provenance.c2pa_manifest import ManifestSigner
 from .provenance.identity import from_settings as identity_from_settings
 from .provenance.sign import sign_render
+from .provenance.soft_binding import watermark_note
 from .paths import file_sha256, inside
 from .records import Draft, ImagePrompt, Kind, LookalikeCheck, Match, Provenance, Render, Slot
 from .render.renderer import LoadedRenderer, Rendered, Renderer, RenderJob
@@ -276,6 +277,9 @@ def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
         results.append(record)
     if signer:
         signer.close()
+    note = watermark_note(results)
+    if note:
+        batch.notes.append(note)
     return results
 
 
