@@ -57,6 +57,16 @@ def test_payload_round_trip_and_a_wrong_id_is_never_decoded():
         watermark.short_id("photo-123")
 
 
+def test_the_key_schedule_and_the_code_never_change():
+    """Files marked today must read in ten years: the chip layout, signs, scrambling and the
+    payload's coding are pinned (SHA-256 derived, not a library's random stream)."""
+    assert watermark._perm[:8].tolist() == [98, 788, 142, 756, 43, 739, 212, 754]
+    assert watermark._signs[:8].astype(int).tolist() == [1, 1, -1, 1, -1, 1, 1, -1]
+    assert watermark._scramble[:16].tolist() == [0, 1, 0, 0, 1, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 0]
+    coded = np.packbits(watermark.encode_payload("img-0123456789abcdef0123")).tobytes().hex()
+    assert coded == "5a076f06043b32656509c2b74a257ea8329c"
+
+
 def test_embed_is_deterministic_invisible_and_survives_a_platform_and_a_crop():
     from skimage import data
 

@@ -62,18 +62,23 @@ SDXL_BITS = [int(b) for b in bin(0b101100111110110010010000011110111011000110011
 SDXL_MIN_MATCH = 44                           # of 48 bits: P(random >= 44) < 1e-9
 
 
-def _rng(label: str) -> np.random.Generator:
-    return np.random.default_rng(int.from_bytes(hashlib.sha256(KEY + label.encode()).digest()[:8], "big"))
+def _stream(label: str, count: int) -> np.ndarray:
+    """`count` pseudo-random 64-bit words from SHA-256 in counter mode: the key schedule must read
+    the same in every version of every library for as long as marked files exist (numpy's
+    Generator streams are not promised to stay the same across releases)."""
+    blocks = b"".join(hashlib.sha256(KEY + label.encode() + i.to_bytes(4, "big")).digest()
+                      for i in range(-(-count * 8 // 32)))
+    return np.frombuffer(blocks[:count * 8], dtype=">u8")
 
 
 _bch = bchlib.BCH(BCH_T, m=8)
 CODE_BITS = DATA_BYTES * 8 + _bch.ecc_bits   # 144
-_perm = _rng("chips").permutation(GRID * GRID)
-_signs = _rng("signs").choice(np.array([-1.0, 1.0], dtype=np.float32), GRID * GRID)
+_perm = np.argsort(_stream("chips", GRID * GRID), kind="stable")
+_signs = np.where(_stream("signs", GRID * GRID) & 1, 1.0, -1.0).astype(np.float32)
 _sync_idx = _perm[:SYNC_CHIPS]
 _data_idx = _perm[SYNC_CHIPS:]
 _bit_of_chip = np.arange(_data_idx.size) % CODE_BITS          # 5 or 6 chips per code bit per tile
-_scramble = _rng("scramble").integers(0, 2, CODE_BITS, dtype=np.uint8)
+_scramble = (_stream("scramble", CODE_BITS) & 1).astype(np.uint8)
 
 
 class WatermarkError(ValueError):
