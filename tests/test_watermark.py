@@ -294,11 +294,24 @@ def test_the_resolver_returns_a_published_images_manifest_by_its_binding_and_404
     assert codes == [200, 200, 200, 429]
 
 
-def test_the_resolver_is_behind_the_same_proxy_rules(signed):
+def test_the_resolver_answers_over_http_behind_the_same_proxy_rules(signed):
+    import urllib.error
+    import urllib.request
+
     from starlette.testclient import TestClient
 
-    from .web_harness import make_app
+    from .web_harness import LiveServer, make_app
 
     app = make_app(signed["settings"], signed["brand"].parent)
+    with LiveServer(app) as base:                                  # a real socket on loopback
+        with urllib.request.urlopen(f"{base}/c2pa/services/supportedAlgorithms", timeout=10) as answer:
+            assert json.loads(answer.read())["watermarks"] == [{"alg": watermark.ALG}]
+        query = f"{base}/c2pa/matches/byBinding?alg={watermark.ALG}&value=" + soft_binding.watermark_value(
+            signed["records"][0]["image_id"]).replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
+        with urllib.request.urlopen(query, timeout=10) as answer:      # signed, never published
+            assert json.loads(answer.read()) == {"matches": []}
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}/c2pa/manifests/urn:c2pa:nothing", timeout=10)
+        assert refused.value.code == 404
     remote = TestClient(app, base_url="http://127.0.0.1", client=("203.0.113.9", 40000))
     assert remote.get("/c2pa/services/supportedAlgorithms").status_code == 403    # bound to localhost
