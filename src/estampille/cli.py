@@ -309,11 +309,35 @@ def rerender(image_id: str = typer.Argument(..., help="Image id (img-…) from t
                f"batch size {event.payload['batch_size']}) -> {target}")
     if result.identical:
         typer.echo("pixel-identical to the recorded render (same PNG bytes)")
+        signed = _watermarked_check(image_id, result.image, settings, event, ledger)
+        if signed is not None and not signed.identical:
+            typer.echo(f"DIFFERENT from the signed file {signed.file} once watermarked: "
+                       f"{signed.differing_pixels} pixels differ", err=True)
+            raise typer.Exit(ExitStatus.ERROR)
         return
     detail = (f": {result.differing_pixels} pixels differ, by at most {result.max_difference}"
               if result.differing_pixels is not None else "")
     typer.echo(f"DIFFERENT from the recorded render{detail}", err=True)
     raise typer.Exit(ExitStatus.ERROR)
+
+
+def _watermarked_check(image_id: str, image, settings: Settings, render_event, ledger_url: str | None):
+    """The re-created render, watermarked as it was signed, against the signed file's pixels."""
+    from .paths import inside
+    from .records import Kind
+    from .render.rerender import compare_signed
+
+    ledger_db = _open_ledger(ledger_url)
+    signed = [e.payload for e in ledger_db.events(kind=Kind.PROVENANCE_SIGNED) if e.payload.get("image_id") == image_id]
+    ledger_db.close()
+    if not signed:
+        return None
+    run_dir = settings.out / render_event.brand / render_event.week
+    result = compare_signed(image, signed[-1], inside(run_dir, signed[-1]["file"]))
+    if result is not None and result.identical:
+        typer.echo(f"watermarked as signed ({signed[-1]['watermark']['method']} v{signed[-1]['watermark']['version']}, "
+                   f"strength {signed[-1]['watermark']['strength']}): pixel-identical to the signed file {result.file}")
+    return result
 
 
 @app.command()

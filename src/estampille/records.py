@@ -138,3 +138,5 @@ class Provenance(Record):
     prompt_salt: str | None = None   # for "hashed": sha256(salt + prompt) is in the manifest
     instance_id: str | None = None   # the manifest's and the XMP's xmpMM:InstanceID
     xmp: dict[str, Any] | None = None   # the XMP fields written, for audits that cross-check layers
+    watermark: dict[str, Any] | None = None   # method, version, strength, payload; None: brand turned it off
+    soft_bindings: list[dict[str, str]] = []  # C2PA soft bindings (alg, value): the resolver's keys

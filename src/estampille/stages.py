@@ -30,6 +30,7 @@ from .pipeline import Stage, WeekResults, check_declaration
 from .provenance.c2pa_manifest import ManifestSigner
 from .provenance.identity import from_settings as identity_from_settings
 from .provenance.sign import sign_render
+from .provenance.soft_binding import watermark_note
 from .records import Draft, ImagePrompt, Kind, LookalikeCheck, Match, Provenance, Render, Slot
 from .render.renderer import LoadedRenderer, Rendered, Renderer, RenderJob
 from .review.static_page import write_review_page
@@ -278,12 +279,15 @@ def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
             continue
         signer = signer or ManifestSigner(identity)
         record = sign_render(render_record, batch.run_dir, batch.brand.name, batch.week, batch.brand.rights,
-                             signer, identity)
+                             signer, identity, batch.brand.watermark)
         batch.append(SIGN.created_kind(), key, render_record.slot_id, record.model_dump(mode="json"))
         batch.count(SIGN.name).new += 1
         results.append(record)
     if signer:
         signer.close()
+    note = watermark_note(results)
+    if note:
+        batch.notes.append(note)
     return results
 
 

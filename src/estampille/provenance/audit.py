@@ -21,10 +21,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..images import MAX_PIXELS, UnreadableImage, image_files, open_image
-from ..ledger import Ledger
+from ..ledger import Event, Ledger
 from ..lookalike.fingerprint import HASH_KINDS, fingerprints, hex_to_int
 from ..paths import OutsideFolder, inside, run_folder
 from ..records import Kind
+from . import watermark as marks
 from .credentials import Credentials, read_credentials, short_source_type
 from .sign import document_id
 from .trust import TrustConfig
@@ -59,6 +60,8 @@ class AuditReport:
     ours: dict | None = None              # for our files: model, licence, ingredients, review, exports
     conflicts: list[dict] = field(default_factory=list)   # layers that disagree, field by field
     metadata_gone: bool = False           # one of ours whose C2PA and XMP are both gone
+    watermark: dict | None = None         # the invisible mark read from the pixels (watermark.Detection)
+    foreign_watermark: str | None = None  # another tool's known mark, named (diffusers' SDXL default)
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -73,7 +76,7 @@ class LedgerIndex:
         self.out_dir = out_dir
         self._features = None
         self.by_sha: dict[str, object] = {}
-        self.renders: dict[str, object] = {}
+        self.renders: dict[str, Event] = {}
         self.by_kind: dict[str, dict[str, list]] = {}
         self.decisions: dict[str, object] = {}
         for event in ledger.events() if ledger else []:
@@ -87,6 +90,12 @@ class LedgerIndex:
             elif "image_id" in payload:
                 self.by_kind.setdefault(event.kind, {}).setdefault(payload["image_id"], []).append(event)
         self.by_document = {document_id(image_id): image_id for image_id in self.renders}
+        self.by_mark: dict[str, Event] = {}    # the watermark's short id -> render
+        for image_id, event in self.renders.items():
+            try:
+                self.by_mark.setdefault(marks.short_id(image_id), event)
+            except marks.WatermarkError:
+                pass
         order = list(self.renders.values())
         self.fingerprinted = order
         self.arrays = {kind: np.array([hex_to_int(e.payload["fingerprints"][kind]) for e in order], dtype=np.uint64)
@@ -212,21 +221,35 @@ class Auditor:
         report.verdict = _verdict(credentials, report)
         return report
 
+    def _read_marks(self, image: Image.Image, report: AuditReport) -> None:
+        """The invisible watermark, read from the pixels of any file; else a known foreign mark."""
+        found = marks.detect(image)
+        if found.found:
+            report.watermark = {"image_id": found.image_id, "method": found.method, "version": found.version,
+                                "scale": found.scale, "rotation": found.rotation, "mirrored": found.mirrored}
+        elif marks.sdxl_default_mark(image):
+            report.foreign_watermark = ("diffusers' SDXL default watermark (invisible-watermark dwtDct, one fixed "
+                                        "48-bit message for every image): made with an SDXL-family pipeline; it "
+                                        "names no image")
+
     def _trace(self, data: bytes, digest: str, credentials: Credentials, report: AuditReport):
         event = self.index.by_sha.get(digest)
         if event is not None:
             return event, "content hash", None
+        try:
+            image = open_image(data)
+        except UnreadableImage as exc:
+            report.error = str(exc)
+            return None, None, None
+        self._read_marks(image, report)
         image_id = _generation_image_id(credentials) or self.index.by_document.get(
             report.xmp.get("xmpMM:DocumentID", ""))
         if image_id in self.index.renders:
             how = "our C2PA manifest" if _generation_image_id(credentials) else "XMP DocumentID"
             return self.index.renders[image_id], f"{how} (file changed since)", None
+        if report.watermark and report.watermark["image_id"] in self.index.by_mark:
+            return self.index.by_mark[report.watermark["image_id"]], "invisible watermark", None
         if not self.index.fingerprinted:
-            return None, None, None
-        try:
-            image = open_image(data)
-        except UnreadableImage as exc:
-            report.error = str(exc)
             return None, None, None
         distances = self.index.distances(image)
         nearest = self.index.nearest(distances)
@@ -370,13 +393,18 @@ def _verdict(credentials: Credentials, report: AuditReport) -> str:
     ours = report.ours
     if ours:
         where = f"Estampille image {ours['image_id']} ({ours['brand']} {ours['week']})"
-        if ours["changed_since_signing"] and report.record["found_by"] != "perceptual hash":
+        if ours["changed_since_signing"] and report.record["found_by"] not in ("perceptual hash", "invisible watermark"):
             line = f"Signed by {where}, CHANGED since signing. " + line
         elif report.metadata_gone:
-            line = (f"{where}, found by perceptual hash: its Content Credentials and XMP are gone "
+            line = (f"{where}, found by {report.record['found_by']}: its Content Credentials and XMP are gone "
                     "(stripped or re-encoded). " + line)
         else:
             line = f"{where}. " + line
+    elif report.watermark:
+        line = (f"AI-generated by Estampille (invisible watermark), image ID {report.watermark['image_id']}: the "
+                "brand that published it can resolve its Content Credentials. " + line)
+    if report.foreign_watermark:
+        line += f" Carries {report.foreign_watermark}."
     if report.conflicts:
         line += " Layers disagree on: " + ", ".join(c["field"] for c in report.conflicts) + "."
     return line

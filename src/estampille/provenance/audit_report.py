@@ -22,11 +22,12 @@ from .credentials import short_source_type
 
 CSV_COLUMNS = ("file", "verdict", "c2pa_state", "c2pa_failures", "source_type", "generator", "signer", "issuer",
                "trusted_through", "xmp_source_type", "image_id", "found_by", "brand", "week", "model", "licence",
-               "commercial_use", "review", "conflicts", "error")
+               "commercial_use", "review", "conflicts", "error", "watermark")
 
 _env = Environment(loader=PackageLoader("estampille.provenance", "templates"),
                    autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
 _env.filters["source_type"] = short_source_type
+_env.filters["watermark_line"] = lambda report: watermark_line(report)
 
 
 def _active(report: AuditReport) -> dict:
@@ -50,6 +51,7 @@ def csv_row(report: AuditReport) -> dict[str, str]:
         "commercial_use": ours.get("commercial_use") or "",
         "review": ((ours.get("review") or {}).get("decision") or "") if ours else "",
         "conflicts": "; ".join(c["field"] for c in report.conflicts), "error": report.error or "",
+        "watermark": "" if report.error else watermark_line(report),
     }
 
 
@@ -122,6 +124,22 @@ def _manifest_lines(node: dict, depth: int, echo: Callable[[str], None]) -> None
         _manifest_lines(child, depth + 1, echo)
 
 
+def watermark_line(r: AuditReport) -> str:
+    """What the pixels carry: our invisible watermark (and how the copy was changed), another
+    tool's known mark, nothing, or not read (the file was traced by its exact bytes first)."""
+    if r.watermark:
+        w = r.watermark
+        changes = [f"rotated {w['rotation']:g}°"] if abs(w["rotation"]) > 0.3 else []
+        changes += ["mirrored"] if w["mirrored"] else []
+        return (f"Estampille, AI-generated, image ID {w['image_id']} ({w['method']} v{w['version']}"
+                + (f"; copy {', '.join(changes)}" if changes else "") + ")")
+    if r.foreign_watermark:
+        return r.foreign_watermark
+    if r.record and r.record.get("found_by") == "content hash":
+        return "not read (the file is one of ours to the byte)"
+    return "none found"
+
+
 def print_report(r: AuditReport, echo: Callable[[str], None]) -> None:
     """The terminal view of one file's audit."""
     echo(r.file)
@@ -140,6 +158,7 @@ def print_report(r: AuditReport, echo: Callable[[str], None]) -> None:
     else:
         xmp = "none"
     echo(f"  XMP: {xmp}" + ("  — metadata gone (stripped or re-encoded)" if r.metadata_gone else ""))
+    echo(f"  watermark: {watermark_line(r)}")
     if r.record:
         how = r.record["found_by"] + (f", distances {r.record['distances']}" if "distances" in r.record else "") + (
             f", {r.record['region']['inliers']} keypoints in place, their part {r.record['region']['reference_box']}"

@@ -5,6 +5,7 @@ things: one source type, one instance id, one data-mining policy, the model's na
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import mimetypes
 import secrets
@@ -16,6 +17,7 @@ from PIL import Image
 from ..errors import EstampilleError
 from ..paths import inside
 from ..records import Provenance, Render
+from . import soft_binding, watermark
 from .c2pa_manifest import ManifestSigner, generation_manifest, read_manifest
 from .identity import SignerIdentity
 from .xmp import COMPOSITE_TRAINED, TRAINED, XmpFields, png_with_xmp, xmp_packet
@@ -73,12 +75,46 @@ def software_agent(render: Render) -> dict[str, str]:
     return {"name": f"{name} {pipeline}", "version": version}
 
 
+STRENGTH_STEPS = (1.0, 1.25, 1.5)
+
+
+def platform_copy(image: Image.Image) -> Image.Image:
+    """What a social platform makes of an upload: 1080 px wide, JPEG q80 with 4:2:0 chroma."""
+    buffer = io.BytesIO()
+    image.resize((1080, round(1080 * image.height / image.width)), Image.Resampling.LANCZOS).save(
+        buffer, "JPEG", quality=80, subsampling=2)
+    return Image.open(buffer)
+
+
+def watermarked_pixels(render_image: Image.Image, image_id: str, settings,
+                       steps: tuple[float, ...] = STRENGTH_STEPS) -> tuple[Image.Image, dict | None]:
+    """The pixels that get signed: the raw render with the invisible mark (when the brand keeps it
+    on), and what the record says of the mark. The mark is read back from the file as signed and
+    from a platform copy of it; a picture that hides it poorly (small, noisy) is marked again a
+    little stronger (x1.25, x1.5), and the record says the strength used and what was read.
+    Deterministic: a re-render gives the same pixels."""
+    if settings is None or not settings.enabled:
+        return render_image, None
+    for step in steps:
+        strength = round(settings.strength * step, 4)
+        embedded = watermark.embed(render_image, image_id, strength)
+        mark = embedded.record(image_id, strength)
+        mark["read_back"] = {"as signed": watermark.detect(embedded.image).image_id == mark["payload"],
+                             "platform copy (1080 px JPEG q80 4:2:0)":
+                                 watermark.detect(platform_copy(embedded.image)).image_id == mark["payload"]}
+        if all(mark["read_back"].values()):
+            break
+    return embedded.image, mark
+
+
 def sign_render(render: Render, run_dir: Path, brand_name: str, week: str, rights, signer: ManifestSigner,
-                identity: SignerIdentity) -> Provenance:
-    """Write images/<id>.png (labelled and signed) and images/<id>.json; return the record."""
+                identity: SignerIdentity, mark_settings=None) -> Provenance:
+    """Write images/<id>.png (watermarked, labelled and signed) and images/<id>.json; return the record."""
     instance_id = f"xmp:iid:{uuid.uuid4()}"
     xmp = xmp_fields(render, rights, instance_id)
-    unsigned = png_with_xmp(Image.open(inside(run_dir, render.file)), xmp_packet(xmp))
+    pixels, mark = watermarked_pixels(Image.open(inside(run_dir, render.file)), render.image_id, mark_settings)
+    found = soft_binding.bindings(render.image_id if mark else None, pixels)
+    unsigned = png_with_xmp(pixels, xmp_packet(xmp))
     generation, salt = generation_record(render, rights.prompt_disclosure)
     ingredients = []
     if render.reference:
@@ -86,9 +122,13 @@ def sign_render(render: Render, run_dir: Path, brand_name: str, week: str, right
         mime = mimetypes.guess_type(reference.name)[0] or "image/png"
         ingredients.append(({"title": reference.name, "relationship": "inputTo"}, mime, reference.read_bytes()))
     file = Path("images") / f"{render.image_id}.png"
+    if mark:
+        generation["watermark"] = {k: mark[k] for k in ("method", "version", "strength", "payload")}
     manifest = generation_manifest(file.name, xmp.digital_source_type,
                                    software_agent(render),
-                                   generation, rights.data_mining, instance_id)
+                                   generation, rights.data_mining, instance_id,
+                                   [soft_binding.watermarked_action(mark)] if mark else [],
+                                   soft_binding.assertions(found))
     signed = signer.sign(unsigned, "image/png", manifest, ingredients)
     report = read_manifest(signed, "image/png", identity.trust_anchor_pem)
     if report.state not in ("Valid", "Trusted"):
@@ -99,7 +139,8 @@ def sign_render(render: Render, run_dir: Path, brand_name: str, week: str, right
     record = Provenance(image_id=render.image_id, file=str(file), sidecar=str(sidecar),
                         sha256=hashlib.sha256(signed).hexdigest(), digital_source_type=xmp.digital_source_type,
                         c2pa_state=report.state, signer=identity.subject, prompt_disclosure=rights.prompt_disclosure,
-                        prompt_salt=salt, instance_id=instance_id, xmp=vars(xmp))
+                        prompt_salt=salt, instance_id=instance_id, xmp=vars(xmp), watermark=mark,
+                        soft_bindings=found)
     (run_dir / sidecar).write_text(json.dumps(
         {"provenance": record.model_dump(mode="json"), "render": render.model_dump(mode="json"),
          "xmp": vars(xmp), "brand": brand_name, "week": week}, indent=2, ensure_ascii=False))

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..brand import WatermarkSettings
 from ..errors import EstampilleError
 from ..paths import file_sha256
 from ..records import Render
@@ -59,3 +60,28 @@ def rerender(record: dict, settings: Settings, original: Path | None = None) -> 
     difference = np.abs(np.asarray(result.image, dtype=np.int16) -
                         np.asarray(Image.open(original).convert("RGB"), dtype=np.int16))
     return Rerendered(result.image, identical, int((difference.max(axis=-1) > 0).sum()), int(difference.max()))
+
+
+@dataclass(frozen=True)
+class SignedPixels:
+    identical: bool
+    differing_pixels: int
+    file: str
+
+
+def compare_signed(image: Image.Image, signed: dict, signed_path: Path) -> SignedPixels | None:
+    """Mark a re-created render as signing did (same method, strength and payload) and compare it
+    with the signed file's pixels: the watermark is deterministic, so they must be the same.
+    None when the image was signed without a mark or its signed file is gone."""
+    from ..provenance.sign import watermarked_pixels
+
+    mark = signed.get("watermark")
+    if not mark or not signed_path.is_file():
+        return None
+
+    # The strength the signed file was marked with (its record), not the brand's setting of today.
+    settings = WatermarkSettings(enabled=True, strength=mark["strength"])
+    marked, _ = watermarked_pixels(image, signed["image_id"], settings, steps=(1.0,))
+    difference = np.asarray(marked, dtype=np.int16) - np.asarray(Image.open(signed_path).convert("RGB"), dtype=np.int16)
+    differing = int((np.abs(difference).max(axis=-1) > 0).sum())
+    return SignedPixels(differing == 0, differing, signed["file"])

@@ -15,7 +15,7 @@ from fastapi.responses import PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from . import actions, pages
+from . import actions, pages, resolver
 from .security import SECURITY_HEADERS, Gate, session_secret
 from .site import Site, WebConfig
 
@@ -69,6 +69,7 @@ def create_app(config: WebConfig) -> FastAPI:
 
     app.include_router(pages.router)
     app.include_router(actions.router)
+    app.include_router(resolver.router)      # the C2PA soft-binding resolution API (read-only)
     return app
 
 
