@@ -164,6 +164,9 @@ def main() -> None:
                 break
         first = first[:1000]
     ingest_s = time.perf_counter() - started
+    from estampille.lookalike.engine import verify_thresholds
+
+    print(f"verification thresholds: {verify_thresholds()}")
     print(f"index: {store.count():,} references from {len(reference_pictures)} pictures "
           f"({ingest_s:.0f} s to build); {len(query_pictures)} query pictures", flush=True)
 

@@ -217,9 +217,11 @@ def test_cli_check_prints_json_per_file_and_exit_status(tmp_path, capsys):
     results = json.loads(capsys.readouterr().out)
     assert [r["file"] for r in results] == [str(copy), str(clean)]
     match = results[0]["matches"][0]
-    # Today's keys stay; the two-tier engine adds which tier decided and the matched region.
+    # Today's keys stay; the two-tier engine adds which tier decided and the matched region, and
+    # verification the grade, whether it blocks and why.
     assert set(match) == {"competitor", "source", "distances", "verdict", "captured", "rights",
-                          "tier", "reasons", "region", "inliers"}
+                          "tier", "reasons", "region", "inliers", "grade", "blocking", "verification"}
+    assert match["grade"] == "copy" and match["blocking"] is True
     assert match["competitor"] == "Boulangerie Dorée" and match["source"].endswith("boulangerie-doree-07.jpg")
     assert match["verdict"] == "lookalike" and match["distances"]["phash"] <= calibrated().phash
     assert results[1] == {"file": str(clean), "matches": [], "error": None}
