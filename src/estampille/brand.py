@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import ConfigError
-from .notify import NotifySettings
+from .notify_settings import NotifySettings
 from .paths import brand_slug
 from .platforms import PLATFORM_LIMITS
-from .review.schedulers import PublishSettings
+from .publish_settings import PublishSettings
 from .yaml_source import YamlSource
 
 BRAND_FILE = "brand.yaml"
@@ -363,7 +363,7 @@ def load_calendars(folder: Path, brand: Brand, files: list[Path] | None = None) 
     merged, sources, seen = Calendar(), [], {}  # type: ignore[var-annotated]
     for path in files:
         if path.suffix.lower() in (".csv", ".xlsx"):
-            calendar, source = read_calendar(path)
+            calendar, source = read_calendar(path, Calendar)
         else:
             source = YamlSource(path)
             calendar = source.validate(Calendar)

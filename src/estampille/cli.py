@@ -616,7 +616,7 @@ def calendar_check(file: Path = typer.Argument(..., help="calendar.yaml, .csv or
                    ) -> None:
     """Read a calendar file as the batch will and print the week's posts; a bad cell names its row
     and column. Writes nothing."""
-    from .calendar_sheet import week_plan
+    from .calendar_check import week_plan
 
     for line in week_plan(file, brand, week):
         typer.echo(line)

@@ -17,44 +17,10 @@ import datetime as dt
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from ..publish_settings import PublishSettings
 
-SCHEDULERS = ("hootsuite", "sprout", "agorapulse")
-ALIASES = {"sprout social": "sprout", "sprout-social": "sprout", "sproutsocial": "sprout"}
-# Asked for in the issue; no bulk-upload format documented where we could look (README).
-UNDOCUMENTED = {"buffer": "Buffer", "later": "Later", "meta": "Meta Business Suite",
-                "meta business suite": "Meta Business Suite", "facebook business suite": "Meta Business Suite"}
 SPROUT_MIN_GAP = dt.timedelta(minutes=10)   # Sprout: "at least 10 minutes apart from one another"
-
-
-class PublishSettings(BaseModel):
-    """`publish:` in brand.yaml: which schedulers' bulk files `estampille publish` writes, and where
-    the brand serves its published images (`image_base_url`: the web address of the brand's output
-    folder, `out/<brand>/`; an image's URL is `<base>/<week>/export/<platform>/<file>`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schedulers: list[Literal["hootsuite", "sprout", "agorapulse"]] = ["hootsuite"]
-    image_base_url: str | None = Field(default=None, pattern=r"^https?://")
-    date_order: Literal["day-first", "month-first"] = "day-first"   # Sprout's import preference
-
-    @field_validator("schedulers", mode="before")
-    @classmethod
-    def _known(cls, value):
-        if not isinstance(value, list):
-            return value
-        names = []
-        for name in value:
-            key = " ".join(str(name).lower().split())
-            if key in UNDOCUMENTED:
-                raise ValueError(f"{UNDOCUMENTED[key]}: no documented bulk-upload format was found, so none is "
-                                 f"written (README, 'Scheduler exports'); choose among {', '.join(SCHEDULERS)}")
-            names.append(ALIASES.get(key, key))
-        if len(set(names)) != len(names):
-            raise ValueError("a scheduler is listed twice")
-        return names
 
 
 @dataclass(frozen=True)
