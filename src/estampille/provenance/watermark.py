@@ -32,10 +32,12 @@ reproduces the signed file's pixels exactly.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import bchlib  # type: ignore[import-not-found]  # a C extension without type information
 import cv2
@@ -468,12 +470,30 @@ def _refine(candidate: tuple, peaks) -> list[tuple]:
 def sdxl_default_mark(image: Image.Image) -> bool:
     """Whether the picture carries the fixed 48-bit dwtDct mark diffusers' SDXL pipelines add to
     every image (invisible-watermark): it names the model family, not the image."""
-    try:
-        from imwatermark import WatermarkDecoder  # type: ignore[import-untyped]
-    except ImportError:          # the detector is optional; without it this layer is not read
+    decoder = _dwt_dct_decoder()
+    if decoder is None:          # the detector is optional; without it this layer is not read
         return False
     rgb = np.asarray(image.convert("RGB"))
     if min(rgb.shape[:2]) < 256:
         return False
-    bits = WatermarkDecoder("bits", 48).decode(np.ascontiguousarray(rgb[..., ::-1]), "dwtDct")
+    bits = decoder(watermarks=[], wmLen=48).decode(np.ascontiguousarray(rgb[..., ::-1]))
     return sum(int(a == b) for a, b in zip(bits, SDXL_BITS, strict=False)) >= SDXL_MIN_MATCH
+
+
+@functools.lru_cache(maxsize=1)
+def _dwt_dct_decoder():
+    """invisible-watermark's dwtDct codec (`imwatermark/maxDct.py`), loaded on its own: the package's
+    __init__ imports its RivaGAN module, which imports torch (~300 MB), and the audit worker processes
+    that read marks must stay small (tests/test_web_load.py bounds the server's memory)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("imwatermark")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "maxDct.py"
+    module_spec = importlib.util.spec_from_file_location("estampille_imwatermark_maxdct", path)
+    if module_spec is None or module_spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.EmbedMaxDct
