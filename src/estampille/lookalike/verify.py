@@ -292,7 +292,10 @@ def verify(view: QueryView, reference: np.ndarray | None, transform: Iterable[fl
         if refined is not None:
             sampled, valid = _warp(view, refined)
             score, textured = agreement(prepared, sampled, valid, thresholds)
-            if (thresholds.passes(score, textured), score, textured) > (thresholds.passes(*best[:2]), *best[:2]):
+            # ECC can line up a handful of blocks of two unrelated pictures (it maximises their correlation):
+            # a refined placement must show the full number of detailed blocks.
+            full = textured >= thresholds.min_textured and score >= thresholds.min_agreement
+            if full and (True, score, textured) > (thresholds.passes(*best[:2]), *best[:2]):
                 best = (score, textured, best[2] + ", refined", refined, valid)
     score, textured, name, matrix, valid = best
     shown = float(valid.mean())
