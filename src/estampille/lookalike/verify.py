@@ -14,8 +14,9 @@ it is not clear-cut, and it is scored block by block: the share of detailed 8 x 
 normalised cross-correlation is high, once each block's mean and linear ramp are removed (so it
 ignores recolouring, contrast and grey conversion, and smooth gradients count for nothing). Blocks
 that are one straight edge do not count either. A copy, a crop or a screenshot of a picture agrees in
-most of its blocks; two pictures that merely share a layout agree in few, since their detail differs. The thresholds were chosen by measurement on real photographs
-(bench/lookalike_verification.py): see thresholds.json ("verification").
+most of its blocks; two pictures that merely share a layout agree in few, since their detail differs.
+The thresholds were chosen by measurement on real photographs and real pictures from Debian packages
+(bench/lookalike_verification.py, bench/lookalike_false_flags.py): see thresholds.json ("verification").
 
 The grades that come out (see `Grade`):
 - copy: the whole reference is in the query, or the query is the whole reference;
@@ -52,19 +53,20 @@ BLOCKING: frozenset[str] = frozenset({"copy", "derived", "unverified"})
 
 @dataclass(frozen=True)
 class VerifyThresholds:
-    """Chosen with bench/lookalike_verification.py (thresholds.json, "verification")."""
+    """Chosen with bench/lookalike_verification.py (thresholds.json, "verification", is what runs;
+    these defaults are the same values)."""
 
-    min_textured: int = 10         # textured blocks the placement must show (of 256)
-    block_ncc: float = 0.5         # a block agrees when its correlation reaches this
-    min_agreement: float = 0.5     # share of textured blocks that must agree
+    min_textured: int = 16         # textured blocks the placement must show (of 256)
+    block_ncc: float = 0.6         # a block agrees when its correlation reaches this
+    min_agreement: float = 0.6     # share of textured blocks that must agree
     texture_std: float = 3.0       # grey-level std of a block for it to count as textured
     # A block that is one straight edge (structure-tensor coherence near 1) agrees with any other picture
     # that has an edge there: the outline of a centred subject is layout, not content. Only blocks with
     # detail in more than one direction count.
-    max_coherence: float = 0.8
+    max_coherence: float = 0.95
     # Only blocks whose eight neighbours are textured too: the inside of the picture's detail, not the
     # rim where a subject meets a plain ground (two subjects of one outline agree along it).
-    interior: bool = True
+    interior: bool = False
     whole: float = 0.8             # overlap of both pictures above which a derived part is a copy
     # A low-detail picture (a soft photo, a galaxy on black) shows few detailed blocks: a copy of it
     # agrees in all of them, while unrelated low-detail pictures agreed in 60-92% (false flags at 10,000
