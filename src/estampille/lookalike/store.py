@@ -251,14 +251,16 @@ class ReferenceStore:
         from .features import reference_thumbnail
 
         found: dict[int, np.ndarray | None] = {}
-        places = self.rows_of(ids)
-        sources = self.describe([i for i in places])
-        for reference, (number, row) in places.items():
+        missing: list[int] = []
+        for reference, (number, row) in self.rows_of(ids).items():
             shard = self.load_features(number)
             if shard is not None and shard.thumbnails is not None:
                 found[reference] = np.asarray(shard.thumbnails[row])
             else:
-                found[reference] = reference_thumbnail(sources[reference]["source"])
+                missing.append(reference)
+        # Only references of older shards cost a catalog look-up and a decode of their file.
+        for reference, described in self.describe(missing).items():
+            found[reference] = reference_thumbnail(described["source"])
         return found
 
     def shards_without_features(self) -> list[int]:
