@@ -41,19 +41,59 @@ def make_files(folder: Path, home: Path, ledger_url: str, count: int, size: int)
         pixels = ((rgb + 1) * 127.5 + rng.normal(0, 2, rgb.shape)).clip(0, 255).astype(np.uint8)
         image = Image.fromarray(pixels)
         image_id = f"img-bench-{i:05d}"
-        fields = XmpFields(TRAINED, "bench model", "weights sha256:0", None, "Bench", "Bench", "(c)", "https://x",
-                           "Bench", "https://x", "prohibited", f"xmp:iid:{i}", f"xmp.did:{i}")
-        data = signer.sign(png_with_xmp(image, xmp_packet(fields)), "image/png",   # Pillow's default zlib level
-                           generation_manifest(f"{image_id}.png", TRAINED, {"name": "bench", "version": "0"},
-                                               {"image_id": image_id, "model": "bench"}, "prohibited", f"xmp:iid:{i}"),
-                           [])
+        fields = XmpFields(
+            TRAINED,
+            "bench model",
+            "weights sha256:0",
+            None,
+            "Bench",
+            "Bench",
+            "(c)",
+            "https://x",
+            "Bench",
+            "https://x",
+            "prohibited",
+            f"xmp:iid:{i}",
+            f"xmp.did:{i}",
+        )
+        data = signer.sign(
+            png_with_xmp(image, xmp_packet(fields)),
+            "image/png",  # Pillow's default zlib level
+            generation_manifest(
+                f"{image_id}.png",
+                TRAINED,
+                {"name": "bench", "version": "0"},
+                {"image_id": image_id, "model": "bench"},
+                "prohibited",
+                f"xmp:iid:{i}",
+            ),
+            [],
+        )
         (folder / f"{image_id}.png").write_bytes(data)
-        model = {"id": "bench", "name": "bench model", "revision": None, "weights_sha256": "0",
-                 "pipeline_class": "Bench", "licence": "Apache-2.0", "commercial_use": "yes", "test_model": True}
-        ledger.append("render.created", image_id, {"image_id": image_id, "sha256": "raw", "model": model,
-                                                   "fingerprints": fingerprints(image)}, brand="bench", week="2026-W50")
-        ledger.append("provenance.signed", f"sign-{image_id}", {"image_id": image_id, "sha256": hashlib.sha256(data).hexdigest(),
-                                                               "signer": identity.subject}, brand="bench", week="2026-W50")
+        model = {
+            "id": "bench",
+            "name": "bench model",
+            "revision": None,
+            "weights_sha256": "0",
+            "pipeline_class": "Bench",
+            "licence": "Apache-2.0",
+            "commercial_use": "yes",
+            "test_model": True,
+        }
+        ledger.append(
+            "render.created",
+            image_id,
+            {"image_id": image_id, "sha256": "raw", "model": model, "fingerprints": fingerprints(image)},
+            brand="bench",
+            week="2026-W50",
+        )
+        ledger.append(
+            "provenance.signed",
+            f"sign-{image_id}",
+            {"image_id": image_id, "sha256": hashlib.sha256(data).hexdigest(), "signer": identity.subject},
+            brand="bench",
+            week="2026-W50",
+        )
     ledger.close()
     signer.close()
 
@@ -81,11 +121,17 @@ def main() -> None:
         made = time.perf_counter() - started
         megabytes = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
         env = {**os.environ, "ESTAMPILLE_HOME": str(home), "ESTAMPILLE_LEDGER_URL": ledger_url}
-        rows = [("audit DIR --json", timed([str(BIN / "estampille"), "audit", str(folder), "--json"], env)),
-                ("audit DIR --report audit.html", timed([str(BIN / "estampille"), "audit", str(folder), "--report",
-                                                         str(root / "audit.html")], env))]
-    print(f"\n{args.files} signed {args.size}x{args.size} PNGs ({megabytes:.0f} MB; made in {made:.0f} s), "
-          f"{os.cpu_count()} cores, target 30 s per 1,000 files")
+        rows = [
+            ("audit DIR --json", timed([str(BIN / "estampille"), "audit", str(folder), "--json"], env)),
+            (
+                "audit DIR --report audit.html",
+                timed([str(BIN / "estampille"), "audit", str(folder), "--report", str(root / "audit.html")], env),
+            ),
+        ]
+    print(
+        f"\n{args.files} signed {args.size}x{args.size} PNGs ({megabytes:.0f} MB; made in {made:.0f} s), "
+        f"{os.cpu_count()} cores, target 30 s per 1,000 files"
+    )
     print(f"{'command':<32} {'seconds':>8} {'ms/file':>8} {'s per 1,000':>12}")
     for name, seconds in rows:
         print(f"{name:<32} {seconds:>8.1f} {1000 * seconds / args.files:>8.1f} {1000 * seconds / args.files:>12.1f}")

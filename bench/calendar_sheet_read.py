@@ -34,13 +34,25 @@ LANGS = ("fr", "en")
 
 def posts(n: int) -> list[dict]:
     start = dt.date(2026, 1, 5)
-    return [{"id": f"post-{i}", "date": start + dt.timedelta(days=i // 4), "time": f"{8 + i % 10:02d}:30",
-             "platform": PLATFORMS[i % 4], "language": LANGS[i % 2], "brief": f"Brief numéro {i}, pain et levain.",
-             "facts": [f"{i % 9},50 €", "samedi matin"], "strength": 0.6} for i in range(n)]
+    return [
+        {
+            "id": f"post-{i}",
+            "date": start + dt.timedelta(days=i // 4),
+            "time": f"{8 + i % 10:02d}:30",
+            "platform": PLATFORMS[i % 4],
+            "language": LANGS[i % 2],
+            "brief": f"Brief numéro {i}, pain et levain.",
+            "facts": [f"{i % 9},50 €", "samedi matin"],
+            "strength": 0.6,
+        }
+        for i in range(n)
+    ]
 
 
-WEEKLY = [{"id": f"weekly-{d}", "every": d, "platform": "instagram", "language": "fr", "brief": "Le pain de {week}."}
-          for d in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")]
+WEEKLY = [
+    {"id": f"weekly-{d}", "every": d, "platform": "instagram", "language": "fr", "brief": "Le pain de {week}."}
+    for d in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+]
 
 
 def write_files(folder: Path, rows: list[dict]) -> dict[str, Path]:
@@ -51,14 +63,28 @@ def write_files(folder: Path, rows: list[dict]) -> dict[str, Path]:
     header = ["ID", "Date", "Heure", "Plateforme", "Langue", "Sujet", "Faits", "Force", "Chaque"]
 
     def table(date_of, strength_of):
-        body = [[r["id"], date_of(r["date"]), r["time"], r["platform"], r["language"], r["brief"],
-                 "\n".join(r["facts"]), strength_of(r["strength"]), ""] for r in rows]
+        body = [
+            [
+                r["id"],
+                date_of(r["date"]),
+                r["time"],
+                r["platform"],
+                r["language"],
+                r["brief"],
+                "\n".join(r["facts"]),
+                strength_of(r["strength"]),
+                "",
+            ]
+            for r in rows
+        ]
         body += [[w["id"], "", "09:00", w["platform"], w["language"], w["brief"], "", "", w["every"]] for w in WEEKLY]
         return [header] + body
 
     files["French Excel CSV (cp1252, ;)"] = folder / "french.csv"
     with files["French Excel CSV (cp1252, ;)"].open("w", newline="", encoding="cp1252") as f:
-        csv.writer(f, delimiter=";").writerows(table(lambda d: d.strftime("%d/%m/%Y"), lambda s: str(s).replace(".", ",")))
+        csv.writer(f, delimiter=";").writerows(
+            table(lambda d: d.strftime("%d/%m/%Y"), lambda s: str(s).replace(".", ","))
+        )
     files["Google Sheets CSV (UTF-8, ,)"] = folder / "sheets.csv"
     with files["Google Sheets CSV (UTF-8, ,)"].open("w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows(table(lambda d: d.isoformat(), str))
@@ -67,8 +93,12 @@ def write_files(folder: Path, rows: list[dict]) -> dict[str, Path]:
     book = Workbook()
     sheet = book.active
     for line in table(lambda d: d, lambda s: s):
-        sheet.append([dt.datetime.strptime(v, "%H:%M").time() if isinstance(v, str) and len(v) == 5 and v[2] == ":"
-                      else v for v in line])
+        sheet.append(
+            [
+                dt.datetime.strptime(v, "%H:%M").time() if isinstance(v, str) and len(v) == 5 and v[2] == ":" else v
+                for v in line
+            ]
+        )
     files["XLSX (date and time cells)"] = folder / "calendar.xlsx"
     book.save(files["XLSX (date and time cells)"])
     return files
@@ -95,8 +125,10 @@ def main() -> None:
             results[label] = statistics.median(times)
     base = results["calendar.yaml (baseline)"]
     rows = args.rows + len(WEEKLY)
-    print(f"{rows} calendar rows ({args.rows} dated, {len(WEEKLY)} weekly), load_calendars with brand checks, "
-          f"median of {args.repeat}")
+    print(
+        f"{rows} calendar rows ({args.rows} dated, {len(WEEKLY)} weekly), load_calendars with brand checks, "
+        f"median of {args.repeat}"
+    )
     print(f"{'file':34} {'seconds':>8} {'rows/s':>9} {'ratio':>6}")
     for label, seconds in results.items():
         print(f"{label:34} {seconds:8.3f} {rows / seconds:9.0f} {seconds / base:6.2f}")

@@ -26,9 +26,13 @@ def main() -> None:
     parser.add_argument("--distractors", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="default: the engine's thresholds.json")
-    parser.add_argument("--budget", type=float, default=None,
-                        help="false-positive rate allowed per hash (default: 2e-4 pHash, 5e-4 window, 2e-4 PDQ); "
-                             "a corpus of millions needs ~1e-7")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="false-positive rate allowed per hash (default: 2e-4 pHash, 5e-4 window, 2e-4 PDQ); "
+        "a corpus of millions needs ~1e-7",
+    )
     args = parser.parse_args()
     from estampille.lookalike import engine
     from estampille.lookalike.hashing import pipeline_id
@@ -36,19 +40,35 @@ def main() -> None:
 
     started = time.perf_counter()
     originals, copies, distractors = benchset.build(REPO, args.scenes, args.distractors, args.seed)
-    print(f"set: {len(originals)} originals, {len(copies)} copies, {len(distractors)} distractors "
-          f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    print(
+        f"set: {len(originals)} originals, {len(copies)} copies, {len(distractors)} distractors "
+        f"({time.perf_counter() - started:.0f} s)",
+        file=sys.stderr,
+    )
     distances = calibration.measure(originals, copies, distractors)
     budget = {k: args.budget for k in calibration.BUDGET} if args.budget else calibration.BUDGET
     thresholds = calibration.choose(distances, budget)
     summary = calibration.report(distances, thresholds)
     out = args.out or engine.THRESHOLDS_FILE
-    out.write_text(json.dumps({"thresholds": summary["thresholds"], "pipeline": pipeline_id(),
-                               "calibrated_on": {"seed": args.seed, "originals": len(originals), "copies": len(copies),
-                                                 "distractors": len(distractors),
-                                                 "negative_pairs": summary["negative_pairs"]},
-                               "budget": budget,
-                               "false_positive_rate": summary["false_positive_rate"]}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "thresholds": summary["thresholds"],
+                "pipeline": pipeline_id(),
+                "calibrated_on": {
+                    "seed": args.seed,
+                    "originals": len(originals),
+                    "copies": len(copies),
+                    "distractors": len(distractors),
+                    "negative_pairs": summary["negative_pairs"],
+                },
+                "budget": budget,
+                "false_positive_rate": summary["false_positive_rate"],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(json.dumps(summary, indent=2))
     print(f"written {out} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 

@@ -38,26 +38,47 @@ def main(argv: list[str] | None = None) -> int:
         slot = Slot(slot_id=f"{args.week}/{post.id}", brand="demo", week=args.week, post=post)
         others: list[str] = []
         for variant in range(args.variants):
-            draft = write_draft(model, bundle.brand, slot, variant, guardrails, f"bench-{variant}",
-                                others=others, brand_dir=bundle.folder)
+            draft = write_draft(
+                model,
+                bundle.brand,
+                slot,
+                variant,
+                guardrails,
+                f"bench-{variant}",
+                others=others,
+                brand_dir=bundle.folder,
+            )
             others.append(draft.caption)
             first = not draft.llm["calls"][0].get("quality") and "problem" not in draft.llm["calls"][0]
             first_ok += first
             kept_ok += draft.quality["passed"]
             calls += draft.llm["attempts"]
             kinds.update(draft.quality["kinds"])
-            rows.append((post.id, variant, post.language, first, draft.quality["passed"], draft.llm["attempts"],
-                         "; ".join(draft.quality["problems"])[:110]))
+            rows.append(
+                (
+                    post.id,
+                    variant,
+                    post.language,
+                    first,
+                    draft.quality["passed"],
+                    draft.llm["attempts"],
+                    "; ".join(draft.quality["problems"])[:110],
+                )
+            )
             if args.show:
                 print(f"--- {post.id}#{variant} ({post.language}): {draft.caption}")
     elapsed = time.perf_counter() - started
     n = len(rows)
     print(f"\n{'post':<22}{'var':>4}{'lang':>5}{'1st ok':>7}{'kept ok':>8}{'calls':>6}  problems of the kept draft")
     for post_id, variant, lang, first, kept, attempts, problems in rows:
-        print(f"{post_id:<22}{variant:>4}{lang:>5}{'yes' if first else 'no':>7}{'yes' if kept else 'no':>8}"
-              f"{attempts:>6}  {problems}")
-    print(f"\nvariants {n}; first answer passes the gate {first_ok / n:.0%}; kept draft passes {kept_ok / n:.0%}; "
-          f"{calls / n:.2f} calls and {elapsed / n:.1f} s per variant")
+        print(
+            f"{post_id:<22}{variant:>4}{lang:>5}{'yes' if first else 'no':>7}{'yes' if kept else 'no':>8}"
+            f"{attempts:>6}  {problems}"
+        )
+    print(
+        f"\nvariants {n}; first answer passes the gate {first_ok / n:.0%}; kept draft passes {kept_ok / n:.0%}; "
+        f"{calls / n:.2f} calls and {elapsed / n:.1f} s per variant"
+    )
     print("problem kinds among kept drafts:", dict(kinds) or "none")
     return 0
 

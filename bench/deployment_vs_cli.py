@@ -72,8 +72,14 @@ def main() -> None:
         env = fresh_env(Path(tmp) / "worker")
         run_id = asyncio.run(scheduled_run(monday))
         started = time.perf_counter()
-        subprocess.run([str(BIN / "prefect"), "worker", "start", "--pool", "estampille", "--run-once"],
-                       env=env, cwd=tmp, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [str(BIN / "prefect"), "worker", "start", "--pool", "estampille", "--run-once"],
+            env=env,
+            cwd=tmp,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         worker_s = time.perf_counter() - started
         state, start, end = asyncio.run(final_state(run_id))
         assert state.is_completed(), state
@@ -81,10 +87,15 @@ def main() -> None:
         assert (Path(tmp) / "worker" / "out" / "demo" / args.week / "review.html").is_file()
 
         env = fresh_env(Path(tmp) / "cli")
-        env.pop("PREFECT_API_URL", None)           # the CLI's default: Prefect's local mode
+        env.pop("PREFECT_API_URL", None)  # the CLI's default: Prefect's local mode
         started = time.perf_counter()
-        subprocess.run([str(BIN / "estampille"), "run", "--brand", str(REPO / "brand_assets" / "demo"),
-                        "--week", args.week], env=env, cwd=tmp, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [str(BIN / "estampille"), "run", "--brand", str(REPO / "brand_assets" / "demo"), "--week", args.week],
+            env=env,
+            cwd=tmp,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         cli_s = time.perf_counter() - started
         rows.append(("estampille run (local mode)", cli_s, None))
     print(f"\nweek {args.week}, scheduled {monday.isoformat()}, {os.cpu_count()} cores")

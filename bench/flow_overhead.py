@@ -31,8 +31,13 @@ def make_brand(work: Path, posts: int) -> Path:
     lines = ["posts:"]
     for i in range(posts):
         day = dt.date(2026, 11, 23) + dt.timedelta(days=i % 7)
-        lines += [f"  - id: post-{i:03d}", f"    date: {day}", f"    platform: {'instagram' if i % 2 else 'linkedin'}",
-                  f"    language: {'fr' if i % 2 else 'en'}", f"    brief: Pain numéro {i}, croûte dorée et mie souple."]
+        lines += [
+            f"  - id: post-{i:03d}",
+            f"    date: {day}",
+            f"    platform: {'instagram' if i % 2 else 'linkedin'}",
+            f"    language: {'fr' if i % 2 else 'en'}",
+            f"    brief: Pain numéro {i}, croûte dorée et mie souple.",
+        ]
     (brand / "calendar.yaml").write_text("\n".join(lines) + "\n")
     return brand
 
@@ -42,9 +47,13 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=200)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-flow-"))
-    os.environ.update(ESTAMPILLE_HOME=str(work / "home"), PREFECT_HOME=str(work / "prefect"),
-                      PREFECT_LOGGING_LEVEL="ERROR", PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                      PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180")
+    os.environ.update(
+        ESTAMPILLE_HOME=str(work / "home"),
+        PREFECT_HOME=str(work / "prefect"),
+        PREFECT_LOGGING_LEVEL="ERROR",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
+    )
     (work / "prefect").mkdir()
     from PIL import Image
 
@@ -59,7 +68,7 @@ def main() -> None:
     os.environ.update(ESTAMPILLE_LLM_BASE_URL=server.base_url, ESTAMPILLE_LLM_MODEL="fake")
     blank = Image.new("RGB", (64, 64), "white")
 
-    class NoOpRenderer:   # a `Renderer` (render/renderer.py) without a model
+    class NoOpRenderer:  # a `Renderer` (render/renderer.py) without a model
         device = "cpu"
 
         def weights_id(self):
@@ -72,8 +81,16 @@ def main() -> None:
             return {"scheduler": {"class": "none", "config": {}}, "versions": {"noop": "1"}}
 
         def describe(self):
-            return {"id": "noop", "revision": None, "weights_sha256": "0" * 64, "pipeline_class": "NoOp",
-                    "licence": "Apache-2.0", "commercial_use": "yes", "licence_source": "bench", "test_model": True}
+            return {
+                "id": "noop",
+                "revision": None,
+                "weights_sha256": "0" * 64,
+                "pipeline_class": "NoOp",
+                "licence": "Apache-2.0",
+                "commercial_use": "yes",
+                "licence_source": "bench",
+                "test_model": True,
+            }
 
         def render(self, jobs, batch_size, *, pad=False):
             return (Rendered(j, blank, 0.0, batch_size) for j in jobs)
@@ -90,6 +107,7 @@ def main() -> None:
                 return __original(self, *a, **k)
             finally:
                 ledger_time[0] += time.perf_counter() - started
+
         setattr(Ledger, name, timed)
 
     brand = make_brand(work, args.posts)
@@ -97,12 +115,14 @@ def main() -> None:
 
     from flows.weekly_batch import weekly_batch
 
-    flow(lambda: None, name="warm-up")()     # start Prefect's local server before timing
-    stages.run_batch(brand, "2026-W48", Settings.from_env(out=work / "warm-up"))   # load the sentence model etc.
-    runs = {"plain loop (baseline)": lambda out: stages.run_batch(brand, "2026-W48", Settings.from_env(out=out)),
-            "Prefect flow": lambda out: weekly_batch(str(brand), "2026-W48", str(out))}
+    flow(lambda: None, name="warm-up")()  # start Prefect's local server before timing
+    stages.run_batch(brand, "2026-W48", Settings.from_env(out=work / "warm-up"))  # load the sentence model etc.
+    runs = {
+        "plain loop (baseline)": lambda out: stages.run_batch(brand, "2026-W48", Settings.from_env(out=out)),
+        "Prefect flow": lambda out: weekly_batch(str(brand), "2026-W48", str(out)),
+    }
     results: dict[str, tuple] = {}
-    for repeat in range(2):                  # alternate, keep the faster of two of each
+    for repeat in range(2):  # alternate, keep the faster of two of each
         for label, run in runs.items():
             ledger_time[0] = 0.0
             out = work / f"{label.split()[0]}-{repeat}"

@@ -50,8 +50,13 @@ def _load(path: str) -> Image.Image | None:
 
 def _fit(image: Image.Image, side: int = SIDE) -> Image.Image:
     scale = side / max(image.size)
-    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                        Image.Resampling.BICUBIC) if scale < 1 else image
+    return (
+        image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BICUBIC
+        )
+        if scale < 1
+        else image
+    )
 
 
 def _encode(image: Image.Image) -> bytes:
@@ -118,15 +123,15 @@ def build(store, reference_pictures: list[str], sizes: list[int], seed: int) -> 
             entries, hashes, features = [], [], []
             while made < bound:
                 path = reference_pictures[(made // per_picture) % len(reference_pictures)]
-                offset = made % per_picture          # a size step can end in the middle of a picture's regions
+                offset = made % per_picture  # a size step can end in the middle of a picture's regions
                 datas = regions(path, per_picture, seed + made // (per_picture * len(reference_pictures)))
-                datas = datas[offset:offset + bound - made]
+                datas = datas[offset : offset + bound - made]
                 for n, (h, f) in enumerate(pool.map(_reference, datas, chunksize=16)):
                     entries.append(Entry(f"{path}#{made + n}", "bench", str(made + n)))
                     hashes.append(h)
                     features.append(f)
                 if len(first) < 1000:
-                    first += datas[:1000 - len(first)]
+                    first += datas[: 1000 - len(first)]
                 made += len(datas) if datas else per_picture - offset
             store.add(entries, hashes, features)
             print(f"  indexed {start:,}..{made:,}", flush=True)
@@ -171,8 +176,11 @@ def main() -> None:
     from estampille.lookalike.engine import verify_thresholds
 
     print(f"verification thresholds: {verify_thresholds()}")
-    print(f"index: {store.count():,} references from {len(reference_pictures)} pictures "
-          f"({ingest_s:.0f} s to build); {len(query_pictures)} query pictures", flush=True)
+    print(
+        f"index: {store.count():,} references from {len(reference_pictures)} pictures "
+        f"({ingest_s:.0f} s to build); {len(query_pictures)} query pictures",
+        flush=True,
+    )
 
     # Unrelated queries: whole query pictures and regions of them, plus scikit-image's photographs.
     unrelated: list[bytes] = []
@@ -182,15 +190,17 @@ def main() -> None:
         found = regions(path, per, args.seed + 7)
         unrelated += found
         labels += [f"{path}#{k}" for k in range(len(found))]
-    order = rng.permutation(len(unrelated))[:args.unrelated]
+    order = rng.permutation(len(unrelated))[: args.unrelated]
     unrelated, labels = [unrelated[i] for i in order], [labels[i] for i in order]
     for name, image in benchset.real_photos():
         unrelated.append(_encode(image))
         labels.append(f"skimage:{name}")
     # Copies of references in the first 1,000.
     picks = rng.choice(min(1000, len(first)), size=min(args.originals, len(first)), replace=False)
-    originals = [benchset.Original(f"ref{int(i)}", f"ref{int(i)}", Image.open(io.BytesIO(first[int(i)])).convert("RGB"))
-                 for i in picks]
+    originals = [
+        benchset.Original(f"ref{int(i)}", f"ref{int(i)}", Image.open(io.BytesIO(first[int(i)])).convert("RGB"))
+        for i in picks
+    ]
     others = [Image.open(io.BytesIO(d)).convert("RGB") for d in unrelated[:40]]
     copy_rng = np.random.default_rng(args.seed + 1)
     copies = [(int(o.name[3:]), c) for o in originals for c in benchset.real_copies_of(o, others, copy_rng)]
@@ -208,11 +218,15 @@ def main() -> None:
     shard_sizes = []
     for number in store.shard_numbers():
         shard_sizes.append((number, len(store.load_shard(number))))
-    print(f"\n{n_unrelated} unrelated real queries, {len(copies)} copies of {len(originals)} references; "
-          f"query preparation {1000 * prepare_s / len(datas):.0f} ms each")
-    header = (f"{'references':>10} {'pairs':>11} {'candidates/render':>17} {'flags/render':>12} "
-              f"{'similar/render':>14} {'flag rate/pair':>14} {'pHash<=10 /render':>17} {'PDQ<=31 /render':>15} "
-              f"{'s/render':>8}")
+    print(
+        f"\n{n_unrelated} unrelated real queries, {len(copies)} copies of {len(originals)} references; "
+        f"query preparation {1000 * prepare_s / len(datas):.0f} ms each"
+    )
+    header = (
+        f"{'references':>10} {'pairs':>11} {'candidates/render':>17} {'flags/render':>12} "
+        f"{'similar/render':>14} {'flag rate/pair':>14} {'pHash<=10 /render':>17} {'PDQ<=31 /render':>15} "
+        f"{'s/render':>8}"
+    )
     table, recall_rows = [], {}
     for size in sorted(set(args.sizes)):
         chosen, count = [], 0
@@ -235,9 +249,13 @@ def main() -> None:
                     source = described[h.reference_id]["source"]
                     print(f"  FALSE FLAG at {count:,}: {labels[keep[h.query]]} ~ {source}: {v.as_dict()}")
                     picture, number = source.rsplit("#", 1)
-                    side_by_side(Image.open(io.BytesIO(datas[keep[h.query]])), Image.open(picture),
-                                 f"{v.grade} {v.agreement:.2f} {v.placement}",
-                                 args.evidence / f"{count}-{h.query}-{number}.png", h.region)
+                    side_by_side(
+                        Image.open(io.BytesIO(datas[keep[h.query]])),
+                        Image.open(picture),
+                        f"{v.grade} {v.agreement:.2f} {v.placement}",
+                        args.evidence / f"{count}-{h.query}-{number}.png",
+                        h.region,
+                    )
         flags = sum(1 for h, v in verified if kinds[h.query] == "unrelated" and v.blocking)
         similar = sum(1 for h, v in verified if kinds[h.query] == "unrelated" and not v.blocking)
         # Baselines on the same pairs: pHash (ours is imagehash's algorithm) <= 10, PDQ <= 31.
@@ -249,14 +267,29 @@ def main() -> None:
             shard = store.load_shard(number)
             ph = np.asarray(shard.phash)
             pdq = np.asarray(shard.pdq)
-            d = np.unpackbits((q_ph[:, None] ^ ph[None, :]).view(np.uint8), axis=-1).reshape(len(q_ph), len(ph), -1).sum(-1)
+            d = (
+                np.unpackbits((q_ph[:, None] ^ ph[None, :]).view(np.uint8), axis=-1)
+                .reshape(len(q_ph), len(ph), -1)
+                .sum(-1)
+            )
             base_phash += int((d <= 10).sum())
-            x = (q_pdq[:, :, None] ^ pdq[None, :, :])             # (Q, 4, N)
+            x = q_pdq[:, :, None] ^ pdq[None, :, :]  # (Q, 4, N)
             dp = np.unpackbits(x.view(np.uint8).reshape(len(q_pdq), 4, len(ph), 8), axis=-1).sum(axis=(1, 3))
             base_pdq += int((dp <= 31).sum())
         pairs = n_unrelated * count
-        table.append((count, pairs, candidates / n_unrelated, flags / n_unrelated, similar / n_unrelated,
-                      flags / pairs, base_phash / n_unrelated, base_pdq / n_unrelated, seconds / len(queries)))
+        table.append(
+            (
+                count,
+                pairs,
+                candidates / n_unrelated,
+                flags / n_unrelated,
+                similar / n_unrelated,
+                flags / pairs,
+                base_phash / n_unrelated,
+                base_pdq / n_unrelated,
+                seconds / len(queries),
+            )
+        )
         found_before, found_after = defaultdict(set), defaultdict(set)
         for h in hits:
             if target[h.query] == int(ids[h.reference_id]):
@@ -267,27 +300,35 @@ def main() -> None:
         recall_rows[count] = (found_before, found_after)
     print(header)
     for row in table:
-        print(f"{row[0]:>10,} {row[1]:>11,} {row[2]:>17.3f} {row[3]:>12.4f} {row[4]:>14.3f} {row[5]:>14.2e} "
-              f"{row[6]:>17.3f} {row[7]:>15.3f} {row[8]:>8.3f}")
+        print(
+            f"{row[0]:>10,} {row[1]:>11,} {row[2]:>17.3f} {row[3]:>12.4f} {row[4]:>14.3f} {row[5]:>14.2e} "
+            f"{row[6]:>17.3f} {row[7]:>15.3f} {row[8]:>8.3f}"
+        )
     total_pairs = sum(r[1] for r in table)
     total_flags = sum(r[3] * n_unrelated for r in table)
     rate = total_flags / total_pairs
     upper = (3 / total_pairs) if total_flags == 0 else (total_flags + 2 * np.sqrt(total_flags) + 2) / total_pairs
-    print(f"\nper-pair blocking flag rate over {total_pairs:,} unrelated real pairs: {rate:.2e} "
-          f"(95% upper bound {upper:.2e})")
+    print(
+        f"\nper-pair blocking flag rate over {total_pairs:,} unrelated real pairs: {rate:.2e} "
+        f"(95% upper bound {upper:.2e})"
+    )
     for size in args.extrapolate:
         print(f"  at {size:>9,} references: {rate * size:.3f} false flags per render (upper bound {upper * size:.3f})")
     families = [f for f in benchset.REAL_FAMILIES]
     counts = defaultdict(int)
     for k in kinds:
         counts[k] += 1
-    print(f"\n{'recall (copies)':22} {'copies':>6} " + " ".join(f"{f'{s:,} before':>13} {f'{s:,} after':>12}"
-                                                              for s in recall_rows))
+    print(
+        f"\n{'recall (copies)':22} {'copies':>6} "
+        + " ".join(f"{f'{s:,} before':>13} {f'{s:,} after':>12}" for s in recall_rows)
+    )
     for family in families:
         if not counts[family]:
             continue
-        cells = " ".join(f"{len(b[family]) / counts[family]:13.3f} {len(a[family]) / counts[family]:12.3f}"
-                         for b, a in recall_rows.values())
+        cells = " ".join(
+            f"{len(b[family]) / counts[family]:13.3f} {len(a[family]) / counts[family]:12.3f}"
+            for b, a in recall_rows.values()
+        )
         print(f"{family:22} {counts[family]:6d} {cells}")
     store.close()
 

@@ -38,9 +38,14 @@ def synthetic_references(count: int, rng: np.random.Generator):
         f = base[n % len(base)]
         flips = rng.random((len(f), 256)) < 0.08
         bits = np.unpackbits(f.descriptors, axis=1) ^ flips
-        yield (Hashes(*map(int, rng.integers(0, 2**63, 3)), tuple(int(v) for v in rng.integers(0, 2**63, 4)),
-                      tuple(int(v) for v in rng.integers(0, 2**63, len(WINDOWS)))),
-               Features((f.xy + rng.normal(0, 1.5, f.xy.shape)).astype(np.float32), np.packbits(bits, axis=1), f.size))
+        yield (
+            Hashes(
+                *map(int, rng.integers(0, 2**63, 3)),
+                tuple(int(v) for v in rng.integers(0, 2**63, 4)),
+                tuple(int(v) for v in rng.integers(0, 2**63, len(WINDOWS))),
+            ),
+            Features((f.xy + rng.normal(0, 1.5, f.xy.shape)).astype(np.float32), np.packbits(bits, axis=1), f.size),
+        )
 
 
 def real_references(originals):
@@ -50,8 +55,11 @@ def real_references(originals):
     from estampille.testing import benchset
 
     encoded = [benchset.encode(o.image) for o in originals]
-    return ([Entry(f"original:{o.name}", "bench", o.name) for o in originals],
-            [hash_file(data) for data in encoded], [reference_features(data) for data in encoded])
+    return (
+        [Entry(f"original:{o.name}", "bench", o.name) for o in originals],
+        [hash_file(data) for data in encoded],
+        [reference_features(data) for data in encoded],
+    )
 
 
 def build_index(folder: Path, count: int, originals) -> float:
@@ -90,6 +98,7 @@ def small_index(folder: Path, originals, distractors) -> None:
     entries, hashes, features = real_references(originals)
     encoded = [benchset.encode(d.image) for d in distractors]
     from estampille.lookalike.store import Entry
+
     entries += [Entry(f"distractor:{d.name}", "bench", d.name) for d in distractors]
     store = ReferenceStore(folder)
     store.add(entries, hashes + [hash_file(e) for e in encoded], features + [reference_features(e) for e in encoded])
@@ -149,7 +158,7 @@ def main() -> None:
         feature_index.set_search_threads(args.threads)
     rate = ingest_rate(args.ingest_images) if args.ingest_images else float("nan")
     originals, copies, distractors = benchset.build_real(1)
-    picked = np.random.default_rng(1).permutation(len(copies))[:args.batch]
+    picked = np.random.default_rng(1).permutation(len(copies))[: args.batch]
     batch = [copies[n] for n in picked]
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.index or Path(tmp) / "index"
@@ -158,7 +167,7 @@ def main() -> None:
         built = time.perf_counter() - started
         store = ReferenceStore(folder)
         warm, _ = hash_queries([c.data for c in batch[:2]])
-        search_store(store, warm)                          # faiss indexes read, numba compiled
+        search_store(store, warm)  # faiss indexes read, numba compiled
         started = time.perf_counter()
         one, _ = hash_queries([batch[2].data])
         search_store(store, one)
@@ -176,9 +185,11 @@ def main() -> None:
         small = ReferenceStore(Path(tmp) / "small")
         exact = found_originals(small, search_store(small, queries), batch)
         small.close()
-    print(f"\n{args.references:,} references + {len(originals)} real originals (index ready in {built:.0f} s); "
-          f"{len(batch)} real copies of every kind; nprobe {feature_index.NPROBE}, "
-          f"{features.QUERY_KEYPOINTS} query keypoints, {feature_index.search_threads()} search threads")
+    print(
+        f"\n{args.references:,} references + {len(originals)} real originals (index ready in {built:.0f} s); "
+        f"{len(batch)} real copies of every kind; nprobe {feature_index.NPROBE}, "
+        f"{features.QUERY_KEYPOINTS} query keypoints, {feature_index.search_threads()} search threads"
+    )
     print(f"{'measure':46} {'value':>12} {'target':>12}")
     print(f"{'one render, both tiers (s)':46} {single:12.3f} {'<= 0.5':>12}")
     print(f"{f'{args.batch}-render batch, both tiers (s)':46} {whole:12.1f} {'<= 180':>12}")

@@ -24,17 +24,27 @@ def main() -> None:
     originals, copies, distractors = benchset.build(REPO, args.scenes, args.distractors, args.seed)
     thresholds = calibrated()
     summary = calibration.report(calibration.measure(originals, copies, distractors), thresholds)
-    print(f"held-out set (seed {args.seed}): {len(originals)} originals, {len(copies)} copies, "
-          f"{len(distractors)} distractors, {summary['negative_pairs']:,} unrelated pairs")
-    print(f"thresholds: pHash (or its mirror) <= {thresholds.phash}, window <= {thresholds.window}, "
-          f"PDQ <= {thresholds.pdq}\n")
-    print(f"{'kind of copy':14} {'copies':>7} {'recall':>8} {'target':>7} {'imagehash pHash@10':>19} {'x baseline':>11}")
+    print(
+        f"held-out set (seed {args.seed}): {len(originals)} originals, {len(copies)} copies, "
+        f"{len(distractors)} distractors, {summary['negative_pairs']:,} unrelated pairs"
+    )
+    print(
+        f"thresholds: pHash (or its mirror) <= {thresholds.phash}, window <= {thresholds.window}, "
+        f"PDQ <= {thresholds.pdq}\n"
+    )
+    print(
+        f"{'kind of copy':14} {'copies':>7} {'recall':>8} {'target':>7} {'imagehash pHash@10':>19} {'x baseline':>11}"
+    )
     for family, row in summary["families"].items():
         target = f"{row['target']:.2f}" if row["target"] else "-"
         ratio = row["recall"] / row["baseline_phash10"] if row["baseline_phash10"] else float("inf")
-        print(f"{family:14} {row['copies']:7d} {row['recall']:8.3f} {target:>7} {row['baseline_phash10']:19.3f} {ratio:11.1f}")
-    print(f"\nfalse positives: {summary['false_positive_rate'] * 100:.4f}% of unrelated pairs "
-          f"(target <= 0.1%); imagehash pHash@10: {summary['baseline_false_positive_rate'] * 100:.4f}%")
+        print(
+            f"{family:14} {row['copies']:7d} {row['recall']:8.3f} {target:>7} {row['baseline_phash10']:19.3f} {ratio:11.1f}"
+        )
+    print(
+        f"\nfalse positives: {summary['false_positive_rate'] * 100:.4f}% of unrelated pairs "
+        f"(target <= 0.1%); imagehash pHash@10: {summary['baseline_false_positive_rate'] * 100:.4f}%"
+    )
 
 
 if __name__ == "__main__":

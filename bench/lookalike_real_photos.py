@@ -28,7 +28,7 @@ from PIL import Image
 
 THRESHOLDS = Path(__file__).resolve().parents[1] / "src" / "estampille" / "lookalike" / "thresholds.json"
 PHASH_BASELINE, PDQ_BASELINE = 10, 31
-FP_BUDGET = 0.0002             # of unrelated pairs, for the feature tier alone (the target is 0.05% in all)
+FP_BUDGET = 0.0002  # of unrelated pairs, for the feature tier alone (the target is 0.05% in all)
 
 
 def _pdq(image: Image.Image) -> np.ndarray:
@@ -50,8 +50,11 @@ def run(seed: int, feature_thresholds=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         store = ReferenceStore(tmp)
         started = time.perf_counter()
-        store.add([Entry(r.name, r.group, str(n)) for n, r in enumerate(references)],
-                  [hash_file(data) for data in encoded], [reference_features(data) for data in encoded])
+        store.add(
+            [Entry(r.name, r.group, str(n)) for n, r in enumerate(references)],
+            [hash_file(data) for data in encoded],
+            [reference_features(data) for data in encoded],
+        )
         ingest_s = time.perf_counter() - started
         ids = {row[0]: n for n, row in enumerate(store.db.execute("SELECT id FROM images ORDER BY id"))}
         started = time.perf_counter()
@@ -62,11 +65,18 @@ def run(seed: int, feature_thresholds=None) -> dict:
         search_s = time.perf_counter() - started
         store.close()
     group_of_original = {o.name: o.group for o in originals}
-    raw = []          # (query, related: True / False / None for unknown, hash tier?, inliers, coverage)
+    raw = []  # (query, related: True / False / None for unknown, hash tier?, inliers, coverage)
     for hit in hits:
         ref, copy = references[ids[hit.reference_id]], copies[hit.query]
-        related = True if ref.name == copy.original else (
-            False if ref.group != group_of_original[copy.original] and not copy.family.startswith("collage") else None)
+        related = (
+            True
+            if ref.name == copy.original
+            else (
+                False
+                if ref.group != group_of_original[copy.original] and not copy.family.startswith("collage")
+                else None
+            )
+        )
         if related is None:
             continue
         region = hit.region or {}
@@ -76,13 +86,26 @@ def run(seed: int, feature_thresholds=None) -> dict:
     baselines = []
     for copy in copies:
         image = Image.open(io.BytesIO(copy.data)).convert("RGB")
-        baselines.append(((imagehash.phash(image) - ref_phash[copy.original]) <= PHASH_BASELINE,
-                          int((_pdq(image) != ref_pdq[copy.original]).sum()) <= PDQ_BASELINE))
-    return {"raw": raw, "families": [c.family for c in copies], "baselines": baselines,
-            "pairs": sum(1 for c in copies if not c.family.startswith("collage")) * len(references),
-            "originals": len(originals), "copies": len(copies), "distractors": len(distractors),
-            "seconds": {"ingest per image": ingest_s / len(references), "prepare per query": prepare_s / len(copies),
-                        "search per query": search_s / len(copies)}}
+        baselines.append(
+            (
+                (imagehash.phash(image) - ref_phash[copy.original]) <= PHASH_BASELINE,
+                int((_pdq(image) != ref_pdq[copy.original]).sum()) <= PDQ_BASELINE,
+            )
+        )
+    return {
+        "raw": raw,
+        "families": [c.family for c in copies],
+        "baselines": baselines,
+        "pairs": sum(1 for c in copies if not c.family.startswith("collage")) * len(references),
+        "originals": len(originals),
+        "copies": len(copies),
+        "distractors": len(distractors),
+        "seconds": {
+            "ingest per image": ingest_s / len(references),
+            "prepare per query": prepare_s / len(copies),
+            "search per query": search_s / len(copies),
+        },
+    }
 
 
 def summarize(result: dict, min_inliers: int, min_coverage: float) -> dict:
@@ -124,21 +147,35 @@ def calibrate(seed: int) -> dict:
         for coverage in (0.02, 0.04, 0.06, 0.1):
             summary = summarize(result, inliers, coverage)
             rate = summary["false"]["features"] / result["pairs"]
-            margin = min(summary["rows"][f]["both"] / summary["rows"][f]["copies"] - t
-                         for f, t in benchset.REAL_FAMILIES.items() if t)
-            print(f"  inliers>={inliers} coverage>={coverage}: worst margin {margin:+.3f}, "
-                  f"feature-tier false {rate * 100:.4f}%")
+            margin = min(
+                summary["rows"][f]["both"] / summary["rows"][f]["copies"] - t
+                for f, t in benchset.REAL_FAMILIES.items()
+                if t
+            )
+            print(
+                f"  inliers>={inliers} coverage>={coverage}: worst margin {margin:+.3f}, "
+                f"feature-tier false {rate * 100:.4f}%"
+            )
             # Equal margins: the setting with the fewest false positives.
-            if rate <= FP_BUDGET and (best is None or margin > best[0] + 1e-9
-                                      or (abs(margin - best[0]) <= 1e-9 and rate < best[2])):
+            if rate <= FP_BUDGET and (
+                best is None or margin > best[0] + 1e-9 or (abs(margin - best[0]) <= 1e-9 and rate < best[2])
+            ):
                 best = (margin, replace(loose, min_inliers=inliers, min_coverage=coverage), rate)
     assert best, "no setting within the false-positive budget"
     data = json.loads(THRESHOLDS.read_text())
-    data["features"] = {"min_inliers": best[1].min_inliers, "min_coverage": best[1].min_coverage,
-                        "max_hamming": best[1].max_hamming, "min_votes": best[1].min_votes,
-                        "reprojection": best[1].reprojection,
-                        "calibrated_on": {"seed": seed, "set": "real photographs (benchset.build_real)",
-                                          "false_positive_rate": best[2], "budget": FP_BUDGET}}
+    data["features"] = {
+        "min_inliers": best[1].min_inliers,
+        "min_coverage": best[1].min_coverage,
+        "max_hamming": best[1].max_hamming,
+        "min_votes": best[1].min_votes,
+        "reprojection": best[1].reprojection,
+        "calibrated_on": {
+            "seed": seed,
+            "set": "real photographs (benchset.build_real)",
+            "false_positive_rate": best[2],
+            "budget": FP_BUDGET,
+        },
+    }
     THRESHOLDS.write_text(json.dumps(data, indent=2) + "\n")
     return data["features"]
 
@@ -159,18 +196,26 @@ def main() -> None:
 
     chosen = feature_thresholds()
     summary = summarize(result, chosen.min_inliers, chosen.min_coverage)
-    print(f"\nreal-photo set (seed {args.seed}): {result['originals']} originals, {result['copies']} copies, "
-          f"{result['distractors']} distractors, {result['pairs']:,} unrelated pairs")
-    print(f"{'kind of copy':20} {'copies':>6} {'both tiers':>10} {'target':>6} {'hash tier':>9} {'features':>8} "
-          f"{'pHash<=10':>9} {'PDQ<=31':>8}")
+    print(
+        f"\nreal-photo set (seed {args.seed}): {result['originals']} originals, {result['copies']} copies, "
+        f"{result['distractors']} distractors, {result['pairs']:,} unrelated pairs"
+    )
+    print(
+        f"{'kind of copy':20} {'copies':>6} {'both tiers':>10} {'target':>6} {'hash tier':>9} {'features':>8} "
+        f"{'pHash<=10':>9} {'PDQ<=31':>8}"
+    )
     for family, target in benchset.REAL_FAMILIES.items():
         row = summary["rows"][family]
         n = row["copies"]
-        print(f"{family:20} {n:6d} {row['both'] / n:10.3f} {target if target else '-':>6} {row['hash'] / n:9.3f} "
-              f"{row['features'] / n:8.3f} {row['phash10'] / n:9.3f} {row['pdq31'] / n:8.3f}")
+        print(
+            f"{family:20} {n:6d} {row['both'] / n:10.3f} {target if target else '-':>6} {row['hash'] / n:9.3f} "
+            f"{row['features'] / n:8.3f} {row['phash10'] / n:9.3f} {row['pdq31'] / n:8.3f}"
+        )
     for tier in ("both", "hash", "features"):
-        print(f"false positives, {tier}: {summary['false'][tier]} = {100 * summary['false'][tier] / result['pairs']:.4f}% "
-              "of unrelated pairs" + (" (target <= 0.05%)" if tier == "both" else ""))
+        print(
+            f"false positives, {tier}: {summary['false'][tier]} = {100 * summary['false'][tier] / result['pairs']:.4f}% "
+            "of unrelated pairs" + (" (target <= 0.05%)" if tier == "both" else "")
+        )
     print("seconds: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in result["seconds"].items()))
 
 

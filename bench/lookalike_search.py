@@ -56,8 +56,12 @@ def build_index(folder: Path, corpus, size: int) -> None:
     from estampille.lookalike.store import Entry, ReferenceStore
 
     rng = np.random.default_rng(5)
-    u = lambda *shape: rng.integers(0, 2**63, shape, dtype=np.int64).view(np.uint64) * np.uint64(2) + \
-        rng.integers(0, 2, shape).astype(np.uint64)   # noqa: E731
+
+    def u(*shape):
+        return rng.integers(0, 2**63, shape, dtype=np.int64).view(np.uint64) * np.uint64(2) + rng.integers(
+            0, 2, shape
+        ).astype(np.uint64)
+
     flips_seen = np.array([bin(h.phash ^ w).count("1") for h in corpus for w in h.windows])
     n = size - len(corpus)
     phash = u(n)
@@ -69,17 +73,19 @@ def build_index(folder: Path, corpus, size: int) -> None:
             take = flips > bit_round
             mask[take] |= np.uint64(1) << rng.integers(0, 64, int(take.sum())).astype(np.uint64)
         windows[j] = phash ^ mask
-    arrays = {"phash": phash, "dhash": u(n), "colour": u(n) >> np.uint64(22), "windows": windows,
-              "pdq": u(4, n)}
-    real = {"phash": np.array([h.phash for h in corpus], dtype=np.uint64),
-            "dhash": np.array([h.dhash for h in corpus], dtype=np.uint64),
-            "colour": np.array([h.colour for h in corpus], dtype=np.uint64),
-            "windows": np.array([h.windows for h in corpus], dtype=np.uint64).T,
-            "pdq": np.array([h.pdq for h in corpus], dtype=np.uint64).T}
+    arrays = {"phash": phash, "dhash": u(n), "colour": u(n) >> np.uint64(22), "windows": windows, "pdq": u(4, n)}
+    real = {
+        "phash": np.array([h.phash for h in corpus], dtype=np.uint64),
+        "dhash": np.array([h.dhash for h in corpus], dtype=np.uint64),
+        "colour": np.array([h.colour for h in corpus], dtype=np.uint64),
+        "windows": np.array([h.windows for h in corpus], dtype=np.uint64).T,
+        "pdq": np.array([h.pdq for h in corpus], dtype=np.uint64).T,
+    }
     merged = {k: np.ascontiguousarray(np.concatenate([real[k], arrays[k]], axis=-1)) for k in arrays}
     store = ReferenceStore(folder)
-    entries = [Entry(f"real-{i}", "real", "0" * 64) for i in range(len(corpus))] + \
-              [Entry(f"synthetic-{i}", "synthetic", "0" * 64) for i in range(n)]
+    entries = [Entry(f"real-{i}", "real", "0" * 64) for i in range(len(corpus))] + [
+        Entry(f"synthetic-{i}", "synthetic", "0" * 64) for i in range(n)
+    ]
     store.add_arrays(entries, merged)
     store.close()
 
@@ -97,18 +103,27 @@ def search_once(folder: str, queries_file: str) -> None:
 
     queries = pickle.loads(Path(queries_file).read_bytes())
     from estampille.lookalike.scan import scan as compile_scan  # noqa: F401  (imports, numba cache loaded)
+
     before = rss_mb()
     store = ReferenceStore(folder)
-    search_store(store, queries[:2])                 # compiled code from numba's cache, pages mapped
+    search_store(store, queries[:2])  # compiled code from numba's cache, pages mapped
     times = []
     for _ in range(3):
         started = time.perf_counter()
         hits = search_store(store, queries)
         times.append(time.perf_counter() - started)
-    print(json.dumps({"seconds": statistics.median(times), "hits": len(hits),
-                      "queries_with_hits": len({h.query for h in hits}),
-                      "rss_before_mb": before, "rss_after_mb": rss_mb(),
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(
+        json.dumps(
+            {
+                "seconds": statistics.median(times),
+                "hits": len(hits),
+                "queries_with_hits": len({h.query for h in hits}),
+                "rss_before_mb": before,
+                "rss_after_mb": rss_mb(),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -133,8 +148,12 @@ def main() -> None:
         build_index(Path(tmp) / "index", corpus, args.corpus)
         print(f"index of {args.corpus:,} images built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
         (Path(tmp) / "queries.pkl").write_bytes(pickle.dumps(queries))
-        child = subprocess.run([sys.executable, __file__, "--child", f"{tmp}/index", f"{tmp}/queries.pkl"],
-                               capture_output=True, text=True, check=True)
+        child = subprocess.run(
+            [sys.executable, __file__, "--child", f"{tmp}/index", f"{tmp}/queries.pkl"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         result = json.loads(child.stdout.strip().splitlines()[-1])
         disk = sum(p.stat().st_size for p in (Path(tmp) / "index").rglob("*.npy")) / 2**20
 
@@ -155,7 +174,11 @@ def main() -> None:
 
         per_query = result["seconds"] / args.queries
         rows += [
-            (f"imagehash objects, pHash only, 1 query (from {min(sample, args.corpus):,})", python_per_query * 1000, None),
+            (
+                f"imagehash objects, pHash only, 1 query (from {min(sample, args.corpus):,})",
+                python_per_query * 1000,
+                None,
+            ),
             ("numpy pass, pHash only, 1 query", numpy_per_query * 1000, python_per_query / numpy_per_query),
             (f"estampille, all kinds, {args.queries} queries batched: total", result["seconds"] * 1000, None),
             ("  same, per query", per_query * 1000, python_per_query / per_query),
@@ -172,7 +195,7 @@ def main() -> None:
         mapped = np.load(Path(tmp) / "big.npy", mmap_mode="r")
         probes = np.array([q.hashes.phash for q in queries[:8]], dtype=np.uint64)
         range_search(probes[:1], mapped[:1000], 10)
-        np.bitwise_count(mapped ^ probes[0])                 # pages in the cache, as a warm server has them
+        np.bitwise_count(mapped ^ probes[0])  # pages in the cache, as a warm server has them
         started = time.perf_counter()
         np.flatnonzero(np.bitwise_count(mapped ^ probes[0]) <= 10)
         floor = time.perf_counter() - started
@@ -187,14 +210,18 @@ def main() -> None:
             ("  estampille, 1 query", single * 1000, floor / single),
             ("  estampille, 8 queries batched, per query", batched * 1000, floor / batched),
         ]
-    print(f"{args.corpus:,} images indexed ({disk:.0f} MB of shards on disk), {args.queries} queries "
-          f"({result['queries_with_hits']} found a match, {result['hits']} matches); 2 cores\n")
+    print(
+        f"{args.corpus:,} images indexed ({disk:.0f} MB of shards on disk), {args.queries} queries "
+        f"({result['queries_with_hits']} found a match, {result['hits']} matches); 2 cores\n"
+    )
     print(f"{'what':56} {'ms':>10} {'speed-up':>9}")
     for name, ms, ratio in rows:
         print(f"{name:56} {ms:10.1f} {'' if ratio is None else f'{ratio:9.0f}x'}")
-    print(f"\nmemory of the process that opened the index and ran the batch: {result['rss_before_mb']:.0f} MB before "
-          f"opening it (Python, numpy, numba, Pillow), {result['rss_after_mb']:.0f} MB after: the index took "
-          f"{result['rss_after_mb'] - result['rss_before_mb']:.0f} MB; peak {result['peak_rss_mb']:.0f} MB")
+    print(
+        f"\nmemory of the process that opened the index and ran the batch: {result['rss_before_mb']:.0f} MB before "
+        f"opening it (Python, numpy, numba, Pillow), {result['rss_after_mb']:.0f} MB after: the index took "
+        f"{result['rss_after_mb'] - result['rss_before_mb']:.0f} MB; peak {result['peak_rss_mb']:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 
 THRESHOLDS = Path(__file__).resolve().parents[1] / "src" / "estampille" / "lookalike" / "thresholds.json"
 BLOCK_NCC = (0.4, 0.5, 0.6)
-COHERENCE = (0.9, 0.95, 1.0)     # 1.0: every textured block counts
+COHERENCE = (0.9, 0.95, 1.0)  # 1.0: every textured block counts
 LEVELS = [(b, c, False) for b in BLOCK_NCC for c in COHERENCE]  # interior blocks only: lost 15-30 points of recall
 
 
@@ -41,8 +41,11 @@ def candidates(seed: int, extra_queries: list[bytes] = (), cuts: int = 3) -> dic
     queries_data = [c.data for c in copies] + list(extra_queries)
     with tempfile.TemporaryDirectory() as tmp:
         store = ReferenceStore(tmp)
-        store.add([Entry(r.name, r.group, str(n)) for n, r in enumerate(references)],
-                  [hash_file(data) for data in encoded], [reference_features(data) for data in encoded])
+        store.add(
+            [Entry(r.name, r.group, str(n)) for n, r in enumerate(references)],
+            [hash_file(data) for data in encoded],
+            [reference_features(data) for data in encoded],
+        )
         ids = {row[0]: n for n, row in enumerate(store.db.execute("SELECT id FROM images ORDER BY id"))}
         queries, _ = hash_queries(queries_data)
         started = time.perf_counter()
@@ -64,13 +67,26 @@ def candidates(seed: int, extra_queries: list[bytes] = (), cuts: int = 3) -> dic
                 continue
         else:
             related, family = False, "unrelated (pool)"
-        found.append({"query": hit.query, "related": related, "family": family, "tier": hit.tier,
-                      "transform": (hit.region or {}).get("transform"), "reference": hit.reference_id})
-    return {"found": found, "views": {n: q.view for n, q in enumerate(queries)}, "thumbs": thumbs,
-            "families": [c.family for c in copies] + ["unrelated (pool)"] * len(extra_queries),
-            "pairs_set": sum(1 for c in copies if not c.family.startswith("collage")) * len(references),
-            "pairs_pool": len(extra_queries) * len(references), "hits": len(hits),
-            "search_ms_per_query": 1000 * search_s / max(1, len(queries))}
+        found.append(
+            {
+                "query": hit.query,
+                "related": related,
+                "family": family,
+                "tier": hit.tier,
+                "transform": (hit.region or {}).get("transform"),
+                "reference": hit.reference_id,
+            }
+        )
+    return {
+        "found": found,
+        "views": {n: q.view for n, q in enumerate(queries)},
+        "thumbs": thumbs,
+        "families": [c.family for c in copies] + ["unrelated (pool)"] * len(extra_queries),
+        "pairs_set": sum(1 for c in copies if not c.family.startswith("collage")) * len(references),
+        "pairs_pool": len(extra_queries) * len(references),
+        "hits": len(hits),
+        "search_ms_per_query": 1000 * search_s / max(1, len(queries)),
+    }
 
 
 def score(result: dict) -> dict:
@@ -82,8 +98,9 @@ def score(result: dict) -> dict:
         scores = {}
         args = (result["views"][c["query"]], result["thumbs"][c["reference"]], c["transform"], c["tier"] != "features")
         for level in LEVELS:
-            loose = VerifyThresholds(min_textured=0, min_agreement=-1.0, block_ncc=level[0], max_coherence=level[1],
-                                     interior=level[2])
+            loose = VerifyThresholds(
+                min_textured=0, min_agreement=-1.0, block_ncc=level[0], max_coherence=level[1], interior=level[2]
+            )
             started = time.perf_counter()
             v = verify(*args, loose)
             verify_s += time.perf_counter() - started
@@ -111,9 +128,11 @@ def judge(result: dict, level: tuple[float, float, bool], min_agreement: float, 
     copies = defaultdict(int)
     for family in result["families"]:
         copies[family] += 1
-    return {"recall": {f: len(found[f]) / copies[f] for f in copies if not f.startswith("unrelated")},
-            "before": {f: len(unverified_found[f]) / copies[f] for f in copies if not f.startswith("unrelated")},
-            "false": dict(false)}
+    return {
+        "recall": {f: len(found[f]) / copies[f] for f in copies if not f.startswith("unrelated")},
+        "before": {f: len(unverified_found[f]) / copies[f] for f in copies if not f.startswith("unrelated")},
+        "false": dict(false),
+    }
 
 
 def pool_queries(paths_file: Path | None, count: int, seed: int) -> list[bytes]:
@@ -158,8 +177,10 @@ def main() -> None:
         if args.cache:
             args.cache.write_bytes(pickle.dumps(result))
     result = score(result)
-    print(f"seed {args.seed}: {result['hits']} candidates; {result['pairs_set']:,} unrelated pairs in the set, "
-          f"{result['pairs_pool']:,} pool pairs; verification {result['ms_per_candidate']:.2f} ms per candidate")
+    print(
+        f"seed {args.seed}: {result['hits']} candidates; {result['pairs_set']:,} unrelated pairs in the set, "
+        f"{result['pairs_pool']:,} pool pairs; verification {result['ms_per_candidate']:.2f} ms per candidate"
+    )
     targets = {f: t for f, t in benchset.REAL_FAMILIES.items()}
     settings = [(level, a, t) for level in LEVELS for a in (0.3, 0.4, 0.5, 0.6, 0.7) for t in (4, 6, 10, 16)]  # noqa: E501
     if args.calibrate:
@@ -170,8 +191,10 @@ def main() -> None:
             false = sum(v for k, v in judged["false"].items() if not k.startswith("candidates"))
             margin = min(judged["recall"][f] - t for f, t in targets.items() if t)
             outcome[setting] = (false, margin, sum(judged["recall"].values()))
-            print(f"  block ncc {setting[0][0]}, coherence <= {setting[0][1]}, "
-                  f"agreement {setting[1]}, textured {setting[2]}: worst margin {margin:+.3f}, false verified {false}")
+            print(
+                f"  block ncc {setting[0][0]}, coherence <= {setting[0][1]}, "
+                f"agreement {setting[1]}, textured {setting[2]}: worst margin {margin:+.3f}, false verified {false}"
+            )
 
         def neighbours(setting) -> int:
             """How many settings one step away also verify no unrelated pair: a choice in the middle of
@@ -189,39 +212,57 @@ def main() -> None:
                         other = ((v[0], v[1], interior), v[2], v[3])
                         count += other in outcome and outcome[other][0] == 0
             return count
+
         # No false verification first, then the best worst-family margin over the targets, then the most
         # safe neighbours, then the most copies found in every kind (targets or not).
-        best = max(settings, key=lambda st: (outcome[st][0] == 0, round(outcome[st][1], 6), neighbours(st),
-                                             round(outcome[st][2], 6)))
+        best = max(
+            settings,
+            key=lambda st: (outcome[st][0] == 0, round(outcome[st][1], 6), neighbours(st), round(outcome[st][2], 6)),
+        )
         best = (None, best)
         print(f"safe neighbours of the chosen setting: {neighbours(best[1])} of 8")
         judged = judge(result, *best[1])
         print("per kind at the chosen setting (recall before verification -> after):")
         for family, target in targets.items():
-            print(f"  {family:22} {target if target else '-':>6} {judged['before'][family]:.3f} -> "
-                  f"{judged['recall'][family]:.3f}")
+            print(
+                f"  {family:22} {target if target else '-':>6} {judged['before'][family]:.3f} -> "
+                f"{judged['recall'][family]:.3f}"
+            )
         (block_ncc, max_coherence, interior), min_agreement, min_textured = best[1]
         data = json.loads(THRESHOLDS.read_text())
-        data["verification"] = {"block_ncc": block_ncc, "max_coherence": max_coherence, "interior": interior,
-                                "min_agreement": min_agreement, "min_textured": min_textured,
-                                "calibrated_on": {"seed": args.seed, "set": "real photographs (benchset.build_real)"
-                                                  + (" + pool queries" if args.pool else ""),
-                                                  "candidates": result["hits"]}}
+        data["verification"] = {
+            "block_ncc": block_ncc,
+            "max_coherence": max_coherence,
+            "interior": interior,
+            "min_agreement": min_agreement,
+            "min_textured": min_textured,
+            "calibrated_on": {
+                "seed": args.seed,
+                "set": "real photographs (benchset.build_real)" + (" + pool queries" if args.pool else ""),
+                "candidates": result["hits"],
+            },
+        }
         THRESHOLDS.write_text(json.dumps(data, indent=2) + "\n")
         print("chosen:", json.dumps(data["verification"]))
         return
     chosen = verify_thresholds()
-    judged = judge(result, (chosen.block_ncc, chosen.max_coherence, chosen.interior), chosen.min_agreement, chosen.min_textured)
+    judged = judge(
+        result, (chosen.block_ncc, chosen.max_coherence, chosen.interior), chosen.min_agreement, chosen.min_textured
+    )
     print(f"{'kind of copy':22} {'target':>6} {'before verification':>19} {'verified':>8}")
     for family, target in targets.items():
-        print(f"{family:22} {target if target else '-':>6} {judged['before'][family]:19.3f} "
-              f"{judged['recall'][family]:8.3f}")
+        print(
+            f"{family:22} {target if target else '-':>6} {judged['before'][family]:19.3f} "
+            f"{judged['recall'][family]:8.3f}"
+        )
     for kind in ("unrelated (set)", "unrelated (pool)"):
         pairs = result["pairs_set" if "set" in kind else "pairs_pool"]
         if pairs:
             before, after = judged["false"].get("candidates " + kind, 0), judged["false"].get(kind, 0)
-            print(f"{kind}: {pairs:,} pairs, candidates before verification {before} ({before / pairs:.2e} per pair), "
-                  f"verified {after} ({after / pairs:.2e} per pair)")
+            print(
+                f"{kind}: {pairs:,} pairs, candidates before verification {before} ({before / pairs:.2e} per pair), "
+                f"verified {after} ({after / pairs:.2e} per pair)"
+            )
 
 
 if __name__ == "__main__":

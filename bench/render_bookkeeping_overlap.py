@@ -62,13 +62,21 @@ def main() -> int:
             return {"scheduler": {"class": "none", "config": {}}, "versions": {}}
 
         def describe(self):
-            return {"id": "waiting", "name": "waiting", "revision": None, "weights_sha256": "0" * 64,
-                    "pipeline_class": "Waiting", "licence": "CC0-1.0", "commercial_use": "yes",
-                    "licence_source": "bench", "test_model": True}
+            return {
+                "id": "waiting",
+                "name": "waiting",
+                "revision": None,
+                "weights_sha256": "0" * 64,
+                "pipeline_class": "Waiting",
+                "licence": "CC0-1.0",
+                "commercial_use": "yes",
+                "licence_source": "bench",
+                "test_model": True,
+            }
 
         def render(self, jobs, batch_size, *, pad=False):
             for start in range(0, len(jobs), batch_size):
-                chunk = jobs[start:start + batch_size]
+                chunk = jobs[start : start + batch_size]
                 time.sleep(args.gpu_ms / 1000 * len(chunk))
                 for job in chunk:
                     shifted = np.roll(np.asarray(photo), job.seed % 512, axis=1)
@@ -80,9 +88,19 @@ def main() -> int:
     slot_id = f"2026-W48/{batch.bundle.calendar.posts[0].id}"
 
     def prompts(tag: str) -> list[ImagePrompt]:
-        return [ImagePrompt(prompt_id=f"{tag}-{i}", draft_id="d", slot_id=slot_id, prompt=f"loaf {i}",
-                            negative_prompt="", guardrails_version="gr", removed_terms=[], llm={})
-                for i in range(args.images)]
+        return [
+            ImagePrompt(
+                prompt_id=f"{tag}-{i}",
+                draft_id="d",
+                slot_id=slot_id,
+                prompt=f"loaf {i}",
+                negative_prompt="",
+                guardrails_version="gr",
+                removed_terms=[],
+                llm={},
+            )
+            for i in range(args.images)
+        ]
 
     def stage(device: str, tag: str) -> float:
         batch.renderer = WaitingModel(device)
@@ -96,14 +114,20 @@ def main() -> int:
     threaded = statistics.median(stage("cuda:0", f"t{r}") for r in range(args.repeat))
     inline = statistics.median(stage("cpu", f"i{r}") for r in range(args.repeat))
     n = args.images
-    print(f"{n} images of 512x512 (a photograph), batch {args.batch}, model {args.gpu_ms:.0f} ms per image "
-          f"(stood in for), median of {args.repeat}")
+    print(
+        f"{n} images of 512x512 (a photograph), batch {args.batch}, model {args.gpu_ms:.0f} ms per image "
+        f"(stood in for), median of {args.repeat}"
+    )
     print(f"{'measure':52s} {'seconds':>8s} {'per image':>10s} {'vs model':>9s}")
     print(f"{'model alone (baseline)':52s} {model:8.2f} {model / n * 1000:8.1f}ms {1:9.2f}")
-    print(f"{'render stage, bookkeeping inline (as on CPU)':52s} {inline:8.2f} {inline / n * 1000:8.1f}ms "
-          f"{inline / model:9.2f}")
-    print(f"{'render stage, bookkeeping overlapped (as on a GPU)':52s} {threaded:8.2f} {threaded / n * 1000:8.1f}ms "
-          f"{threaded / model:9.2f}")
+    print(
+        f"{'render stage, bookkeeping inline (as on CPU)':52s} {inline:8.2f} {inline / n * 1000:8.1f}ms "
+        f"{inline / model:9.2f}"
+    )
+    print(
+        f"{'render stage, bookkeeping overlapped (as on a GPU)':52s} {threaded:8.2f} {threaded / n * 1000:8.1f}ms "
+        f"{threaded / model:9.2f}"
+    )
     batch.ledger.close()
     return 0
 

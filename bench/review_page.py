@@ -33,59 +33,166 @@ def fill(ledger, out: Path, slots: int) -> list[str]:
     (run_dir / "images").mkdir(parents=True)
     rng = np.random.default_rng(0)
     posts = [f"post-{i:03d}" for i in range(slots)]
-    ledger.append("run.started", "run-bench", {"brand": "Bench Bakery", "week": WEEK, "posts": posts},
-                  brand=BRAND, week=WEEK)
+    ledger.append(
+        "run.started", "run-bench", {"brand": "Bench Bakery", "week": WEEK, "posts": posts}, brand=BRAND, week=WEEK
+    )
     images = []
     for n, post in enumerate(posts):
         slot = f"{WEEK}/{post}"
         for v in range(2):
             draft_id = f"draft-{n:03d}{v}"
             text = f"Fresh from the oven: loaf number {n}, golden crust and soft crumb. Come by! #bread #lyon\n\nMade with AI."
-            ledger.append("draft.created", draft_id, {
-                "draft_id": draft_id, "slot_id": slot, "variant": v, "language": "en", "locale": "en-GB",
-                "audience": None, "platform": "instagram", "caption": text, "hashtags": ["#bread", "#lyon"],
-                "call_to_action": "Come by!", "alt_text": "A sourdough loaf on a table", "text": text, "flags": [],
-                "fact_spans": [[28, 30, "figure"]] if n % 5 == 0 else [],
-                "similarity": {"max_to_other_variants": 0.71, "method": "minilm"},
-                "llm": {"model": "gpt-x", "backend": "openai", "attempts": 1,
-                        "calls": [{"host": "api.example", "tokens": 412, "latency_s": 1.2}]}}, brand=BRAND, week=WEEK, subject=slot)
-            ledger.append("prompt.created", f"prompt-{n:03d}{v}", {
-                "prompt_id": f"prompt-{n:03d}{v}", "draft_id": draft_id, "slot_id": slot,
-                "prompt": "A crusty sourdough loaf on a floured wooden table at dawn, natural light " * 3,
-                "negative_prompt": "text, watermark, logo", "guardrails_version": "g-1", "removed_terms": [],
-                "llm": {}}, brand=BRAND, week=WEEK, subject=slot)
+            ledger.append(
+                "draft.created",
+                draft_id,
+                {
+                    "draft_id": draft_id,
+                    "slot_id": slot,
+                    "variant": v,
+                    "language": "en",
+                    "locale": "en-GB",
+                    "audience": None,
+                    "platform": "instagram",
+                    "caption": text,
+                    "hashtags": ["#bread", "#lyon"],
+                    "call_to_action": "Come by!",
+                    "alt_text": "A sourdough loaf on a table",
+                    "text": text,
+                    "flags": [],
+                    "fact_spans": [[28, 30, "figure"]] if n % 5 == 0 else [],
+                    "similarity": {"max_to_other_variants": 0.71, "method": "minilm"},
+                    "llm": {
+                        "model": "gpt-x",
+                        "backend": "openai",
+                        "attempts": 1,
+                        "calls": [{"host": "api.example", "tokens": 412, "latency_s": 1.2}],
+                    },
+                },
+                brand=BRAND,
+                week=WEEK,
+                subject=slot,
+            )
+            ledger.append(
+                "prompt.created",
+                f"prompt-{n:03d}{v}",
+                {
+                    "prompt_id": f"prompt-{n:03d}{v}",
+                    "draft_id": draft_id,
+                    "slot_id": slot,
+                    "prompt": "A crusty sourdough loaf on a floured wooden table at dawn, natural light " * 3,
+                    "negative_prompt": "text, watermark, logo",
+                    "guardrails_version": "g-1",
+                    "removed_terms": [],
+                    "llm": {},
+                },
+                brand=BRAND,
+                week=WEEK,
+                subject=slot,
+            )
             for i in range(2):
                 image_id = f"img-{n:03d}{v}{i}"
                 file = f"images/{image_id}.png"
                 Image.fromarray(rng.integers(0, 255, (512, 512, 3), dtype=np.uint8)).save(run_dir / file)
-                ledger.append("render.created", image_id, {
-                    "image_id": image_id, "prompt_id": f"prompt-{n:03d}{v}", "draft_id": draft_id, "slot_id": slot,
-                    "file": file, "sha256": f"{n:060d}{v}{i}ab", "seed": 1000 + i, "prompt": "A crusty loaf " * 20,
-                    "negative_prompt": "text, watermark", "steps": 30, "guidance": 5.0, "width": 1024, "height": 1024,
-                    "batch_size": 4, "mode": "text-to-image", "reference": None,
-                    "model": {"id": "stabilityai/sdxl", "revision": "a" * 40, "weights_sha256": "b" * 64,
-                              "pipeline_class": "StableDiffusionXLPipeline", "licence": "openrail++",
-                              "commercial_use": "yes", "test_model": False},
-                    "scheduler": {"class": "EulerDiscreteScheduler", "config": {"beta_start": 0.00085, "steps": 1000}},
-                    "versions": {"torch": "2.13.0", "diffusers": "0.42.1"}, "device": "cuda:0", "duration_s": 2.1,
-                    "fingerprints": {"phash": "c3d4e5f601020304", "dhash": "0102030405060708"}, "worker": "gpu1:123"},
-                    brand=BRAND, week=WEEK, subject=slot)
+                ledger.append(
+                    "render.created",
+                    image_id,
+                    {
+                        "image_id": image_id,
+                        "prompt_id": f"prompt-{n:03d}{v}",
+                        "draft_id": draft_id,
+                        "slot_id": slot,
+                        "file": file,
+                        "sha256": f"{n:060d}{v}{i}ab",
+                        "seed": 1000 + i,
+                        "prompt": "A crusty loaf " * 20,
+                        "negative_prompt": "text, watermark",
+                        "steps": 30,
+                        "guidance": 5.0,
+                        "width": 1024,
+                        "height": 1024,
+                        "batch_size": 4,
+                        "mode": "text-to-image",
+                        "reference": None,
+                        "model": {
+                            "id": "stabilityai/sdxl",
+                            "revision": "a" * 40,
+                            "weights_sha256": "b" * 64,
+                            "pipeline_class": "StableDiffusionXLPipeline",
+                            "licence": "openrail++",
+                            "commercial_use": "yes",
+                            "test_model": False,
+                        },
+                        "scheduler": {
+                            "class": "EulerDiscreteScheduler",
+                            "config": {"beta_start": 0.00085, "steps": 1000},
+                        },
+                        "versions": {"torch": "2.13.0", "diffusers": "0.42.1"},
+                        "device": "cuda:0",
+                        "duration_s": 2.1,
+                        "fingerprints": {"phash": "c3d4e5f601020304", "dhash": "0102030405060708"},
+                        "worker": "gpu1:123",
+                    },
+                    brand=BRAND,
+                    week=WEEK,
+                    subject=slot,
+                )
                 flagged = len(images) % 10 == 0
-                ledger.append("lookalike.checked", f"check-{image_id}", {
-                    "image_id": image_id, "verdict": "lookalike" if flagged else "clear", "index_size": 100000,
-                    "thresholds": {"phash": 10, "dhash": 10},
-                    "matches": [{"source": "Rival", "reference": "competitors/rival/x.jpg",
-                                 "distances": {"phash": 4, "dhash": 6}, "verdict": "lookalike"}] if flagged else []},
-                    brand=BRAND, week=WEEK, subject=slot)
-                ledger.append("provenance.signed", f"sign-{image_id}", {
-                    "image_id": image_id, "file": file, "sidecar": f"images/{image_id}.json", "sha256": "c" * 64,
-                    "digital_source_type": "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia",
-                    "c2pa_state": "Trusted", "signer": "CN=Bench"}, brand=BRAND, week=WEEK, subject=slot)
+                ledger.append(
+                    "lookalike.checked",
+                    f"check-{image_id}",
+                    {
+                        "image_id": image_id,
+                        "verdict": "lookalike" if flagged else "clear",
+                        "index_size": 100000,
+                        "thresholds": {"phash": 10, "dhash": 10},
+                        "matches": [
+                            {
+                                "source": "Rival",
+                                "reference": "competitors/rival/x.jpg",
+                                "distances": {"phash": 4, "dhash": 6},
+                                "verdict": "lookalike",
+                            }
+                        ]
+                        if flagged
+                        else [],
+                    },
+                    brand=BRAND,
+                    week=WEEK,
+                    subject=slot,
+                )
+                ledger.append(
+                    "provenance.signed",
+                    f"sign-{image_id}",
+                    {
+                        "image_id": image_id,
+                        "file": file,
+                        "sidecar": f"images/{image_id}.json",
+                        "sha256": "c" * 64,
+                        "digital_source_type": "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia",
+                        "c2pa_state": "Trusted",
+                        "signer": "CN=Bench",
+                    },
+                    brand=BRAND,
+                    week=WEEK,
+                    subject=slot,
+                )
                 images.append(image_id)
             if n % 3 == 0:
-                ledger.append("review.approved", f"review-{draft_id}", {
-                    "item_id": draft_id, "item_kind": "draft", "decision": "approved", "reviewer": "Camille",
-                    "comment": "", "decided_at": "2026-11-23T09:00:00+00:00"}, brand=BRAND, week=WEEK, subject=slot)
+                ledger.append(
+                    "review.approved",
+                    f"review-{draft_id}",
+                    {
+                        "item_id": draft_id,
+                        "item_kind": "draft",
+                        "decision": "approved",
+                        "reviewer": "Camille",
+                        "comment": "",
+                        "decided_at": "2026-11-23T09:00:00+00:00",
+                    },
+                    brand=BRAND,
+                    week=WEEK,
+                    subject=slot,
+                )
     return images
 
 
@@ -119,7 +226,7 @@ def main() -> None:
         rows = []
 
         def measure(name: str, call) -> float:
-            call()                                   # warm: templates compiled, connections open
+            call()  # warm: templates compiled, connections open
             times = []
             for _ in range(args.repeat):
                 times.append(call())

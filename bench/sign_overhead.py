@@ -23,9 +23,19 @@ from estampille.provenance.c2pa_manifest import ManifestSigner, generation_manif
 from estampille.provenance.identity import dev_identity
 from estampille.provenance.xmp import TRAINED, XmpFields, png_with_xmp, xmp_packet
 
-FIELDS = XmpFields(TRAINED, "builtin:tiny-sd", "sha256:0123", "a loaf on a table", "Maison Levain",
-                   "Maison Levain (AI)", "© 2026", "https://example.test/r", "Maison Levain SAS",
-                   "https://example.test/c", "prohibited")
+FIELDS = XmpFields(
+    TRAINED,
+    "builtin:tiny-sd",
+    "sha256:0123",
+    "a loaf on a table",
+    "Maison Levain",
+    "Maison Levain (AI)",
+    "© 2026",
+    "https://example.test/r",
+    "Maison Levain SAS",
+    "https://example.test/c",
+    "prohibited",
+)
 
 
 def timed(fn, *args):
@@ -52,15 +62,16 @@ def main() -> None:
         image = Image.fromarray(pixels, "RGB")
         _, plain = timed(image.save, io.BytesIO(), "PNG")
         with_xmp, encode = timed(png_with_xmp, image, xmp_packet(FIELDS))
-        manifest = generation_manifest(f"{i}.png", TRAINED, {"name": "bench", "version": "0"},
-                                       {"seed": i}, "prohibited")
+        manifest = generation_manifest(
+            f"{i}.png", TRAINED, {"name": "bench", "version": "0"}, {"seed": i}, "prohibited"
+        )
         signed, sign = timed(signer.sign, with_xmp, "image/png", manifest)
         report, read = timed(read_manifest, signed, "image/png", identity.trust_anchor_pem)
         assert report.state == "Trusted", report
-        if i:   # first image warms up
+        if i:  # first image warms up
             rows.append((plain, encode, sign, read, len(signed) - len(with_xmp), len(signed)))
     signer.close()
-    med = lambda k: statistics.median(r[k] for r in rows)   # noqa: E731
+    med = lambda k: statistics.median(r[k] for r in rows)  # noqa: E731
     plain = med(0)
     print(f"{args.images} images {args.size}x{args.size}, thumbnail off, ES256, medians")
     print(f"{'measure':44s} {'ms':>8s} {'ratio':>7s}")

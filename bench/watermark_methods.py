@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")          # one core per worker process
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per worker process
 
 import argparse
 import io
@@ -78,7 +78,9 @@ def scaled(image: Image.Image, factor: float) -> Image.Image:
 
 def rotated(image: Image.Image, degrees: float) -> Image.Image:
     out = image.rotate(degrees, Image.Resampling.BICUBIC)
-    return out.crop((int(image.width * 0.06), int(image.height * 0.06), int(image.width * 0.94), int(image.height * 0.94)))
+    return out.crop(
+        (int(image.width * 0.06), int(image.height * 0.06), int(image.width * 0.94), int(image.height * 0.94))
+    )
 
 
 def edit(name: str, image: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -103,7 +105,7 @@ def edit(name: str, image: Image.Image, rng: np.random.Generator) -> Image.Image
     if name == "4:5":
         return jpeg(reframe(image, 0.8, rng), 85)
     if name == "phone screenshot":
-        return phone_screenshot(jpeg(width(image, 1080), 80), rng)     # a PNG screenshot of the post
+        return phone_screenshot(jpeg(width(image, 1080), 80), rng)  # a PNG screenshot of the post
     if name == "mirror":
         return jpeg(ImageOps.mirror(image), 85)
     if name.startswith("rotate"):
@@ -156,13 +158,17 @@ class Invisible:
         return "right" if list(map(int, bits)) == self._message(payload) else "none"
 
 
-METHODS = {"ours": Ours(), "dwtDct": Invisible("dwtDct", 48), "dwtDctSvd": Invisible("dwtDctSvd", 48),
-           "rivaGan": Invisible("rivaGan", 32)}
+METHODS = {
+    "ours": Ours(),
+    "dwtDct": Invisible("dwtDct", 48),
+    "dwtDctSvd": Invisible("dwtDctSvd", 48),
+    "rivaGan": Invisible("rivaGan", 32),
+}
 
 
 def psnr(a: Image.Image, b: Image.Image) -> float:
     mse = float(np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b.convert("RGB"), dtype=np.float64)) ** 2))
-    return 10 * np.log10(255 ** 2 / mse) if mse else 99.0
+    return 10 * np.log10(255**2 / mse) if mse else 99.0
 
 
 def run_one(task: tuple) -> list[tuple]:
@@ -186,7 +192,7 @@ def timing(method_key: str, image: Image.Image, repeats: int) -> tuple[float, fl
     core spends, whatever else the machine runs. Decode: of a 1080 px JPEG q80 copy, and of the
     file as marked."""
     method = METHODS[method_key]
-    method.embed(image, "img-00112233445566778899")          # warm up (models, FFT plans)
+    method.embed(image, "img-00112233445566778899")  # warm up (models, FFT plans)
     start = time.process_time()
     for _ in range(repeats):
         marked = method.embed(image, "img-00112233445566778899")
@@ -224,14 +230,36 @@ def false_decodes(task: tuple) -> tuple[int, int]:
 
 def pictures(quick: bool, renders: Path | None, seed: int) -> list[tuple[str, str, Image.Image]]:
     photos = real_photos()
-    keep = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "camera", "coins", "eagle", "retina",
-            "brick", "page", "hubble_deep_field")
+    keep = (
+        "astronaut",
+        "chelsea",
+        "coffee",
+        "rocket",
+        "motorcycle_left",
+        "camera",
+        "coins",
+        "eagle",
+        "retina",
+        "brick",
+        "page",
+        "hubble_deep_field",
+    )
     chosen = [(n, im) for n, im in photos if n in keep][: 4 if quick else 8]
-    out = [("photo", n, width(im, 1024) if im.width >= im.height else im.resize(
-        (round(im.width * 1024 / im.height), 1024), Image.Resampling.LANCZOS)) for n, im in chosen]
+    out = [
+        (
+            "photo",
+            n,
+            width(im, 1024)
+            if im.width >= im.height
+            else im.resize((round(im.width * 1024 / im.height), 1024), Image.Resampling.LANCZOS),
+        )
+        for n, im in chosen
+    ]
     rng = np.random.default_rng(seed)
-    out += [("render-like scene", f"scene-{i}", scene(rng).resize((1024, 768), Image.Resampling.BICUBIC))
-            for i in range(2 if quick else 4)]
+    out += [
+        ("render-like scene", f"scene-{i}", scene(rng).resize((1024, 768), Image.Resampling.BICUBIC))
+        for i in range(2 if quick else 4)
+    ]
     if renders:
         files = sorted(renders.glob("*.png"))[: 4 if quick else 8]
         out += [("tiny-model render", f.stem, Image.open(f).convert("RGB")) for f in files]
@@ -245,8 +273,9 @@ def main() -> None:
     parser.add_argument("--unmarked", type=int, default=None, help="unmarked pictures for the false-decode count")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--crops", type=Path, default=REPO / "bench" / "out" / "watermark-crops",
-                        help="where the look-at-it crops go")
+    parser.add_argument(
+        "--crops", type=Path, default=REPO / "bench" / "out" / "watermark-crops", help="where the look-at-it crops go"
+    )
     args = parser.parse_args()
     unmarked = args.unmarked if args.unmarked is not None else (500 if args.quick else 10_000)
     started = time.perf_counter()
@@ -260,8 +289,17 @@ def main() -> None:
             # RivaGAN takes ~14 s to embed and ~23 s to read a 1024 px picture on one core: one
             # photo at 512 px and the key edits only.
             small = scaled(image, 0.5)
-            tasks.append(("rivaGan", kind, name, small, payload, args.seed + i,
-                          {"ig 1080 q80", "jpeg q50", "resize 0.5", "crop 80%", "mirror", "rotate +5"}))
+            tasks.append(
+                (
+                    "rivaGan",
+                    kind,
+                    name,
+                    small,
+                    payload,
+                    args.seed + i,
+                    {"ig 1080 q80", "jpeg q50", "resize 0.5", "crop 80%", "mirror", "rotate +5"},
+                )
+            )
     per_worker = max(1, unmarked // (args.workers * 4))
     fd_tasks = [(min(per_worker, unmarked - k), args.seed * 7919 + k) for k in range(0, unmarked, per_worker)]
     with ProcessPoolExecutor(args.workers) as pool:
@@ -276,10 +314,15 @@ def main() -> None:
 
     # ---------------------------------------------------------------- the table
     kinds = sorted({r[1] for r in results})
-    print(f"pictures: {', '.join(f'{sum(1 for i in images if i[0] == k)} {k}' for k in kinds)}; "
-          f"seed {args.seed}; {time.perf_counter() - started:.0f} s\n")
-    header = f"{'method':26} {'pictures':18} {'as marked':>9} " + " ".join(f"{f:>24}" for f in FAMILIES) + \
-        f" {'wrong ids':>9} {'PSNR dB':>8}"
+    print(
+        f"pictures: {', '.join(f'{sum(1 for i in images if i[0] == k)} {k}' for k in kinds)}; "
+        f"seed {args.seed}; {time.perf_counter() - started:.0f} s\n"
+    )
+    header = (
+        f"{'method':26} {'pictures':18} {'as marked':>9} "
+        + " ".join(f"{f:>24}" for f in FAMILIES)
+        + f" {'wrong ids':>9} {'PSNR dB':>8}"
+    )
     print(header)
     print("-" * len(header))
     for key in METHODS:
@@ -292,23 +335,40 @@ def main() -> None:
             cells.append(f"{sum(r[4] == 'right' for r in marked) / len(marked):9.3f}")
             for edits in FAMILIES.values():
                 chosen = [r for r in rows if r[3] in edits]
-                cells.append(f"{sum(r[4] == 'right' for r in chosen) / len(chosen):>17.3f} ({len(chosen):>4})"
-                             if chosen else f"{'—':>24}")
+                cells.append(
+                    f"{sum(r[4] == 'right' for r in chosen) / len(chosen):>17.3f} ({len(chosen):>4})"
+                    if chosen
+                    else f"{'—':>24}"
+                )
             wrong = sum(r[4] == "WRONG" for r in rows) if key == "ours" else None
             quality = np.mean([r[5] for r in marked])
-            print(f"{METHODS[key].name:26} {kind:18} " + " ".join(cells) +
-                  f" {wrong if wrong is not None else 'no check':>9} {quality:8.1f}")
-    print("\ntargets: " + ", ".join(f"{f} >= {t}" for f, t in TARGET.items()) + "; PSNR >= 40; embed <= 50 ms, "
-          "decode <= 150 ms per 1024x1024 on one core")
-    print("\nper edit (ours, all pictures): " + ", ".join(
-        f"{e} {np.mean([r[4] == 'right' for r in results if r[0] == 'ours' and r[3] == e]):.2f}"
-        for f in FAMILIES.values() for e in f))
+            print(
+                f"{METHODS[key].name:26} {kind:18} "
+                + " ".join(cells)
+                + f" {wrong if wrong is not None else 'no check':>9} {quality:8.1f}"
+            )
+    print(
+        "\ntargets: " + ", ".join(f"{f} >= {t}" for f, t in TARGET.items()) + "; PSNR >= 40; embed <= 50 ms, "
+        "decode <= 150 ms per 1024x1024 on one core"
+    )
+    print(
+        "\nper edit (ours, all pictures): "
+        + ", ".join(
+            f"{e} {np.mean([r[4] == 'right' for r in results if r[0] == 'ours' and r[3] == e]):.2f}"
+            for f in FAMILIES.values()
+            for e in f
+        )
+    )
     print("\nCPU ms per 1024x1024 picture on one core:")
     for key, (embed_ms, decode_ms, as_marked_ms) in times.items():
-        print(f"  {METHODS[key].name:26} embed {embed_ms:8.1f}   decode a 1080 px JPEG copy {decode_ms:8.1f}"
-              f"   decode as marked {as_marked_ms:8.1f}")
-    print(f"\nfalse decodes (ours) on {unmarked} unmarked pictures and crops: {wrong_unmarked}; bound by construction "
-          f"{watermark.false_decode_bound():.1e} per picture")
+        print(
+            f"  {METHODS[key].name:26} embed {embed_ms:8.1f}   decode a 1080 px JPEG copy {decode_ms:8.1f}"
+            f"   decode as marked {as_marked_ms:8.1f}"
+        )
+    print(
+        f"\nfalse decodes (ours) on {unmarked} unmarked pictures and crops: {wrong_unmarked}; bound by construction "
+        f"{watermark.false_decode_bound():.1e} per picture"
+    )
     save_crops(args.crops)
 
 
@@ -319,11 +379,16 @@ def save_crops(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     astronaut = Image.fromarray(data.astronaut()).resize((1024, 1024), Image.Resampling.LANCZOS)
     flat = scene(np.random.default_rng(5)).resize((1024, 768), Image.Resampling.BICUBIC)
-    for name, image, box in (("skin", astronaut, (360, 160, 616, 416)), ("flat-render", flat, (100, 100, 356, 356)),
-                             ("sky-and-suit", astronaut, (700, 40, 956, 296))):
+    for name, image, box in (
+        ("skin", astronaut, (360, 160, 616, 416)),
+        ("flat-render", flat, (100, 100, 356, 356)),
+        ("sky-and-suit", astronaut, (700, 40, 956, 296)),
+    ):
         marked = watermark.embed(image, "img-00112233445566778899").image
         a, b = image.crop(box), marked.crop(box)
-        diff = np.clip(128 + 20 * (np.asarray(b, dtype=np.int16) - np.asarray(a, dtype=np.int16)), 0, 255).astype(np.uint8)
+        diff = np.clip(128 + 20 * (np.asarray(b, dtype=np.int16) - np.asarray(a, dtype=np.int16)), 0, 255).astype(
+            np.uint8
+        )
         strip = Image.new("RGB", (256 * 3 + 8, 256), "white")
         for n, part in enumerate((a, b, Image.fromarray(diff))):
             strip.paste(part, (n * 260, 0))

@@ -15,11 +15,13 @@ from estampille.settings import Settings
 def competitor_index_refresh(brand: str, out: str | None = None) -> dict:
     settings = Settings.from_env(out=out)
     bundle = load_brand(brand)
-    store, skipped = refresh_brand_index(lookalike_index_folder(settings.out, bundle.slug),
-                                         bundle.competitor_folders(), [])
+    store, skipped = refresh_brand_index(
+        lookalike_index_folder(settings.out, bundle.slug), bundle.competitor_folders(), []
+    )
     indexed = store.count()
     store.close()
     listing = "".join(f"\n- `{source}`: {reason}" for source, reason in skipped) or " none"
-    create_markdown_artifact(f"# {bundle.brand.name}: {indexed} reference images indexed\n\nSkipped:{listing}",
-                             key="competitor-index")
+    create_markdown_artifact(
+        f"# {bundle.brand.name}: {indexed} reference images indexed\n\nSkipped:{listing}", key="competitor-index"
+    )
     return {"indexed": indexed, "skipped": len(skipped)}

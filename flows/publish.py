@@ -22,6 +22,9 @@ def publish(brand: str, week: str, out: str | None = None) -> dict:
         report = export(ledger, bundle, week, run_folder(settings.out, bundle.slug, week), signer_identity(settings))
     finally:
         ledger.close()
-    create_table_artifact([{"item": r["item"], "refused because": r["reason"]} for r in report.refused]
-                          or [{"item": "-", "refused because": "nothing refused"}], key="publish-refusals")
+    create_table_artifact(
+        [{"item": r["item"], "refused because": r["reason"]} for r in report.refused]
+        or [{"item": "-", "refused because": "nothing refused"}],
+        key="publish-refusals",
+    )
     return {"folder": str(report.folder), "exported": len(report.exported), "refused": len(report.refused)}

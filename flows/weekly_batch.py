@@ -83,8 +83,10 @@ def render_shard(brand: str, week: str, out: str, prompt_ids: list[str], shard: 
 def retry_condition(step: Stage):
     """Retry a stage only on its `retry_on` errors (an endpoint that did not answer); a bug or a bad
     input fails at once."""
+
     def retry_when(task, task_run, state) -> bool:
         return isinstance(state.result(raise_on_failure=False), step.retry_on)
+
     return retry_when
 
 
@@ -93,8 +95,14 @@ def task_for(step: Stage):
     if step is stages.RENDER:
         return render
     if step.retry_on:
-        return task(step.run, name=step.task, cache_policy=NO_CACHE, persist_result=False,
-                    retry_condition_fn=retry_condition(step), retry_jitter_factor=0.5)
+        return task(
+            step.run,
+            name=step.task,
+            cache_policy=NO_CACHE,
+            persist_result=False,
+            retry_condition_fn=retry_condition(step),
+            retry_jitter_factor=0.5,
+        )
     return stage(step.run, name=step.task)
 
 
@@ -110,10 +118,13 @@ def retried_stage(step: Stage, settings: Settings, batch, *args):
     try:
         return stage_task.with_options(retries=len(delays), retry_delay_seconds=delays or 0)(batch, *args)
     except step.retry_on as exc:
-        get_run_logger().warning(f"{stage_task.name}: {exc}, after {len(delays)} retries; recording the "
-                                 "items still to do as failed (the next run does them)")
+        get_run_logger().warning(
+            f"{stage_task.name}: {exc}, after {len(delays)} retries; recording the "
+            "items still to do as failed (the next run does them)"
+        )
         return stage_task.with_options(name=f"{stage_task.name}-record-failures", retries=0)(
-            batch.recording_every_failure(), *args)
+            batch.recording_every_failure(), *args
+        )
 
 
 def run_stage(step: Stage, settings: Settings, batch, made: WeekResults):
@@ -126,22 +137,27 @@ def split_renders(brand: str, week: str, settings: Settings, prompts, render_wor
     """The render workers' shares, each in its own process under the Dask task runner; the render
     stage that follows collects them (and renders whatever a failed worker left)."""
     prompt_ids = [p.prompt_id for p in prompts]
-    shares = [render_shard.submit(brand, week, str(settings.out), prompt_ids, i, render_workers)
-              for i in range(render_workers)]
+    shares = [
+        render_shard.submit(brand, week, str(settings.out), prompt_ids, i, render_workers)
+        for i in range(render_workers)
+    ]
     for share in shares:
         share.wait()
 
 
 def report(batch_name: str, week: str, summary: dict) -> None:
-    rows = [{"stage": name, "new": c["new"], "already done": c["reused"], "failed": c["failed"]}
-            for name, c in summary["counts"].items()]
+    rows = [
+        {"stage": name, "new": c["new"], "already done": c["reused"], "failed": c["failed"]}
+        for name, c in summary["counts"].items()
+    ]
     create_table_artifact(rows, key="items-by-stage", description=f"{batch_name} {week}")
     failures = "".join(f"\n- {f}" for f in summary["failures"]) or " none"
     create_markdown_artifact(
         f"# {batch_name} — {week}\n\nReview page: `{summary['review_page']}`\n\n"
         f"Ledger: `{summary['ledger']}`\n\nFailures:{failures}\n\n"
         + "".join(f"> {note}\n\n" for note in summary["notes"]),
-        key="weekly-batch-summary")
+        key="weekly-batch-summary",
+    )
 
 
 @flow(name="weekly-visual-batch", persist_result=False, log_prints=True)
@@ -166,7 +182,7 @@ def weekly_batch(brand: str, week: str | None = None, out: str | None = None, re
         return Failed(message=str(exc), data=exc)
     batch = open_batch_task(brand, week, settings, stop_on=retried_errors(stages.STAGES))
     made = WeekResults()
-    for step in stages.STAGES:     # plan, draft, prompt, render, check, sign, review
+    for step in stages.STAGES:  # plan, draft, prompt, render, check, sign, review
         if step is stages.RENDER and render_workers > 1:
             split_renders(brand, week, settings, made.prompts, render_workers)
         made.keep(step, run_stage(step, settings, batch, made))
@@ -182,8 +198,11 @@ def weekly_batch_for(render_workers: int = 1, dask_address: str | None = None):
         return weekly_batch
     from prefect_dask import DaskTaskRunner
 
-    runner = DaskTaskRunner(address=dask_address) if dask_address else DaskTaskRunner(
-        cluster_kwargs={"n_workers": render_workers, "processes": True, "threads_per_worker": 1})
+    runner = (
+        DaskTaskRunner(address=dask_address)
+        if dask_address
+        else DaskTaskRunner(cluster_kwargs={"n_workers": render_workers, "processes": True, "threads_per_worker": 1})
+    )
     return weekly_batch.with_options(task_runner=runner)
 
 
@@ -199,9 +218,11 @@ def serve_weekly(bundle, cron: str, timezone: str, name: str) -> None:
 
     url = get_current_settings().api.url
     if not url:
-        raise SetupError("scheduling needs a Prefect server: start one with `.venv/bin/prefect server start` "
-                         "and set PREFECT_API_URL=http://127.0.0.1:4200/api (Prefect does not schedule runs "
-                         "on its temporary local server)")
+        raise SetupError(
+            "scheduling needs a Prefect server: start one with `.venv/bin/prefect server start` "
+            "and set PREFECT_API_URL=http://127.0.0.1:4200/api (Prefect does not schedule runs "
+            "on its temporary local server)"
+        )
     try:
         schedule = Cron(cron, timezone=timezone)
     except ValueError as exc:

@@ -35,6 +35,7 @@ def tiny_family_dir(tmp_path_factory):
         if family not in built:
             built[family] = build_tiny_model(root / tiny_folder_name(family), family=family)
         return built[family]
+
     return folder
 
 
@@ -47,8 +48,16 @@ def isolated(tmp_path, monkeypatch, tiny_model_dir):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ESTAMPILLE_HOME", str(home))
     monkeypatch.setenv("ESTAMPILLE_OUT", str(tmp_path / "out"))
-    for name in ("ESTAMPILLE_LEDGER_URL", "ESTAMPILLE_LLM_BASE_URL", "ESTAMPILLE_LLM_MODEL",
-                 "ESTAMPILLE_LLM_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "ESTAMPILLE_SIGNER_CERT", "ESTAMPILLE_SIGNER_KEY"):
+    for name in (
+        "ESTAMPILLE_LEDGER_URL",
+        "ESTAMPILLE_LLM_BASE_URL",
+        "ESTAMPILLE_LLM_MODEL",
+        "ESTAMPILLE_LLM_API_KEY",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "ESTAMPILLE_SIGNER_CERT",
+        "ESTAMPILLE_SIGNER_KEY",
+    ):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
 
@@ -99,7 +108,9 @@ def renders_of(events, slot_suffix: str) -> list[str]:
     is noise and lands, rarely, within a threshold of a competitor's picture by chance (its seed
     follows the fake server's port, which changes per test); a test of the approval flow must not
     depend on that. The lookalike path has its own tests."""
-    flagged = {e.payload["image_id"] for e in events if e.kind == "lookalike.checked" and e.payload["verdict"] == "lookalike"}
+    flagged = {
+        e.payload["image_id"] for e in events if e.kind == "lookalike.checked" and e.payload["verdict"] == "lookalike"
+    }
     renders = [e.key for e in events if e.kind == "render.created" and e.subject.endswith(slot_suffix)]
     return sorted(renders, key=lambda key: key in flagged)
 
@@ -136,8 +147,13 @@ def prefect_server(tmp_path_factory):
     env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false")
     prefect = Path(sys.executable).parent / "prefect"
     with open(log, "wb") as out:
-        server = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                  env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 180
     while True:
         assert server.poll() is None, f"prefect server exited:\n{log.read_text()[-3000:]}"
@@ -154,14 +170,14 @@ def prefect_server(tmp_path_factory):
 
     setup_logging()
     patch = pytest.MonkeyPatch()
-    patch.setenv("PREFECT_API_URL", url)          # for subprocesses: the CLI, workers, `prefect deploy`
+    patch.setenv("PREFECT_API_URL", url)  # for subprocesses: the CLI, workers, `prefect deploy`
     try:
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield PrefectServer(url, log)
     finally:
         from prefect.logging.handlers import APILogHandler
 
-        APILogHandler().flush()                    # send the last run logs before the server goes
+        APILogHandler().flush()  # send the last run logs before the server goes
         patch.undo()
         server.terminate()
         try:
@@ -190,8 +206,13 @@ def finished_batch(tmp_path_factory, tiny_model_dir):
     server = FakeOpenAI().start()
     server.caption_extra = " <script>alert('x')</script>"
     try:
-        settings = Settings.from_env(env={"ESTAMPILLE_HOME": str(root / "home"), "ESTAMPILLE_OUT": str(root / "out"),
-                                          **fake_llm_env(server.base_url)})
+        settings = Settings.from_env(
+            env={
+                "ESTAMPILLE_HOME": str(root / "home"),
+                "ESTAMPILLE_OUT": str(root / "out"),
+                **fake_llm_env(server.base_url),
+            }
+        )
         summary = run_batch(brand, DEMO_WEEK, settings)
     finally:
         server.stop()
@@ -201,8 +222,11 @@ def finished_batch(tmp_path_factory, tiny_model_dir):
 
 
 def fake_llm_env(base_url: str) -> dict[str, str]:
-    return {"ESTAMPILLE_LLM_BASE_URL": base_url, "ESTAMPILLE_LLM_MODEL": "fake-chat",
-            "ESTAMPILLE_LLM_API_KEY": "sk-test-SECRET-never-logged"}
+    return {
+        "ESTAMPILLE_LLM_BASE_URL": base_url,
+        "ESTAMPILLE_LLM_MODEL": "fake-chat",
+        "ESTAMPILLE_LLM_API_KEY": "sk-test-SECRET-never-logged",
+    }
 
 
 @pytest.fixture
@@ -222,8 +246,14 @@ def batch_copy(finished_batch, isolated, monkeypatch):
     for name, value in fake_llm_env(recorded["llm_url"]).items():
         monkeypatch.setenv(name, value)
     run_dir = isolated / "out" / "brand" / DEMO_WEEK
-    return {"brand": isolated / "brand", "out": isolated / "out", "home": home, "run_dir": run_dir,
-            "settings": Settings.from_env(), "summary": {**recorded["summary"], "review_page": str(run_dir / "review.html")}}
+    return {
+        "brand": isolated / "brand",
+        "out": isolated / "out",
+        "home": home,
+        "run_dir": run_dir,
+        "settings": Settings.from_env(),
+        "summary": {**recorded["summary"], "review_page": str(run_dir / "review.html")},
+    }
 
 
 # ---------------------------------------------------------------- the review server's tests
@@ -238,13 +268,23 @@ def prepared_run(tmp_path_factory, tiny_model_dir):
     brand = root / "brand"
     shutil.copytree(DEMO_BRAND, brand)
     calendar = brand / "calendar.yaml"
-    calendar.write_text(calendar.read_text(encoding="utf-8").replace(
-        "feuilletage en 27 couches.", "feuilletage en 27 couches <b onmouseover=alert(2)>bold</b>."), encoding="utf-8")
+    calendar.write_text(
+        calendar.read_text(encoding="utf-8").replace(
+            "feuilletage en 27 couches.", "feuilletage en 27 couches <b onmouseover=alert(2)>bold</b>."
+        ),
+        encoding="utf-8",
+    )
     server = FakeOpenAI().start()
     server.caption_extra = ' <script>alert("caption")</script><img src=x onerror="alert(1)">'
     try:
-        settings = Settings.from_env(env={"ESTAMPILLE_HOME": str(root / "home"), "ESTAMPILLE_OUT": str(root / "out"),
-                                          "ESTAMPILLE_LLM_BASE_URL": server.base_url, "ESTAMPILLE_LLM_MODEL": "fake"})
+        settings = Settings.from_env(
+            env={
+                "ESTAMPILLE_HOME": str(root / "home"),
+                "ESTAMPILLE_OUT": str(root / "out"),
+                "ESTAMPILLE_LLM_BASE_URL": server.base_url,
+                "ESTAMPILLE_LLM_MODEL": "fake",
+            }
+        )
         run_batch(brand, DEMO_WEEK, settings)
     finally:
         server.stop()
@@ -259,12 +299,17 @@ def served_run(prepared_run, tmp_path):
     from .web_harness import SLOT, make_app
 
     shutil.copytree(prepared_run / "out", tmp_path / "web-out")
-    settings = Settings.from_env(env={"ESTAMPILLE_HOME": str(prepared_run / "home"),
-                                      "ESTAMPILLE_OUT": str(tmp_path / "web-out")})
+    settings = Settings.from_env(
+        env={"ESTAMPILLE_HOME": str(prepared_run / "home"), "ESTAMPILLE_OUT": str(tmp_path / "web-out")}
+    )
     ledger = Ledger(settings.ledger_url)
     events = ledger.events()
     ledger.close()
     slot = f"{DEMO_WEEK}/{SLOT}"
-    return {"app": make_app(settings, prepared_run), "settings": settings, "brand": prepared_run / "brand",
-            "drafts": [e.key for e in events if e.kind == "draft.created" and e.subject == slot],
-            "images": renders_of(events, slot)}
+    return {
+        "app": make_app(settings, prepared_run),
+        "settings": settings,
+        "brand": prepared_run / "brand",
+        "drafts": [e.key for e in events if e.kind == "draft.created" and e.subject == slot],
+        "images": renders_of(events, slot),
+    }

@@ -29,13 +29,13 @@ def _bind(port: int | None, handler) -> ThreadingHTTPServer:
 
 class FakeOpenAI:
     def __init__(self, port: int | None = None):
-        self.rules: list[tuple[str, str]] = []       # (substring of the user message, behaviour)
+        self.rules: list[tuple[str, str]] = []  # (substring of the user message, behaviour)
         self.requests: list[dict] = []
         self.headers: list[dict] = []
-        self.caption_extra = ""                       # appended to every caption (e.g. HTML to escape)
-        self.schema_support = True                    # False: answer HTTP 400 to response_format
-        self.seen: dict[str, int] = {}                # requests per user message (for "*-once" behaviours)
-        self.kill_after: int | None = None            # die (stop listening) after this many requests
+        self.caption_extra = ""  # appended to every caption (e.g. HTML to escape)
+        self.schema_support = True  # False: answer HTTP 400 to response_format
+        self.seen: dict[str, int] = {}  # requests per user message (for "*-once" behaviours)
+        self.kill_after: int | None = None  # die (stop listening) after this many requests
         ThreadingHTTPServer.allow_reuse_address = True
         self._server = _bind(port, self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -72,10 +72,20 @@ class FakeOpenAI:
                 return behaviour
         return "ok"
 
-    OPENERS = {"fr": ["Tout juste sorti du four", "Ce matin à la Croix-Rousse", "Nos boulangers vous le disent",
-                      "Une histoire de levain et de patience"],
-               "en": ["Fresh from the oven", "This morning in Croix-Rousse", "Our bakers will tell you",
-                      "A story of starter and patience"]}
+    OPENERS = {
+        "fr": [
+            "Tout juste sorti du four",
+            "Ce matin à la Croix-Rousse",
+            "Nos boulangers vous le disent",
+            "Une histoire de levain et de patience",
+        ],
+        "en": [
+            "Fresh from the oven",
+            "This morning in Croix-Rousse",
+            "Our bakers will tell you",
+            "A story of starter and patience",
+        ],
+    }
 
     def answer(self, body: dict, behaviour: str) -> str:
         system = body["messages"][0]["content"]
@@ -90,18 +100,23 @@ class FakeOpenAI:
         opener = self.OPENERS[language][0 if behaviour == "same" else body.get("seed", 0) % 4]
         caption = f"{opener} : {brief}" if language == "fr" else f"{opener}: {brief}"
         caption = caption.rstrip(" .,;:") + "."
-        if behaviour == "lowquality":   # what a weak model writes
+        if behaviour == "lowquality":  # what a weak model writes
             caption = f"{opener}, le pain au levian est un événement, le déjà, le délai, le décadre, le déché, le défil"
         if behaviour == "invent":
-            caption += (" Profitez de -30% sur tout, ouvert dimanche ! Réservez sur https://promo-levain.example/deal"
-                        if language == "fr" else " Enjoy -30% on everything, open on Sunday! Book at www.levain-deals.com")
-        if behaviour == "prose":   # a server that takes response_format and ignores it
+            caption += (
+                " Profitez de -30% sur tout, ouvert dimanche ! Réservez sur https://promo-levain.example/deal"
+                if language == "fr"
+                else " Enjoy -30% on everything, open on Sunday! Book at www.levain-deals.com"
+            )
+        if behaviour == "prose":  # a server that takes response_format and ignores it
             return f"{caption} #pain #lyon"
-        fields = {"caption": caption + self.caption_extra,
-                  "hashtags": ["#pain", "#lyon"] if language == "fr" else ["#bread", "#lyon"],
-                  "call_to_action": "Passez nous voir !" if language == "fr" else "Come by!",
-                  "alt_text": "Une miche de pain" if language == "fr" else "A sourdough loaf",
-                  "language": language}
+        fields = {
+            "caption": caption + self.caption_extra,
+            "hashtags": ["#pain", "#lyon"] if language == "fr" else ["#bread", "#lyon"],
+            "call_to_action": "Passez nous voir !" if language == "fr" else "Come by!",
+            "alt_text": "Une miche de pain" if language == "fr" else "A sourdough loaf",
+            "language": language,
+        }
         if behaviour == "wrongschema":
             fields["caption"] = 42
         text = json.dumps(fields, ensure_ascii=False)
@@ -111,7 +126,7 @@ class FakeOpenAI:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):   # keep test output clean
+            def log_message(self, *args):  # keep test output clean
                 pass
 
             def do_POST(self):
@@ -124,27 +139,36 @@ class FakeOpenAI:
                 fake.headers.append({k.lower(): v for k, v in self.headers.items()})
                 behaviour = fake.behaviour_for(body["messages"][-1]["content"])
                 if "response_format" in body and not fake.schema_support:
-                    return self._send(400, {"error": {"message": "response_format is not supported",
-                                                      "type": "invalid_request_error"}})
+                    return self._send(
+                        400, {"error": {"message": "response_format is not supported", "type": "invalid_request_error"}}
+                    )
                 if behaviour == "http500":
                     return self._send(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
                 if behaviour == "http429":
                     return self._send(429, {"error": {"message": "slow down", "type": "rate_limit"}})
                 if behaviour == "timeout":
                     time.sleep(3)
-                content = {"empty": "", "junk": "%%% ]]] not json, no words ###",
-                           "refusal-text": "I'm sorry, but I can't help with that request."}.get(behaviour)
+                content = {
+                    "empty": "",
+                    "junk": "%%% ]]] not json, no words ###",
+                    "refusal-text": "I'm sorry, but I can't help with that request.",
+                }.get(behaviour)
                 if content is None:
                     content = fake.answer(body, behaviour)
                 message = {"role": "assistant", "content": content}
                 if behaviour == "refusal":
                     message = {"role": "assistant", "content": None, "refusal": "This request breaks the policy."}
-                self._send(200, {
-                    "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
-                    "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
-                    "usage": {"prompt_tokens": 42, "completion_tokens": 17, "total_tokens": 59},
-                })
+                self._send(
+                    200,
+                    {
+                        "id": "chatcmpl-test",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": body["model"],
+                        "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
+                        "usage": {"prompt_tokens": 42, "completion_tokens": 17, "total_tokens": 59},
+                    },
+                )
 
             def _send(self, status: int, payload: dict):
                 data = json.dumps(payload).encode()

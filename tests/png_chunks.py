@@ -12,8 +12,8 @@ SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def chunks(data: bytes) -> list[tuple[bytes, bytes]]:
     pos, out = len(SIGNATURE), []
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        out.append((kind, data[pos + 8:pos + 8 + length]))
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        out.append((kind, data[pos + 8 : pos + 8 + length]))
         pos += 12 + length
     return out
 

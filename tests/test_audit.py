@@ -48,6 +48,7 @@ def _audit_json(capsys, *args) -> tuple[int, list[dict]]:
 
 # --- third-party files -------------------------------------------------------------------------
 
+
 def test_an_ai_image_from_another_tool_reads_as_a_reference_reader_shows_it(acme):
     signed = fx.sign(fx.photo_jpeg(), "image/jpeg", fx.ai_generated(), acme)
     c = read_credentials(signed, "image/jpeg", NO_TRUST)
@@ -56,14 +57,20 @@ def test_an_ai_image_from_another_tool_reads_as_a_reference_reader_shows_it(acme
     assert m.generator == "AcmeGen Studio 3.2" and m.title == "acmegen-output.jpg"
     assert (m.signer.common_name, m.signer.issuer, m.signer.algorithm) == ("Acme Signer", "Acme Corp", "Es256")
     assert [(a.action, a.digital_source_type, a.software_agent) for a in m.actions] == [
-        ("c2pa.created", fx.IPTC + "trainedAlgorithmicMedia", "AcmeGen Diffusion 7")]
-    assert m.assertions["cawg.training-mining"] == {"cawg.ai_generative_training": "notAllowed",
-                                                    "cawg.ai_training": "notAllowed", "cawg.ai_inference": "notAllowed",
-                                                    "cawg.data_mining": "notAllowed"}
+        ("c2pa.created", fx.IPTC + "trainedAlgorithmicMedia", "AcmeGen Diffusion 7")
+    ]
+    assert m.assertions["cawg.training-mining"] == {
+        "cawg.ai_generative_training": "notAllowed",
+        "cawg.ai_training": "notAllowed",
+        "cawg.ai_inference": "notAllowed",
+        "cawg.data_mining": "notAllowed",
+    }
     assert m.assertions["stds.schema-org.CreativeWork"] == {"author": ["Ines Moreau"]}
     assert {s.code for s in m.status if s.kind == "success"} >= {"claimSignature.validated", "assertion.dataHash.match"}
-    assert c.verdict() == ("AI-generated (trainedAlgorithmicMedia), made with AcmeGen Studio 3.2, signed by Acme Signer "
-                           "(issued by Acme Corp); not in your trust list; signature intact.")
+    assert c.verdict() == (
+        "AI-generated (trainedAlgorithmicMedia), made with AcmeGen Studio 3.2, signed by Acme Signer "
+        "(issued by Acme Corp); not in your trust list; signature intact."
+    )
 
 
 def test_trust_is_the_anchors_you_give_and_the_report_names_the_one(acme, tmp_path, capsys, monkeypatch):
@@ -80,8 +87,10 @@ def test_trust_is_the_anchors_you_give_and_the_report_names_the_one(acme, tmp_pa
     assert _audit_json(capsys, file)[1][0]["c2pa_state"] == "Trusted"
     monkeypatch.delenv("ESTAMPILLE_TRUST_ANCHORS")
     # An end-entity certificate allowed as it is, without its CA.
-    leaf = fx.write(tmp_path / "acme-signer.pem", acme.chain_pem.split(b"-----END CERTIFICATE-----")[0]
-                    + b"-----END CERTIFICATE-----\n")
+    leaf = fx.write(
+        tmp_path / "acme-signer.pem",
+        acme.chain_pem.split(b"-----END CERTIFICATE-----")[0] + b"-----END CERTIFICATE-----\n",
+    )
     status, [allowed] = _audit_json(capsys, file, "--allowed-certs", leaf)
     assert allowed["c2pa_state"] == "Trusted" and allowed["c2pa_failures"] == []
     assert allowed["credentials"]["trusted_through"] == ["allowed certificate Acme Signer (acme-signer.pem)"]
@@ -93,7 +102,7 @@ def test_trust_is_the_anchors_you_give_and_the_report_names_the_one(acme, tmp_pa
 
 def test_changed_pixels_are_named_as_a_data_hash_mismatch(acme):
     signed = bytearray(fx.sign(fx.photo_jpeg(), "image/jpeg", fx.ai_generated(), acme))
-    signed[-200] ^= 0xFF                                         # inside the entropy-coded image data
+    signed[-200] ^= 0xFF  # inside the entropy-coded image data
     c = read_credentials(bytes(signed), "image/jpeg", NO_TRUST)
     assert c.state == "Invalid" and "assertion.dataHash.mismatch" in c.failures
     assert "CHANGED OR BROKEN: the image was changed after signing (assertion.dataHash.mismatch)" in c.verdict()
@@ -110,12 +119,16 @@ def test_a_changed_claim_is_named_as_a_claim_signature_mismatch(acme):
 
 def test_a_remote_manifest_is_named_not_fetched(acme, tmp_path, capsys):
     url = "https://manifests.example.org/acme/1234.c2pa"
-    file = fx.write(tmp_path / "cloud.jpg", fx.sign(fx.photo_jpeg(), "image/jpeg", fx.ai_generated(), acme,
-                                                    remote_url=url))
+    file = fx.write(
+        tmp_path / "cloud.jpg", fx.sign(fx.photo_jpeg(), "image/jpeg", fx.ai_generated(), acme, remote_url=url)
+    )
     status, [report] = _audit_json(capsys, file)
     assert report["c2pa_state"] == "remote" and report["credentials"]["remote_url"] == url
     assert report["c2pa_failures"] == ["manifest.inaccessible"]
-    assert f"remote manifest at {url}, not fetched (offline)" in report["verdict"] and "--fetch-remote" in report["verdict"]
+    assert (
+        f"remote manifest at {url}, not fetched (offline)" in report["verdict"]
+        and "--fetch-remote" in report["verdict"]
+    )
 
 
 def test_a_plain_photograph_has_no_credentials_and_is_not_called_stripped(tmp_path, capsys):
@@ -132,28 +145,56 @@ def test_a_photo_editor_composite_and_a_chain_of_three_manifests(acme, editor_ca
     """Camera capture -> AI image composited in a photo editor -> cropped by the editor again:
     each manifest has its generator, signer and actions, and ingredients form the tree."""
     capture = fx.sign(fx.photo_jpeg("chelsea"), "image/jpeg", fx.captured(), acme)
-    composite = fx.sign(capture, "image/jpeg", fx.photo_editor_composite("composite.jpg"), editor_ca,
-                        [({"title": "capture.jpg", "relationship": "parentOf", "label": "parent"}, "image/jpeg", capture)])
-    cropped_manifest = {"claim_generator_info": [{"name": "Adobe_Photoshop", "version": "26.9.0"}], "title": "final.jpg",
-                        "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": [
-                            {"action": "c2pa.opened", "parameters": {"ingredientIds": ["parent"]}},
-                            {"action": "c2pa.cropped"}]}}]}
-    final = fx.sign(composite, "image/jpeg", cropped_manifest, editor_ca,
-                    [({"title": "composite.jpg", "relationship": "parentOf", "label": "parent"}, "image/jpeg", composite)])
+    composite = fx.sign(
+        capture,
+        "image/jpeg",
+        fx.photo_editor_composite("composite.jpg"),
+        editor_ca,
+        [({"title": "capture.jpg", "relationship": "parentOf", "label": "parent"}, "image/jpeg", capture)],
+    )
+    cropped_manifest = {
+        "claim_generator_info": [{"name": "Adobe_Photoshop", "version": "26.9.0"}],
+        "title": "final.jpg",
+        "assertions": [
+            {
+                "label": "c2pa.actions.v2",
+                "data": {
+                    "actions": [
+                        {"action": "c2pa.opened", "parameters": {"ingredientIds": ["parent"]}},
+                        {"action": "c2pa.cropped"},
+                    ]
+                },
+            }
+        ],
+    }
+    final = fx.sign(
+        composite,
+        "image/jpeg",
+        cropped_manifest,
+        editor_ca,
+        [({"title": "composite.jpg", "relationship": "parentOf", "label": "parent"}, "image/jpeg", composite)],
+    )
     c = read_credentials(final, "image/jpeg", NO_TRUST)
     assert c.state == "Valid" and c.manifest_count == 3
     top = c.active
     assert (top.generator, top.signer.common_name, top.signer.issuer) == (
-        "Adobe_Photoshop 26.9.0", "Pixel Editors C2PA", "Pixel Editors Inc.")
+        "Adobe_Photoshop 26.9.0",
+        "Pixel Editors C2PA",
+        "Pixel Editors Inc.",
+    )
     assert [a.action for a in top.actions] == ["c2pa.opened", "c2pa.cropped"]
-    assert [(i.title, i.relationship, i.state) for i in top.ingredients] == [
-        ("composite.jpg", "parentOf", "intact")]
+    assert [(i.title, i.relationship, i.state) for i in top.ingredients] == [("composite.jpg", "parentOf", "intact")]
     middle = top.children[0]
     assert [(a.action, a.digital_source_type, a.software_agent) for a in middle.actions] == [
-        ("c2pa.opened", None, None), ("c2pa.edited", fx.IPTC + "compositeWithTrainedAlgorithmicMedia", "Adobe Firefly")]
+        ("c2pa.opened", None, None),
+        ("c2pa.edited", fx.IPTC + "compositeWithTrainedAlgorithmicMedia", "Adobe Firefly"),
+    ]
     bottom = middle.children[0]
     assert (bottom.generator, bottom.signer.issuer, bottom.source_types) == (
-        "Lumen Camera 1.0", "Acme Corp", [fx.IPTC + "digitalCapture"])
+        "Lumen Camera 1.0",
+        "Acme Corp",
+        [fx.IPTC + "digitalCapture"],
+    )
     # The newest declared source type is the composite's: the verdict says AI is in it.
     assert c.verdict().startswith("Composite including AI-generated content (compositeWithTrainedAlgorithmicMedia)")
 
@@ -162,24 +203,33 @@ def test_an_ingredient_whose_manifest_is_missing_is_named(acme):
     """A parent's manifest renamed in the store (as a tool that rewrites the store badly would):
     the child's ingredient points at a manifest that is no longer there."""
     parent = fx.sign(fx.photo_jpeg(), "image/jpeg", fx.ai_generated(), acme)
-    child = fx.sign(parent, "image/jpeg", fx.photo_editor_composite("child.jpg"), acme,
-                    [({"title": "parent.jpg", "relationship": "parentOf", "label": "parent"}, "image/jpeg", parent)])
-    label = re.search(rb"urn:c2pa:[0-9a-f-]{36}", child).group(0)       # the parent's own label box comes first
+    child = fx.sign(
+        parent,
+        "image/jpeg",
+        fx.photo_editor_composite("child.jpg"),
+        acme,
+        [({"title": "parent.jpg", "relationship": "parentOf", "label": "parent"}, "image/jpeg", parent)],
+    )
+    label = re.search(rb"urn:c2pa:[0-9a-f-]{36}", child).group(0)  # the parent's own label box comes first
     at = child.index(label)
     renamed = label[:-1] + (b"0" if label[-1:] != b"0" else b"1")
-    c = read_credentials(child[:at] + renamed + child[at + len(label):], "image/jpeg", NO_TRUST)
+    c = read_credentials(child[:at] + renamed + child[at + len(label) :], "image/jpeg", NO_TRUST)
     assert c.state == "Invalid" and "ingredient.manifest.missing" in c.failures
     assert [(i.title, i.relationship, i.state) for i in c.active.ingredients] == [
-        ("parent.jpg", "parentOf", "changed or broken: ingredient.manifest.missing")]
+        ("parent.jpg", "parentOf", "changed or broken: ingredient.manifest.missing")
+    ]
     assert "the ingredient's manifest is missing from the store (ingredient.manifest.missing)" in c.verdict()
 
 
-@pytest.mark.parametrize("message, state, code", [
-    ("Other: unknown algorithm", "unsupported", "algorithm.unsupported"),
-    ("Other: prerelease content detected", "unsupported", "com.adobe.prerelease"),
-    ("Remote: must fetch remote manifests from url https://x.example/m", "remote", "manifest.inaccessible"),
-    ("ManifestNotFound: no JUMBF data found", "absent", None),
-])
+@pytest.mark.parametrize(
+    "message, state, code",
+    [
+        ("Other: unknown algorithm", "unsupported", "algorithm.unsupported"),
+        ("Other: prerelease content detected", "unsupported", "com.adobe.prerelease"),
+        ("Remote: must fetch remote manifests from url https://x.example/m", "remote", "manifest.inaccessible"),
+        ("ManifestNotFound: no JUMBF data found", "absent", None),
+    ],
+)
 def test_what_the_library_cannot_validate_gets_a_c2pa_status_code(message, state, code):
     """The messages c2pa-python raises for the c2pa-rs fixtures no_alg.jpg, prerelease.jpg and
     cloud.jpg (tried by hand; those files are not ours to commit)."""
@@ -189,13 +239,14 @@ def test_what_the_library_cannot_validate_gets_a_c2pa_status_code(message, state
 
 # --- read-only, no ledger, one JSON document ---------------------------------------------------
 
+
 def test_audit_writes_nothing_and_works_without_a_ledger(acme, isolated, capsys):
     file = fx.write(isolated / "ai.jpg", fx.sign(fx.photo_jpeg(), "image/jpeg", fx.ai_generated(), acme))
     bad = fx.write(isolated / "broken.png", b"\x89PNG\r\n\x1a\nnot really")
     before = sorted(p.relative_to(isolated) for p in isolated.rglob("*"))
     status, reports = _audit_json(capsys, file, bad)
-    assert status == 1                                           # nothing could be traced
-    assert sorted(p.relative_to(isolated) for p in isolated.rglob("*")) == before   # no keys, no folders
+    assert status == 1  # nothing could be traced
+    assert sorted(p.relative_to(isolated) for p in isolated.rglob("*")) == before  # no keys, no folders
     assert [r["file"].rsplit("/", 1)[1] for r in reports] == ["ai.jpg", "broken.png"]
     assert reports[0]["c2pa_state"] == "Valid" and any("nothing could be traced" in n for n in reports[0]["notes"])
     assert reports[1]["error"] and reports[1]["record"] is None
@@ -212,10 +263,12 @@ def _xmp_png(packet: str) -> bytes:
 
 
 def test_xmp_without_a_source_type_is_shown_with_its_own_namespace_prefixes(tmp_path, capsys):
-    packet = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-              '<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
-              'xmlns:acme="http://ns.acme.example/studio/1.0/" xmp:CreatorTool="Lumen 2" acme:Project="Spring"/>'
-              '</rdf:RDF></x:xmpmeta>')
+    packet = (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+        'xmlns:acme="http://ns.acme.example/studio/1.0/" xmp:CreatorTool="Lumen 2" acme:Project="Spring"/>'
+        "</rdf:RDF></x:xmpmeta>"
+    )
     file = fx.write(tmp_path / "edited.png", _xmp_png(packet))
     status, [report] = _audit_json(capsys, file)
     assert report["xmp"] == {"xmp:CreatorTool": "Lumen 2", "acme:Project": "Spring"}
@@ -225,6 +278,7 @@ def test_xmp_without_a_source_type_is_shown_with_its_own_namespace_prefixes(tmp_
 
 
 # --- our own files ----------------------------------------------------------------------------
+
 
 def _events(batch):
     ledger = Ledger(batch["settings"].ledger_url)
@@ -243,7 +297,11 @@ def test_our_signed_file_names_the_dev_ca_the_model_and_its_licence(batch_copy, 
     assert report["verdict"].startswith(f"Estampille image {signed['image_id']} (brand {DEMO_WEEK})")
     ours = report["ours"]
     assert (ours["model_name"], ours["licence"], ours["commercial_use"], ours["test_model"]) == (
-        "Estampille tiny test model (random weights)", "Apache-2.0", "yes", True)
+        "Estampille tiny test model (random weights)",
+        "Apache-2.0",
+        "yes",
+        True,
+    )
     assert ours["review"] == {"decision": "pending"} and report["conflicts"] == []
     # The XMP names the model as people do and agrees with the manifest on ids and data mining.
     xmp, active = report["xmp"], report["credentials"]["active"]
@@ -256,13 +314,16 @@ def test_our_signed_file_names_the_dev_ca_the_model_and_its_licence(batch_copy, 
 def test_an_image_to_image_render_shows_the_picture_it_started_from_and_its_lookalike_verdict(batch_copy, capsys):
     events = _events(batch_copy)
     render = next(e.payload for e in events if e.kind == "render.created" and e.subject.endswith("tradition-vendredi"))
-    signed = next(e.payload for e in events if e.kind == "provenance.signed" and e.payload["image_id"] == render["image_id"])
+    signed = next(
+        e.payload for e in events if e.kind == "provenance.signed" and e.payload["image_id"] == render["image_id"]
+    )
     status, [report] = _audit_json(capsys, batch_copy["run_dir"] / signed["file"])
     [ingredient] = report["ours"]["ingredients"]
     assert ingredient["title"] == "boulangerie-doree-04.jpg" and ingredient["relationship"] == "inputTo"
     assert ingredient["lookalike"] == "lookalike" and ingredient["matches"][0]["source"] == "Boulangerie Dorée"
     assert [(i["title"], i["relationship"]) for i in report["credentials"]["active"]["ingredients"]] == [
-        ("boulangerie-doree-04.jpg", "inputTo")]
+        ("boulangerie-doree-04.jpg", "inputTo")
+    ]
     assert report["credentials"]["source_type"].endswith("compositeWithTrainedAlgorithmicMedia")
 
 
@@ -283,8 +344,11 @@ def test_edited_xmp_on_our_file_is_a_conflict_and_a_change_since_signing(batch_c
     assert report["record"]["found_by"] == "our C2PA manifest (file changed since)"
     assert report["ours"]["changed_since_signing"] and "CHANGED since signing" in report["verdict"]
     conflicts = {c["field"]: c["layers"] for c in report["conflicts"]}
-    assert conflicts["source type"] == {"XMP": "digitalCapture", "C2PA": "trainedAlgorithmicMedia",
-                                        "ledger": "trainedAlgorithmicMedia"}
+    assert conflicts["source type"] == {
+        "XMP": "digitalCapture",
+        "C2PA": "trainedAlgorithmicMedia",
+        "ledger": "trainedAlgorithmicMedia",
+    }
     assert conflicts["creator"]["XMP"] == "Someone Else" and conflicts["creator"]["ledger"] == "Maison Levain"
     assert "Layers disagree on: source type, creator" in report["verdict"]
 
@@ -293,7 +357,9 @@ def test_an_export_carries_the_review_the_alt_text_and_an_instance_id_its_manife
     events = _events(batch_copy)
     slot = f"{DEMO_WEEK}/croissant-mercredi"
     draft = next(e for e in events if e.kind == "draft.created" and e.subject == slot)
-    flagged = {e.payload["image_id"] for e in events if e.kind == "lookalike.checked" and e.payload["verdict"] == "lookalike"}
+    flagged = {
+        e.payload["image_id"] for e in events if e.kind == "lookalike.checked" and e.payload["verdict"] == "lookalike"
+    }
     image = next(e.key for e in events if e.kind == "render.created" and e.subject == slot and e.key not in flagged)
     assert main(["review", "approve", draft.key, image, "--reviewer", "Camille"]) == 0
     assert main(["publish", "--brand", str(batch_copy["brand"]), "--week", DEMO_WEEK]) == 0
@@ -305,7 +371,7 @@ def test_an_export_carries_the_review_the_alt_text_and_an_instance_id_its_manife
     assert xmp["Iptc4xmpCore:AltTextAccessibility"] == draft.payload["alt_text"].strip()
     assert xmp["xmpMM:InstanceID"] == report["credentials"]["active"]["instance_id"]
     signed = next(e.payload for e in events if e.kind == "provenance.signed" and e.payload["image_id"] == image)
-    assert xmp["xmpMM:DocumentID"] == signed["xmp"]["document_id"]          # the same document, a new instance
+    assert xmp["xmpMM:DocumentID"] == signed["xmp"]["document_id"]  # the same document, a new instance
     assert report["conflicts"] == []
 
 
@@ -321,12 +387,18 @@ def test_an_imported_retouch_is_reported(batch_copy, capsys, tmp_path):
     assert report["credentials"]["source_type"].endswith("compositeWithTrainedAlgorithmicMedia")
 
 
-@pytest.mark.skipif(not shutil.which("exiftool") and not os.environ.get("ESTAMPILLE_REQUIRE_EXIFTOOL"),
-                    reason="exiftool (Debian's libimage-exiftool-perl) is not installed; .ci/run installs it")
+@pytest.mark.skipif(
+    not shutil.which("exiftool") and not os.environ.get("ESTAMPILLE_REQUIRE_EXIFTOOL"),
+    reason="exiftool (Debian's libimage-exiftool-perl) is not installed; .ci/run installs it",
+)
 def test_exiftool_reads_our_xmp_as_we_wrote_it(batch_copy):
     signed = next(e.payload for e in _events(batch_copy) if e.kind == "provenance.signed")
-    out = subprocess.run(["exiftool", "-j", "-XMP:all", "-G1", str(batch_copy["run_dir"] / signed["file"])],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["exiftool", "-j", "-XMP:all", "-G1", str(batch_copy["run_dir"] / signed["file"])],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     tags = json.loads(out.stdout)[0]
     assert tags["XMP-iptcExt:DigitalSourceType"].endswith("trainedAlgorithmicMedia")
     assert tags["XMP-iptcExt:AISystemUsed"] == "Estampille tiny test model (random weights)"
@@ -338,6 +410,7 @@ def test_exiftool_reads_our_xmp_as_we_wrote_it(batch_copy):
 
 # --- folders and reports ----------------------------------------------------------------------
 
+
 def test_a_folder_gives_one_row_per_file_in_html_csv_and_json(batch_copy, acme, capsys, tmp_path):
     folder = batch_copy["run_dir"] / "images"
     fx.write(folder / "third-party.jpg", fx.sign(fx.photo_jpeg(), "image/jpeg", fx.ai_generated(), acme))
@@ -348,12 +421,15 @@ def test_a_folder_gives_one_row_per_file_in_html_csv_and_json(batch_copy, acme, 
     rows = list(csv.DictReader((tmp_path / "audit.csv").open(encoding="utf-8")))
     assert [r["file"] for r in rows] == [str(p) for p in files]
     third = next(r for r in rows if r["file"].endswith("third-party.jpg"))
-    assert (third["generator"], third["signer"], third["source_type"]) == ("AcmeGen Studio 3.2", "Acme Signer",
-                                                                          "trainedAlgorithmicMedia")
+    assert (third["generator"], third["signer"], third["source_type"]) == (
+        "AcmeGen Studio 3.2",
+        "Acme Signer",
+        "trainedAlgorithmicMedia",
+    )
     assert len(json.loads((tmp_path / "audit.json").read_text())) == len(files)
     html = (tmp_path / "audit.html").read_text(encoding="utf-8")
     assert html.count('<section class="audit-file"') == len(files)
-    assert html.count("data:image/webp;base64,") == len(files)            # thumbnails travel with the file
+    assert html.count("data:image/webp;base64,") == len(files)  # thumbnails travel with the file
     assert "made with AcmeGen Studio 3.2" in html and "development CA" in html
 
 
@@ -368,7 +444,9 @@ def test_the_web_audit_page_shows_the_same_report(batch_copy):
     settings = batch_copy["settings"]
     signed = next(e.payload for e in _events(batch_copy) if e.kind == "provenance.signed")
     path = batch_copy["run_dir"] / signed["file"]
-    app = create_app(WebConfig(settings, from_settings(settings), ReviewerPolicy(), batch_copy["brand"].parent, "127.0.0.1"))
+    app = create_app(
+        WebConfig(settings, from_settings(settings), ReviewerPolicy(), batch_copy["brand"].parent, "127.0.0.1")
+    )
     with TestClient(app, base_url="http://127.0.0.1", client=("127.0.0.1", 50123)) as client:
         # A read-only server on loopback (no reviewers): anyone local may audit, with the page's CSRF token.
         csrf = re.search(r'/audit\?csrf=([^"]+)"', client.get("/audit").text).group(1)

@@ -12,7 +12,7 @@ from estampille.background import InOrder
 
 
 def _work(n: int) -> tuple[int, str]:
-    time.sleep(0.02 * (3 - n))           # later items finish sooner: order must not follow finishing
+    time.sleep(0.02 * (3 - n))  # later items finish sooner: order must not follow finishing
     return n, threading.current_thread().name
 
 

@@ -60,8 +60,11 @@ def test_image_to_image_slot_records_its_reference_and_is_labelled_composite(fak
     from estampille.provenance.xmp import COMPOSITE_TRAINED
 
     calendar = brand_copy / "calendar.yaml"
-    calendar.write_text(calendar.read_text().replace("    # reference_image:", "    reference_image:")
-                        .replace("    # strength:", "    strength:"))
+    calendar.write_text(
+        calendar.read_text()
+        .replace("    # reference_image:", "    reference_image:")
+        .replace("    # strength:", "    strength:")
+    )
     run_batch(brand_copy, DEMO_WEEK, settings)
     run_dir = settings.out / "brand" / DEMO_WEEK
     events = _events(settings)
@@ -69,14 +72,19 @@ def test_image_to_image_slot_records_its_reference_and_is_labelled_composite(fak
     assert len(renders) == 2 and all(r["mode"] == "image-to-image" for r in renders)
     assert renders[0]["reference"]["path"].endswith("references/atelier-table.jpg")
     assert renders[0]["reference"]["strength"] == 0.75
-    signed = next(e.payload for e in events if e.kind == "provenance.signed" and e.payload["image_id"] == renders[0]["image_id"])
+    signed = next(
+        e.payload for e in events if e.kind == "provenance.signed" and e.payload["image_id"] == renders[0]["image_id"]
+    )
     data = (run_dir / signed["file"]).read_bytes()
     assert read_xmp(data)["Iptc4xmpExt:DigitalSourceType"] == COMPOSITE_TRAINED
     report = read_manifest(data, "image/png", (settings.keys_dir / "dev-ca.pem").read_bytes())
     assert report.state == "Trusted"
     assert [i["title"] for i in report.active["ingredients"]] == ["atelier-table.jpg"]
-    others = [e.payload for e in events if e.kind == "render.created"
-              and not e.subject.endswith(("atelier-samedi", "tradition-vendredi"))]
+    others = [
+        e.payload
+        for e in events
+        if e.kind == "render.created" and not e.subject.endswith(("atelier-samedi", "tradition-vendredi"))
+    ]
     assert all(r["mode"] == "text-to-image" and r["reference"] is None for r in others)
 
     # The demo's "inspiration" slot starts from a competitor's picture: every render of it is
@@ -102,7 +110,9 @@ def test_ledger_verifies_and_records_calls_without_the_api_key(first_run, settin
     dump = json.dumps([e.payload for e in _events(settings)])
     assert "SECRET" not in dump
     draft = next(e for e in _events(settings) if e.kind == "draft.created")
-    assert draft.payload["llm"]["host"].startswith("127.0.0.1") and draft.payload["llm"]["calls"][0]["prompt_tokens"] == 42
+    assert (
+        draft.payload["llm"]["host"].startswith("127.0.0.1") and draft.payload["llm"]["calls"][0]["prompt_tokens"] == 42
+    )
 
 
 def test_drafts_carry_the_disclosure_line_in_their_language(first_run, settings):
@@ -119,7 +129,10 @@ def test_invented_facts_and_low_quality_text_are_marked_on_the_review_page(fake_
     assert '<mark title="unsupported percentage: not in the brief or brand file">-30%</mark>' in html
     assert '<mark title="unsupported day: not in the brief or brand file">dimanche</mark>' in html
     assert '<mark title="misspelt or unknown word">levian</mark>' in html
-    assert '<mark title="misspelt or unknown word; truncated ending">défil</mark>' in html and "LOW QUALITY: misspelt" in html
+    assert (
+        '<mark title="misspelt or unknown word; truncated ending">défil</mark>' in html
+        and "LOW QUALITY: misspelt" in html
+    )
     assert "2 of 6 text variants failed the language-quality gate" in " ".join(summary["notes"])
 
 
@@ -127,7 +140,7 @@ def test_review_page_lists_every_post_and_escapes_model_text(first_run, settings
     html = open(first_run["summary"]["review_page"], encoding="utf-8").read()
     for event in _events(settings):
         if event.kind in ("draft.created", "render.created"):
-            assert event.key in html     # the ids a reviewer passes to `estampille review approve`
+            assert event.key in html  # the ids a reviewer passes to `estampille review approve`
     for post in posts_in_week(load_brand(DEMO_BRAND), DEMO_WEEK):
         assert f'id="{post.id}"' in html
     assert "<script>alert" not in html and "&lt;script&gt;" in html
@@ -163,11 +176,11 @@ def test_deleted_render_is_recreated_pixel_identical_without_a_new_row(small_run
 
 
 N_POSTS = len(posts_in_week(load_brand(DEMO_BRAND), DEMO_WEEK))
-N_SMALL = 2       # posts of conftest.two_post_brand
+N_SMALL = 2  # posts of conftest.two_post_brand
 
 
 def test_a_failing_slot_costs_only_that_slot_and_the_rerun_completes_it(fake_llm, settings, two_post_brand):
-    fake_llm.rules.append(("Camille", "http500"))      # the LinkedIn post's brief
+    fake_llm.rules.append(("Camille", "http500"))  # the LinkedIn post's brief
     summary = run_batch(two_post_brand, DEMO_WEEK, settings)
     assert len(summary["failures"]) == 2 and all("HTTP 500" in f for f in summary["failures"])
     events = _events(settings)
@@ -190,13 +203,13 @@ def test_a_failing_slot_costs_only_that_slot_and_the_rerun_completes_it(fake_llm
 
 
 def test_killed_endpoint_mid_batch_keeps_finished_slots_and_the_rerun_completes(fake_llm, settings, two_post_brand):
-    fake_llm.kill_after = 2                 # dies while drafting the second post
+    fake_llm.kill_after = 2  # dies while drafting the second post
     summary = run_batch(two_post_brand, DEMO_WEEK, settings)
     assert summary["failures"] and all("cannot reach" in f for f in summary["failures"])
     done = {e.key for e in _events(settings) if e.kind == "draft.created"}
     assert 1 <= len(done) < 2 * N_SMALL and Ledger(settings.ledger_url).verify().ok
 
-    revived = FakeOpenAI(port=fake_llm.port).start()      # the endpoint comes back on the same address
+    revived = FakeOpenAI(port=fake_llm.port).start()  # the endpoint comes back on the same address
     try:
         summary = run_batch(two_post_brand, DEMO_WEEK, Settings.from_env())
         assert summary["failures"] == [] and summary["counts"]["draft"]["reused"] == len(done)
@@ -208,8 +221,10 @@ def test_killed_endpoint_mid_batch_keeps_finished_slots_and_the_rerun_completes(
         revived.stop()
 
 
-@pytest.mark.skipif(not os.environ.get("ESTAMPILLE_TEST_POSTGRES_URL"),
-                    reason="set ESTAMPILLE_TEST_POSTGRES_URL (see .ci/postgres.sh) to run a batch on PostgreSQL")
+@pytest.mark.skipif(
+    not os.environ.get("ESTAMPILLE_TEST_POSTGRES_URL"),
+    reason="set ESTAMPILLE_TEST_POSTGRES_URL (see .ci/postgres.sh) to run a batch on PostgreSQL",
+)
 def test_whole_batch_on_a_postgres_ledger(fake_llm, monkeypatch, two_post_brand):
     from sqlalchemy import create_engine
 
@@ -252,7 +267,7 @@ def test_a_render_shard_renders_only_the_prompts_it_is_given_and_drafts_nothing(
     from estampille.batch import open_batch
     from estampille.errors import EstampilleError
 
-    fake_llm.rules.append(("Camille", "http500"))      # one post's drafts fail: no shard may retry them
+    fake_llm.rules.append(("Camille", "http500"))  # one post's drafts fail: no shard may retry them
     batch = open_batch(two_post_brand, DEMO_WEEK, settings)
     slots = stages.plan_slots(batch)
     prompts = stages.write_image_prompts(batch, slots, stages.draft_texts(batch, slots))
@@ -263,7 +278,7 @@ def test_a_render_shard_renders_only_the_prompts_it_is_given_and_drafts_nothing(
 
     share = stages.render_shard(two_post_brand, DEMO_WEEK, Settings.from_env(), given, 0, 1)
     assert share["new"] == 1 and share["failures"] == []
-    assert len(fake_llm.requests) == requests                  # neither drafted nor prompted again
+    assert len(fake_llm.requests) == requests  # neither drafted nor prompted again
     added = _events(settings)[rows:]
     assert [e.kind for e in added].count("render.created") == 1
     assert {e.kind for e in added} <= {"run.started", "render.created"}
@@ -283,11 +298,10 @@ def test_the_render_stage_takes_any_renderer_handed_to_the_batch(fake_llm, setti
     signed = [e.payload for e in _events(settings) if e.kind == "provenance.signed"]
     assert len(signed) == 4 and all(s["c2pa_state"] == "Trusted" for s in signed)
     again = run_batch(two_post_brand, DEMO_WEEK, Settings.from_env(), renderer=renderer)
-    assert again["counts"]["render"]["reused"] == 4 and renderer.loads == [0]   # nothing to load
+    assert again["counts"]["render"]["reused"] == 4 and renderer.loads == [0]  # nothing to load
 
 
-def test_on_a_gpu_the_bookkeeping_overlaps_rendering_and_records_keep_render_order(fake_llm, settings,
-                                                                                    two_post_brand):
+def test_on_a_gpu_the_bookkeeping_overlaps_rendering_and_records_keep_render_order(fake_llm, settings, two_post_brand):
     """A renderer on a GPU (its device stood in for) gets its PNGs saved on a background thread:
     every image is recorded, in the order it was rendered, with a file matching its SHA-256."""
     from estampille.paths import file_sha256
@@ -318,9 +332,17 @@ class FlatColours:
         return {"scheduler": {"class": "none", "config": {}}, "versions": {"flat": "1"}}
 
     def describe(self):
-        return {"id": "flat", "name": "flat colours", "revision": None, "weights_sha256": "0" * 64,
-                "pipeline_class": "FlatColours", "licence": "CC0-1.0", "commercial_use": "yes",
-                "licence_source": "test", "test_model": True}
+        return {
+            "id": "flat",
+            "name": "flat colours",
+            "revision": None,
+            "weights_sha256": "0" * 64,
+            "pipeline_class": "FlatColours",
+            "licence": "CC0-1.0",
+            "commercial_use": "yes",
+            "licence_source": "test",
+            "test_model": True,
+        }
 
     def render(self, jobs, batch_size, *, pad=False):
         from PIL import Image
@@ -338,7 +360,7 @@ def test_the_static_page_and_the_web_page_show_one_view_of_the_week(fake_llm, se
     text variants included, read back from the ledger."""
     from estampille.review.week_view import load_run
 
-    fake_llm.rules.append(("Camille", "http500"))      # the English post's drafts fail
+    fake_llm.rules.append(("Camille", "http500"))  # the English post's drafts fail
     summary = run_batch(two_post_brand, DEMO_WEEK, settings)
     html = open(summary["review_page"], encoding="utf-8").read()
     ledger = Ledger(settings.ledger_url)
@@ -347,6 +369,6 @@ def test_the_static_page_and_the_web_page_show_one_view_of_the_week(fake_llm, se
     finally:
         ledger.close()
     shown = [d.draft_id for slot in run.slots for d in slot.drafts] + list(run.images)
-    assert len(shown) == 4 and all(item_id in html for item_id in shown)     # 2 drafts, 2 images
+    assert len(shown) == 4 and all(item_id in html for item_id in shown)  # 2 drafts, 2 images
     assert [len(slot.failures) for slot in run.slots] == [0, 2]
     assert html.count("A text variant failed") == 2 and 'id="sourdough-linkedin"' in html

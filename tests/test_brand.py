@@ -79,8 +79,10 @@ def test_misspelt_key_is_an_error_not_ignored(brand_copy):
         load_brand(brand_copy)
 
 
-@pytest.mark.parametrize("old,new,bad", [("platform: linkedin", "platform: myspace", "myspace"),
-                                         ("audience: visitors", "audience: martians", "martians")])
+@pytest.mark.parametrize(
+    "old,new,bad",
+    [("platform: linkedin", "platform: myspace", "myspace"), ("audience: visitors", "audience: martians", "martians")],
+)
 def test_calendar_post_naming_something_unknown_names_its_line(brand_copy, old, new, bad):
     calendar = brand_copy / "calendar.yaml"
     _replace(calendar, old, new)
@@ -95,11 +97,14 @@ def test_week_without_posts_lists_the_weeks_that_have_some():
         posts_in_week(load_brand(DEMO_BRAND), "2026-W40")
 
 
-@pytest.mark.parametrize("old,new", [
-    ("languages: [fr, en]", "languages: [fr, en"),                      # bad YAML
-    ("licence_policy: commercial", "licence_policy: sometimes"),          # wrong value
-    ("name: Maison Levain\n", ""),                                        # missing field
-])
+@pytest.mark.parametrize(
+    "old,new",
+    [
+        ("languages: [fr, en]", "languages: [fr, en"),  # bad YAML
+        ("licence_policy: commercial", "licence_policy: sometimes"),  # wrong value
+        ("name: Maison Levain\n", ""),  # missing field
+    ],
+)
 def test_cli_exits_2_and_writes_nothing(brand_copy, isolated, capsys, old, new):
     _replace(brand_copy / "brand.yaml", old, new)
     status = main(["run", "--brand", str(brand_copy), "--week", DEMO_WEEK, "--engine", "plain"])
@@ -128,8 +133,10 @@ def test_a_nested_key_written_twice_is_an_error_but_a_merge_key_override_is_not(
     _replace(brand_file, "  steps: 4\n", "  steps: 4\n  guidance: 2.0\n  steps: 8\n")
     with pytest.raises(ConfigError) as error:
         load_brand(brand_copy)
-    assert (f"line {_line_of(brand_file, 'steps: 8')}: key 'steps' appears twice, on line "
-            f"{_line_of(brand_file, 'steps: 4')} and") in str(error.value)
+    assert (
+        f"line {_line_of(brand_file, 'steps: 8')}: key 'steps' appears twice, on line "
+        f"{_line_of(brand_file, 'steps: 4')} and"
+    ) in str(error.value)
     _replace(brand_file, "  steps: 4\n  guidance: 2.0\n  steps: 8\n", "  steps: 4\n")
     # An anchor merged with `<<` and one key overridden is YAML's way of sharing settings: accepted.
     brand_file.write_text(brand_file.read_text().replace("render:\n", "render:\n  <<: {steps: 2}\n", 1))

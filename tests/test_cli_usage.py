@@ -39,8 +39,9 @@ def test_an_unknown_option_of_each_command_is_a_usage_error(words, capsys):
 
 def test_an_unknown_command_through_the_installed_script_is_a_usage_error():
     """The real entry point, in its own process: what a user sees in a terminal."""
-    done = subprocess.run([sys.executable, "-m", "estampille.cli", "publsh", "--brand", "x"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "estampille.cli", "publsh", "--brand", "x"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("Usage: estampille [OPTIONS] COMMAND [ARGS]...")
     assert "error: No such command 'publsh'" in done.stderr

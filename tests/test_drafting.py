@@ -28,8 +28,16 @@ def _slot(bundle, post_id):
 
 def _draft(fake_llm, bundle, post_id="croissant-mercredi", variant=0, others=(), brand_dir=None):
     model = OpenAICompatibleModel(fake_llm.base_url, "fake-chat", "sk-x", max_retries=0, timeout_s=5)
-    return write_draft(model, bundle.brand, _slot(bundle, post_id), variant, guardrails_for(bundle.brand),
-                       "draft-t", others=list(others), brand_dir=brand_dir)
+    return write_draft(
+        model,
+        bundle.brand,
+        _slot(bundle, post_id),
+        variant,
+        guardrails_for(bundle.brand),
+        "draft-t",
+        others=list(others),
+        brand_dir=brand_dir,
+    )
 
 
 def test_structured_output_is_requested_with_the_schema_and_every_call_recorded(fake_llm, bundle):
@@ -68,12 +76,20 @@ def test_unusable_answer_is_retried_and_the_attempts_recorded(fake_llm, bundle, 
     assert draft.caption and "problem" not in draft.llm["calls"][1]
 
 
-@pytest.mark.parametrize("behaviour,message", [
-    ("junk", "no usable draft after 2 attempts: .* same answer for another seed"),   # junk twice: not asked a third time
-    ("malformed", "malformed JSON"),
-    ("wrongschema", "wrong schema"), ("refusal", "refused: This request breaks the policy"),
-    ("refusal-text", "refused: I'm sorry"), ("empty", "empty answer"),
-])
+@pytest.mark.parametrize(
+    "behaviour,message",
+    [
+        (
+            "junk",
+            "no usable draft after 2 attempts: .* same answer for another seed",
+        ),  # junk twice: not asked a third time
+        ("malformed", "malformed JSON"),
+        ("wrongschema", "wrong schema"),
+        ("refusal", "refused: This request breaks the policy"),
+        ("refusal-text", "refused: I'm sorry"),
+        ("empty", "empty answer"),
+    ],
+)
 def test_hopeless_answers_end_in_a_clear_error_for_this_slot(fake_llm, bundle, behaviour, message):
     fake_llm.rules.append(("croissant", behaviour))
     with pytest.raises(LLMError, match=message):
@@ -85,16 +101,15 @@ def test_invented_offer_sunday_opening_and_url_are_flagged_with_spans(fake_llm, 
     fake_llm.rules.append(("croissant", "invent"))
     draft = _draft(fake_llm, bundle)
     flagged = {draft.text[start:end]: kind for start, end, kind in draft.fact_spans}
-    assert flagged == {"-30%": "percentage", "dimanche": "day",
-                       "https://promo-levain.example/deal": "url"}
+    assert flagged == {"-30%": "percentage", "dimanche": "day", "https://promo-levain.example/deal": "url"}
     assert sum("unsupported" in f for f in draft.flags) == 3
-    assert "27 couches" not in flagged   # stated in the brief's facts
+    assert "27 couches" not in flagged  # stated in the brief's facts
 
 
 def test_near_duplicate_variant_is_regenerated(fake_llm, bundle):
     fake_llm.rules.append(("croissant", "same"))
     first = _draft(fake_llm, bundle, variant=0)
-    fake_llm.rules[:] = [("croissant", "same-once")]       # the next variant's first answer repeats it
+    fake_llm.rules[:] = [("croissant", "same-once")]  # the next variant's first answer repeats it
     fake_llm.seen.clear()
     second = _draft(fake_llm, bundle, variant=1, others=[first.caption])
     assert second.llm["attempts"] == 2 and second.llm["calls"][0]["similarity"] > 0.9
@@ -124,14 +139,15 @@ def test_brand_voice_examples_feed_the_prompt(fake_llm, bundle):
     _draft(fake_llm, bundle)
     system, user = (m["content"] for m in fake_llm.requests[0]["messages"])
     assert bundle.brand.voice.tone in system and "superlatives" in system
-    assert "le levain a doublé" in user   # the French example post, few-shot
+    assert "le levain a doublé" in user  # the French example post, few-shot
 
 
 def test_brand_template_overrides_the_built_in_one_and_changes_the_version(fake_llm, bundle, brand_copy):
     builtin = templates.version("draft_user", language="fr", brand_dir=brand_copy)
     (brand_copy / "templates").mkdir()
     (brand_copy / "templates" / "draft_user.fr.txt").write_text(
-        "Écris pour nos habitués, sur ce sujet : ${brief}\n${format}")
+        "Écris pour nos habitués, sur ce sujet : ${brief}\n${format}"
+    )
     assert templates.version("draft_user", language="fr", brand_dir=brand_copy) != builtin
     _draft(fake_llm, bundle, brand_dir=brand_copy)
     assert fake_llm.requests[0]["messages"][-1]["content"].startswith("Écris pour nos habitués")

@@ -44,13 +44,15 @@ async def _artifacts(flow_run_id):
 
     async with get_client() as client:
         found = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
     return {a.key: a for a in found}
 
 
 @pytest.mark.prefect
-def test_weekly_flow_runs_every_stage_as_a_task_and_reruns_idempotently(prefect_harness, fake_llm, settings,
-                                                                          two_post_brand, capsys):
+def test_weekly_flow_runs_every_stage_as_a_task_and_reruns_idempotently(
+    prefect_harness, fake_llm, settings, two_post_brand, capsys
+):
     from flows.weekly_batch import weekly_batch
 
     state = weekly_batch(str(two_post_brand), DEMO_WEEK, str(settings.out), return_state=True)
@@ -85,7 +87,7 @@ def test_render_holds_the_machines_gpu_slot_when_the_limit_exists(prefect_harnes
     from flows.weekly_batch import gpu_slot
 
     name = f"gpu-{socket.gethostname()}"
-    assert gpu_slot().__class__.__name__ == "nullcontext"       # no limit: render without waiting
+    assert gpu_slot().__class__.__name__ == "nullcontext"  # no limit: render without waiting
     with get_client(sync_client=True) as client:
         client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
         try:
@@ -109,7 +111,7 @@ def test_two_render_workers_split_the_images_with_one_ledger(prefect_harness, fa
     assert len(renders) == n_images and len(workers) == 2, workers
     assert {w.rsplit(" ", 1)[-1] for w in workers} == {"1/2", "2/2"}
     pids = {w.split(":")[1].split(" ")[0] for w in workers}
-    assert str(os.getpid()) not in pids                      # rendered in the worker processes
+    assert str(os.getpid()) not in pids  # rendered in the worker processes
     assert ledger.verify().ok and sum(e.kind == "provenance.signed" for e in ledger.events()) == n_images
     ledger.close()
 
@@ -124,8 +126,9 @@ def _render_events(url):
 
 @pytest.mark.prefect
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_flow_killed_mid_render_resumes_without_redoing_anything(prefect_harness, fake_llm, isolated, backend,
-                                                                 monkeypatch, two_post_brand, capsys):
+def test_flow_killed_mid_render_resumes_without_redoing_anything(
+    prefect_harness, fake_llm, isolated, backend, monkeypatch, two_post_brand, capsys
+):
     from prefect.settings import PREFECT_API_URL
 
     if backend == "postgres":
@@ -140,15 +143,17 @@ def test_flow_killed_mid_render_resumes_without_redoing_anything(prefect_harness
         engine.dispose()
         monkeypatch.setenv("ESTAMPILLE_LEDGER_URL", POSTGRES)
     url = os.environ.get("ESTAMPILLE_LEDGER_URL") or f"sqlite:///{isolated / 'out' / 'ledger.sqlite'}"
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}   # the session harness's server
-    brand_file = two_post_brand / "brand.yaml"      # one image per pipeline call: the kill lands between two
-    brand_file.write_text(brand_file.read_text(encoding="utf-8").replace("batch_size: 8", "batch_size: 1"),
-                          encoding="utf-8")
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}  # the session harness's server
+    brand_file = two_post_brand / "brand.yaml"  # one image per pipeline call: the kill lands between two
+    brand_file.write_text(
+        brand_file.read_text(encoding="utf-8").replace("batch_size: 8", "batch_size: 1"), encoding="utf-8"
+    )
     command = [sys.executable, "-m", "estampille.cli", "run", "--brand", str(two_post_brand), "--week", DEMO_WEEK]
     n_images = 2 * len(posts_in_week(load_brand(two_post_brand), DEMO_WEEK))
 
-    flow_process = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
+    flow_process = subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         ledger_file = isolated / "out" / "ledger.sqlite"
@@ -156,7 +161,7 @@ def test_flow_killed_mid_render_resumes_without_redoing_anything(prefect_harness
             break
         assert flow_process.poll() is None, "the flow ended before it could be killed"
         time.sleep(0.2)
-    os.killpg(flow_process.pid, signal.SIGKILL)              # no cleanup, no finally blocks
+    os.killpg(flow_process.pid, signal.SIGKILL)  # no cleanup, no finally blocks
     flow_process.wait()
     before = _render_events(url)
     assert 0 < len(before) < n_images
@@ -164,11 +169,11 @@ def test_flow_killed_mid_render_resumes_without_redoing_anything(prefect_harness
     mtimes = {key: (run_dir / e.payload["file"]).stat().st_mtime_ns for key, e in before.items()}
 
     capsys.readouterr()
-    assert main(command[3:]) == 0                          # the same command again, in this process
+    assert main(command[3:]) == 0  # the same command again, in this process
     assert f"render: {n_images - len(before)} new, {len(before)} already done" in capsys.readouterr().out
     after = _render_events(url)
-    assert len(after) == n_images                            # nothing lost, no duplicate
-    assert all(after[key].seq == event.seq for key, event in before.items())       # not redone
+    assert len(after) == n_images  # nothing lost, no duplicate
+    assert all(after[key].seq == event.seq for key, event in before.items())  # not redone
     assert all((run_dir / before[key].payload["file"]).stat().st_mtime_ns == mtime for key, mtime in mtimes.items())
     ledger = Ledger(url)
     assert ledger.verify().ok and sum(e.kind == "provenance.signed" for e in ledger.events()) == n_images
@@ -176,8 +181,9 @@ def test_flow_killed_mid_render_resumes_without_redoing_anything(prefect_harness
 
 
 @pytest.mark.prefect
-def test_a_bad_brand_file_fails_the_flow_run_with_one_line_and_no_traceback(prefect_harness, brand_copy, settings,
-                                                                             capfd):
+def test_a_bad_brand_file_fails_the_flow_run_with_one_line_and_no_traceback(
+    prefect_harness, brand_copy, settings, capfd
+):
     """What a deployment run does with bad input: the run ends Failed, its message names file and
     line, the log has that line and no traceback, and nothing was written."""
     from flows.weekly_batch import weekly_batch
@@ -211,7 +217,7 @@ class DroppingEndpoint:
         while self._open:
             try:
                 connection, _ = self.socket.accept()
-            except OSError:       # the timeout: look at the flag again
+            except OSError:  # the timeout: look at the flag again
                 continue
             self.connections += 1
             connection.close()
@@ -232,8 +238,9 @@ async def _run_counts(flow_run_id):
 
 
 @pytest.mark.prefect
-def test_text_stages_wait_for_an_endpoint_that_is_down_and_go_on_without_it(prefect_harness, two_post_brand,
-                                                                              settings, monkeypatch):
+def test_text_stages_wait_for_an_endpoint_that_is_down_and_go_on_without_it(
+    prefect_harness, two_post_brand, settings, monkeypatch
+):
     """The retry policy: an endpoint down for every item stops the stage, Prefect retries it; back
     in time, the week completes with nothing failed; down for good, the items are recorded as
     failed after the last retry and the week still reaches the review page."""
@@ -259,7 +266,7 @@ def test_text_stages_wait_for_an_endpoint_that_is_down_and_go_on_without_it(pref
     assert (settings.out / "brand" / DEMO_WEEK / "review.html").is_file()
     counts = asyncio.run(_run_counts(state.state_details.flow_run_id))
     assert counts[DRAFT.task] == 3 and counts[f"{DRAFT.task}-record-failures"] == 1
-    assert down.connections == 3 * 3 + 3         # each call: the client's own 1 + 2 tries; then not asked again
+    assert down.connections == 3 * 3 + 3  # each call: the client's own 1 + 2 tries; then not asked again
     events = Ledger(settings.ledger_url).events()
     assert sum(e.kind == "draft.failed" for e in events) == 4 and not any(e.kind == "draft.created" for e in events)
 
@@ -269,7 +276,7 @@ def test_text_stages_wait_for_an_endpoint_that_is_down_and_go_on_without_it(pref
     revived = []
 
     def come_back():
-        while down.connections < 3:                # the first attempt's call, with the client's retries
+        while down.connections < 3:  # the first attempt's call, with the client's retries
             time.sleep(0.02)
         down.close()
         revived.append(FakeOpenAI(port=down.port).start())

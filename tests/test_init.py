@@ -12,18 +12,37 @@ from estampille.cli import app, main
 
 def test_init_writes_a_brand_that_runs_with_no_edit(tmp_path, fake_llm, capsys):
     folder = tmp_path / "cafe-lumiere"
-    assert main(["init", str(folder), "--name", "Café Lumière", "--language", "fr,en", "--platform", "instagram",
-                 "--platform", "linkedin", "--timezone", "Europe/Paris", "--licence-policy", "commercial",
-                 "--no-ask"]) == 0
+    assert (
+        main(
+            [
+                "init",
+                str(folder),
+                "--name",
+                "Café Lumière",
+                "--language",
+                "fr,en",
+                "--platform",
+                "instagram",
+                "--platform",
+                "linkedin",
+                "--timezone",
+                "Europe/Paris",
+                "--licence-policy",
+                "commercial",
+                "--no-ask",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "Café Lumière: fr, en on instagram, linkedin, Europe/Paris, commercial; 2 weekly posts" in out
     brand_text = (folder / "brand.yaml").read_text(encoding="utf-8")
-    assert brand_text.count("\n#") >= 10 and "# TODO" in brand_text              # commented, with what to change
+    assert brand_text.count("\n#") >= 10 and "# TODO" in brand_text  # commented, with what to change
     brand = yaml.safe_load(brand_text)
     assert brand["name"] == "Café Lumière" and brand["languages"] == ["fr", "en"]
     assert set(brand["disclosure"]["lines"]) == {"fr", "en"}
     calendar = (folder / "calendar.csv").read_bytes()
-    assert calendar.startswith(b"\xef\xbb\xbfDate;Time;Platform;Language;Audience;Brief")   # Excel-ready, French
+    assert calendar.startswith(b"\xef\xbb\xbfDate;Time;Platform;Language;Audience;Brief")  # Excel-ready, French
     assert (folder / "competitors" / "README.txt").is_file()
 
     # Validation, then the weekly batch of this week (the template's rows are weekly), untouched.
@@ -43,8 +62,13 @@ def test_init_asks_the_questions_that_matter_on_a_terminal(tmp_path):
     assert "Brand name [New Brand]:" in result.output and "Time zone [Europe/Paris]:" in result.output
     bundle = load_brand(folder)
     brand = bundle.brand
-    assert (brand.name, brand.languages, list(brand.platforms), brand.timezone, brand.licence_policy) == \
-        ("Café Lumière", ["fr"], ["instagram", "x"], "America/Montreal", "non-commercial")
+    assert (brand.name, brand.languages, list(brand.platforms), brand.timezone, brand.licence_policy) == (
+        "Café Lumière",
+        ["fr"],
+        ["instagram", "x"],
+        "America/Montreal",
+        "non-commercial",
+    )
     assert brand.rights.web_statement == "https://cafe-lumiere.example/image-rights"
     assert brand.website == "https://cafe-lumiere.example"
 
@@ -55,10 +79,12 @@ def test_init_refuses_bad_answers_and_an_existing_brand_without_writing(tmp_path
     assert "--timezone 'Paris' is not an IANA time zone" in capsys.readouterr().err
     assert main(["init", str(folder), "--platform", "myspace", "--no-ask"]) == 2
     assert "--platform: myspace: choose among instagram" in capsys.readouterr().err
-    assert not folder.exists()                                       # nothing written
+    assert not folder.exists()  # nothing written
     assert main(["init", str(folder), "--no-ask"]) == 0
     before = (folder / "brand.yaml").read_bytes()
     assert main(["init", str(folder), "--name", "Other", "--no-ask"]) == 2
-    assert "brand.yaml exists: `estampille init` makes a new brand folder and never overwrites one" in \
-        capsys.readouterr().err
+    assert (
+        "brand.yaml exists: `estampille init` makes a new brand folder and never overwrites one"
+        in capsys.readouterr().err
+    )
     assert (folder / "brand.yaml").read_bytes() == before

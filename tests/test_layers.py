@@ -39,8 +39,9 @@ def _imports() -> dict[str, set[str]]:
                 targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
             for target in targets:
                 if target.startswith("estampille.") and _unit(target) != _unit(name):
-                    if (SOURCE.parent / Path(*_unit(target).split("."))).exists() or \
-                            (SOURCE.parent / (Path(*_unit(target).split(".")).as_posix() + ".py")).exists():
+                    if (SOURCE.parent / Path(*_unit(target).split("."))).exists() or (
+                        SOURCE.parent / (Path(*_unit(target).split(".")).as_posix() + ".py")
+                    ).exists():
                         edges.setdefault(_unit(name), set()).add(_unit(target))
     return edges
 
@@ -54,7 +55,7 @@ def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         state[node] = 2
@@ -69,7 +70,7 @@ def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
 
 def test_no_import_cycle_between_the_library_s_packages_and_modules():
     edges = _imports()
-    assert "estampille.text" in edges["estampille.stages"]          # the walk sees real imports
+    assert "estampille.text" in edges["estampille.stages"]  # the walk sees real imports
     assert _cycle(edges) is None, " -> ".join(_cycle(edges) or [])
 
 
@@ -83,7 +84,11 @@ def test_the_environment_is_read_and_written_in_settings_only():
         if name == "estampille.settings":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os" \
-                    and node.attr in ("environ", "getenv", "putenv", "unsetenv"):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "os"
+                and node.attr in ("environ", "getenv", "putenv", "unsetenv")
+            ):
                 touching.append(f"{name}:{node.lineno}")
     assert touching == []

@@ -29,7 +29,7 @@ def ledger_url(request, tmp_path):
     from sqlalchemy import create_engine
 
     engine = create_engine(POSTGRES)
-    metadata.drop_all(engine)          # a clean ledger for every test
+    metadata.drop_all(engine)  # a clean ledger for every test
     engine.dispose()
     return POSTGRES
 
@@ -38,8 +38,14 @@ def ledger_url(request, tmp_path):
 def ledger(ledger_url):
     store = Ledger(ledger_url)
     for i in range(1, 6):
-        store.append("draft.created", f"key-{i}", {"n": i, "text": f"variante {i} é"}, brand="demo",
-                     week="2026-W48", subject=f"slot-{i}")
+        store.append(
+            "draft.created",
+            f"key-{i}",
+            {"n": i, "text": f"variante {i} é"},
+            brand="demo",
+            week="2026-W48",
+            subject=f"slot-{i}",
+        )
     yield store
     store.close()
 
@@ -71,8 +77,9 @@ def test_edited_payload_is_named(ledger):
 
 
 def test_edited_row_with_recomputed_hash_breaks_the_next_link(ledger):
-    row = _sql(ledger, "SELECT prev_hash, seq, key, kind, brand, week, subject, created_at FROM events "
-                       "WHERE seq = 2").one()
+    row = _sql(
+        ledger, "SELECT prev_hash, seq, key, kind, brand, week, subject, created_at FROM events WHERE seq = 2"
+    ).one()
     forged_payload = '{"n":2,"text":"forged"}'
     forged = row_hash(row[0], row[1], row[2], row[3], row[4], row[5], row[6], forged_payload, row[7])
     _sql(ledger, "UPDATE events SET payload = :p, hash = :h WHERE seq = 2", p=forged_payload, h=forged)
@@ -91,8 +98,14 @@ def test_reordered_rows_are_named(ledger):
     _sql(ledger, "UPDATE events SET key = 'tmp' WHERE seq = 2")
     for seq, other in ((3, 2), (2, 3)):
         key, payload, subject = rows[other]
-        _sql(ledger, "UPDATE events SET key = :k, payload = :p, subject = :s WHERE seq = :seq",
-             k=key, p=payload, s=subject, seq=seq)
+        _sql(
+            ledger,
+            "UPDATE events SET key = :k, payload = :p, subject = :s WHERE seq = :seq",
+            k=key,
+            p=payload,
+            s=subject,
+            seq=seq,
+        )
     report = ledger.verify()
     assert not report.ok and report.first_bad_seq == 2
 
@@ -159,7 +172,7 @@ def test_the_migrations_build_the_table_the_code_reads_and_writes(ledger_url):
         assert set(columns) == set(expected)
         indexed = {tuple(i["column_names"]) for i in found.get_indexes("events")}
         assert {("kind",), ("brand",), ("subject",)} <= indexed
-        assert store.append(Kind.DRAFT_CREATED, "k", {}).kind == "draft.created"     # stored as its text
+        assert store.append(Kind.DRAFT_CREATED, "k", {}).kind == "draft.created"  # stored as its text
         assert [e.key for e in store.events(kind=Kind.DRAFT_CREATED)] == ["k"]
     finally:
         store.close()

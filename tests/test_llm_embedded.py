@@ -26,4 +26,4 @@ def test_embedded_model_drafts_a_rule_abiding_post():
     assert draft.text.endswith(bundle.brand.disclosure.lines["en"])
     assert draft.llm["backend"] == "embedded" and draft.llm["calls"][0]["completion_tokens"] > 0
     again = write_draft(model, bundle.brand, slot, 0, guardrails_for(bundle.brand), "draft-test")
-    assert again.llm["calls"][0]["raw_answer"] == draft.llm["calls"][0]["raw_answer"]   # seeded
+    assert again.llm["calls"][0]["raw_answer"] == draft.llm["calls"][0]["raw_answer"]  # seeded

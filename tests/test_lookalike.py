@@ -47,28 +47,33 @@ def test_the_fingerprints_a_render_record_keeps_are_those_of_its_pixels(finished
     ledger.close()
     own = {}
     for render in renders:
-        gray = Image.open(finished_batch / "out" / "brand" / render["slot_id"].split("/")[0] / render["file"]).convert("L")
+        gray = Image.open(finished_batch / "out" / "brand" / render["slot_id"].split("/")[0] / render["file"]).convert(
+            "L"
+        )
         own[render["image_id"]] = (phash_of(gray), dhash_of(gray))
-        assert render["fingerprints"] == {"phash": f"{own[render['image_id']][0]:016x}",
-                                          "dhash": f"{own[render['image_id']][1]:016x}"}, render["image_id"]
+        assert render["fingerprints"] == {
+            "phash": f"{own[render['image_id']][0]:016x}",
+            "dhash": f"{own[render['image_id']][1]:016x}",
+        }, render["image_id"]
     for render in renders:
         others = [bits for image_id, bits in own.items() if image_id != render["image_id"]]
         recorded = int(render["fingerprints"]["phash"], 16)
-        assert min((recorded ^ p).bit_count() for p, _ in others) > 12     # beyond the audit's trace distance
+        assert min((recorded ^ p).bit_count() for p, _ in others) > 12  # beyond the audit's trace distance
     assert fingerprints(Image.open(COMPETITOR / "boulangerie-doree-01.jpg")) != fingerprints(
-        Image.open(OTHER / sorted(os.listdir(OTHER))[0]))
+        Image.open(OTHER / sorted(os.listdir(OTHER))[0])
+    )
 
 
 def test_phash_dhash_and_colour_are_imagehash_bits_for_the_same_decoded_pixels():
     files = sorted(COMPETITOR.glob("*.jpg")) + sorted(OTHER.glob("*.jpg")) + [REPO / "docs/screenshots/runs-page.png"]
     for path in files:
-        image = decode(path)          # what the pipeline hashes: a reduced decode
+        image = decode(path)  # what the pipeline hashes: a reduced decode
         gray = image.convert("L")
         assert f"{phash_of(gray):016x}" == str(imagehash.phash(image)), path
         assert f"{dhash_of(gray):016x}" == str(imagehash.dhash(image)), path
         small = shrink(image, 32)
         assert colour_of(image) == int(str(imagehash.colorhash(small, binbits=3)), 16), path
-    assert max(decode(files[0]).size) < 128           # JPEG decoded at a reduced scale (draft)
+    assert max(decode(files[0]).size) < 128  # JPEG decoded at a reduced scale (draft)
 
 
 @pytest.fixture(scope="module")
@@ -86,14 +91,18 @@ def hash_queries_from_bytes(blobs):
     return [hash_query(decode(b)) for b in blobs], None
 
 
-@pytest.mark.parametrize("copy", [
-    lambda im: im.resize((im.width // 2, im.height // 2)),
-    lambda im: ImageOps.mirror(im),
-    lambda im: im.crop((int(im.width * 0.12), int(im.height * 0.1), im.width, im.height)),     # ~20% of the area gone
-    lambda im: ImageEnhance.Brightness(ImageOps.mirror(im)).enhance(1.2),
-    lambda im: ImageOps.expand(im, im.width // 12, fill="white"),                               # a border
-    lambda im: im.rotate(4, resample=Image.Resampling.BICUBIC).crop((20, 20, im.width - 20, im.height - 20)),
-], ids=["half-size", "mirror", "crop-20%", "mirror+brighter", "border", "rotated-4°"])
+@pytest.mark.parametrize(
+    "copy",
+    [
+        lambda im: im.resize((im.width // 2, im.height // 2)),
+        lambda im: ImageOps.mirror(im),
+        lambda im: im.crop((int(im.width * 0.12), int(im.height * 0.1), im.width, im.height)),  # ~20% of the area gone
+        lambda im: ImageEnhance.Brightness(ImageOps.mirror(im)).enhance(1.2),
+        lambda im: ImageOps.expand(im, im.width // 12, fill="white"),  # a border
+        lambda im: im.rotate(4, resample=Image.Resampling.BICUBIC).crop((20, 20, im.width - 20, im.height - 20)),
+    ],
+    ids=["half-size", "mirror", "crop-20%", "mirror+brighter", "border", "rotated-4°"],
+)
 def test_copies_of_a_competitor_image_are_found_and_unrelated_images_are_not(competitor_index, copy):
     original = Image.open(COMPETITOR / "boulangerie-doree-05.jpg")
     queries, _ = hash_queries_from_bytes([jpeg(copy(original)), jpeg(Image.open(OTHER / "le-fournil-express-09.jpg"))])
@@ -131,8 +140,10 @@ def test_the_scan_is_exact_against_a_plain_numpy_evaluation(monkeypatch):
     found = {tuple(p) for p in scan(queries, phash, windows, pdq, t)}
     direct = popcount(queries.phash[:, None] ^ phash[None, :])
     mirror = popcount(queries.mirror[:, None] ^ phash[None, :])
-    win = np.minimum(popcount(queries.phash[:, None, None] ^ windows.T[None]).min(axis=2),
-                     popcount(queries.windows[:, None, :] ^ phash[None, :, None]).min(axis=2))
+    win = np.minimum(
+        popcount(queries.phash[:, None, None] ^ windows.T[None]).min(axis=2),
+        popcount(queries.windows[:, None, :] ^ phash[None, :, None]).min(axis=2),
+    )
     pd = popcount(queries.pdq[:, :, None, :] ^ pdq.T[None, None]).sum(axis=3).min(axis=1)
     expected = {tuple(p) for p in np.argwhere((direct <= 24) | (mirror <= 24) | (win <= 23) | (pd <= 110))}
     assert found == expected and len(expected) > q
@@ -151,7 +162,7 @@ def test_ingest_is_incremental_parallel_and_skips_bad_files_with_reasons(tmp_pat
     good = (COMPETITOR / "boulangerie-doree-00.jpg").read_bytes()
     (folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
     Image.new("1", (12000, 12000)).save(folder / "bomb.png", optimize=True)
-    for n in range(150):                    # enough files for the process pool
+    for n in range(150):  # enough files for the process pool
         (folder / f"extra-{n:03d}.jpg").write_bytes(good)
     store = ReferenceStore(tmp_path / "index")
     seen = []
@@ -177,7 +188,7 @@ def test_ingest_is_incremental_parallel_and_skips_bad_files_with_reasons(tmp_pat
     queries, _ = hash_queries([COMPETITOR / "boulangerie-doree-03.jpg"])
     hits = search_store(store, queries)
     sources = store.describe({h.reference_id for h in hits})
-    assert sum(1 for h in hits if sources[h.reference_id]["source"].endswith("-03.jpg")) == 1   # old row filtered
+    assert sum(1 for h in hits if sources[h.reference_id]["source"].endswith("-03.jpg")) == 1  # old row filtered
 
 
 def test_dask_cluster_of_two_workers_returns_exactly_the_single_process_matches(tmp_path, monkeypatch):
@@ -185,29 +196,50 @@ def test_dask_cluster_of_two_workers_returns_exactly_the_single_process_matches(
 
     from estampille.lookalike.distributed import search_on_dask
 
-    monkeypatch.setattr(ingest_module, "SHARD_SIZE", 6)        # several shards from 32 images
+    monkeypatch.setattr(ingest_module, "SHARD_SIZE", 6)  # several shards from 32 images
     store = ReferenceStore(tmp_path / "index")
     ingest(store, [COMPETITOR], "Dorée", workers=1)
     ingest(store, [OTHER], "Fournil", workers=1)
     assert len(store.shard_numbers()) >= 6
     copies = [jpeg(ImageOps.mirror(Image.open(p)).resize((300, 225))) for p in sorted(COMPETITOR.glob("*.jpg"))[:6]]
-    copies += [jpeg(im.crop((im.width // 12, im.height // 12, im.width, im.height)))
-               for im in (Image.open(p) for p in sorted(OTHER.glob("*.jpg"))[:6])]
+    copies += [
+        jpeg(im.crop((im.width // 12, im.height // 12, im.width, im.height)))
+        for im in (Image.open(p) for p in sorted(OTHER.glob("*.jpg"))[:6])
+    ]
     queries, _ = hash_queries_from_bytes(copies)
     here = search_store(store, queries)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         there = search_on_dask(client, store.folder, queries)
         workers = {w for w, _ in there.placements}
-    assert [(h.query, h.reference_id, h.distances) for h in there.hits] == \
-        [(h.query, h.reference_id, h.distances) for h in here]
+    assert [(h.query, h.reference_id, h.distances) for h in there.hits] == [
+        (h.query, h.reference_id, h.distances) for h in here
+    ]
     assert len({h.query for h in here}) >= 8 and len(workers) == 2
 
 
 def test_cli_check_prints_json_per_file_and_exit_status(tmp_path, capsys):
     index = tmp_path / "index"
-    assert main(["lookalike", "index", "--index", str(index), "--competitor", "Boulangerie Dorée",
-                 "--captured", "2026-10-30", "--rights", "public post", str(COMPETITOR)]) == 0
+    assert (
+        main(
+            [
+                "lookalike",
+                "index",
+                "--index",
+                str(index),
+                "--competitor",
+                "Boulangerie Dorée",
+                "--captured",
+                "2026-10-30",
+                "--rights",
+                "public post",
+                str(COMPETITOR),
+            ]
+        )
+        == 0
+    )
     copy = tmp_path / "copy.jpg"
     copy.write_bytes(jpeg(ImageOps.mirror(Image.open(COMPETITOR / "boulangerie-doree-07.jpg")), 60))
     clean = tmp_path / "clean.png"
@@ -219,8 +251,21 @@ def test_cli_check_prints_json_per_file_and_exit_status(tmp_path, capsys):
     match = results[0]["matches"][0]
     # Today's keys stay; the two-tier engine adds which tier decided and the matched region, and
     # verification the grade, whether it blocks and why.
-    assert set(match) == {"competitor", "source", "distances", "verdict", "captured", "rights",
-                          "tier", "reasons", "region", "inliers", "grade", "blocking", "verification"}
+    assert set(match) == {
+        "competitor",
+        "source",
+        "distances",
+        "verdict",
+        "captured",
+        "rights",
+        "tier",
+        "reasons",
+        "region",
+        "inliers",
+        "grade",
+        "blocking",
+        "verification",
+    }
     assert match["grade"] == "copy" and match["blocking"] is True
     assert match["competitor"] == "Boulangerie Dorée" and match["source"].endswith("boulangerie-doree-07.jpg")
     assert match["verdict"] == "lookalike" and match["distances"]["phash"] <= calibrated().phash
@@ -241,14 +286,15 @@ def test_cli_check_prints_json_per_file_and_exit_status(tmp_path, capsys):
 
 
 def test_calibration_on_a_small_labelled_set_reaches_the_easy_targets():
-    originals, copies, distractors = benchset.build(REPO, scenes=6, distractor_scenes=40, seed=5,
-                                                    every=12)      # a few photos and every scene
+    originals, copies, distractors = benchset.build(
+        REPO, scenes=6, distractor_scenes=40, seed=5, every=12
+    )  # a few photos and every scene
     distances = calibration.measure(originals, copies, distractors, workers=1)
     thresholds = calibration.choose(distances)
     summary = calibration.report(distances, thresholds)
     assert summary["false_positive_rate"] <= 0.001
     assert summary["families"]["jpeg"]["recall"] == 1.0 and summary["families"]["mirror"]["recall"] >= 0.9
-    assert summary["families"]["mirror"]["baseline_phash10"] < 0.2          # what plain pHash misses
+    assert summary["families"]["mirror"]["baseline_phash10"] < 0.2  # what plain pHash misses
     shipped = json.loads((REPO / "src/estampille/lookalike/thresholds.json").read_text())
     assert shipped["thresholds"] == calibrated().as_dict()
 

@@ -34,9 +34,11 @@ def _framings(tmp_path) -> dict:
     """How a competitor's post comes back: cropped to a square, screenshotted, reposted as a story."""
     rng = np.random.default_rng(7)
     picture = Image.open(PICTURE).convert("RGB")
-    return {"square crop": _jpeg(benchset.reframe(picture, 1.0, rng), tmp_path / "square.jpg"),
-            "screenshot": _jpeg(benchset.phone_screenshot(picture, rng), tmp_path / "screenshot.jpg"),
-            "story": _jpeg(benchset.story(picture, rng), tmp_path / "story.jpg")}
+    return {
+        "square crop": _jpeg(benchset.reframe(picture, 1.0, rng), tmp_path / "square.jpg"),
+        "screenshot": _jpeg(benchset.phone_screenshot(picture, rng), tmp_path / "screenshot.jpg"),
+        "story": _jpeg(benchset.story(picture, rng), tmp_path / "story.jpg"),
+    }
 
 
 def test_the_check_stage_flags_reframed_screenshotted_and_story_copies_with_the_region(batch_copy, tmp_path):
@@ -51,8 +53,9 @@ def test_the_check_stage_flags_reframed_screenshotted_and_story_copies_with_the_
     for n, path in enumerate(_framings(tmp_path).values()):
         target = batch.run_dir / "renders" / f"img-framing-{n}.png"
         Image.open(path).save(target)
-        renders.append(Render.model_validate({**template, "image_id": f"img-framing-{n}",
-                                              "file": f"renders/img-framing-{n}.png"}))
+        renders.append(
+            Render.model_validate({**template, "image_id": f"img-framing-{n}", "file": f"renders/img-framing-{n}.png"})
+        )
     checks = check_lookalikes(batch, renders)
     batch.ledger.close()
     assert [c.verdict for c in checks] == ["lookalike"] * 3
@@ -62,7 +65,7 @@ def test_the_check_stage_flags_reframed_screenshotted_and_story_copies_with_the_
         x0, y0, x1, y1 = match.region["reference_box"]
         assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 and (x1 - x0) * (y1 - y0) >= feature_thresholds().min_coverage
         evidence = sorted((batch.run_dir / "evidence").glob(f"{check.image_id}-*.png"))
-        assert evidence and Image.open(evidence[0]).width == 652            # render | reference, with the region
+        assert evidence and Image.open(evidence[0]).width == 652  # render | reference, with the region
     # The story's picture sits in the middle third of the 9:16 frame: the region says so.
     story = next(m for m in checks[2].matches if m.reference.endswith("boulangerie-doree-04.jpg"))
     assert 0.25 < story.region["query_box"][1] and story.region["query_box"][3] < 0.75
@@ -70,7 +73,9 @@ def test_the_check_stage_flags_reframed_screenshotted_and_story_copies_with_the_
 
 def test_check_json_names_the_picture_the_tier_and_the_region_and_nothing_for_an_unrelated_photo(tmp_path, capsys):
     index = tmp_path / "index"
-    assert main(["lookalike", "index", "--index", str(index), "--competitor", "Boulangerie Dorée", str(COMPETITOR)]) == 0
+    assert (
+        main(["lookalike", "index", "--index", str(index), "--competitor", "Boulangerie Dorée", str(COMPETITOR)]) == 0
+    )
     screenshot = _framings(tmp_path)["screenshot"]
     # (The demo's competitor pictures are made from some of scikit-image's photos; the retina is not one.)
     unrelated = _jpeg(Image.fromarray(__import__("skimage").data.retina()), tmp_path / "unrelated.jpg")
@@ -89,9 +94,11 @@ def test_audit_traces_a_crop_a_mirror_and_a_screenshot_of_our_own_render(batch_c
     ledger.close()
     image = Image.open(batch_copy["run_dir"] / render["file"]).convert("RGB")
     rng = np.random.default_rng(3)
-    files = [_jpeg(benchset.crop_sides(image, 0.87, rng), tmp_path / "crop25.jpg", 92),      # 25% of the area gone
-             _jpeg(ImageOps.mirror(image), tmp_path / "mirror.jpg", 92),
-             _jpeg(benchset.phone_screenshot(image, rng), tmp_path / "screenshot.jpg", 92)]
+    files = [
+        _jpeg(benchset.crop_sides(image, 0.87, rng), tmp_path / "crop25.jpg", 92),  # 25% of the area gone
+        _jpeg(ImageOps.mirror(image), tmp_path / "mirror.jpg", 92),
+        _jpeg(benchset.phone_screenshot(image, rng), tmp_path / "screenshot.jpg", 92),
+    ]
     capsys.readouterr()
     assert main(["audit", *map(str, files), "--json"]) == 0
     reports = json.loads(capsys.readouterr().out)
@@ -113,7 +120,9 @@ def test_an_untraced_file_names_the_nearest_renders(batch_copy, tmp_path, capsys
 def _odd_files(folder):
     folder.mkdir()
     Image.new("RGB", (1, 1), (10, 20, 30)).save(folder / "pixel.png")
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (100, 20000, 3), dtype=np.uint8)).save(folder / "strip.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (100, 20000, 3), dtype=np.uint8)).save(
+        folder / "strip.png"
+    )
     Image.new("RGB", (640, 480), (200, 180, 150)).save(folder / "flat.jpg")
     Image.open(PICTURE).convert("CMYK").save(folder / "cmyk.jpg")
     Image.fromarray(np.asarray(Image.open(PICTURE).convert("L"), dtype=np.uint16) * 257).save(folder / "deep.png")
@@ -155,14 +164,16 @@ def test_an_index_built_before_the_feature_tier_keeps_working_and_upgrades_in_pl
 
     store = ReferenceStore(tmp_path / "old-index")
     files = sorted(COMPETITOR.glob("*.jpg"))
-    store.add([Entry(str(p), "Boulangerie Dorée", str(n)) for n, p in enumerate(files)],
-              [hash_file(p.read_bytes()) for p in files])            # no features: as before this tier
+    store.add(
+        [Entry(str(p), "Boulangerie Dorée", str(n)) for n, p in enumerate(files)],
+        [hash_file(p.read_bytes()) for p in files],
+    )  # no features: as before this tier
     assert store.shards_without_features()
     resized = _jpeg(Image.open(PICTURE).resize((320, 240)), tmp_path / "resized.jpg")
     screenshot = _framings(tmp_path)["screenshot"]
     queries, _ = hash_queries([resized, screenshot])
     before = search_store(store, queries)
-    assert {h.query for h in before} >= {0} and all(h.tier == "hash" for h in before)   # the hash tier works
+    assert {h.query for h in before} >= {0} and all(h.tier == "hash" for h in before)  # the hash tier works
     store.close()
     assert main(["lookalike", "index", "--index", str(tmp_path / "old-index"), "--upgrade"]) == 0
     store = ReferenceStore(tmp_path / "old-index")
@@ -183,13 +194,16 @@ def test_dask_workers_give_the_same_two_tier_hits(tmp_path):
     ingest(store, [COMPETITOR], "Boulangerie Dorée", workers=1)
     queries, _ = hash_queries(list(_framings(tmp_path).values()))
     here = search_store(store, queries)
-    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         there = search_on_dask(client, store.folder, queries).hits
     store.close()
     assert any("features" in h.tier for h in here)
-    assert [(h.query, h.reference_id, h.tier, h.distances) for h in here] == \
-           [(h.query, h.reference_id, h.tier, h.distances) for h in there]
+    assert [(h.query, h.reference_id, h.tier, h.distances) for h in here] == [
+        (h.query, h.reference_id, h.tier, h.distances) for h in there
+    ]
 
 
 def test_a_fit_turned_past_a_reposts_range_is_not_a_match(tmp_path):
@@ -199,12 +213,20 @@ def test_a_fit_turned_past_a_reposts_range_is_not_a_match(tmp_path):
     store = ReferenceStore(tmp_path / "index")
     ingest(store, [COMPETITOR], "Boulangerie Dorée", workers=1)
     picture = Image.open(PICTURE).convert("RGB")
-    turned = {angle: _jpeg(picture.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor="white"),
-                           tmp_path / f"turned-{angle}.jpg") for angle in (20, 120)}
+    turned = {
+        angle: _jpeg(
+            picture.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor="white"),
+            tmp_path / f"turned-{angle}.jpg",
+        )
+        for angle in (20, 120)
+    }
     queries, _ = hash_queries(list(turned.values()))
     found = store.describe({h.reference_id for h in search_store(store, queries)})
-    by_features = {h.query for h in search_store(store, queries)
-                   if "features" in h.tier and found[h.reference_id]["source"].endswith(PICTURE.name)}
+    by_features = {
+        h.query
+        for h in search_store(store, queries)
+        if "features" in h.tier and found[h.reference_id]["source"].endswith(PICTURE.name)
+    }
     store.close()
     assert by_features == {0}
 
@@ -218,6 +240,7 @@ def test_a_collage_tile_is_caught_by_the_hash_tier_through_the_gutters(tmp_path)
     store = ReferenceStore(tmp_path / "index")
     ingest(store, [COMPETITOR], "Boulangerie Dorée", workers=1)
     import skimage.data as photos
+
     others = [Image.fromarray(p()).convert("RGB") for p in (photos.retina, photos.camera, photos.immunohistochemistry)]
     picture = Image.open(PICTURE).convert("RGB")
     rng = np.random.default_rng(5)

@@ -80,16 +80,18 @@ def test_an_unrelated_photo_with_the_same_layout_is_a_similar_composition_not_a_
             assert {"phash", "pdq"} <= set(m["distances"]) and "agreement" in m["verification"]
 
 
-def test_a_cropped_mirrored_screenshot_of_a_reference_is_still_a_blocking_copy_with_its_region(layout_index, tmp_path,
-                                                                                                capsys):
+def test_a_cropped_mirrored_screenshot_of_a_reference_is_still_a_blocking_copy_with_its_region(
+    layout_index, tmp_path, capsys
+):
     index, folder, _ = layout_index
     photos = _photos()
     # A real photograph as a competitor posted it, then reposted: cropped, mirrored, screenshotted.
     _jpeg(photos["chelsea"].resize((640, 480)), folder / "chelsea.jpg")
     assert main(["lookalike", "index", "--index", str(index), "--competitor", "Rival", str(folder)]) == 0
     rng = np.random.default_rng(3)
-    repost = benchset.phone_screenshot(ImageOps.mirror(benchset.crop_sides(photos["chelsea"].resize((640, 480)),
-                                                                           0.78, rng)), rng)
+    repost = benchset.phone_screenshot(
+        ImageOps.mirror(benchset.crop_sides(photos["chelsea"].resize((640, 480)), 0.78, rng)), rng
+    )
     query = _jpeg(repost, tmp_path / "repost.jpg", 80)
     capsys.readouterr()
     assert main(["lookalike", "check", "--index", str(index), "--json", str(query)]) == 1
@@ -99,7 +101,7 @@ def test_a_cropped_mirrored_screenshot_of_a_reference_is_still_a_blocking_copy_w
     assert match["verification"]["agreement"] >= 0.5
     assert match["region"] and match["region"]["mirrored"]
     x0, y0, x1, y1 = match["region"]["query_box"]
-    assert y0 > 0.05 and y1 < 0.8            # the picture inside the screenshot, not the whole frame
+    assert y0 > 0.05 and y1 < 0.8  # the picture inside the screenshot, not the whole frame
 
 
 def test_verification_reads_the_catalog_file_for_an_old_index_and_says_when_it_cannot(layout_index, tmp_path):
@@ -112,7 +114,7 @@ def test_verification_reads_the_catalog_file_for_an_old_index_and_says_when_it_c
     store = ReferenceStore(index)
     found, _ = find_lookalikes(store, [copy])
     assert any(m.blocking and m.verification.grade == "copy" for m in found)
-    reference.unlink()                                   # the file is gone: the match cannot be verified
+    reference.unlink()  # the file is gone: the match cannot be verified
     found, _ = find_lookalikes(store, [copy])
     store.close()
     gone = [m for m in found if m.reference["source"] == str(reference.absolute())]

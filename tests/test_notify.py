@@ -71,16 +71,25 @@ def _localhost_certificate(folder):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
     (folder / "smtp.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "smtp.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                        serialization.NoEncryption()))
+    (folder / "smtp.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return folder / "smtp.pem", folder / "smtp.key"
 
 
@@ -110,9 +119,16 @@ class Mailbox:
             self.logins.append((auth_data.login.decode(), auth_data.password.decode()))
             return AuthResult(success=auth_data.password.decode() == SMTP_PASSWORD)
 
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=_free_port(), authenticator=authenticate,
-                                     auth_require_tls=True, require_starttls=True, tls_context=context,
-                                     server_hostname="localhost")
+        self.controller = Controller(
+            Handler(),
+            hostname="127.0.0.1",
+            port=_free_port(),
+            authenticator=authenticate,
+            auth_require_tls=True,
+            require_starttls=True,
+            tls_context=context,
+            server_hostname="localhost",
+        )
         self.controller.start()
         self.port = self.controller.port
 
@@ -162,9 +178,14 @@ notify:
 def _configure(brand, monkeypatch, http_base: str, smtp_port: int) -> None:
     with (brand / "brand.yaml").open("a", encoding="utf-8") as f:
         f.write(NOTIFY.format(smtp_port=smtp_port))
-    for name, value in (("TEST_HOOK_URL", http_base + HOOK_PATH), ("TEST_HOOK_SECRET", SIGNING_SECRET),
-                        ("TEST_SLACK_URL", http_base + SLACK_PATH), ("TEST_TEAMS_URL", http_base + TEAMS_PATH),
-                        ("TEST_SMTP_USER", "camille"), ("TEST_SMTP_PASSWORD", SMTP_PASSWORD)):
+    for name, value in (
+        ("TEST_HOOK_URL", http_base + HOOK_PATH),
+        ("TEST_HOOK_SECRET", SIGNING_SECRET),
+        ("TEST_SLACK_URL", http_base + SLACK_PATH),
+        ("TEST_TEAMS_URL", http_base + TEAMS_PATH),
+        ("TEST_SMTP_USER", "camille"),
+        ("TEST_SMTP_PASSWORD", SMTP_PASSWORD),
+    ):
         monkeypatch.setenv(name, value)
 
 
@@ -180,11 +201,12 @@ def _ledger_events(batch, kind):
         ledger.close()
 
 
-def test_a_batch_sends_one_message_to_each_channel_with_the_review_url(batch_copy, receiver, mailbox, monkeypatch,
-                                                                        capsys):
+def test_a_batch_sends_one_message_to_each_channel_with_the_review_url(
+    batch_copy, receiver, mailbox, monkeypatch, capsys
+):
     version = load_brand(batch_copy["brand"]).version
     _configure(batch_copy["brand"], monkeypatch, receiver.url, mailbox.port)
-    assert load_brand(batch_copy["brand"]).version == version      # a channel is no new work: nothing redone
+    assert load_brand(batch_copy["brand"]).version == version  # a channel is no new work: nothing redone
     assert _run(batch_copy) == 0
     out = capsys.readouterr().out
     assert "render: 0 new, 14 already done" in out
@@ -196,8 +218,8 @@ def test_a_batch_sends_one_message_to_each_channel_with_the_review_url(batch_cop
     message = json.loads(hook["body"])
     assert message["review_url"] == review and message["week"] == DEMO_WEEK and message["brand"] == "Maison Levain"
     assert message["posts"] == 7 and message["images"] == 14 and message["drafts"] == 14
-    assert message["lookalike_flags"] >= 2 and message["failures"] == []      # tradition-vendredi's renders
-    assert message["awaiting_review"] == 28                                     # 14 drafts + 14 images
+    assert message["lookalike_flags"] >= 2 and message["failures"] == []  # tradition-vendredi's renders
+    assert message["awaiting_review"] == 28  # 14 drafts + 14 images
     expected = hmac.new(SIGNING_SECRET.encode(), hook["body"], hashlib.sha256).hexdigest()
     assert hook["headers"]["X-Estampille-Signature"] == f"sha256={expected}"
     slack = json.loads(by_path[SLACK_PATH]["body"])
@@ -219,9 +241,9 @@ def test_a_batch_sends_one_message_to_each_channel_with_the_review_url(batch_cop
     assert {e.payload["target"] for e in sent if e.payload["type"] != "email"} == {"127.0.0.1"}
     stored = json.dumps([e.payload for e in sent]) + out
     for secret in ("SECRET", SMTP_PASSWORD, SIGNING_SECRET):
-        assert secret not in stored                                   # no secret URL, token or password
+        assert secret not in stored  # no secret URL, token or password
 
-    assert _run(batch_copy) == 0                                      # a rerun: the same week, not sent again
+    assert _run(batch_copy) == 0  # a rerun: the same week, not sent again
     assert len(receiver.received) == 3 and len(mailbox.messages) == 1
     assert "notified: slack (already sent for this run)" in capsys.readouterr().out
 
@@ -239,20 +261,30 @@ def test_with_the_receivers_down_the_batch_succeeds_and_the_failure_is_recorded(
     assert all(e.payload["error"] for e in failed)
     assert "SECRET" not in json.dumps([e.payload for e in failed]) + captured.out + captured.err
     completed, _ = _ledger_events(batch_copy, "run.completed")
-    assert completed                                                   # the batch itself finished
+    assert completed  # the batch itself finished
 
-    monkeypatch.delenv("TEST_SLACK_URL")                               # a variable that is not set
+    monkeypatch.delenv("TEST_SLACK_URL")  # a variable that is not set
     assert _run(batch_copy) == 0
     assert "notification slack (slack) FAILED: TEST_SLACK_URL is not set" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("channel, message", [
-    ("{type: slack, webhook_env: 'https://hooks.slack.com/services/T/B/x'}",
-     "field 'notify.channels.0.slack.webhook_env': Value error, give the NAME of the environment variable"),
-    ("{type: pigeon, url_env: X}", "field 'notify.channels.0': Input tag 'pigeon' found using 'type' does not match"),
-    ("{type: email, smtp_host: smtp.example, sender: nobody, to: [a@b.example]}",
-     "field 'notify.channels.0.email.sender': String should match pattern"),
-])
+@pytest.mark.parametrize(
+    "channel, message",
+    [
+        (
+            "{type: slack, webhook_env: 'https://hooks.slack.com/services/T/B/x'}",
+            "field 'notify.channels.0.slack.webhook_env': Value error, give the NAME of the environment variable",
+        ),
+        (
+            "{type: pigeon, url_env: X}",
+            "field 'notify.channels.0': Input tag 'pigeon' found using 'type' does not match",
+        ),
+        (
+            "{type: email, smtp_host: smtp.example, sender: nobody, to: [a@b.example]}",
+            "field 'notify.channels.0.email.sender': String should match pattern",
+        ),
+    ],
+)
 def test_a_bad_channel_names_its_line(brand_copy, channel, message):
     text = (brand_copy / "brand.yaml").read_text(encoding="utf-8")
     line = len(text.splitlines()) + 4

@@ -16,11 +16,19 @@ from estampille.provenance.xmp import TRAINED, XmpFields, png_with_xmp, read_xmp
 
 from .png_chunks import chunks, rebuild
 
-FIELDS = XmpFields(digital_source_type=TRAINED, ai_system="builtin:tiny-sd", ai_system_version="sha256:abc",
-                   ai_prompt='loaf "on" <table> & linen', creator="Maison Levain", credit_line="Maison Levain (AI)",
-                   copyright_notice="© 2026 Maison Levain SAS", web_statement="https://example.test/rights",
-                   licensor_name="Maison Levain SAS", licensor_url="https://example.test/contact",
-                   data_mining="prohibited")
+FIELDS = XmpFields(
+    digital_source_type=TRAINED,
+    ai_system="builtin:tiny-sd",
+    ai_system_version="sha256:abc",
+    ai_prompt='loaf "on" <table> & linen',
+    creator="Maison Levain",
+    credit_line="Maison Levain (AI)",
+    copyright_notice="© 2026 Maison Levain SAS",
+    web_statement="https://example.test/rights",
+    licensor_name="Maison Levain SAS",
+    licensor_url="https://example.test/contact",
+    data_mining="prohibited",
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +41,13 @@ def signed(identity):
     image = Image.effect_mandelbrot((128, 128), (-2, -1.5, 1, 1.5), 40).convert("RGB")
     unsigned = png_with_xmp(image, xmp_packet(FIELDS))
     signer = ManifestSigner(identity)
-    manifest = generation_manifest("test.png", TRAINED, {"name": "diffusers", "version": "0"},
-                                   {"model": "builtin:tiny-sd", "seed": 7}, "prohibited")
+    manifest = generation_manifest(
+        "test.png",
+        TRAINED,
+        {"name": "diffusers", "version": "0"},
+        {"model": "builtin:tiny-sd", "seed": 7},
+        "prohibited",
+    )
     data = signer.sign(unsigned, "image/png", manifest)
     signer.close()
     return data
@@ -95,8 +108,9 @@ def test_one_changed_pixel_is_invalid(signed, identity):
 
 
 def test_edited_xmp_after_signing_is_invalid(signed, identity):
-    edited = [(k, b.replace(b"Maison Levain SAS", b"Someone Else SAS")) if k == b"iTXt" else (k, b)
-              for k, b in chunks(signed)]
+    edited = [
+        (k, b.replace(b"Maison Levain SAS", b"Someone Else SAS")) if k == b"iTXt" else (k, b) for k, b in chunks(signed)
+    ]
     report = read_manifest(rebuild(edited), "image/png", identity.trust_anchor_pem)
     assert report.state == "Invalid"
 

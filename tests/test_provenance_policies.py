@@ -46,8 +46,11 @@ def test_prompt_disclosure_policy_governs_xmp_and_manifest(fake_llm, settings, t
     run_batch(brand_copy, DEMO_WEEK, settings)
     record, data = _signed(settings)[0]
     assert "Iptc4xmpExt:AIPromptInformation" not in read_xmp(data)
-    generation = next(a["data"] for a in read_manifest(data, "image/png", None).active["assertions"]
-                      if a["label"] == "org.estampille.generation")
+    generation = next(
+        a["data"]
+        for a in read_manifest(data, "image/png", None).active["assertions"]
+        if a["label"] == "org.estampille.generation"
+    )
     assert "prompt" not in generation and "negative_prompt" not in generation
     sidecar = json.loads((settings.out / "brand" / DEMO_WEEK / record["sidecar"]).read_text())
     prompt = sidecar["render"]["prompt"]
@@ -59,23 +62,31 @@ def test_prompt_disclosure_policy_governs_xmp_and_manifest(fake_llm, settings, t
 
 def test_full_disclosure_puts_the_prompt_in_both_but_never_a_local_path(fake_llm, settings, brand_copy):
     calendar = brand_copy / "calendar.yaml"
-    calendar.write_text(calendar.read_text().replace("    # reference_image:", "    reference_image:")
-                        .replace("    # strength:", "    strength:"))
-    keep_posts(brand_copy, ["levain-lundi", "atelier-samedi"])     # one text-to-image, one from a local photo
+    calendar.write_text(
+        calendar.read_text()
+        .replace("    # reference_image:", "    reference_image:")
+        .replace("    # strength:", "    strength:")
+    )
+    keep_posts(brand_copy, ["levain-lundi", "atelier-samedi"])  # one text-to-image, one from a local photo
     run_batch(brand_copy, DEMO_WEEK, settings)
     signed = _signed(settings)
     assert {r["digital_source_type"].rsplit("/", 1)[1] for r, _ in signed} == {
-        "trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia"}
+        "trainedAlgorithmicMedia",
+        "compositeWithTrainedAlgorithmicMedia",
+    }
     for _record, data in signed:
-        generation = next(a["data"] for a in read_manifest(data, "image/png", None).active["assertions"]
-                          if a["label"] == "org.estampille.generation")
+        generation = next(
+            a["data"]
+            for a in read_manifest(data, "image/png", None).active["assertions"]
+            if a["label"] == "org.estampille.generation"
+        )
         assert generation["prompt"] and read_xmp(data)["Iptc4xmpExt:AIPromptInformation"] == generation["prompt"]
         assert str(brand_copy) not in json.dumps(generation) and b"/tmp/" not in data
 
 
 def test_kms_callback_signs_without_the_key_in_estampille(fake_llm, settings, two_post_brand, monkeypatch):
     brand_copy = two_post_brand
-    keys = signer_identity(settings)          # the dev CA's chain stands in for the brand's chain
+    keys = signer_identity(settings)  # the dev CA's chain stands in for the brand's chain
     monkeypatch.setenv("ESTAMPILLE_SIGNER_CERT", str(settings.keys_dir / "signer-chain.pem"))
     monkeypatch.setenv("ESTAMPILLE_SIGNER_CALLBACK", "tests.kms.fake_kms:sign")
     monkeypatch.setenv("ESTAMPILLE_SIGNER_ANCHOR", str(settings.keys_dir / "dev-ca.pem"))
@@ -98,9 +109,16 @@ def test_expired_brand_certificate_is_refused_before_signing(settings, tmp_path)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Old Brand Signer")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - dt.timedelta(days=400)).not_valid_after(now - dt.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(days=400))
+        .not_valid_after(now - dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
     (tmp_path / "chain.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (tmp_path / "key.pem").write_bytes(b"unused")
     (tmp_path / "key.pem").chmod(0o600)
@@ -127,8 +145,14 @@ def test_record_pointing_outside_the_output_folder_is_refused(batch_copy, settin
     draft = next(e for e in ledger.events(kind="draft.created") if e.subject.endswith("croissant-mercredi"))
     image = ledger.get(renders_of(ledger.events(), "croissant-mercredi")[0])
     forged = next(e for e in ledger.events(kind="provenance.signed") if e.payload["image_id"] == image.key).payload
-    ledger.append("provenance.signed", "forged", {**forged, "file": "../../../../etc/passwd"},
-                  brand="brand", week=DEMO_WEEK, subject=image.subject)
+    ledger.append(
+        "provenance.signed",
+        "forged",
+        {**forged, "file": "../../../../etc/passwd"},
+        brand="brand",
+        week=DEMO_WEEK,
+        subject=image.subject,
+    )
     ledger.close()
     main(["review", "approve", draft.key, image.key, "--reviewer", "Camille"])
     capsys.readouterr()
@@ -153,9 +177,11 @@ def test_imported_retouch_becomes_the_exported_version(batch_copy, settings, tmp
     report = read_manifest(exported, "image/png", (settings.keys_dir / "dev-ca.pem").read_bytes())
     assert report.state == "Trusted"
     parent = report.active["ingredients"][0]["title"]
-    assert parent.startswith(f"{image.key}.edit-")          # the retouch, itself made from the render
-    assert Image.open(io.BytesIO(exported)).convert("RGB").getpixel((10, 10))[0] == \
-        Image.open(io.BytesIO(exported)).convert("RGB").getpixel((10, 10))[1]   # the grey retouch, not the render
+    assert parent.startswith(f"{image.key}.edit-")  # the retouch, itself made from the render
+    assert (
+        Image.open(io.BytesIO(exported)).convert("RGB").getpixel((10, 10))[0]
+        == Image.open(io.BytesIO(exported)).convert("RGB").getpixel((10, 10))[1]
+    )  # the grey retouch, not the render
     capsys.readouterr()
     assert main(["audit", str(next((run_dir / "images").glob(f"{image.key}.edit-*.png"))), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)[0]["record"]
@@ -180,27 +206,46 @@ def test_manifest_whose_certificate_expired_after_signing_is_invalid(settings, t
     ca = x509.load_pem_x509_certificate(dev.trust_anchor_pem)
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
-    usage = dict(content_commitment=False, key_encipherment=False, data_encipherment=False, key_agreement=False,
-                 encipher_only=False, decipher_only=False, key_cert_sign=False, crl_sign=False)
-    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Short")]))
-            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(seconds=3))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, **usage), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    usage = dict(
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        encipher_only=False,
+        decipher_only=False,
+        key_cert_sign=False,
+        crl_sign=False,
+    )
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Short")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(seconds=3))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, **usage), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     pem = serialization.Encoding.PEM
-    write_private(tmp_path / "short.key", key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                                            serialization.NoEncryption()))
-    short = SignerIdentity(leaf.public_bytes(pem) + dev.trust_anchor_pem, tmp_path / "short.key",
-                           dev.trust_anchor_pem, "CN=Short")
+    write_private(
+        tmp_path / "short.key", key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    short = SignerIdentity(
+        leaf.public_bytes(pem) + dev.trust_anchor_pem, tmp_path / "short.key", dev.trust_anchor_pem, "CN=Short"
+    )
     image = io.BytesIO()
     Image.new("RGB", (64, 64), "red").save(image, "PNG")
     signer = ManifestSigner(short)
-    signed = signer.sign(image.getvalue(), "image/png",
-                         generation_manifest("x.png", TRAINED, {"name": "t", "version": "1"}, {}, "prohibited"))
+    signed = signer.sign(
+        image.getvalue(),
+        "image/png",
+        generation_manifest("x.png", TRAINED, {"name": "t", "version": "1"}, {}, "prohibited"),
+    )
     signer.close()
     assert read_manifest(signed, "image/png", dev.trust_anchor_pem).state == "Trusted"
     time.sleep(4)

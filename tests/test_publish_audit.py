@@ -28,7 +28,9 @@ def batch_run(batch_copy):
     ledger.close()
     slot = f"{DEMO_WEEK}/croissant-mercredi"
     return {
-        "brand": batch_copy["brand"], "run_dir": batch_copy["run_dir"], "settings": settings,
+        "brand": batch_copy["brand"],
+        "run_dir": batch_copy["run_dir"],
+        "settings": settings,
         "drafts": [e.key for e in events if e.kind == "draft.created" and e.subject == slot],
         "images": renders_of(events, slot),
         "signed": {e.payload["image_id"]: e.payload for e in events if e.kind == "provenance.signed"},
@@ -49,7 +51,7 @@ def test_only_approved_verified_images_are_exported_with_the_decision_in_the_fil
     assert _publish(run) == 0
     out = capsys.readouterr().out
     assert f"refused {run['images'][1]}: rejected by Léa: trop sombre" in out
-    assert "no approved text variant" in out            # every other slot is still pending
+    assert "no approved text variant" in out  # every other slot is still pending
 
     export = run["run_dir"] / "export" / "instagram"
     assert sorted(p.name for p in export.glob("*.png")) == ["croissant-mercredi-1.png"]
@@ -58,8 +60,9 @@ def test_only_approved_verified_images_are_exported_with_the_decision_in_the_fil
     assert report.state == "Trusted"
     review = next(a["data"] for a in report.active["assertions"] if a["label"] == "org.estampille.review")
     assert review["reviewer"] == "Camille" and review["decision"] == "approved"
-    assert [(i["title"], i["relationship"]) for i in report.active["ingredients"]] == \
-        [(f"{run['images'][0]}.png", "parentOf")]
+    assert [(i["title"], i["relationship"]) for i in report.active["ingredients"]] == [
+        (f"{run['images'][0]}.png", "parentOf")
+    ]
     assert read_xmp(data)["Iptc4xmpExt:DigitalSourceType"] == TRAINED
     assert (export / "croissant-mercredi.txt").read_text().strip() == edited
     assert (export / "croissant-mercredi.alt.txt").read_text().strip()
@@ -68,7 +71,7 @@ def test_only_approved_verified_images_are_exported_with_the_decision_in_the_fil
 
     ledger = Ledger(run["settings"].ledger_url)
     rows_before = ledger.count()
-    assert _publish(run) == 0                               # same decisions: nothing new
+    assert _publish(run) == 0  # same decisions: nothing new
     assert ledger.count() == rows_before and ledger.verify().ok
     ledger.close()
 
@@ -88,12 +91,24 @@ def test_lookalike_blocks_approval_until_overridden_with_a_reason(batch_run, cap
     flagged = run["images"][0]
     competitor = run["brand"] / "competitors" / "boulangerie-doree" / "copied.png"
     shutil.copy(run["run_dir"] / "renders" / f"{flagged}.png", competitor)
-    run_batch(run["brand"], DEMO_WEEK, Settings.from_env())       # the index changed: checks run again
+    run_batch(run["brand"], DEMO_WEEK, Settings.from_env())  # the index changed: checks run again
     capsys.readouterr()
     assert main(["review", "approve", flagged, "--reviewer", "Camille"]) == 2
     assert "needs --override-lookalike" in capsys.readouterr().err
-    assert main(["review", "approve", flagged, "--reviewer", "Camille",
-                 "--override-lookalike", "our own photo, bought by the competitor"]) == 0
+    assert (
+        main(
+            [
+                "review",
+                "approve",
+                flagged,
+                "--reviewer",
+                "Camille",
+                "--override-lookalike",
+                "our own photo, bought by the competitor",
+            ]
+        )
+        == 0
+    )
     main(["review", "approve", run["drafts"][0], "--reviewer", "Camille"])
     capsys.readouterr()
     _publish(run)
@@ -114,10 +129,18 @@ def test_audit_traces_an_exported_file_and_its_stripped_resized_jpeg(batch_run, 
     (tmp_path / "not-an-image.png").write_bytes(b"<html>hello</html>")
     Image.new("1", (12000, 12000)).save(tmp_path / "bomb.png", optimize=True)
     capsys.readouterr()
-    status = main(["audit", str(exported), str(reposted), str(tmp_path / "not-an-image.png"),
-                   str(tmp_path / "bomb.png"), "--json"])
+    status = main(
+        [
+            "audit",
+            str(exported),
+            str(reposted),
+            str(tmp_path / "not-an-image.png"),
+            str(tmp_path / "bomb.png"),
+            "--json",
+        ]
+    )
     reports = {r["file"].rsplit("/", 1)[1]: r for r in json.loads(capsys.readouterr().out)}
-    assert status == 1                                         # one file could not be traced
+    assert status == 1  # one file could not be traced
     signed = reports["croissant-mercredi-1.png"]
     assert signed["c2pa_state"] == "Trusted" and signed["record"]["found_by"] == "content hash"
     assert signed["record"]["kind"] == "export.created" and signed["record"]["reviewer"] == "Camille"

@@ -20,11 +20,13 @@ from .conftest import DEMO_BRAND
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from quality_gate import judged  # noqa: E402  (the benchmark's own reading of the labelled set)
 
-DEMO_CAPTION = ("Le pain au levian est un événement de la journée, avec le début de la semana, le début du "
-                "marché, le déjeuner, le déjà, le délai, le décadre, le déché, le détroit, le débil, le défaut, "
-                "le débat, le dévouement, le démarrage, le démocratique, le déput de la rue, le délept, le "
-                "déclin, le délibération, le dénommage, le désabillage, le dernier jour, le décep, le "
-                "découvert, le défeu, le défil")
+DEMO_CAPTION = (
+    "Le pain au levian est un événement de la journée, avec le début de la semana, le début du "
+    "marché, le déjeuner, le déjà, le délai, le décadre, le déché, le détroit, le débil, le défaut, "
+    "le débat, le dévouement, le démarrage, le démocratique, le déput de la rue, le délept, le "
+    "déclin, le délibération, le dénommage, le désabillage, le dernier jour, le décep, le "
+    "découvert, le défeu, le défil"
+)
 
 
 def kinds(caption: str, language: str = "fr", **kwargs) -> set[str]:
@@ -55,26 +57,36 @@ def test_misspelt_and_invented_words_are_named_with_a_suggestion_and_a_span():
     assert "'délicieus' (délicieux?)" in unknown.detail and "'cuitte'" in unknown.detail
     assert [caption[s:e] for s, e in unknown.spans] == ["délicieus", "cuitte"]
     assert "unknown" in kinds("Meet our baker, who feeds the starter every nigth. Come by!", "en")
-    assert "unknown" in kinds("Our spice loaf is a delicous way to warm up this winter.", "en")   # on the web, not in a dictionary
+    assert "unknown" in kinds(
+        "Our spice loaf is a delicous way to warm up this winter.", "en"
+    )  # on the web, not in a dictionary
 
 
 def test_rare_words_names_tags_addresses_and_brand_words_are_known():
     assert kinds("Croûte épaisse, mie alvéolée, parfum de noisette : le pain est prêt.") == set()
-    assert kinds("Rendez-vous chez Maison Levain, rue d'Austerlitz. Infos sur https://maison-levain.example. "
-                 "#painaulevain @maisonlevain") == set()
-    assert kinds("Goûtez notre Levanou du vendredi, un pain unique.") == set()   # a capital mid-sentence: a name
+    assert (
+        kinds(
+            "Rendez-vous chez Maison Levain, rue d'Austerlitz. Infos sur https://maison-levain.example. "
+            "#painaulevain @maisonlevain"
+        )
+        == set()
+    )
+    assert kinds("Goûtez notre Levanou du vendredi, un pain unique.") == set()  # a capital mid-sentence: a name
     assert "unknown" in kinds("Goûtez notre levanou du vendredi, un pain unique.")
-    assert kinds("Goûtez notre levanou du vendredi, un pain unique.",
-                 known=quality.vocabulary(["levanou"])) == set()
+    assert kinds("Goûtez notre levanou du vendredi, un pain unique.", known=quality.vocabulary(["levanou"])) == set()
 
 
 def test_a_sentence_or_words_in_another_language_are_named():
-    report = quality.check("Le pain au levain de la semaine sort du four. Come by this morning and taste the "
-                           "crust while it is still warm!", language="fr")
+    report = quality.check(
+        "Le pain au levain de la semaine sort du four. Come by this morning and taste the "
+        "crust while it is still warm!",
+        language="fr",
+    )
     problem = next(p for p in report.problems if p.kind == "language")
     assert "a sentence in en" in problem.detail
-    assert "'mañana' (es)" in str(quality.check("Cours de yoga doux le domingo por la mañana, tapis fournis.",
-                                                 language="fr").problems)
+    assert "'mañana' (es)" in str(
+        quality.check("Cours de yoga doux le domingo por la mañana, tapis fournis.", language="fr").problems
+    )
     whole = quality.check("Our bookshop welcomes a crime novelist on Thursday evening for a signing.", language="fr")
     assert "the caption is in en, not fr" in str(whole.problems)
 
@@ -84,8 +96,13 @@ def test_a_cut_ending_is_caught_mid_word_or_mid_sentence_and_a_finished_one_is_n
     truncated = next(p for p in mid_word.problems if p.kind == "truncated")
     assert "ends mid-word at the token limit" in truncated.detail
     assert "truncated" in kinds("Our new coffee is roasted right here in", "en")
-    for finished in ("Une tasse ? ☕", "Venez nous voir !", "Plus d'infos sur https://cafe.example",
-                     "Merci à toute l'équipe. @atelierducycle", "Le feuilletage fond en bouche…"):
+    for finished in (
+        "Une tasse ? ☕",
+        "Venez nous voir !",
+        "Plus d'infos sur https://cafe.example",
+        "Merci à toute l'équipe. @atelierducycle",
+        "Le feuilletage fond en bouche…",
+    ):
         assert "truncated" not in kinds(finished), finished
 
 
@@ -127,7 +144,7 @@ def test_a_variant_failing_the_gate_is_written_again_with_another_seed(fake_llm)
 def test_a_variant_that_never_passes_is_kept_flagged_with_its_reasons_and_spans(fake_llm):
     fake_llm.rules.append(("croissant", "lowquality"))
     draft = _draft(fake_llm)
-    assert 2 <= draft.llm["attempts"] <= MAX_ATTEMPTS and not draft.quality["passed"]   # fewer when an answer repeats
+    assert 2 <= draft.llm["attempts"] <= MAX_ATTEMPTS and not draft.quality["passed"]  # fewer when an answer repeats
     assert all(call["quality"] for call in draft.llm["calls"] if "problem" not in call)
     flag = next(f for f in draft.flags if f.startswith("LOW QUALITY"))
     assert "'levian'" in flag and "truncated ending" in flag and "loops or lists" in flag

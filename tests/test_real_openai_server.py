@@ -28,7 +28,7 @@ from estampille.text.llm import embedded_model_path
 from .conftest import DEMO_WEEK, keep_posts
 from .web_harness import free_port
 
-POSTS = {"sourdough-linkedin", "croissant-mercredi"}   # one English, one French, one variant each: CPU time
+POSTS = {"sourdough-linkedin", "croissant-mercredi"}  # one English, one French, one variant each: CPU time
 
 
 def _model_folder(target: Path) -> Path:
@@ -57,9 +57,21 @@ def transformers_server(tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([str(Path(sys.executable).parent / "transformers"), "serve", str(folder),
-                                    "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-                                   stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "transformers"),
+                "serve",
+                str(folder),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--device",
+                "cpu",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -97,7 +109,7 @@ def test_the_batch_completes_against_transformers_serve(transformers_server, iso
         ledger.close()
     drafts = [e.payload for e in events if e.kind == "draft.created"]
     failed = [e.payload for e in events if e.kind == "draft.failed"]
-    assert len(drafts) + len(failed) == len(POSTS)                # every variant: a draft or a reason
+    assert len(drafts) + len(failed) == len(POSTS)  # every variant: a draft or a reason
     assert all(f["error"] for f in failed)
     assert drafts, f"no draft at all: {summary['failures']}"
     host = transformers_server["base_url"].split("/")[2]
@@ -105,13 +117,13 @@ def test_the_batch_completes_against_transformers_serve(transformers_server, iso
         assert draft["text"].strip() and "quality" in draft and draft["quality"]["thresholds"]
         for call in draft["llm"]["calls"]:
             assert call["host"] == host and call["backend"] == "openai-compatible"
-            assert call["structured"] == "json_schema"               # accepted by the server ...
+            assert call["structured"] == "json_schema"  # accepted by the server ...
             assert call["raw_answer"].strip() and call["finish_reason"] in ("stop", "length")
             assert call["completion_tokens"] > 0 and call["prompt_tokens"] > 0
         if not draft["llm"]["calls"][-1]["raw_answer"].lstrip().startswith("{"):
-            assert any("answered without the JSON asked for" in f for f in draft["flags"])   # ... and ignored
+            assert any("answered without the JSON asked for" in f for f in draft["flags"])  # ... and ignored
     prompts = [e.payload for e in events if e.kind == "prompt.created"]
     assert len(prompts) == len(drafts) and all(p["prompt"].strip() for p in prompts)
-    assert sum(e.kind == "provenance.signed" for e in events) == len(prompts)   # one image per variant
+    assert sum(e.kind == "provenance.signed" for e in events) == len(prompts)  # one image per variant
     assert "SECRET" not in json.dumps([e.payload for e in events])
     assert "POST /v1/chat/completions" in transformers_server["log"].read_text()

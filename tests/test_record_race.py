@@ -41,8 +41,14 @@ WORKER = textwrap.dedent("""
 def test_two_processes_racing_on_one_key_both_keep_the_ledger_s_result(settings, tmp_path):
     barrier = tmp_path / "barrier"
     barrier.mkdir()
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, name, str(barrier), str(DEMO_BRAND), DEMO_WEEK],
-                                stdout=subprocess.PIPE, text=True) for name in ("a", "b")]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, name, str(barrier), str(DEMO_BRAND), DEMO_WEEK],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
     results = [json.loads(w.communicate(timeout=120)[0].strip().splitlines()[-1]) for w in workers]
     assert all(w.returncode == 0 for w in workers)
     ledger = Ledger(settings.ledger_url)
@@ -52,5 +58,5 @@ def test_two_processes_racing_on_one_key_both_keep_the_ledger_s_result(settings,
     finally:
         ledger.close()
     assert recorded in ("made-by-a", "made-by-b")
-    assert [r["kept"] for r in results] == [recorded, recorded]       # one payload everywhere
+    assert [r["kept"] for r in results] == [recorded, recorded]  # one payload everywhere
     assert sorted((r["counts"]["new"], r["counts"]["reused"]) for r in results) == [(0, 1), (1, 0)]

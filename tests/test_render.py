@@ -15,8 +15,16 @@ from estampille.render.tiny import build_tiny_model
 
 
 def _job(seed, key="k"):
-    return RenderJob(key=f"{key}{seed}", prompt="a sourdough loaf on a table", negative_prompt="text",
-                     seed=seed, steps=3, guidance=5.0, width=64, height=64)
+    return RenderJob(
+        key=f"{key}{seed}",
+        prompt="a sourdough loaf on a table",
+        negative_prompt="text",
+        seed=seed,
+        steps=3,
+        guidance=5.0,
+        width=64,
+        height=64,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +65,7 @@ def test_attention_slicing_option_is_applied_and_still_renders(tiny_model_dir, t
     sliced = load_model(resolve_model(TINY_ID, tmp_path), attention_slicing=True, cpu_offload=True)
     processors = sliced.pipeline.unet.attn_processors.values()
     assert processors and all(isinstance(p, SlicedAttnProcessor) for p in processors)
-    assert sliced.device == "cpu"   # CPU offload only applies on CUDA; on CPU it is a no-op
+    assert sliced.device == "cpu"  # CPU offload only applies on CUDA; on CPU it is a no-op
     assert next(render(sliced, [_job(1)], 1)).image.size == (64, 64)
 
 
@@ -67,13 +75,16 @@ def test_image_to_image_starts_from_the_reference(loaded, tmp_path):
     reference = tmp_path / "ref.png"
     Image.new("RGB", (80, 80), (200, 120, 40)).save(reference)
     base = RenderJob(**{**_job(5).__dict__, "steps": 10})
-    light = next(render(loaded, [RenderJob(**{**base.__dict__, "key": "a", "reference": reference,
-                                              "strength": 0.3})], 1)).image
+    light = next(
+        render(loaded, [RenderJob(**{**base.__dict__, "key": "a", "reference": reference, "strength": 0.3})], 1)
+    ).image
     text_only = next(render(loaded, [base], 1)).image
     orange = np.array([200, 120, 40])
     # a light touch keeps the reference's colour; the text-only render of the same seed does not
-    assert np.abs(np.asarray(light).reshape(-1, 3).mean(0) - orange).max() < \
-        np.abs(np.asarray(text_only).reshape(-1, 3).mean(0) - orange).max()
+    assert (
+        np.abs(np.asarray(light).reshape(-1, 3).mean(0) - orange).max()
+        < np.abs(np.asarray(text_only).reshape(-1, 3).mean(0) - orange).max()
+    )
 
 
 class SmallGPU:
@@ -99,7 +110,7 @@ def test_out_of_memory_splits_the_batch_then_fails_only_the_image_that_cannot_fi
     small = dataclasses.replace(loaded, pipeline=gpu)
     jobs = [_job(seed) for seed in range(1, 5)] + [RenderJob(**{**_job(9).__dict__, "key": "big", "prompt": "too big"})]
     results = {r.job.key: r for r in render(small, jobs, 5)}
-    assert gpu.calls[:3] == [5, 2, 3]     # 5 fails, halves tried: 2 fits, 3 fails and splits again
+    assert gpu.calls[:3] == [5, 2, 3]  # 5 fails, halves tried: 2 fits, 3 fails and splits again
     assert all(results[f"k{i}"].image is not None and results[f"k{i}"].batch_size <= 2 for i in range(1, 5))
     assert results["big"].image is None and "out of memory" in results["big"].error
 
@@ -134,7 +145,7 @@ def test_licence_gate_refuses_non_commercial_model_for_commercial_brand(tmp_path
     message = str(error.value)
     assert "FLUX.1-dev" in message and "LicenseRef-FLUX.1-dev-Non-Commercial" in message
     assert "black-forest-labs/FLUX.1-schnell" in message and TINY_ID not in message
-    check_licence(flux_dev, "non-commercial", [], registry)   # allowed for a non-commercial brand
+    check_licence(flux_dev, "non-commercial", [], registry)  # allowed for a non-commercial brand
 
 
 def test_conditional_licence_needs_explicit_acceptance(tmp_path):
@@ -173,7 +184,7 @@ def test_rerender_refuses_other_weights(batch_copy, isolated, tmp_path, capsys):
     ledger.close()
     from safetensors.torch import load_file, save_file
 
-    (settings.models_dir / "tiny-sd").unlink()          # the shared session model stays untouched
+    (settings.models_dir / "tiny-sd").unlink()  # the shared session model stays untouched
     build = build_tiny_model(settings.models_dir / "tiny-sd")
     weights = next((build / "unet").glob("*.safetensors"))
     tensors = load_file(weights)
@@ -206,9 +217,9 @@ def test_a_render_worker_without_its_gpu_is_an_error_that_names_it(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert pick_device(1) == "cuda:1"
     with pytest.raises(SetupError, match="needs GPU number 2, but this machine has 2"):
-        pick_device(2)                                   # was silently GPU 0, shared with worker 1
+        pick_device(2)  # was silently GPU 0, shared with worker 1
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")     # a Dask worker pinned to its GPU
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # a Dask worker pinned to its GPU
     assert pick_device(2) == "cuda:0"
 
 
@@ -216,8 +227,13 @@ def test_an_unknown_pipeline_class_is_an_error_that_names_it(tiny_model_dir, tmp
     from estampille.errors import ConfigError
     from estampille.render.registry import ModelEntry, ResolvedModel
 
-    entry = ModelEntry(name="typo", licence="Apache-2.0", commercial_use="yes", licence_source="test",
-                       pipeline="StableDifusionPipeline")
+    entry = ModelEntry(
+        name="typo",
+        licence="Apache-2.0",
+        commercial_use="yes",
+        licence_source="test",
+        pipeline="StableDifusionPipeline",
+    )
     with pytest.raises(ConfigError, match="'StableDifusionPipeline' is not a diffusers pipeline class"):
         load_model(ResolvedModel(id="typo", load_from=str(tiny_model_dir), entry=entry))
 

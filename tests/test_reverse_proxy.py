@@ -68,19 +68,31 @@ http {{
 def behind_nginx(served_run, tmp_path):
     nginx = _nginx()
     network = NetworkPolicy.parse("127.0.0.1", ["127.0.0.1"], ["review.test"], "X-Forwarded-User", SECRET)
-    app = make_app(served_run["settings"], served_run["brand"].parent, network=network,
-                   proxy_header="X-Forwarded-User", reviewers=("Camille", "Léa"))
+    app = make_app(
+        served_run["settings"],
+        served_run["brand"].parent,
+        network=network,
+        proxy_header="X-Forwarded-User",
+        reviewers=("Camille", "Léa"),
+    )
     root = tmp_path / "nginx"
     root.mkdir()
     (root / "htpasswd").write_text("Camille:{PLAIN}camille-password\n")
     port = free_port()
     with LiveServer(app) as base:
         app_port = int(base.rsplit(":", 1)[1])
-        (root / "nginx.conf").write_text(NGINX_CONF.format(
-            root=root, port=port, app_port=app_port, secret=SECRET,
-            user="user root root;" if os.geteuid() == 0 else ""))
-        process = subprocess.Popen([nginx, "-c", str(root / "nginx.conf"), "-p", str(root)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        (root / "nginx.conf").write_text(
+            NGINX_CONF.format(
+                root=root,
+                port=port,
+                app_port=app_port,
+                secret=SECRET,
+                user="user root root;" if os.geteuid() == 0 else "",
+            )
+        )
+        process = subprocess.Popen(
+            [nginx, "-c", str(root / "nginx.conf"), "-p", str(root)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
@@ -100,15 +112,16 @@ def test_behind_nginx_the_proxys_user_is_taken_and_forgeries_are_refused(behind_
     proxy, direct = behind_nginx["proxy"], behind_nginx["app"]
     host = {"Host": "review.test"}
     auth = ("Camille", "camille-password")
-    assert httpx.get(proxy + "/", headers=host).status_code == 401                  # nginx asks who you are
+    assert httpx.get(proxy + "/", headers=host).status_code == 401  # nginx asks who you are
     page = httpx.get(proxy + run_url(), headers=host, auth=auth)
-    assert page.status_code == 200 and 'id="reviewer">Camille<' in page.text       # the proxy's user is taken
+    assert page.status_code == 200 and 'id="reviewer">Camille<' in page.text  # the proxy's user is taken
     # A decision through the proxy is recorded under the proxy's name.
     item = behind_nginx["run"]["images"][0]
     with httpx.Client(base_url=proxy, headers=host, auth=auth) as client:
         csrf = re.search(r'name="csrf" value="([^"]+)"', client.get(run_url()).text).group(1)
-        done = client.post(run_url(f"/items/{item}/decision"),
-                           data={"decision": "approved", "csrf": csrf, "version": "0"})
+        done = client.post(
+            run_url(f"/items/{item}/decision"), data={"decision": "approved", "csrf": csrf, "version": "0"}
+        )
     assert done.status_code == 303
     ledger = Ledger(behind_nginx["run"]["settings"].ledger_url)
     assert ledger.events(kind="review.approved")[-1].payload["reviewer"] == "Camille"

@@ -28,8 +28,14 @@ pytestmark = pytest.mark.prefect
 
 
 def _cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 180) -> subprocess.CompletedProcess:
-    done = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, env=env or dict(os.environ),
-                          capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [str(BIN / args[0]), *args[1:]],
+        cwd=cwd,
+        env=env or dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert done.returncode == 0, f"{args}: {done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     return done
 
@@ -50,8 +56,11 @@ async def _scheduled_runs(deployment_name: str):
         deployment = await client.read_deployment_by_name(deployment_name)
         runs = await client.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))),
-            sort=FlowRunSort.EXPECTED_START_TIME_ASC)
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+            ),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+        )
         return deployment, runs
 
 
@@ -64,7 +73,7 @@ def _wait_for_scheduled_runs(deployment_name: str, timeout: float = 90):
             deployment, runs = asyncio.run(_scheduled_runs(deployment_name))
             if runs:
                 return deployment, runs
-        except ObjectNotFound:             # not deployed yet
+        except ObjectNotFound:  # not deployed yet
             pass
         assert time.monotonic() < deadline, f"no scheduled run of {deployment_name} within {timeout} s"
         time.sleep(1)
@@ -83,8 +92,11 @@ async def _clear_scheduled_runs_except(keep: str) -> None:
     from prefect.client.schemas.objects import StateType
 
     async with get_client() as client:
-        runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))))
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+            )
+        )
         for run in runs:
             if str(run.id) != keep:
                 await client.delete_flow_run(run.id)
@@ -97,7 +109,8 @@ async def _run_and_artifacts(run_id: str):
     async with get_client() as client:
         run = await client.read_flow_run(run_id)
         artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        )
         return run, {a.key: a for a in artifacts}
 
 
@@ -116,8 +129,7 @@ async def _create_scheduled_run(deployment_id, when: dt.datetime) -> str:
         return str(run.id)
 
 
-def test_deployed_schedules_fire_and_a_worker_makes_the_week_of_the_scheduled_time(prefect_server, fake_llm,
-                                                                                  isolated):
+def test_deployed_schedules_fire_and_a_worker_makes_the_week_of_the_scheduled_time(prefect_server, fake_llm, isolated):
     _cli("prefect", "work-pool", "create", "estampille", "--type", "process", "--overwrite")
     _cli("prefect", "--no-prompt", "deploy", "--all")
 
@@ -139,7 +151,7 @@ def test_deployed_schedules_fire_and_a_worker_makes_the_week_of_the_scheduled_ti
     # another folder: it makes 2026-W50 (the recurring posts' week), whatever today's date.
     monday = dt.datetime(2026, 12, 7, 7, 0, tzinfo=PARIS)
     run_id = asyncio.run(_create_scheduled_run(weekly.id, monday))
-    asyncio.run(_clear_scheduled_runs_except(run_id))      # nothing else may be due for --run-once
+    asyncio.run(_clear_scheduled_runs_except(run_id))  # nothing else may be due for --run-once
     worker_dir = isolated / "worker"
     worker_dir.mkdir()
     _cli("prefect", "worker", "start", "--pool", "estampille", "--run-once", cwd=worker_dir, timeout=600)
@@ -153,14 +165,19 @@ def test_deployed_schedules_fire_and_a_worker_makes_the_week_of_the_scheduled_ti
     started = [e for e in ledger.events(kind="run.started")]
     assert [e.week for e in started] == ["2026-W50"]
     assert started[0].payload["posts"] == ["pain-de-la-semaine", "offre-du-vendredi"]
-    assert sum(e.kind == "provenance.signed" for e in ledger.events()) == 4     # 2 posts x 2 variants
+    assert sum(e.kind == "provenance.signed" for e in ledger.events()) == 4  # 2 posts x 2 variants
     assert ledger.verify().ok
     ledger.close()
 
 
 def test_estampille_schedule_serves_the_weekly_flow_for_the_brand_on_paris_time(prefect_server, isolated):
-    server = subprocess.Popen([str(BIN / "estampille"), "schedule", "--brand", str(DEMO_BRAND), "--name", "weekly-test"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    server = subprocess.Popen(
+        [str(BIN / "estampille"), "schedule", "--brand", str(DEMO_BRAND), "--name", "weekly-test"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deployment, runs = _wait_for_scheduled_runs("weekly-visual-batch/weekly-test", timeout=120)
         schedule = deployment.schedules[0].schedule
@@ -178,8 +195,13 @@ def test_estampille_schedule_serves_the_weekly_flow_for_the_brand_on_paris_time(
 def test_schedule_without_a_server_says_how_to_start_one(isolated):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["PREFECT_HOME"] = str(isolated / "prefect-home")
-    done = subprocess.run([str(BIN / "estampille"), "schedule", "--brand", str(DEMO_BRAND)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(BIN / "estampille"), "schedule", "--brand", str(DEMO_BRAND)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "prefect server start" in done.stderr and "PREFECT_API_URL" in done.stderr
     assert "Traceback" not in done.stderr

@@ -30,7 +30,8 @@ def platform_repost(source: Path, target: Path, side: int = 1080, quality: int =
     """What Instagram does to an upload: metadata gone, resized to 1080 px, JPEG with 4:2:0 chroma."""
     image = Image.open(source).convert("RGB")
     image.resize((side, round(side * image.height / image.width)), Image.Resampling.LANCZOS).save(
-        target, "JPEG", quality=quality, subsampling=2)
+        target, "JPEG", quality=quality, subsampling=2
+    )
     return target
 
 
@@ -48,7 +49,7 @@ def test_payload_round_trip_and_a_wrong_id_is_never_decoded():
     bits = watermark.encode_payload("img-0123456789abcdef0123")
     assert watermark.decode_payload(bits) == "img-0123456789ab"
     damaged = bits.copy()
-    damaged[::18] ^= 1                      # 8 errors: corrected
+    damaged[::18] ^= 1  # 8 errors: corrected
     assert watermark.decode_payload(damaged) == "img-0123456789ab"
     rng = np.random.default_rng(7)
     assert all(watermark.decode_payload(rng.integers(0, 2, watermark.CODE_BITS)) is None for _ in range(20000))
@@ -71,7 +72,10 @@ def test_embed_is_deterministic_invisible_and_survives_a_platform_and_a_crop():
     from skimage import data
 
     photo = Image.fromarray(data.chelsea()).resize((1024, 768))
-    first, again = watermark.embed(photo, "img-00ff00ff00ff00ff00ff"), watermark.embed(photo, "img-00ff00ff00ff00ff00ff")
+    first, again = (
+        watermark.embed(photo, "img-00ff00ff00ff00ff00ff"),
+        watermark.embed(photo, "img-00ff00ff00ff00ff00ff"),
+    )
     assert first.image.tobytes() == again.image.tobytes()
     assert first.psnr >= 40
     buffer = io.BytesIO()
@@ -96,7 +100,9 @@ def test_every_signed_render_is_watermarked_with_its_bindings_in_a_valid_manifes
         assert mark["payload"] == watermark.short_id(record["image_id"])
         assert {b["alg"] for b in record["soft_bindings"]} == {watermark.ALG, soft_binding.ISCC_ALG}
     # The run's summary and its review page say so.
-    assert any(f"{len(read)} of {len(read)} images carry the invisible watermark" in n for n in signed["summary"]["notes"])
+    assert any(
+        f"{len(read)} of {len(read)} images carry the invisible watermark" in n for n in signed["summary"]["notes"]
+    )
     review = (signed["run_dir"] / "review.html").read_text(encoding="utf-8")
     assert review.count("watermarked (estampille-tiled-ss v1, image ID img-") == len(read)
     record = signed["records"][0]
@@ -106,7 +112,10 @@ def test_every_signed_render_is_watermarked_with_its_bindings_in_a_valid_manifes
     labels = [a["label"] for a in report.active["assertions"]]
     assert labels.count("c2pa.soft-binding") + labels.count("c2pa.soft-binding__1") == 2, labels
     bindings = [a["data"] for a in report.active["assertions"] if a["label"].startswith("c2pa.soft-binding")]
-    assert {"alg": watermark.ALG, "blocks": [{"scope": {}, "value": soft_binding.watermark_value(record["image_id"])}]} in bindings
+    assert {
+        "alg": watermark.ALG,
+        "blocks": [{"scope": {}, "value": soft_binding.watermark_value(record["image_id"])}],
+    } in bindings
     actions = next(a for a in report.active["assertions"] if a["label"].startswith("c2pa.actions"))["data"]["actions"]
     assert [a["action"] for a in actions] == ["c2pa.created", "c2pa.watermarked.bound"]
     # The pixels that were signed carry the mark; the raw render does not.
@@ -119,12 +128,19 @@ def mark_of(record: dict) -> str:
     return watermark.short_id(record["image_id"])
 
 
-@pytest.mark.skipif(not (C2PA_TS / "node_modules" / "@trustnxt" / "c2pa-ts").is_dir() or not shutil.which("node"),
-                    reason="the independent validator is installed by `make install` (npm ci in tools/c2pa-ts)")
+@pytest.mark.skipif(
+    not (C2PA_TS / "node_modules" / "@trustnxt" / "c2pa-ts").is_dir() or not shutil.which("node"),
+    reason="the independent validator is installed by `make install` (npm ci in tools/c2pa-ts)",
+)
 def test_an_independent_implementation_validates_the_manifest_with_its_soft_bindings(signed):
     record = signed["records"][0]
-    out = subprocess.run(["node", str(C2PA_TS / "validate.mjs"), str(signed["run_dir"] / record["file"])],
-                         capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        ["node", str(C2PA_TS / "validate.mjs"), str(signed["run_dir"] / record["file"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     result = json.loads(out.stdout)
     assert result["isValid"], result["statusEntries"]
     codes = {e["code"] for e in result["statusEntries"]}
@@ -142,7 +158,7 @@ def test_a_platform_repost_audited_without_the_ledger_says_ai_by_estampille_and_
     capsys.readouterr()
     status = main(["audit", str(repost), "--json", "--ledger", f"sqlite:///{tmp_path / 'no-ledger.sqlite'}"])
     report = json.loads(capsys.readouterr().out)[0]
-    assert status == 1                                            # nothing traced: no ledger here
+    assert status == 1  # nothing traced: no ledger here
     assert report["c2pa_state"] == "absent" and report["xmp"] == {}
     assert report["watermark"]["image_id"] == mark_of(record)
     assert report["verdict"].startswith(f"AI-generated by Estampille (invisible watermark), image ID {mark_of(record)}")
@@ -172,7 +188,7 @@ def test_an_unmarked_photo_reports_no_watermark_and_sdxl_default_mark_is_named(t
     photo = tmp_path / "photo.jpg"
     Image.fromarray(data.coffee()).save(photo, "JPEG", quality=90)
     encoder = WatermarkEncoder()
-    encoder.set_watermark("bits", watermark.SDXL_BITS)          # what diffusers' SDXL pipelines add
+    encoder.set_watermark("bits", watermark.SDXL_BITS)  # what diffusers' SDXL pipelines add
     bgr = encoder.encode(np.ascontiguousarray(data.astronaut()[..., ::-1]), "dwtDct")
     sdxl = tmp_path / "sdxl.png"
     Image.fromarray(np.ascontiguousarray(bgr[..., ::-1])).save(sdxl)
@@ -209,8 +225,9 @@ def test_the_brand_can_turn_the_watermark_off(fake_llm, settings, brand_copy):
     assert all([b["alg"] for b in r["soft_bindings"]] == [soft_binding.ISCC_ALG] for r in records)
     run_dir = settings.out / "brand" / DEMO_WEEK
     data = (run_dir / records[0]["file"]).read_bytes()
-    actions = next(a for a in read_manifest(data, "image/png", None).active["assertions"]
-                   if a["label"].startswith("c2pa.actions"))["data"]["actions"]
+    actions = next(
+        a for a in read_manifest(data, "image/png", None).active["assertions"] if a["label"].startswith("c2pa.actions")
+    )["data"]["actions"]
     assert [a["action"] for a in actions] == ["c2pa.created"]
     assert watermark.detect(Image.open(io.BytesIO(data))).image_id is None
 
@@ -234,8 +251,22 @@ def test_the_resolver_returns_a_published_images_manifest_by_its_binding_and_404
     drafts = [e.key for e in events if e.kind == "draft.created" and e.subject == slot]
     published, rejected = renders_of(events, slot)[:2]
     pending = next(e.key for e in events if e.kind == "render.created" and e.subject != slot)
-    assert main(["review", "approve", drafts[0], published, rejected, "--reviewer", "Camille",
-                 "--override-lookalike", "noise from the tiny test model"]) == 0
+    assert (
+        main(
+            [
+                "review",
+                "approve",
+                drafts[0],
+                published,
+                rejected,
+                "--reviewer",
+                "Camille",
+                "--override-lookalike",
+                "noise from the tiny test model",
+            ]
+        )
+        == 0
+    )
     assert main(["publish", "--brand", str(signed["brand"]), "--week", DEMO_WEEK]) == 0
     assert main(["review", "reject", rejected, "--reviewer", "Léa", "--comment", "withdrawn"]) == 0
     by_id = {r["image_id"]: r for r in signed["records"]}
@@ -263,25 +294,34 @@ def test_the_resolver_returns_a_published_images_manifest_by_its_binding_and_404
         manifests = json.loads(reader.json())
     assert manifests["active_manifest"] == matches[0]["manifestId"]
     active = manifests["manifests"][manifests["active_manifest"]]
-    assert any(a["action"] == "org.estampille.approved" for x in active["assertions"]
-               if x["label"].startswith("c2pa.actions") for a in x["data"]["actions"])
+    assert any(
+        a["action"] == "org.estampille.approved"
+        for x in active["assertions"]
+        if x["label"].startswith("c2pa.actions")
+        for a in x["data"]["actions"]
+    )
     # The same from the picture itself, and by its ISCC fingerprint (POST, as JSON).
-    by_content = client.post("/c2pa/matches/byContent", content=repost.read_bytes(),
-                             headers={"content-type": "image/jpeg"}).json()["matches"]
+    by_content = client.post(
+        "/c2pa/matches/byContent", content=repost.read_bytes(), headers={"content-type": "image/jpeg"}
+    ).json()["matches"]
     assert by_content[0]["manifestId"] == matches[0]["manifestId"]
     iscc = soft_binding.iscc_code(Image.open(repost))
-    by_iscc = client.post("/c2pa/matches/byBinding", json={"alg": soft_binding.ISCC_ALG,
-                                                           "value": base64.b64encode(iscc.encode()).decode()})
+    by_iscc = client.post(
+        "/c2pa/matches/byBinding",
+        json={"alg": soft_binding.ISCC_ALG, "value": base64.b64encode(iscc.encode()).decode()},
+    )
     assert matches[0]["manifestId"] in [m["manifestId"] for m in by_iscc.json()["matches"]]
 
     # Pending and rejected (even once approved) images are never resolved.
     for image_id in (pending, rejected):
         value = soft_binding.watermark_value(image_id)
-        assert client.get("/c2pa/matches/byBinding", params={"alg": watermark.ALG, "value": value}).json() == {"matches": []}
+        assert client.get("/c2pa/matches/byBinding", params={"alg": watermark.ALG, "value": value}).json() == {
+            "matches": []
+        }
     ledger = Ledger(signed["settings"].ledger_url)
     exported = [e.payload for e in ledger.events(kind="export.created") if e.payload["image_id"] == rejected]
     ledger.close()
-    assert exported                                          # it was published before it was withdrawn
+    assert exported  # it was published before it was withdrawn
     label = c2pa.Reader("image/png", io.BytesIO((signed["run_dir"] / exported[0]["file"]).read_bytes()))
     withdrawn = json.loads(label.json())["active_manifest"]
     assert client.get(f"/c2pa/manifests/{withdrawn}").status_code == 404
@@ -303,15 +343,16 @@ def test_the_resolver_answers_over_http_behind_the_same_proxy_rules(signed):
     from .web_harness import LiveServer, make_app
 
     app = make_app(signed["settings"], signed["brand"].parent)
-    with LiveServer(app) as base:                                  # a real socket on loopback
+    with LiveServer(app) as base:  # a real socket on loopback
         with urllib.request.urlopen(f"{base}/c2pa/services/supportedAlgorithms", timeout=10) as answer:
             assert json.loads(answer.read())["watermarks"] == [{"alg": watermark.ALG}]
         query = f"{base}/c2pa/matches/byBinding?alg={watermark.ALG}&value=" + soft_binding.watermark_value(
-            signed["records"][0]["image_id"]).replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
-        with urllib.request.urlopen(query, timeout=10) as answer:      # signed, never published
+            signed["records"][0]["image_id"]
+        ).replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
+        with urllib.request.urlopen(query, timeout=10) as answer:  # signed, never published
             assert json.loads(answer.read()) == {"matches": []}
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{base}/c2pa/manifests/urn:c2pa:nothing", timeout=10)
         assert refused.value.code == 404
     remote = TestClient(app, base_url="http://127.0.0.1", client=("203.0.113.9", 40000))
-    assert remote.get("/c2pa/services/supportedAlgorithms").status_code == 403    # bound to localhost
+    assert remote.get("/c2pa/services/supportedAlgorithms").status_code == 403  # bound to localhost

@@ -31,16 +31,24 @@ def test_captions_briefs_and_prompts_are_escaped(served_run):
     assert "<script>alert" not in page.text and "<img src=x" not in page.text and "<b onmouseover" not in page.text
     assert "&lt;script&gt;alert(&#34;caption&#34;)&lt;/script&gt;" in page.text
     assert "&lt;b onmouseover=alert(2)&gt;" in page.text
-    assert "script-src" not in page.headers["content-security-policy"]      # default-src 'none': no script runs
+    assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none': no script runs
     image = client.get(run_url(f"/images/{served_run['images'][0]}"))
     assert image.status_code == 200 and "<script>alert" not in image.text
 
 
-@pytest.mark.parametrize("path", [
-    "/files/../../ledger.sqlite", "/files/..%2F..%2Fledger.sqlite", "/files/%2e%2e/%2e%2e/ledger.sqlite",
-    "/files/renders/../../../../etc/passwd", "/files//etc/passwd", "/files/renders/..%5c..%5cledger.sqlite",
-    "/thumbs/..%2F..%2Fledger.webp", "/images/img-..%2F..%2Fx",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/files/../../ledger.sqlite",
+        "/files/..%2F..%2Fledger.sqlite",
+        "/files/%2e%2e/%2e%2e/ledger.sqlite",
+        "/files/renders/../../../../etc/passwd",
+        "/files//etc/passwd",
+        "/files/renders/..%5c..%5cledger.sqlite",
+        "/thumbs/..%2F..%2Fledger.webp",
+        "/images/img-..%2F..%2Fx",
+    ],
+)
 def test_file_routes_refuse_path_traversal(served_run, path):
     client = TestClient(served_run["app"], base_url="http://127.0.0.1", client=LOCAL)
     response = client.get(run_url(path))
@@ -55,10 +63,26 @@ def test_traversal_in_brand_or_week_and_in_a_forged_match(served_run):
     # A ledger row whose match points outside the brands folder is never served.
     ledger = Ledger(served_run["settings"].ledger_url)
     image_id = served_run["images"][0]
-    ledger.append("lookalike.checked", "forged-check", {
-        "image_id": image_id, "verdict": "lookalike", "thresholds": {"phash": 10}, "index_size": 1,
-        "matches": [{"source": "x", "reference": str(served_run["settings"].out / "ledger.sqlite"),
-                     "distances": {"phash": 0}, "verdict": "lookalike"}]}, brand="brand", week=DEMO_WEEK)
+    ledger.append(
+        "lookalike.checked",
+        "forged-check",
+        {
+            "image_id": image_id,
+            "verdict": "lookalike",
+            "thresholds": {"phash": 10},
+            "index_size": 1,
+            "matches": [
+                {
+                    "source": "x",
+                    "reference": str(served_run["settings"].out / "ledger.sqlite"),
+                    "distances": {"phash": 0},
+                    "verdict": "lookalike",
+                }
+            ],
+        },
+        brand="brand",
+        week=DEMO_WEEK,
+    )
     ledger.close()
     assert client.get(run_url(f"/images/{image_id}/matches/0")).status_code == 404
     assert client.get(run_url(f"/images/{image_id}/matches/7")).status_code == 404
@@ -70,19 +94,29 @@ def test_state_changes_need_post_a_csrf_token_and_a_reviewer(served_run):
     rows = ledger.count()
     anonymous = TestClient(app, base_url="http://127.0.0.1", client=LOCAL)
     csrf = re.search(r'name="csrf" value="([^"]+)"', anonymous.get("/").text).group(1)
-    assert anonymous.post(run_url(f"/items/{item}/decision"), data={"decision": "approved", "csrf": csrf}).status_code == 403
+    assert (
+        anonymous.post(run_url(f"/items/{item}/decision"), data={"decision": "approved", "csrf": csrf}).status_code
+        == 403
+    )
     assert anonymous.post("/login", data={"name": "Camille", "token": "wrong", "csrf": csrf}).status_code == 403
     assert anonymous.post("/login", data={"name": "Mallory", "token": TOKEN, "csrf": csrf}).status_code == 403
     client, csrf = signed_in(app)
     assert client.post(run_url(f"/items/{item}/decision"), data={"decision": "approved"}).status_code == 403
-    assert client.post(run_url(f"/items/{item}/decision"), data={"decision": "approved", "csrf": "forged"}).status_code == 403
+    assert (
+        client.post(run_url(f"/items/{item}/decision"), data={"decision": "approved", "csrf": "forged"}).status_code
+        == 403
+    )
     assert client.get(run_url(f"/items/{item}/decision")).status_code == 405
-    other, _ = signed_in(app, "Léa")           # another session's token is not this session's
-    assert other.post(run_url(f"/items/{item}/decision"), data={"decision": "approved", "csrf": csrf}).status_code == 403
+    other, _ = signed_in(app, "Léa")  # another session's token is not this session's
+    assert (
+        other.post(run_url(f"/items/{item}/decision"), data={"decision": "approved", "csrf": csrf}).status_code == 403
+    )
     assert client.post(run_url("/publish")).status_code == 403
-    assert ledger.count() == rows                                   # nothing was recorded
-    done = client.post(run_url(f"/items/{item}/decision"), data={"decision": "rejected", "comment": "flou", "csrf": csrf,
-                                                                 "version": "0"})
+    assert ledger.count() == rows  # nothing was recorded
+    done = client.post(
+        run_url(f"/items/{item}/decision"),
+        data={"decision": "rejected", "comment": "flou", "csrf": csrf, "version": "0"},
+    )
     assert done.status_code == 200 and ledger.count() == rows + 1
     event = ledger.events(kind="review.rejected")[-1]
     assert (event.payload["reviewer"], event.payload["comment"], event.payload["item_id"]) == ("Camille", "flou", item)
@@ -105,8 +139,14 @@ def test_bound_to_localhost_it_answers_only_local_requests(served_run):
     assert TestClient(app, base_url="http://localhost:8000", client=("::1", 4000)).get("/").status_code == 200
     # Bound to another address on purpose (behind a proxy), the proxy's header counts from the proxy only.
     network = NetworkPolicy.parse("0.0.0.0", ["10.0.0.2"], ["review.example"], "X-Forwarded-User", None)
-    exposed = make_app(served_run["settings"], served_run["brand"].parent, bind_host="0.0.0.0", network=network,
-                       proxy_header="X-Forwarded-User", reviewers=("Camille",))
+    exposed = make_app(
+        served_run["settings"],
+        served_run["brand"].parent,
+        bind_host="0.0.0.0",
+        network=network,
+        proxy_header="X-Forwarded-User",
+        reviewers=("Camille",),
+    )
     proxy = TestClient(exposed, base_url="http://review.example", client=("10.0.0.2", 4000))
     page = proxy.get("/", headers={"X-Forwarded-User": "Camille"})
     assert page.status_code == 200 and 'id="reviewer">Camille<' in page.text
@@ -119,16 +159,24 @@ def test_run_page_lists_runs_and_counts(served_run):
     client, csrf = signed_in(served_run["app"])
     runs = client.get("/")
     assert "Maison Levain" in runs.text and DEMO_WEEK in runs.text
-    client.post(run_url(f"/items/{served_run['images'][0]}/decision"),
-                data={"decision": "approved", "csrf": csrf, "version": "0"})
+    client.post(
+        run_url(f"/items/{served_run['images'][0]}/decision"),
+        data={"decision": "approved", "csrf": csrf, "version": "0"},
+    )
     counts = re.sub(r"\s+", " ", re.search(r'<p id="counts">(.*?)</p>', client.get(run_url()).text, re.S).group(1))
     assert "1 approved" in counts and "0 rejected" in counts
 
 
 # ---------------------------------------------------------------------------- browser
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SCREENSHOTS = Path(os.environ["ESTAMPILLE_SCREENSHOTS"]) if os.environ.get("ESTAMPILLE_SCREENSHOTS") else None
 
 
@@ -195,7 +243,7 @@ def test_a_designer_reviews_publishes_and_audits_in_a_real_browser(fake_llm, set
         page.locator(f"#{flagged} button.approve").click()
         expect(page.locator("#error")).to_contain_text("needs --override-lookalike")
         page.goto(f"{base}{run_url()}")
-        page.wait_for_load_state("networkidle")       # the lazy thumbnails in view
+        page.wait_for_load_state("networkidle")  # the lazy thumbnails in view
         shoot(page, "run-page.png", tmp_path)
 
         page.click("#publish")
@@ -215,7 +263,9 @@ def test_a_designer_reviews_publishes_and_audits_in_a_real_browser(fake_llm, set
         expect(page.locator("#c2pa-state")).to_contain_text("Trusted")
 
         # The demo's "inspiration" post: the competitor's photo beside the render that started from it.
-        inspired = next(e.key for e in events if e.kind == "render.created" and e.subject.endswith("tradition-vendredi"))
+        inspired = next(
+            e.key for e in events if e.kind == "render.created" and e.subject.endswith("tradition-vendredi")
+        )
         page.goto(f"{base}{run_url(f'/images/{inspired}')}")
         expect(page.locator("#verdict")).to_have_text("lookalike")
         expect(page.locator("#match-0")).to_contain_text("image-to-image reference")
@@ -236,7 +286,9 @@ def test_a_designer_reviews_publishes_and_audits_in_a_real_browser(fake_llm, set
         page.set_input_files("#file", str(stripped))
         page.click("#audit")
         # Traced by the invisible watermark when it survived the halving, else by perceptual hash.
-        expect(page.locator(".audit-ledger")).to_contain_text(re.compile("found by (invisible watermark|perceptual hash)"))
+        expect(page.locator(".audit-ledger")).to_contain_text(
+            re.compile("found by (invisible watermark|perceptual hash)")
+        )
         expect(page.locator(".audit-watermark")).to_be_visible()
         expect(page.locator(".audit-ledger")).to_contain_text(approved)
         shoot(page, "audit-page.png", tmp_path)

@@ -26,7 +26,7 @@ from estampille.ledger import Ledger
 from .web_harness import TOKEN, free_port, run_url
 
 READERS, LOADS_EACH, UPLOADS = 50, 15, 10
-THINK = (0.5, 1.5)             # seconds a reader spends on the page before reloading it
+THINK = (0.5, 1.5)  # seconds a reader spends on the page before reloading it
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -40,11 +40,28 @@ def _peak_rss_mb(pid: int) -> float:
 def serving(served_run, tmp_path):
     port = free_port()
     settings = served_run["settings"]
-    env = dict(os.environ, ESTAMPILLE_HOME=str(settings.home), ESTAMPILLE_OUT=str(settings.out),
-               ESTAMPILLE_REVIEW_TOKEN=TOKEN, ESTAMPILLE_REVIEWERS="Camille")
-    server = subprocess.Popen([sys.executable, "-c", "from estampille.cli import main; raise SystemExit(main())",
-                               "serve", "--port", str(port), "--brands", str(served_run["brand"].parent)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = dict(
+        os.environ,
+        ESTAMPILLE_HOME=str(settings.home),
+        ESTAMPILLE_OUT=str(settings.out),
+        ESTAMPILLE_REVIEW_TOKEN=TOKEN,
+        ESTAMPILLE_REVIEWERS="Camille",
+    )
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from estampille.cli import main; raise SystemExit(main())",
+            "serve",
+            "--port",
+            str(port),
+            "--brands",
+            str(served_run["brand"].parent),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -77,8 +94,9 @@ async def _load(base: str) -> tuple[list[float], list[int], list[str]]:
     async with httpx.AsyncClient(base_url=base, timeout=120) as auditor:
         page = await auditor.get("/")
         csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
-        signed = await auditor.post("/login", data={"name": "Camille", "token": TOKEN, "csrf": csrf},
-                                    follow_redirects=True)
+        signed = await auditor.post(
+            "/login", data={"name": "Camille", "token": TOKEN, "csrf": csrf}, follow_redirects=True
+        )
         csrf = re.search(r'name="csrf" value="([^"]+)"', signed.text).group(1)
         latencies: list[float] = []
         statuses: list[int] = []
@@ -93,12 +111,14 @@ async def _load(base: str) -> tuple[list[float], list[int], list[str]]:
 
         async def upload(n: int) -> str:
             await asyncio.sleep(n * 0.5)
-            response = await auditor.post(f"/audit?csrf={csrf}", files={"file": (f"post-{n}.jpg", files[n], "image/jpeg")})
+            response = await auditor.post(
+                f"/audit?csrf={csrf}", files={"file": (f"post-{n}.jpg", files[n], "image/jpeg")}
+            )
             return f"{response.status_code}:{f'post-{n}.jpg' in response.text}"
 
         limits = httpx.Limits(max_connections=READERS)
         async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as readers:
-            await readers.get(run_url())                                 # the run's view built once
+            await readers.get(run_url())  # the run's view built once
             uploads = [asyncio.create_task(upload(n)) for n in range(UPLOADS)]
             await asyncio.gather(*(reader(readers, rng.uniform(*THINK, LOADS_EACH)) for _ in range(READERS)))
             audited = await asyncio.gather(*uploads)
@@ -110,13 +130,15 @@ def test_the_run_page_stays_fast_while_uploads_are_audited(serving):
     latencies, statuses, audited = asyncio.run(_load(base))
     peak = _peak_rss_mb(pid)
     p95 = float(np.percentile(latencies, 95))
-    print(f"\nrun page under load: {len(latencies)} loads, p50 {np.median(latencies) * 1000:.0f} ms, "
-          f"p95 {p95 * 1000:.0f} ms; server and audit workers peak memory {peak:.0f} MB; audits {audited}")
+    print(
+        f"\nrun page under load: {len(latencies)} loads, p50 {np.median(latencies) * 1000:.0f} ms, "
+        f"p95 {p95 * 1000:.0f} ms; server and audit workers peak memory {peak:.0f} MB; audits {audited}"
+    )
     assert statuses == [200] * READERS * LOADS_EACH
-    assert audited == ["200:True"] * UPLOADS                 # every upload audited, its report names it
+    assert audited == ["200:True"] * UPLOADS  # every upload audited, its report names it
     assert p95 < 0.2
     assert peak < 600
     ledger = Ledger(settings.ledger_url)
     assert ledger.verify().ok
     ledger.close()
-    assert not list(Path(tempfile.gettempdir()).glob("estampille-audit-*"))      # every upload's temp folder removed
+    assert not list(Path(tempfile.gettempdir()).glob("estampille-audit-*"))  # every upload's temp folder removed

@@ -33,9 +33,12 @@ def _csrf(text: str) -> str:
 
 def _behind_proxy(run, **network):
     """The app as deployed behind a proxy at 127.0.0.1 that names the reviewer in X-Forwarded-User."""
-    policy = NetworkPolicy.parse("127.0.0.1", ["127.0.0.1"], ["review.example.com"], "X-Forwarded-User", None, **network)
-    return make_app(run["settings"], run["brand"].parent, network=policy, proxy_header="X-Forwarded-User",
-                    reviewers=("Camille",))
+    policy = NetworkPolicy.parse(
+        "127.0.0.1", ["127.0.0.1"], ["review.example.com"], "X-Forwarded-User", None, **network
+    )
+    return make_app(
+        run["settings"], run["brand"].parent, network=policy, proxy_header="X-Forwarded-User", reviewers=("Camille",)
+    )
 
 
 # 1 -------------------------------------------------------------------------- trusted proxies, hosts
@@ -75,25 +78,34 @@ def test_an_upload_is_refused_before_its_body_is_read(served_run):
         port = int(base.rsplit(":", 1)[1])
         for length, expected in ((200 * 2**20, b" 413 "), (10 * 2**20, b" 403 ")):
             with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-                conn.sendall((f"POST /audit?csrf=wrong HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\n"
-                              "Content-Type: multipart/form-data; boundary=x\r\n\r\n").encode() + b"x" * 1024)
+                conn.sendall(
+                    (
+                        f"POST /audit?csrf=wrong HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\n"
+                        "Content-Type: multipart/form-data; boundary=x\r\n\r\n"
+                    ).encode()
+                    + b"x" * 1024
+                )
                 started = time.monotonic()
                 head = conn.recv(200)
                 assert expected in head.split(b"\r\n")[0] and time.monotonic() - started < 3
 
 
 def test_a_body_without_a_length_is_counted_while_it_is_read(served_run):
-    app = make_app(served_run["settings"], served_run["brand"].parent,
-                   network=NetworkPolicy("127.0.0.1", max_body=64 * 1024))
+    app = make_app(
+        served_run["settings"], served_run["brand"].parent, network=NetworkPolicy("127.0.0.1", max_body=64 * 1024)
+    )
     client, csrf = signed_in(app)
 
-    def chunks():                 # a well-formed file part that goes on past the limit, with no length given
-        yield (b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
-               b"Content-Type: image/png\r\n\r\n")
+    def chunks():  # a well-formed file part that goes on past the limit, with no length given
+        yield (
+            b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+        )
         for _ in range(100):
             yield b"x" * 4096
-    response = client.post(f"/audit?csrf={csrf}", content=chunks(),
-                           headers={"Content-Type": "multipart/form-data; boundary=x"})
+
+    response = client.post(
+        f"/audit?csrf={csrf}", content=chunks(), headers={"Content-Type": "multipart/form-data; boundary=x"}
+    )
     assert response.status_code == 413, response.text
 
 
@@ -119,12 +131,17 @@ def test_a_large_upload_is_refused_and_audits_do_not_freeze_the_server(served_ru
 
         with httpx.Client(base_url=base) as http:
             page = http.get("/")
-            login = http.post("/login", data={"name": "Camille", "token": TOKEN, "csrf": _csrf(page.text)},
-                              follow_redirects=True)
+            login = http.post(
+                "/login", data={"name": "Camille", "token": TOKEN, "csrf": _csrf(page.text)}, follow_redirects=True
+            )
             token = _csrf(login.text)
             with ThreadPoolExecutor(2) as pool:
-                upload = pool.submit(http.post, f"/audit?csrf={token}",
-                                     files={"file": ("big.png", big.getvalue(), "image/png")}, timeout=120)
+                upload = pool.submit(
+                    http.post,
+                    f"/audit?csrf={token}",
+                    files={"file": ("big.png", big.getvalue(), "image/png")},
+                    timeout=120,
+                )
                 time.sleep(0.5)
                 latencies = []
                 while not upload.done():
@@ -142,8 +159,10 @@ def test_wrong_tokens_are_throttled_and_logged_even_before_the_right_one(served_
     client = TestClient(app, base_url="http://127.0.0.1", client=LOCAL)
     csrf = _csrf(client.get("/").text)
     with caplog.at_level(logging.WARNING, logger="estampille.web"):
-        codes = [client.post("/login", data={"name": "Camille", "token": f"guess-{n}", "csrf": csrf}).status_code
-                 for n in range(8)]
+        codes = [
+            client.post("/login", data={"name": "Camille", "token": f"guess-{n}", "csrf": csrf}).status_code
+            for n in range(8)
+        ]
     assert codes[:5] == [403] * 5 and 429 in codes[5:]
     right = client.post("/login", data={"name": "Camille", "token": TOKEN, "csrf": csrf})
     assert right.status_code == 429 and int(right.headers["retry-after"]) >= 1
@@ -152,7 +171,10 @@ def test_wrong_tokens_are_throttled_and_logged_even_before_the_right_one(served_
     assert all(TOKEN not in r.getMessage() and "guess-" not in r.getMessage() for r in caplog.records)
     # Another name from another client is not held back by Camille's lockout.
     other = TestClient(app, base_url="http://127.0.0.1", client=("127.0.0.9", 1))
-    assert other.post("/login", data={"name": "Léa", "token": TOKEN, "csrf": _csrf(other.get("/").text)}).status_code == 200
+    assert (
+        other.post("/login", data={"name": "Léa", "token": TOKEN, "csrf": _csrf(other.get("/").text)}).status_code
+        == 200
+    )
 
 
 def test_a_short_team_token_is_refused_at_start(monkeypatch, capsys):
@@ -182,13 +204,18 @@ def test_sign_out_and_a_new_token_revoke_sessions_and_csrf_rotates(served_run):
     copy = TestClient(app, base_url="http://127.0.0.1", client=LOCAL, cookies={"estampille": cookie})
     assert 'id="reviewer">Camille<' in copy.get("/").text
     assert client.post("/logout", data={"csrf": after}).status_code == 200
-    assert 'id="reviewer"' not in copy.get("/").text                 # the copied cookie no longer signs in
+    assert 'id="reviewer"' not in copy.get("/").text  # the copied cookie no longer signs in
     # The same server folder (same cookie secret) restarted with another team token.
     client, _ = signed_in(app)
-    restarted = make_app(served_run["settings"], served_run["brand"].parent,
-                         reviewers=("Camille", "Léa"), token="another-team-token-1234")
-    old = TestClient(restarted, base_url="http://127.0.0.1", client=LOCAL,
-                     cookies={"estampille": client.cookies["estampille"]})
+    restarted = make_app(
+        served_run["settings"],
+        served_run["brand"].parent,
+        reviewers=("Camille", "Léa"),
+        token="another-team-token-1234",
+    )
+    old = TestClient(
+        restarted, base_url="http://127.0.0.1", client=LOCAL, cookies={"estampille": client.cookies["estampille"]}
+    )
     assert 'id="reviewer"' not in old.get("/").text
 
 
@@ -207,8 +234,13 @@ def test_hostile_paths_are_404s_with_the_security_headers(served_run):
     loop = folder / "loop.png"
     loop.symlink_to(loop)
     client = TestClient(served_run["app"], base_url="http://127.0.0.1", client=LOCAL, raise_server_exceptions=False)
-    for path in ("files/a%00b.png", "files/loop.png", "files/" + "a" * 300 + ".png", "files/" + "/".join(["abcdefgh"] * 500),
-                 "thumbs/" + "b" * 300 + ".webp"):
+    for path in (
+        "files/a%00b.png",
+        "files/loop.png",
+        "files/" + "a" * 300 + ".png",
+        "files/" + "/".join(["abcdefgh"] * 500),
+        "thumbs/" + "b" * 300 + ".webp",
+    ):
         response = client.get(run_url("/" + path))
         assert response.status_code in (400, 404), path
         assert all(h in response.headers for h in SECURITY), path
@@ -255,9 +287,11 @@ def test_parallel_and_repeated_decisions_on_one_state_record_one(served_run):
 
     def send(pair, n):
         client, csrf = pair
-        return client.post(run_url(f"/items/{item}/decision"),
-                           data={"decision": "approved" if n % 2 else "rejected", "comment": f"n{n}",
-                                 "csrf": csrf, "version": "0"}).status_code
+        return client.post(
+            run_url(f"/items/{item}/decision"),
+            data={"decision": "approved" if n % 2 else "rejected", "comment": f"n{n}", "csrf": csrf, "version": "0"},
+        ).status_code
+
     with ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(send, clients, range(20)))
     assert codes.count(200) == 1 and codes.count(409) == 19
@@ -282,7 +316,7 @@ def test_thumbnails_are_cached_for_good_only_at_their_content_address(served_run
 
     client, _ = signed_in(served_run["app"])
     image_id = served_run["images"][0]
-    address = re.search(rf'/thumbs/{image_id}\.webp\?v=([0-9a-f]+)', client.get(run_url()).text)
+    address = re.search(rf"/thumbs/{image_id}\.webp\?v=([0-9a-f]+)", client.get(run_url()).text)
     assert address
     fresh = client.get(run_url(f"/thumbs/{image_id}.webp?v={address.group(1)}"))
     assert "immutable" in fresh.headers["cache-control"]
@@ -291,7 +325,7 @@ def test_thumbnails_are_cached_for_good_only_at_their_content_address(served_run
     Image.new("RGB", (256, 256), "orange").save(retouch)
     import_edit(ledger, served_run["settings"].out, image_id, retouch, "Camille", from_settings(served_run["settings"]))
     ledger.close()
-    moved = re.search(rf'/thumbs/{image_id}\.webp\?v=([0-9a-f]+)', client.get(run_url()).text).group(1)
+    moved = re.search(rf"/thumbs/{image_id}\.webp\?v=([0-9a-f]+)", client.get(run_url()).text).group(1)
     assert moved != address.group(1)
     stale = client.get(run_url(f"/thumbs/{image_id}.webp?v={address.group(1)}"))
     assert "immutable" not in stale.headers["cache-control"]
@@ -305,12 +339,19 @@ def test_unknown_run_folders_long_histories_and_page_caching(served_run):
     client, csrf = signed_in(served_run["app"])
     assert client.get("/runs/ghost/2026-W01/files/x.png").status_code == 404
     item = served_run["drafts"][0]
-    too_long = client.post(run_url(f"/items/{item}/decision"),
-                           data={"decision": "rejected", "comment": "x" * 2001, "csrf": csrf, "version": "0"})
+    too_long = client.post(
+        run_url(f"/items/{item}/decision"),
+        data={"decision": "rejected", "comment": "x" * 2001, "csrf": csrf, "version": "0"},
+    )
     assert too_long.status_code == 400
     for n in range(60):
-        assert client.post(run_url(f"/items/{item}/decision"), data={
-            "decision": "rejected", "comment": "y" * 2000, "csrf": csrf, "version": str(n)}).status_code == 200
+        assert (
+            client.post(
+                run_url(f"/items/{item}/decision"),
+                data={"decision": "rejected", "comment": "y" * 2000, "csrf": csrf, "version": str(n)},
+            ).status_code
+            == 200
+        )
     page = client.get(run_url())
     assert len(page.content) < 400_000 and "The newest 50 of 60 decisions" in page.text
     assert page.headers["cache-control"] == "no-store"

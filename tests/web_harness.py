@@ -22,11 +22,13 @@ LOCAL = ("127.0.0.1", 50123)
 SLOT = "croissant-mercredi"
 
 
-def make_app(settings: Settings, brands_dir: Path, bind_host: str = "127.0.0.1", network: NetworkPolicy | None = None,
-             **policy):
+def make_app(
+    settings: Settings, brands_dir: Path, bind_host: str = "127.0.0.1", network: NetworkPolicy | None = None, **policy
+):
     policy = policy or {"reviewers": ("Camille", "Léa"), "token": TOKEN}
-    return create_app(WebConfig(settings, signer_identity(settings), ReviewerPolicy(**policy), brands_dir, bind_host,
-                                network))
+    return create_app(
+        WebConfig(settings, signer_identity(settings), ReviewerPolicy(**policy), brands_dir, bind_host, network)
+    )
 
 
 def signed_in(app, name: str = "Camille") -> tuple[TestClient, str]:
@@ -34,7 +36,7 @@ def signed_in(app, name: str = "Camille") -> tuple[TestClient, str]:
     csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/").text).group(1)
     page = client.post("/login", data={"name": name, "token": TOKEN, "csrf": csrf})
     assert page.status_code == 200
-    return client, re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)     # rotated at sign-in
+    return client, re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # rotated at sign-in
 
 
 def run_url(path: str = "") -> str:

@@ -43,8 +43,13 @@ def main() -> None:
         keep_posts(brand, ["levain-lundi", "sourdough-linkedin"])
         server = FakeOpenAI(port=args.port).start()
         try:
-            settings = Settings.from_env(env={"ESTAMPILLE_HOME": str(root / "home"), "ESTAMPILLE_OUT": str(root / "out"),
-                                              **fake_llm_env(server.base_url)})
+            settings = Settings.from_env(
+                env={
+                    "ESTAMPILLE_HOME": str(root / "home"),
+                    "ESTAMPILLE_OUT": str(root / "out"),
+                    **fake_llm_env(server.base_url),
+                }
+            )
             summaries = [run_batch(brand, "2026-W48", settings) for _ in range(2)]
         finally:
             server.stop()

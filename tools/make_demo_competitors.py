@@ -34,22 +34,31 @@ def pastry_scene(rng: random.Random) -> Image.Image:
     background = tuple(rng.randint(150, 235) for _ in range(3))
     image = Image.new("RGB", SIZE, background)
     draw = ImageDraw.Draw(image)
-    draw.rectangle([0, SIZE[1] * rng.uniform(0.55, 0.75), SIZE[0], SIZE[1]],
-                   fill=(rng.randint(90, 150), rng.randint(60, 100), rng.randint(30, 60)))
+    draw.rectangle(
+        [0, SIZE[1] * rng.uniform(0.55, 0.75), SIZE[0], SIZE[1]],
+        fill=(rng.randint(90, 150), rng.randint(60, 100), rng.randint(30, 60)),
+    )
     for _ in range(rng.randint(2, 6)):
         cx, cy = rng.randint(40, SIZE[0] - 40), rng.randint(90, SIZE[1] - 40)
         w, h = rng.randint(40, 130), rng.randint(25, 70)
         crust = (rng.randint(170, 230), rng.randint(110, 160), rng.randint(40, 80))
-        if rng.random() < 0.5:   # loaf with scores
+        if rng.random() < 0.5:  # loaf with scores
             draw.ellipse([cx - w, cy - h, cx + w, cy + h], fill=crust, outline=(90, 50, 20), width=3)
             for k in range(-2, 3):
-                draw.line([cx + k * w // 3 - 10, cy - h // 2, cx + k * w // 3 + 10, cy + h // 2],
-                          fill=(240, 220, 170), width=4)
-        else:                    # croissant as a fan of arcs
+                draw.line(
+                    [cx + k * w // 3 - 10, cy - h // 2, cx + k * w // 3 + 10, cy + h // 2],
+                    fill=(240, 220, 170),
+                    width=4,
+                )
+        else:  # croissant as a fan of arcs
             for k in range(5):
                 r = w - k * w // 6
-                draw.pieslice([cx - r, cy - r // 2, cx + r, cy + r // 2], 200 + k * 5, 340 - k * 5,
-                              fill=tuple(max(0, c - k * 12) for c in crust))
+                draw.pieslice(
+                    [cx - r, cy - r // 2, cx + r, cy + r // 2],
+                    200 + k * 5,
+                    340 - k * 5,
+                    fill=tuple(max(0, c - k * 12) for c in crust),
+                )
     return image.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5)))
 
 
@@ -69,7 +78,9 @@ def main(brand_folder: Path) -> None:
         folder = out / competitor
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            image = pastry_scene(rng) if i % 2 == 0 else transformed(sample_photo(SAMPLES[(i // 2) % len(SAMPLES)]), rng)
+            image = (
+                pastry_scene(rng) if i % 2 == 0 else transformed(sample_photo(SAMPLES[(i // 2) % len(SAMPLES)]), rng)
+            )
             image.save(folder / f"{competitor}-{i:02d}.jpg", "JPEG", quality=82)
     print(f"wrote {sum(1 for _ in out.rglob('*.jpg'))} images under {out}")
     # The brand's own photo of its Saturday workshop table, used as an image-to-image reference.

@@ -28,7 +28,7 @@ class InOrder(Generic[Item]):
             future = Future()
             try:
                 future.set_result(work(*args))
-            except BaseException as exc:       # raised where the result is read, as with the thread
+            except BaseException as exc:  # raised where the result is read, as with the thread
                 future.set_exception(exc)
         self._pending.append((item, future))
 

@@ -35,7 +35,7 @@ R = TypeVar("R", bound=Record)
 
 @dataclass
 class StageCount:
-    reused: int = 0     # already in the ledger from an earlier run
+    reused: int = 0  # already in the ledger from an earlier run
     new: int = 0
     failed: int = 0
 
@@ -53,13 +53,13 @@ class Batch:
     model: ResolvedModel
     guardrails: Guardrails
     run_key: str
-    chat: ChatModel           # cheap to create; the embedded model loads on its first call
-    renderer: Renderer                 # the image model behind the render stage (diffusers by default)
-    plan: RenderPlan                   # steps, guidance, size and family arguments the renders use
+    chat: ChatModel  # cheap to create; the embedded model loads on its first call
+    renderer: Renderer  # the image model behind the render stage (diffusers by default)
+    plan: RenderPlan  # steps, guidance, size and family arguments the renders use
     # Errors that stop a stage instead of costing one item: the Prefect flow sets the stages'
     # `retry_on` (an endpoint that is down for everyone is retried as a stage).
     stop_on: tuple[type[Exception], ...] = ()
-    unavailable: dict[str, LLMUnavailableError] = field(default_factory=dict)   # stage -> first "down" error
+    unavailable: dict[str, LLMUnavailableError] = field(default_factory=dict)  # stage -> first "down" error
     counts: dict[str, StageCount] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -104,12 +104,15 @@ class Batch:
                 self.unavailable.setdefault(stage.name, exc)
             self.count(stage.name).failed += 1
             self.failures.append(f"{stage.name} {subject}: {exc}")
-            self.append(failed, failed_key(key), subject,
-                        {"error": str(exc), "error_type": type(exc).__name__,
-                         "calls": getattr(exc, "calls", [])})
+            self.append(
+                failed,
+                failed_key(key),
+                subject,
+                {"error": str(exc), "error_type": type(exc).__name__, "calls": getattr(exc, "calls", [])},
+            )
             return None
         event = self.append(created, key, subject, result.model_dump(mode="json"))
-        if not event.created:   # another process recorded this key meanwhile: its result is the one
+        if not event.created:  # another process recorded this key meanwhile: its result is the one
             self.count(stage.name).reused += 1
             return read_back.model_validate(event.payload)
         self.count(stage.name).new += 1
@@ -133,12 +136,13 @@ class BatchInputs:
     posts: list
     chat: ChatModel
     model: ResolvedModel
-    plan: RenderPlan                 # the render settings the model really takes (families.py)
-    build_tiny: str | None = None    # family of a tiny test model open_batch must build first
+    plan: RenderPlan  # the render settings the model really takes (families.py)
+    build_tiny: str | None = None  # family of a tiny test model open_batch must build first
 
 
-def check_inputs(brand_dir: str | Path, week: str | None, settings: Settings,
-                 when: dt.datetime | None = None) -> BatchInputs:
+def check_inputs(
+    brand_dir: str | Path, week: str | None, settings: Settings, when: dt.datetime | None = None
+) -> BatchInputs:
     """Validate brand, calendar, week, model and licence without writing anything, so a bad
     input stops in one line before Prefect (10-20 s to start) or any model loads. Without `week`,
     the week of `when` (default now) on the brand's clock."""
@@ -148,24 +152,33 @@ def check_inputs(brand_dir: str | Path, week: str | None, settings: Settings,
     posts = posts_in_week(bundle, week)
     chat = chat_model_for(bundle.brand.text.llm, settings)
     if isinstance(chat, EmbeddedModel):
-        embedded_model_path()                             # installed, or the fix is named
+        embedded_model_path()  # installed, or the fix is named
     render_settings = bundle.brand.render
     registry = load_registry(settings.home)
     entry, build = registry.get(render_settings.model), None
     folder = tiny_folder(render_settings.model, settings.models_dir)
     if entry and entry.source == "tiny" and not folder.is_dir():
-        build = entry.family      # open_batch builds it; its licence is ours
+        build = entry.family  # open_batch builds it; its licence is ours
         model = ResolvedModel(id=render_settings.model, entry=entry, load_from=str(folder))
     else:
         model = resolve_model(render_settings.model, settings.models_dir, settings.home)
     check_licence(model, bundle.brand.licence_policy, render_settings.accepted_licences, registry)
-    plan = plan_render(model, render_settings, bundle.brand.visual.negative_prompt,
-                       [(p.id, p.strength) for p in posts if p.reference_image])
+    plan = plan_render(
+        model,
+        render_settings,
+        bundle.brand.visual.negative_prompt,
+        [(p.id, p.strength) for p in posts if p.reference_image],
+    )
     return BatchInputs(bundle, week, posts, chat, model, plan, build)
 
 
-def open_batch(brand_dir: str | Path, week: str, settings: Settings, renderer: Renderer | None = None,
-               stop_on: tuple[type[Exception], ...] = ()) -> Batch:
+def open_batch(
+    brand_dir: str | Path,
+    week: str,
+    settings: Settings,
+    renderer: Renderer | None = None,
+    stop_on: tuple[type[Exception], ...] = (),
+) -> Batch:
     """Validate everything first (brand, calendar, week, model, licence); only then write.
     `renderer` defaults to the brand's diffusers model; `stop_on`: see `Batch.stop_on`."""
     inputs = check_inputs(brand_dir, week, settings)
@@ -179,38 +192,74 @@ def open_batch(brand_dir: str | Path, week: str, settings: Settings, renderer: R
     run_dir.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(settings.ledger_url)
     chat = inputs.chat
-    batch = Batch(bundle=bundle, week=week, settings=settings, ledger=ledger, run_dir=run_dir, model=model,
-                  guardrails=guardrails_for(bundle.brand), run_key="", chat=chat, stop_on=stop_on, plan=plan,
-                  renderer=renderer or DiffusersRenderer(model, settings.home / "weights-sha256.json",
-                                                         render_settings.scheduler, render_settings.cpu_offload,
-                                                         render_settings.attention_slicing,
-                                                         plan.speed))
-    config = {"brand_version": bundle.version, "llm": chat.describe(), "model": model.id,
-              "render": render_settings.model_dump(), "render_plan": plan.record(), "estampille": __version__}
+    batch = Batch(
+        bundle=bundle,
+        week=week,
+        settings=settings,
+        ledger=ledger,
+        run_dir=run_dir,
+        model=model,
+        guardrails=guardrails_for(bundle.brand),
+        run_key="",
+        chat=chat,
+        stop_on=stop_on,
+        plan=plan,
+        renderer=renderer
+        or DiffusersRenderer(
+            model,
+            settings.home / "weights-sha256.json",
+            render_settings.scheduler,
+            render_settings.cpu_offload,
+            render_settings.attention_slicing,
+            plan.speed,
+        ),
+    )
+    config = {
+        "brand_version": bundle.version,
+        "llm": chat.describe(),
+        "model": model.id,
+        "render": render_settings.model_dump(),
+        "render_plan": plan.record(),
+        "estampille": __version__,
+    }
     batch.run_key = run_key(bundle.slug, week, config)
-    batch.append(Kind.RUN_STARTED, batch.run_key, None,
-                 {"brand": bundle.brand.name, "week": week, "posts": [p.id for p in posts], **config})
+    batch.append(
+        Kind.RUN_STARTED,
+        batch.run_key,
+        None,
+        {"brand": bundle.brand.name, "week": week, "posts": [p.id for p in posts], **config},
+    )
     batch.notes.extend(f"Render setting not applied: {warning}" for warning in plan.warnings)
     if model.entry.test_model:
-        batch.notes.append(f"Images were made by a tiny TEST model ({model.id}) with random weights: "
-                           "they are noise, for checking the pipeline only. Set render.model in "
-                           "brand.yaml to a real model for real visuals.")
+        batch.notes.append(
+            f"Images were made by a tiny TEST model ({model.id}) with random weights: "
+            "they are noise, for checking the pipeline only. Set render.model in "
+            "brand.yaml to a real model for real visuals."
+        )
     return batch
 
 
 def finish(batch: Batch) -> dict:
     """Close the run: a `run.completed` event when nothing failed, and a summary for people."""
     if not batch.failures:
-        batch.append(Kind.RUN_COMPLETED, completed_key(batch.run_key), None,
-                     {"counts": {k: vars(v) for k, v in batch.counts.items()}})
-    summary: dict[str, Any] = {"run_dir": str(batch.run_dir), "review_page": str(batch.run_dir / "review.html"),
-               "counts": {k: vars(v) for k, v in batch.counts.items()}, "failures": list(batch.failures),
-               "notes": list(batch.notes), "ledger": batch.ledger.safe_url}
-    if batch.brand.notify is not None:   # the week-ready message: a failure is a note, never the batch's
+        batch.append(
+            Kind.RUN_COMPLETED,
+            completed_key(batch.run_key),
+            None,
+            {"counts": {k: vars(v) for k, v in batch.counts.items()}},
+        )
+    summary: dict[str, Any] = {
+        "run_dir": str(batch.run_dir),
+        "review_page": str(batch.run_dir / "review.html"),
+        "counts": {k: vars(v) for k, v in batch.counts.items()},
+        "failures": list(batch.failures),
+        "notes": list(batch.notes),
+        "ledger": batch.ledger.safe_url,
+    }
+    if batch.brand.notify is not None:  # the week-ready message: a failure is a note, never the batch's
         from .notify import describe, send_week_ready
 
         summary["notifications"] = send_week_ready(batch, summary)
         summary["notes"] += describe(summary["notifications"])
     batch.ledger.close()
     return summary
-

@@ -48,7 +48,7 @@ class Voice(Strict):
     do: list[str] = []
     dont: list[str] = []
     examples: list[VoiceExample] = []
-    vocabulary: list[str] = []   # the brand's own words no dictionary has (products, places, slang)
+    vocabulary: list[str] = []  # the brand's own words no dictionary has (products, places, slang)
 
 
 class PlatformRules(Strict):
@@ -62,10 +62,11 @@ class PlatformRules(Strict):
         own = PLATFORM_LIMITS.get(platform)
         if own is None:
             return self
-        return PlatformRules(max_chars=self.max_chars or own.max_chars,
-                             max_hashtags=own.max_hashtags if self.max_hashtags is None else self.max_hashtags,
-                             max_line_breaks=self.max_line_breaks if self.max_line_breaks is not None
-                             else own.max_line_breaks)
+        return PlatformRules(
+            max_chars=self.max_chars or own.max_chars,
+            max_hashtags=own.max_hashtags if self.max_hashtags is None else self.max_hashtags,
+            max_line_breaks=self.max_line_breaks if self.max_line_breaks is not None else own.max_line_breaks,
+        )
 
 
 class Visual(Strict):
@@ -91,7 +92,7 @@ class Audience(Strict):
     """Who a post speaks to: drafting adapts tone, references and language variant to it."""
 
     language: str
-    locale: str                   # e.g. fr-FR, fr-CA, en-GB
+    locale: str  # e.g. fr-FR, fr-CA, en-GB
     region: str = ""
     culture: str = ""
     interests: list[str] = []
@@ -100,8 +101,8 @@ class Audience(Strict):
 
 class Competitor(Strict):
     name: str
-    images: str | None = None   # folder relative to the brand folder
-    marks: list[str] = []       # product names and slogans that must not appear in prompts
+    images: str | None = None  # folder relative to the brand folder
+    marks: list[str] = []  # product names and slogans that must not appear in prompts
 
 
 class Rights(Strict):
@@ -141,21 +142,21 @@ class RenderSettings(Strict):
     guidance: float | None = Field(default=None, ge=0)
     width: int | None = Field(default=None, ge=64, le=4096)
     height: int | None = Field(default=None, ge=64, le=4096)
-    true_cfg_scale: float | None = Field(default=None, ge=1)   # FLUX: > 1 applies the negative prompt
-    max_sequence_length: int | None = Field(default=None, ge=16, le=512)   # T5 families: prompt tokens
+    true_cfg_scale: float | None = Field(default=None, ge=1)  # FLUX: > 1 applies the negative prompt
+    max_sequence_length: int | None = Field(default=None, ge=16, le=512)  # T5 families: prompt tokens
     images_per_variant: int = Field(default=1, ge=1, le=8)
     batch_size: int = Field(default=8, ge=1, le=64)
-    accepted_licences: list[str] = []   # conditional licences legal has accepted (registry ids)
-    scheduler: str | None = None        # any diffusers scheduler class, e.g. EulerDiscreteScheduler
-    cpu_offload: bool = False           # GPUs with little memory: keep idle sub-models in RAM
-    attention_slicing: bool = False     # GPUs with little memory: attention in slices
+    accepted_licences: list[str] = []  # conditional licences legal has accepted (registry ids)
+    scheduler: str | None = None  # any diffusers scheduler class, e.g. EulerDiscreteScheduler
+    cpu_offload: bool = False  # GPUs with little memory: keep idle sub-models in RAM
+    attention_slicing: bool = False  # GPUs with little memory: attention in slices
     # Speed options, off by default; each one in use is recorded with every image it made.
-    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"   # auto: the family's on GPU, fp32 on CPU
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"  # auto: the family's on GPU, fp32 on CPU
     compile: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] | None = None
-    channels_last: bool = False         # UNet families: NHWC convolutions
-    vae_slicing: bool = False           # decode a batch one image at a time (less memory)
-    vae_tiling: bool = False            # decode large images in tiles (less memory; seams possible)
-    fuse_qkv: bool = False              # fused attention projections in the denoiser
+    channels_last: bool = False  # UNet families: NHWC convolutions
+    vae_slicing: bool = False  # decode a batch one image at a time (less memory)
+    vae_tiling: bool = False  # decode large images in tiles (less memory; seams possible)
+    fuse_qkv: bool = False  # fused attention projections in the denoiser
 
     @field_validator("scheduler")
     @classmethod
@@ -182,12 +183,12 @@ class WatermarkSettings(Strict):
     copy stripped of its metadata still says it was made by AI and which image it is."""
 
     enabled: bool = True
-    strength: float = Field(default=1.0, ge=0.5, le=2.0)   # 1.0: PSNR >= ~41 dB; more survives more, shows more
+    strength: float = Field(default=1.0, ge=0.5, le=2.0)  # 1.0: PSNR >= ~41 dB; more survives more, shows more
 
 
 class Brand(Strict):
     name: str
-    timezone: str = "Europe/Paris"   # where "this week" and "Monday 07:00" are read
+    timezone: str = "Europe/Paris"  # where "this week" and "Monday 07:00" are read
     handle: str | None = None
     website: str | None = None
     languages: list[str] = Field(min_length=1)
@@ -203,8 +204,8 @@ class Brand(Strict):
     text: TextSettings = TextSettings()
     render: RenderSettings = RenderSettings()
     # Where results go, not how they are made: neither changes the brand's version (see load_brand).
-    notify: NotifySettings | None = None     # the week-ready message (notify.py)
-    publish: PublishSettings = PublishSettings()   # schedulers' bulk files (review/schedulers.py)
+    notify: NotifySettings | None = None  # the week-ready message (notify.py)
+    publish: PublishSettings = PublishSettings()  # schedulers' bulk files (review/schedulers.py)
     watermark: WatermarkSettings = WatermarkSettings()
 
     @field_validator("timezone")
@@ -225,14 +226,14 @@ class PostFields(Strict):
     """What a post is, dated or recurring."""
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    time: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")   # local publishing time
+    time: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # local publishing time
     platform: str
     language: str
     brief: str
-    facts: list[str] = []       # offers, prices, times the post may state
+    facts: list[str] = []  # offers, prices, times the post may state
     audience: str | None = None  # a key of brand.yaml audiences
-    reference_image: str | None = None   # image-to-image from this file (relative to the brand folder)
-    strength: float = Field(default=0.6, gt=0, le=1)   # how far the render may move from the reference
+    reference_image: str | None = None  # image-to-image from this file (relative to the brand folder)
+    strength: float = Field(default=0.6, gt=0, le=1)  # how far the render may move from the reference
 
 
 class Post(PostFields):
@@ -331,7 +332,7 @@ def load_brand(folder: str | Path, calendar_files: list[Path] | None = None) -> 
     _check_brand(brand, brand_source, folder)
     calendar, sources = load_calendars(folder, brand, calendar_files)
     digest = hashlib.sha256(_generation_bytes(brand_source))
-    for source in sources:   # a spreadsheet counts by its posts (calendar_sheet.SheetSource.fingerprint)
+    for source in sources:  # a spreadsheet counts by its posts (calendar_sheet.SheetSource.fingerprint)
         digest.update(source.fingerprint() if hasattr(source, "fingerprint") else source.path.read_bytes())
     return BrandBundle(folder=folder, brand=brand, calendar=calendar, version=digest.hexdigest()[:16])
 
@@ -346,8 +347,11 @@ def _generation_bytes(source: YamlSource) -> bytes:
     sections, as canonical JSON."""
     import json
 
-    data = {k: v for k, v in source.data.items() if k not in OUTPUT_SECTIONS} if isinstance(source.data, dict) \
+    data = (
+        {k: v for k, v in source.data.items() if k not in OUTPUT_SECTIONS}
+        if isinstance(source.data, dict)
         else source.data
+    )
     return json.dumps(data, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
 
 
@@ -359,7 +363,7 @@ def load_calendars(folder: Path, brand: Brand, files: list[Path] | None = None) 
 
     if files is None:
         files = [folder / name for name in (CALENDAR_FILE, *SHEET_FILES) if (folder / name).is_file()]
-        files = files or [folder / CALENDAR_FILE]      # none: calendar.yaml's "file not found"
+        files = files or [folder / CALENDAR_FILE]  # none: calendar.yaml's "file not found"
     merged, sources, seen = Calendar(), [], {}  # type: ignore[var-annotated]
     for path in files:
         if path.suffix.lower() in (".csv", ".xlsx"):
@@ -368,8 +372,9 @@ def load_calendars(folder: Path, brand: Brand, files: list[Path] | None = None) 
             source = YamlSource(path)
             calendar = source.validate(Calendar)
         _check_calendar(calendar, source, brand)
-        entries = [("posts", i, p.post_ids() if isinstance(p, RecurringPost) else [p.id])
-                   for i, p in enumerate(calendar.posts)]
+        entries = [
+            ("posts", i, p.post_ids() if isinstance(p, RecurringPost) else [p.id]) for i, p in enumerate(calendar.posts)
+        ]
         entries += [("recurring", i, p.post_ids()) for i, p in enumerate(calendar.recurring)]
         for section, i, ids in entries:
             for post_id in ids:
@@ -385,9 +390,10 @@ def _check_brand(brand: Brand, source: YamlSource, folder: Path) -> None:
     if brand.disclosure.policy != "never":
         for language in brand.languages:
             if language not in brand.disclosure.lines:
-                raise source.error(("disclosure", "lines"),
-                                   f"no AI-disclosure line for language '{language}' "
-                                   f"(policy is '{brand.disclosure.policy}')")
+                raise source.error(
+                    ("disclosure", "lines"),
+                    f"no AI-disclosure line for language '{language}' (policy is '{brand.disclosure.policy}')",
+                )
     for platform in brand.disclosure.platforms:
         if platform not in brand.platforms:
             raise source.error(("disclosure", "platforms"), f"platform '{platform}' is not in platforms")
@@ -395,28 +401,31 @@ def _check_brand(brand: Brand, source: YamlSource, folder: Path) -> None:
         own = PLATFORM_LIMITS.get(name)
         if own is None:
             if rules.max_chars is None or rules.max_hashtags is None:
-                raise source.error(("platforms", name), f"'{name}' is not a known platform "
-                                   f"({', '.join(PLATFORM_LIMITS)}): give max_chars and max_hashtags")
+                raise source.error(
+                    ("platforms", name),
+                    f"'{name}' is not a known platform ({', '.join(PLATFORM_LIMITS)}): give max_chars and max_hashtags",
+                )
             continue
         for field in ("max_chars", "max_hashtags"):
             value = getattr(rules, field)
             if value is not None and value > getattr(own, field):
-                raise source.error(("platforms", name, field),
-                                   f"{value} is above {name}'s own limit of {getattr(own, field)}")
+                raise source.error(
+                    ("platforms", name, field), f"{value} is above {name}'s own limit of {getattr(own, field)}"
+                )
     for name, audience in brand.audiences.items():
         if audience.language not in brand.languages:
-            raise source.error(("audiences", name, "language"),
-                               f"language '{audience.language}' is not in languages")
+            raise source.error(("audiences", name, "language"), f"language '{audience.language}' is not in languages")
     if brand.notify is not None:
         names = [c.name for c in brand.notify.channels]
         for i, channel in enumerate(brand.notify.channels):
             if names.count(channel.name) > 1:
-                raise source.error(("notify", "channels", i, "name"),
-                                   f"two channels are named '{channel.name}': give each its own `name:`")
+                raise source.error(
+                    ("notify", "channels", i, "name"),
+                    f"two channels are named '{channel.name}': give each its own `name:`",
+                )
     for i, competitor in enumerate(brand.competitors):
         if competitor.images and not (folder / competitor.images).is_dir():
-            raise source.error(("competitors", i, "images"),
-                               f"folder {folder / competitor.images} does not exist")
+            raise source.error(("competitors", i, "images"), f"folder {folder / competitor.images} does not exist")
 
 
 def _check_calendar(calendar: Calendar, source: YamlSource, brand: Brand) -> None:
@@ -443,40 +452,52 @@ def _check_recurrence(post: RecurringPost, source: YamlSource, i: int) -> None:
     try:
         names = {name for _, name, _, _ in string.Formatter().parse(post.brief) if name is not None}
     except ValueError as exc:
-        raise source.error(("recurring", i, "brief"), f"bad placeholder: {exc} (write {{{{ and }}}} for braces)") \
-            from None
+        raise source.error(
+            ("recurring", i, "brief"), f"bad placeholder: {exc} (write {{{{ and }}}} for braces)"
+        ) from None
     unknown = names - set(BRIEF_FIELDS)
     if unknown:
-        raise source.error(("recurring", i, "brief"), f"unknown placeholder {{{sorted(unknown)[0]}}}: "
-                           f"a brief may name {', '.join('{' + f + '}' for f in BRIEF_FIELDS)}")
+        raise source.error(
+            ("recurring", i, "brief"),
+            f"unknown placeholder {{{sorted(unknown)[0]}}}: "
+            f"a brief may name {', '.join('{' + f + '}' for f in BRIEF_FIELDS)}",
+        )
 
 
 def _check_post(post: PostFields, source: YamlSource, section: str, i: int, brand: Brand) -> None:
     if post.platform not in brand.platforms:
-        raise source.error((section, i, "platform"),
-                           f"platform '{post.platform}' is not in brand.yaml platforms "
-                           f"({', '.join(sorted(brand.platforms))})")
+        raise source.error(
+            (section, i, "platform"),
+            f"platform '{post.platform}' is not in brand.yaml platforms ({', '.join(sorted(brand.platforms))})",
+        )
     if post.language not in brand.languages:
-        raise source.error((section, i, "language"),
-                           f"language '{post.language}' is not in brand.yaml languages "
-                           f"({', '.join(brand.languages)})")
+        raise source.error(
+            (section, i, "language"),
+            f"language '{post.language}' is not in brand.yaml languages ({', '.join(brand.languages)})",
+        )
     if post.reference_image and not (source.path.parent / post.reference_image).is_file():
-        raise source.error((section, i, "reference_image"),
-                           f"file {source.path.parent / post.reference_image} does not exist")
+        raise source.error(
+            (section, i, "reference_image"), f"file {source.path.parent / post.reference_image} does not exist"
+        )
     if post.reference_image and brand.render.steps and int(post.strength * brand.render.steps) < 1:
-        raise source.error((section, i, "strength"),
-                           f"strength {post.strength} × {brand.render.steps} steps leaves no denoising step: "
-                           "raise strength or render.steps")
+        raise source.error(
+            (section, i, "strength"),
+            f"strength {post.strength} × {brand.render.steps} steps leaves no denoising step: "
+            "raise strength or render.steps",
+        )
     if post.audience is not None:
         audience = brand.audiences.get(post.audience)
         if audience is None:
-            raise source.error((section, i, "audience"),
-                               f"audience '{post.audience}' is not in brand.yaml audiences "
-                               f"({', '.join(brand.audiences) or 'none defined'})")
+            raise source.error(
+                (section, i, "audience"),
+                f"audience '{post.audience}' is not in brand.yaml audiences "
+                f"({', '.join(brand.audiences) or 'none defined'})",
+            )
         if audience.language != post.language:
-            raise source.error((section, i, "language"),
-                               f"the post is in '{post.language}' but audience '{post.audience}' "
-                               f"reads '{audience.language}'")
+            raise source.error(
+                (section, i, "language"),
+                f"the post is in '{post.language}' but audience '{post.audience}' reads '{audience.language}'",
+            )
 
 
 def posts_in_week(bundle: BrandBundle, week: str) -> list[Post]:
@@ -492,7 +513,9 @@ def posts_in_week(bundle: BrandBundle, week: str) -> list[Post]:
         from .calendar_sheet import SHEET_FILES
 
         files = [n for n in (CALENDAR_FILE, *SHEET_FILES) if (bundle.folder / n).is_file()] or [CALENDAR_FILE]
-        raise ConfigError(f"{bundle.folder / files[0]}{' (and ' + ', '.join(files[1:]) + ')' if files[1:] else ''}: "
-                          f"no posts in {week} "
-                          f"(dated posts in: {', '.join(weeks) or 'no week'}{recurring})")
+        raise ConfigError(
+            f"{bundle.folder / files[0]}{' (and ' + ', '.join(files[1:]) + ')' if files[1:] else ''}: "
+            f"no posts in {week} "
+            f"(dated posts in: {', '.join(weeks) or 'no week'}{recurring})"
+        )
     return sorted(posts, key=lambda p: (p.date, p.id))

@@ -34,17 +34,44 @@ SHEET_FILES = ("calendar.csv", "calendar.xlsx")
 # one space), best first: when two columns name the same field, the better name wins.
 COLUMNS: dict[str, tuple[str, ...]] = {
     "id": ("id", "post id", "slot", "identifiant", "name", "nom", "title", "titre", "post"),
-    "date": ("date", "publish date", "publication date", "date de publication", "post date", "scheduled date",
-             "publish on", "day", "jour", "publication", "when", "quand"),
+    "date": (
+        "date",
+        "publish date",
+        "publication date",
+        "date de publication",
+        "post date",
+        "scheduled date",
+        "publish on",
+        "day",
+        "jour",
+        "publication",
+        "when",
+        "quand",
+    ),
     "time": ("time", "heure", "publish time", "posting time", "heure de publication", "hour", "horaire", "time 24h"),
-    "platform": ("platform", "plateforme", "network", "reseau", "reseau social", "social network", "channel",
-                 "canal", "social"),
+    "platform": (
+        "platform",
+        "plateforme",
+        "network",
+        "reseau",
+        "reseau social",
+        "social network",
+        "channel",
+        "canal",
+        "social",
+    ),
     "language": ("language", "langue", "lang", "locale"),
     "audience": ("audience", "public", "cible", "target", "target audience"),
     "brief": ("brief", "content", "contenu", "topic", "sujet", "description", "idea", "idee", "theme", "post idea"),
     "facts": ("facts", "faits", "key facts", "facts allowed", "offer", "offre", "details", "infos"),
-    "reference_image": ("reference image", "reference", "image de reference", "reference photo", "ref image",
-                        "inspiration"),
+    "reference_image": (
+        "reference image",
+        "reference",
+        "image de reference",
+        "reference photo",
+        "ref image",
+        "inspiration",
+    ),
     "strength": ("strength", "force", "intensite", "image strength"),
     "every": ("every", "repeat", "repeats", "recurring", "recurrence", "chaque", "repeter", "tous les", "weekly on"),
     "starts": ("starts", "start", "start date", "from", "debut", "date de debut", "a partir du"),
@@ -54,25 +81,90 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 REQUIRED = ("platform", "language", "brief")
 
 WEEKDAY_NAMES = {
-    "monday": "monday", "mon": "monday", "lundi": "monday", "lun": "monday",
-    "tuesday": "tuesday", "tue": "tuesday", "tues": "tuesday", "mardi": "tuesday", "mar": "tuesday",
-    "wednesday": "wednesday", "wed": "wednesday", "mercredi": "wednesday", "mer": "wednesday",
-    "thursday": "thursday", "thu": "thursday", "thurs": "thursday", "jeudi": "thursday", "jeu": "thursday",
-    "friday": "friday", "fri": "friday", "vendredi": "friday", "ven": "friday",
-    "saturday": "saturday", "sat": "saturday", "samedi": "saturday", "sam": "saturday",
-    "sunday": "sunday", "sun": "sunday", "dimanche": "sunday", "dim": "sunday",
+    "monday": "monday",
+    "mon": "monday",
+    "lundi": "monday",
+    "lun": "monday",
+    "tuesday": "tuesday",
+    "tue": "tuesday",
+    "tues": "tuesday",
+    "mardi": "tuesday",
+    "mar": "tuesday",
+    "wednesday": "wednesday",
+    "wed": "wednesday",
+    "mercredi": "wednesday",
+    "mer": "wednesday",
+    "thursday": "thursday",
+    "thu": "thursday",
+    "thurs": "thursday",
+    "jeudi": "thursday",
+    "jeu": "thursday",
+    "friday": "friday",
+    "fri": "friday",
+    "vendredi": "friday",
+    "ven": "friday",
+    "saturday": "saturday",
+    "sat": "saturday",
+    "samedi": "saturday",
+    "sam": "saturday",
+    "sunday": "sunday",
+    "sun": "sunday",
+    "dimanche": "sunday",
+    "dim": "sunday",
 }
-MONTHS = {name: number for number, names in enumerate((
-    ("january", "jan", "janvier", "janv"), ("february", "feb", "fevrier", "fevr", "fev"), ("march", "mar", "mars"),
-    ("april", "apr", "avril", "avr"), ("may", "mai"), ("june", "jun", "juin"), ("july", "jul", "juillet", "juil"),
-    ("august", "aug", "aout"), ("september", "sep", "sept", "septembre"), ("october", "oct", "octobre"),
-    ("november", "nov", "novembre"), ("december", "dec", "decembre")), start=1) for name in names}
-PLATFORM_NAMES = {"twitter": "x", "x (twitter)": "x", "twitter/x": "x", "x/twitter": "x", "x.com": "x",
-                  "ig": "instagram", "insta": "instagram", "fb": "facebook", "li": "linkedin", "tik tok": "tiktok"}
-LANGUAGE_NAMES = {"francais": "fr", "french": "fr", "anglais": "en", "english": "en", "deutsch": "de",
-                  "german": "de", "allemand": "de", "espanol": "es", "spanish": "es", "espagnol": "es",
-                  "italiano": "it", "italian": "it", "italien": "it", "nederlands": "nl", "dutch": "nl",
-                  "portugues": "pt", "portuguese": "pt", "portugais": "pt"}
+MONTHS = {
+    name: number
+    for number, names in enumerate(
+        (
+            ("january", "jan", "janvier", "janv"),
+            ("february", "feb", "fevrier", "fevr", "fev"),
+            ("march", "mar", "mars"),
+            ("april", "apr", "avril", "avr"),
+            ("may", "mai"),
+            ("june", "jun", "juin"),
+            ("july", "jul", "juillet", "juil"),
+            ("august", "aug", "aout"),
+            ("september", "sep", "sept", "septembre"),
+            ("october", "oct", "octobre"),
+            ("november", "nov", "novembre"),
+            ("december", "dec", "decembre"),
+        ),
+        start=1,
+    )
+    for name in names
+}
+PLATFORM_NAMES = {
+    "twitter": "x",
+    "x (twitter)": "x",
+    "twitter/x": "x",
+    "x/twitter": "x",
+    "x.com": "x",
+    "ig": "instagram",
+    "insta": "instagram",
+    "fb": "facebook",
+    "li": "linkedin",
+    "tik tok": "tiktok",
+}
+LANGUAGE_NAMES = {
+    "francais": "fr",
+    "french": "fr",
+    "anglais": "en",
+    "english": "en",
+    "deutsch": "de",
+    "german": "de",
+    "allemand": "de",
+    "espanol": "es",
+    "spanish": "es",
+    "espagnol": "es",
+    "italiano": "it",
+    "italian": "it",
+    "italien": "it",
+    "nederlands": "nl",
+    "dutch": "nl",
+    "portugues": "pt",
+    "portuguese": "pt",
+    "portugais": "pt",
+}
 DATE_EXAMPLE = "23/11/2026 or 2026-11-23"
 # An Excel serial day number in a plain (General) cell: 1954 to 2119, nothing a count could be mistaken for.
 SERIAL_RANGE = (20000, 80000)
@@ -107,14 +199,14 @@ class SheetSource:
 
     path: Path
     header_row: int = 0
-    columns: dict[str, int] = field(default_factory=dict)   # field -> 0-based column
-    headers: list[str] = field(default_factory=list)        # the header row as written
-    rows: dict[tuple[str, int], int] = field(default_factory=dict)   # ("posts"|"recurring", i) -> row
-    ignored: list[str] = field(default_factory=list)        # columns that are no calendar field
+    columns: dict[str, int] = field(default_factory=dict)  # field -> 0-based column
+    headers: list[str] = field(default_factory=list)  # the header row as written
+    rows: dict[tuple[str, int], int] = field(default_factory=dict)  # ("posts"|"recurring", i) -> row
+    ignored: list[str] = field(default_factory=list)  # columns that are no calendar field
     encoding: str = ""
     delimiter: str = ""
     sheet: str = ""
-    content: bytes = b""      # the posts as read, canonical: what the brand's version hashes
+    content: bytes = b""  # the posts as read, canonical: what the brand's version hashes
 
     def fingerprint(self) -> bytes:
         """What enters the brand's version: the posts, not the file's bytes, so a re-export whose
@@ -170,24 +262,26 @@ def read_calendar(path: Path, model: type[Any]):
 def _read_csv(path: Path, source: SheetSource) -> list[tuple[int, list[Any]]]:
     data = path.read_bytes()
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        text, source.encoding = data.decode("utf-16"), "UTF-16"        # Excel's "Unicode text"
+        text, source.encoding = data.decode("utf-16"), "UTF-16"  # Excel's "Unicode text"
     else:
         try:
             text, source.encoding = data.decode("utf-8-sig"), "UTF-8"
         except UnicodeDecodeError:
-            try:                                                        # Excel on Windows, "CSV (;)"
+            try:  # Excel on Windows, "CSV (;)"
                 text, source.encoding = data.decode("cp1252"), "Windows-1252"
             except UnicodeDecodeError as exc:
-                raise ConfigError(f"{path}: neither UTF-8 nor Windows-1252 text (byte {exc.start}): export the "
-                                  "sheet again as 'CSV UTF-8'") from None
+                raise ConfigError(
+                    f"{path}: neither UTF-8 nor Windows-1252 text (byte {exc.start}): export the "
+                    "sheet again as 'CSV UTF-8'"
+                ) from None
     lines = text.splitlines(keepends=True)
     delimiter = None
     if lines and lines[0].strip().lower().startswith("sep=") and len(lines[0].strip()) == 5:
-        delimiter = lines[0].strip()[4]                                # Excel's own `sep=;` hint line
+        delimiter = lines[0].strip()[4]  # Excel's own `sep=;` hint line
         lines = lines[1:]
     body = "".join(lines)
     if delimiter is None:
-        delimiter = _guess_delimiter("".join(lines[:HEADER_SEARCH_ROWS * 4]))
+        delimiter = _guess_delimiter("".join(lines[: HEADER_SEARCH_ROWS * 4]))
     source.delimiter = delimiter
     reader = csv.reader(io.StringIO(body, newline=""), delimiter=delimiter)
     try:
@@ -222,15 +316,17 @@ def _read_xlsx(path: Path, source: SheetSource) -> list[tuple[int, list[Any]]]:
     import openpyxl  # type: ignore[import-untyped]
 
     try:
-        book = openpyxl.load_workbook(path, data_only=True)   # cached formula results, as Excel shows them
+        book = openpyxl.load_workbook(path, data_only=True)  # cached formula results, as Excel shows them
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
         raise ConfigError(f"{path}: not an Excel .xlsx workbook ({exc}): save it as .xlsx or export CSV") from None
     try:
         for sheet in book.worksheets:
-            width = sheet.max_column                            # computed by openpyxl on each access
-            grid = [list(row) + [None] * (width - len(row))
-                    for row in sheet.iter_rows(min_row=1, min_col=1, max_col=width, values_only=True)]
-            for cells in sheet.merged_cells.ranges:            # a merged cell holds its value top-left only
+            width = sheet.max_column  # computed by openpyxl on each access
+            grid = [
+                list(row) + [None] * (width - len(row))
+                for row in sheet.iter_rows(min_row=1, min_col=1, max_col=width, values_only=True)
+            ]
+            for cells in sheet.merged_cells.ranges:  # a merged cell holds its value top-left only
                 value = grid[cells.min_row - 1][cells.min_col - 1]
                 for r in range(cells.min_row - 1, cells.max_row):
                     for c in range(cells.min_col - 1, cells.max_col):
@@ -251,7 +347,7 @@ def _empty(value: Any) -> bool:
 
 def _field_of(header: Any) -> tuple[str, int] | None:
     name = normalise(header)
-    name = re.sub(r"\s*\(.*\)$", "", name) or name          # "Heure (24h)" -> "heure"
+    name = re.sub(r"\s*\(.*\)$", "", name) or name  # "Heure (24h)" -> "heure"
     for field_name, aliases in COLUMNS.items():
         if name in aliases:
             return field_name, aliases.index(name)
@@ -278,11 +374,13 @@ def _header_index(rows: list[tuple[int, list[Any]]]) -> int | None:
 def _to_calendar_data(rows: list[tuple[int, list[Any]]], source: SheetSource) -> dict:
     header_at = _header_index(rows)
     if header_at is None:
-        raise ConfigError(f"{source.path}: no header row found in the first {HEADER_SEARCH_ROWS} rows: name the "
-                          "columns Date, Time, Platform, Language, Brief (or Date, Heure, Plateforme, Langue, Sujet)")
+        raise ConfigError(
+            f"{source.path}: no header row found in the first {HEADER_SEARCH_ROWS} rows: name the "
+            "columns Date, Time, Platform, Language, Brief (or Date, Heure, Plateforme, Langue, Sujet)"
+        )
     source.header_row, header = rows[header_at][0], list(rows[header_at][1])
     above = rows[header_at - 1][1] if header_at > 0 else []
-    for i, cell in enumerate(header):       # a group header merged over this one, exported to CSV
+    for i, cell in enumerate(header):  # a group header merged over this one, exported to CSV
         if _empty(cell) and i < len(above) and not _empty(above[i]) and _field_of(above[i]):
             header[i] = above[i]
     source.headers = ["" if _empty(h) else str(h).strip() for h in header]
@@ -295,29 +393,33 @@ def _to_calendar_data(rows: list[tuple[int, list[Any]]], source: SheetSource) ->
             continue
         field_name, rank = found
         if field_name in source.columns and ranks[field_name] <= rank:
-            source.ignored.append(f"{str(name).strip()} (column {source.headers[source.columns[field_name]]} "
-                                  f"is the {field_name})")
+            source.ignored.append(
+                f"{str(name).strip()} (column {source.headers[source.columns[field_name]]} is the {field_name})"
+            )
             continue
         if field_name in source.columns:
-            source.ignored.append(f"{source.headers[source.columns[field_name]]} (column {str(name).strip()} "
-                                  f"is the {field_name})")
+            source.ignored.append(
+                f"{source.headers[source.columns[field_name]]} (column {str(name).strip()} is the {field_name})"
+            )
         source.columns[field_name], ranks[field_name] = index, rank
     missing = [f for f in REQUIRED if f not in source.columns]
     if "date" not in source.columns and "every" not in source.columns:
         missing.insert(0, "date")
     if missing:
         wanted = "; ".join(f"{f}: {', '.join(a.title() for a in COLUMNS[f][:3])}" for f in missing)
-        raise ConfigError(f"{source.path}, row {source.header_row}: no column for {', '.join(missing)} "
-                          f"(columns found: {', '.join(h for h in source.headers if h) or 'none'}); "
-                          f"name them e.g. {wanted}")
+        raise ConfigError(
+            f"{source.path}, row {source.header_row}: no column for {', '.join(missing)} "
+            f"(columns found: {', '.join(h for h in source.headers if h) or 'none'}); "
+            f"name them e.g. {wanted}"
+        )
     data: dict[str, list] = {"posts": [], "recurring": []}
     derived: dict[str, int] = {}
-    for number, cells in rows[header_at + 1:]:
+    for number, cells in rows[header_at + 1 :]:
         if all(_empty(c) for c in cells):
-            continue                                             # blank and trailing rows
+            continue  # blank and trailing rows
         row = _row_entry(number, cells, source)
         platforms = row["platform"] if isinstance(row["platform"], list) else [row["platform"]]
-        for platform in platforms:    # Notion's and Airtable's multi-select: one post per platform
+        for platform in platforms:  # Notion's and Airtable's multi-select: one post per platform
             entry = {**row, "platform": platform}
             if len(platforms) > 1 and "id" in entry:
                 entry["id"] = f"{entry['id']}-{_slug(platform)}"
@@ -354,13 +456,18 @@ def _row_entry(number: int, cells: list[Any], source: SheetSource) -> dict:
                 entry["time"] = at
         entry[field_name] = converted
     if "every" in entry:
-        if "date" in entry:   # a weekly row's date is when it starts, unless Starts says so
+        if "date" in entry:  # a weekly row's date is when it starts, unless Starts says so
             entry.setdefault("starts", entry.pop("date"))
     elif "date" not in entry:
-        raise ConfigError(f"{source.where(number, 'date' if 'date' in source.columns else None)}: no date: give the "
-                          f"post's date ({DATE_EXAMPLE})" + (", or weekdays under "
-                                                             f"'{source.headers[source.columns['every']]}' for a weekly "
-                                                             "post" if "every" in source.columns else ""))
+        raise ConfigError(
+            f"{source.where(number, 'date' if 'date' in source.columns else None)}: no date: give the "
+            f"post's date ({DATE_EXAMPLE})"
+            + (
+                f", or weekdays under '{source.headers[source.columns['every']]}' for a weekly post"
+                if "every" in source.columns
+                else ""
+            )
+        )
     for required in REQUIRED:
         if required not in entry:
             raise ConfigError(f"{source.where(number, required)}: empty: every post needs its {required}")
@@ -370,8 +477,11 @@ def _row_entry(number: int, cells: list[Any], source: SheetSource) -> dict:
 def _derived_id(entry: dict) -> str:
     """A stable id for a row without one: its date (or weekdays), platform and language. The ledger
     keys every draft by it, so it must not change when the brief is reworded."""
-    when = entry["date"].isoformat() if "date" in entry else "-".join(
-        [entry["every"]] if isinstance(entry["every"], str) else entry["every"])
+    when = (
+        entry["date"].isoformat()
+        if "date" in entry
+        else "-".join([entry["every"]] if isinstance(entry["every"], str) else entry["every"])
+    )
     return _slug(f"{when}-{entry['platform']}-{entry['language']}")
 
 
@@ -389,13 +499,16 @@ def parse_date(value: Any) -> tuple[dt.date, str | None]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return _serial_date(value), None
     text = str(value).strip()
-    if "→" in text:                                              # a Notion range: the post is on its start
+    if "→" in text:  # a Notion range: the post is on its start
         text = text.split("→")[0].strip()
     if re.fullmatch(r"\d{5}(\.\d+)?", text):
         return _serial_date(float(text)), None
     text_time = None
-    match = re.match(r"^(.*?\d)(?:[ T]+(\d{1,2}(?:[:h]\d{2}(?::\d{2})?|h)\s*(?:[ap]\.?m\.?)?|\d{1,2}\s*[ap]\.?m\.?))$",
-                     text, re.IGNORECASE)
+    match = re.match(
+        r"^(.*?\d)(?:[ T]+(\d{1,2}(?:[:h]\d{2}(?::\d{2})?|h)\s*(?:[ap]\.?m\.?)?|\d{1,2}\s*[ap]\.?m\.?))$",
+        text,
+        re.IGNORECASE,
+    )
     if match and re.search(r"\d{4}", match.group(1)):
         text, text_time = match.group(1).strip(), parse_time(match.group(2))
     iso = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", text)
@@ -406,8 +519,10 @@ def parse_date(value: Any) -> tuple[dt.date, str | None]:
         day, month, year = (int(g) for g in numeric.groups())
         year += 2000 if year < 100 else 0
         if month > 12 and day <= 12:
-            raise CellError(f"{value!r} reads as month/day (US order); write the day first ({DATE_EXAMPLE}) or "
-                            "export with a European locale")
+            raise CellError(
+                f"{value!r} reads as month/day (US order); write the day first ({DATE_EXAMPLE}) or "
+                "export with a European locale"
+            )
         return _make_date(year, month, day, value), text_time
     words = normalise(text).replace(",", " ").split()
     words = [w for w in words if not (w in WEEKDAY_NAMES and w not in MONTHS) and w not in ("le", "the", "of", "de")]
@@ -441,7 +556,7 @@ def parse_time(value: Any) -> str:
     if isinstance(value, dt.time):
         return value.strftime("%H:%M")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if 0 <= value < 1:                                       # Excel stores a time as a fraction of a day
+        if 0 <= value < 1:  # Excel stores a time as a fraction of a day
             minutes = round(value * 24 * 60)
             return f"{minutes // 60:02d}:{minutes % 60:02d}"
         if float(value).is_integer() and 0 <= value <= 23:
@@ -480,7 +595,7 @@ def parse_weekdays(value: Any) -> str | list[str]:
             continue
         name = " ".join(words)
         if name not in WEEKDAY_NAMES and name.endswith("s") and name[:-1] in WEEKDAY_NAMES:
-            name = name[:-1]                                     # "vendredis", "mondays"
+            name = name[:-1]  # "vendredis", "mondays"
         if name not in WEEKDAY_NAMES:
             raise CellError(f"{part.strip()!r} is not a weekday: write e.g. friday, or lundi, vendredi")
         days.append(WEEKDAY_NAMES[name])
@@ -525,7 +640,7 @@ def parse_language(value: Any) -> str:
 
 def parse_reference(value: Any) -> str:
     text = str(value).strip()
-    match = re.fullmatch(r"(.+?)\s*\((https?://[^)]*)\)", text)   # Airtable attachment: "name (url)"
+    match = re.fullmatch(r"(.+?)\s*\((https?://[^)]*)\)", text)  # Airtable attachment: "name (url)"
     return match.group(1).strip() if match else text
 
 
@@ -538,10 +653,22 @@ def _text(value: Any) -> str:
     return str(value).strip()
 
 
-CONVERTERS = {"id": parse_id, "date": parse_date, "time": parse_time, "platform": parse_platform,
-              "language": parse_language, "audience": _text, "brief": _text, "facts": parse_facts,
-              "reference_image": parse_reference, "strength": parse_strength, "every": parse_weekdays,
-              "starts": lambda v: parse_date(v)[0], "ends": lambda v: parse_date(v)[0], "skip": parse_dates}
+CONVERTERS = {
+    "id": parse_id,
+    "date": parse_date,
+    "time": parse_time,
+    "platform": parse_platform,
+    "language": parse_language,
+    "audience": _text,
+    "brief": _text,
+    "facts": parse_facts,
+    "reference_image": parse_reference,
+    "strength": parse_strength,
+    "every": parse_weekdays,
+    "starts": lambda v: parse_date(v)[0],
+    "ends": lambda v: parse_date(v)[0],
+    "skip": parse_dates,
+}
 
 
 # ------------------------------------------------------------------ `estampille calendar check`

@@ -12,8 +12,12 @@ import typer
 from .errors import ConfigError, EstampilleError, ExitStatus, SetupError
 from .settings import Settings, prefect_local_mode, quiet_libraries
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Weekly AI visuals for brands, with provenance and human review.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Weekly AI visuals for brands, with provenance and human review.",
+)
 models_app = typer.Typer(no_args_is_help=True, help="Image models.")
 review_app = typer.Typer(no_args_is_help=True, help="Approve or reject drafts and images (ledger events).")
 ledger_app = typer.Typer(no_args_is_help=True, help="The append-only ledger.")
@@ -31,7 +35,7 @@ state = {"debug": False}
 @app.callback()
 def _options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")) -> None:
     state["debug"] = debug
-    quiet_libraries()     # before a command imports transformers or diffusers
+    quiet_libraries()  # before a command imports transformers or diffusers
 
 
 def _flows(settings: Settings, module: str):
@@ -47,36 +51,46 @@ def _flows(settings: Settings, module: str):
         return importlib.import_module(f"{__package__}.flows.{module}")
     folder = (settings.flows_dir or here.parents[1] / "flows").absolute()
     if not (folder / f"{module}.py").is_file():
-        raise SetupError(f"the Prefect flows are not at {folder} (they ship in the wheel as estampille.flows, "
-                         "and live in a checkout's flows/ folder): reinstall the package, set ESTAMPILLE_FLOWS_DIR "
-                         "to that folder, or use --engine plain")
+        raise SetupError(
+            f"the Prefect flows are not at {folder} (they ship in the wheel as estampille.flows, "
+            "and live in a checkout's flows/ folder): reinstall the package, set ESTAMPILLE_FLOWS_DIR "
+            "to that folder, or use --engine plain"
+        )
     if str(folder.parent) not in sys.path:
         sys.path.insert(0, str(folder.parent))
     return importlib.import_module(f"{folder.name}.{module}")
 
 
 @app.command()
-def run(brand: Path = typer.Option(..., "--brand", help="Brand folder with brand.yaml and calendar.yaml."),
-        week: str = typer.Option(None, "--week", help="ISO week, e.g. 2026-W48 (default: this week)."),
-        out: Path = typer.Option(None, "--out", help="Output folder (default: $ESTAMPILLE_OUT or ./out)."),
-        engine: str = typer.Option("prefect", "--engine",
-                                   help="prefect (flow in Prefect's local mode) or plain (no Prefect)."),
-        render_workers: int = typer.Option(1, "--render-workers", min=1,
-                                           help="Split renders over this many worker processes (one per GPU)."),
-        dask: str = typer.Option(None, "--dask", help="Address of a Dask scheduler for the render workers "
-                                                      "(default with --render-workers: a local cluster).")) -> None:
+def run(
+    brand: Path = typer.Option(..., "--brand", help="Brand folder with brand.yaml and calendar.yaml."),
+    week: str = typer.Option(None, "--week", help="ISO week, e.g. 2026-W48 (default: this week)."),
+    out: Path = typer.Option(None, "--out", help="Output folder (default: $ESTAMPILLE_OUT or ./out)."),
+    engine: str = typer.Option(
+        "prefect", "--engine", help="prefect (flow in Prefect's local mode) or plain (no Prefect)."
+    ),
+    render_workers: int = typer.Option(
+        1, "--render-workers", min=1, help="Split renders over this many worker processes (one per GPU)."
+    ),
+    dask: str = typer.Option(
+        None,
+        "--dask",
+        help="Address of a Dask scheduler for the render workers (default with --render-workers: a local cluster).",
+    ),
+) -> None:
     """Run the weekly batch: draft, prompt, render, check lookalikes, sign, write the review page."""
     from .batch import check_inputs
 
     if engine not in ("prefect", "plain"):
         raise typer.BadParameter("--engine must be prefect or plain")
     settings = Settings.from_env(out=out)
-    week = check_inputs(brand, week, settings).week   # bad input stops here, in one line, before Prefect
+    week = check_inputs(brand, week, settings).week  # bad input stops here, in one line, before Prefect
     if engine == "prefect":
         prefect_local_mode(settings)
         weekly_batch_for = _flows(settings, "weekly_batch").weekly_batch_for
-        summary = weekly_batch_for(render_workers, dask)(str(brand), week, str(settings.out),
-                                                         render_workers=render_workers)
+        summary = weekly_batch_for(render_workers, dask)(
+            str(brand), week, str(settings.out), render_workers=render_workers
+        )
     elif engine == "plain":
         if render_workers > 1:
             raise typer.BadParameter("--render-workers needs --engine prefect (a Dask task runner)")
@@ -89,30 +103,35 @@ def run(brand: Path = typer.Option(..., "--brand", help="Brand folder with brand
 
 
 @app.command()
-def schedule(brand: Path = typer.Option(..., "--brand", help="Brand folder with brand.yaml and calendar.yaml."),
-             cron: str = typer.Option("0 7 * * 1", "--cron", help="When the batch runs (default: Mondays 07:00)."),
-             timezone: str = typer.Option(None, "--timezone",
-                                          help="Timezone of --cron (default: brand.yaml timezone)."),
-             name: str = typer.Option(None, "--name", help="Deployment name (default: weekly-<brand folder>).")) -> None:
+def schedule(
+    brand: Path = typer.Option(..., "--brand", help="Brand folder with brand.yaml and calendar.yaml."),
+    cron: str = typer.Option("0 7 * * 1", "--cron", help="When the batch runs (default: Mondays 07:00)."),
+    timezone: str = typer.Option(None, "--timezone", help="Timezone of --cron (default: brand.yaml timezone)."),
+    name: str = typer.Option(None, "--name", help="Deployment name (default: weekly-<brand folder>)."),
+) -> None:
     """Serve the weekly batch on a schedule from this process, against the Prefect server in
     PREFECT_API_URL; each run makes the week of its scheduled time. Stop with Ctrl-C."""
     from .brand import load_brand
 
-    bundle = load_brand(brand)      # a bad brand stops here, before Prefect
+    bundle = load_brand(brand)  # a bad brand stops here, before Prefect
     serve_weekly = _flows(Settings.from_env(), "weekly_batch").serve_weekly
     serve_weekly(bundle, cron, timezone or bundle.brand.timezone, name or f"weekly-{bundle.slug}")
 
 
 def _print_summary(summary: dict) -> None:
     for stage, count in summary["counts"].items():
-        typer.echo(f"{stage:>7}: {count['new']} new, {count['reused']} already done"
-                   + (f", {count['failed']} FAILED" if count["failed"] else ""))
+        typer.echo(
+            f"{stage:>7}: {count['new']} new, {count['reused']} already done"
+            + (f", {count['failed']} FAILED" if count["failed"] else "")
+        )
     for note in summary["notes"]:
         typer.echo(f"note: {note}")
     for sent in summary.get("notifications", []):
         if sent["ok"]:
-            typer.echo(f"notified: {sent['channel']}" + (" (already sent for this run)" if sent.get("already_sent")
-                                                         else f" ({sent['target']})"))
+            typer.echo(
+                f"notified: {sent['channel']}"
+                + (" (already sent for this run)" if sent.get("already_sent") else f" ({sent['target']})")
+            )
     for failure in summary["failures"]:
         typer.echo(f"failed: {failure}", err=True)
     if summary["failures"]:
@@ -130,8 +149,15 @@ def _open_ledger(url: str | None):
     return ledger_db
 
 
-def _decide(items: list[str], decision: Literal["approved", "rejected"], reviewer: str, comment: str, override: str | None,
-            text: str | None, ledger: str | None) -> None:
+def _decide(
+    items: list[str],
+    decision: Literal["approved", "rejected"],
+    reviewer: str,
+    comment: str,
+    override: str | None,
+    text: str | None,
+    ledger: str | None,
+) -> None:
     from .review.decisions import decide
 
     ledger_db = _open_ledger(ledger)
@@ -144,28 +170,37 @@ def _decide(items: list[str], decision: Literal["approved", "rejected"], reviewe
 
 
 @review_app.command("approve")
-def review_approve(items: list[str] = typer.Argument(..., help="Draft or image ids."),
-                   reviewer: str = typer.Option(..., "--reviewer", help="Who decides (recorded)."),
-                   comment: str = typer.Option("", "--comment"),
-                   override_lookalike: str = typer.Option(None, "--override-lookalike",
-                                                          help="Reason to approve an image flagged as a lookalike."),
-                   text: str = typer.Option(None, "--text", help="Edited caption for a draft (before/after recorded)."),
-                   ledger: str = typer.Option(None, "--ledger")) -> None:
+def review_approve(
+    items: list[str] = typer.Argument(..., help="Draft or image ids."),
+    reviewer: str = typer.Option(..., "--reviewer", help="Who decides (recorded)."),
+    comment: str = typer.Option("", "--comment"),
+    override_lookalike: str = typer.Option(
+        None, "--override-lookalike", help="Reason to approve an image flagged as a lookalike."
+    ),
+    text: str = typer.Option(None, "--text", help="Edited caption for a draft (before/after recorded)."),
+    ledger: str = typer.Option(None, "--ledger"),
+) -> None:
     """Approve drafts or images."""
     _decide(items, "approved", reviewer, comment, override_lookalike, text, ledger)
 
 
 @review_app.command("reject")
-def review_reject(items: list[str] = typer.Argument(..., help="Draft or image ids."),
-                  reviewer: str = typer.Option(..., "--reviewer"), comment: str = typer.Option("", "--comment"),
-                  ledger: str = typer.Option(None, "--ledger")) -> None:
+def review_reject(
+    items: list[str] = typer.Argument(..., help="Draft or image ids."),
+    reviewer: str = typer.Option(..., "--reviewer"),
+    comment: str = typer.Option("", "--comment"),
+    ledger: str = typer.Option(None, "--ledger"),
+) -> None:
     """Reject drafts or images: a rejected image never reaches an export."""
     _decide(items, "rejected", reviewer, comment, None, None, ledger)
 
 
 @app.command()
-def publish(brand: Path = typer.Option(..., "--brand"), week: str = typer.Option(..., "--week"),
-            ledger: str = typer.Option(None, "--ledger")) -> None:
+def publish(
+    brand: Path = typer.Option(..., "--brand"),
+    week: str = typer.Option(..., "--week"),
+    ledger: str = typer.Option(None, "--ledger"),
+) -> None:
     """Export approved items whose provenance verifies; say why anything else is refused."""
     from .brand import load_brand
     from .paths import run_folder
@@ -176,8 +211,9 @@ def publish(brand: Path = typer.Option(..., "--brand"), week: str = typer.Option
     bundle = load_brand(brand)
     ledger_db = _open_ledger(ledger)
     try:
-        report = export.publish(ledger_db, bundle, week, run_folder(settings.out, bundle.slug, week),
-                                signer_identity(settings))
+        report = export.publish(
+            ledger_db, bundle, week, run_folder(settings.out, bundle.slug, week), signer_identity(settings)
+        )
     finally:
         ledger_db.close()
     for item in report.exported:
@@ -192,18 +228,25 @@ def publish(brand: Path = typer.Option(..., "--brand"), week: str = typer.Option
 
 
 @app.command()
-def audit(paths: list[Path] = typer.Argument(..., help="Image files or folders."),
-          as_json: bool = typer.Option(False, "--json", help="One JSON document: a list, one object per file."),
-          ledger: str = typer.Option(None, "--ledger", help="Ledger URL (default: the configured one, if it exists)."),
-          trust_anchors: list[Path] = typer.Option([], "--trust-anchors",
-                                                   help="PEM bundle of anchors you trust (e.g. the C2PA trust list); "
-                                                        "repeatable; also $ESTAMPILLE_TRUST_ANCHORS."),
-          allowed_certs: list[Path] = typer.Option([], "--allowed-certs",
-                                                   help="PEM bundle of signer certificates trusted as they are."),
-          fetch_remote: bool = typer.Option(False, "--fetch-remote",
-                                            help="Fetch remote manifests (network); offline by default."),
-          report: Path = typer.Option(None, "--report",
-                                      help="Also write a report for people or tools: .html, .csv or .json.")) -> None:
+def audit(
+    paths: list[Path] = typer.Argument(..., help="Image files or folders."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document: a list, one object per file."),
+    ledger: str = typer.Option(None, "--ledger", help="Ledger URL (default: the configured one, if it exists)."),
+    trust_anchors: list[Path] = typer.Option(
+        [],
+        "--trust-anchors",
+        help="PEM bundle of anchors you trust (e.g. the C2PA trust list); repeatable; also $ESTAMPILLE_TRUST_ANCHORS.",
+    ),
+    allowed_certs: list[Path] = typer.Option(
+        [], "--allowed-certs", help="PEM bundle of signer certificates trusted as they are."
+    ),
+    fetch_remote: bool = typer.Option(
+        False, "--fetch-remote", help="Fetch remote manifests (network); offline by default."
+    ),
+    report: Path = typer.Option(
+        None, "--report", help="Also write a report for people or tools: .html, .csv or .json."
+    ),
+) -> None:
     """What each file's Content Credentials, XMP and ledger record say, and whether they agree.
     Read-only; works without a ledger. Exit 1 if a file cannot be read or traced."""
     import json
@@ -268,10 +311,12 @@ def _with_progress(items: list, work) -> list:
 
 
 @app.command("import-edit")
-def import_edit(image_id: str = typer.Argument(..., help="The render the retouch starts from."),
-                file: Path = typer.Argument(..., help="The retouched file (PNG, JPEG, WebP, TIFF)."),
-                editor: str = typer.Option(..., "--editor", help="Who retouched it (recorded)."),
-                ledger: str = typer.Option(None, "--ledger")) -> None:
+def import_edit(
+    image_id: str = typer.Argument(..., help="The render the retouch starts from."),
+    file: Path = typer.Argument(..., help="The retouched file (PNG, JPEG, WebP, TIFF)."),
+    editor: str = typer.Option(..., "--editor", help="Who retouched it (recorded)."),
+    ledger: str = typer.Option(None, "--ledger"),
+) -> None:
     """Record a retouch made outside Estampille as the image's current version."""
     from .provenance.identity import from_settings as signer_identity
     from .review.edits import import_edit as record_edit
@@ -282,14 +327,18 @@ def import_edit(image_id: str = typer.Argument(..., help="The render the retouch
         payload = record_edit(ledger_db, settings.out, image_id, file, editor, signer_identity(settings))
     finally:
         ledger_db.close()
-    typer.echo(f"{image_id}: retouch by {editor} recorded as {payload['file']} "
-               f"(compositeWithTrainedAlgorithmicMedia, C2PA {payload['c2pa_state']})")
+    typer.echo(
+        f"{image_id}: retouch by {editor} recorded as {payload['file']} "
+        f"(compositeWithTrainedAlgorithmicMedia, C2PA {payload['c2pa_state']})"
+    )
 
 
 @app.command()
-def rerender(image_id: str = typer.Argument(..., help="Image id (img-…) from the review page or a sidecar."),
-             out: Path = typer.Option(None, "--out", help="Where to write the re-created PNG."),
-             ledger: str = typer.Option(None, "--ledger", help="SQLAlchemy URL (default: the run's SQLite).")) -> None:
+def rerender(
+    image_id: str = typer.Argument(..., help="Image id (img-…) from the review page or a sidecar."),
+    out: Path = typer.Option(None, "--out", help="Where to write the re-created PNG."),
+    ledger: str = typer.Option(None, "--ledger", help="SQLAlchemy URL (default: the run's SQLite)."),
+) -> None:
     """Re-create an image from its ledger record and compare it with the recorded one."""
     from .paths import inside, run_folder
     from .records import Kind
@@ -305,18 +354,26 @@ def rerender(image_id: str = typer.Argument(..., help="Image id (img-…) from t
     result = rerender_image(event.payload, settings, original)
     target = out or Path(f"{image_id}.rerender.png")
     result.image.save(target, "PNG")
-    typer.echo(f"Re-created {image_id} with {event.payload['model']['id']} (seed {event.payload['seed']}, "
-               f"batch size {event.payload['batch_size']}) -> {target}")
+    typer.echo(
+        f"Re-created {image_id} with {event.payload['model']['id']} (seed {event.payload['seed']}, "
+        f"batch size {event.payload['batch_size']}) -> {target}"
+    )
     if result.identical:
         typer.echo("pixel-identical to the recorded render (same PNG bytes)")
         signed = _watermarked_check(image_id, result.image, settings, event, ledger)
         if signed is not None and not signed.identical:
-            typer.echo(f"DIFFERENT from the signed file {signed.file} once watermarked: "
-                       f"{signed.differing_pixels} pixels differ", err=True)
+            typer.echo(
+                f"DIFFERENT from the signed file {signed.file} once watermarked: "
+                f"{signed.differing_pixels} pixels differ",
+                err=True,
+            )
             raise typer.Exit(ExitStatus.ERROR)
         return
-    detail = (f": {result.differing_pixels} pixels differ, by at most {result.max_difference}"
-              if result.differing_pixels is not None else "")
+    detail = (
+        f": {result.differing_pixels} pixels differ, by at most {result.max_difference}"
+        if result.differing_pixels is not None
+        else ""
+    )
     typer.echo(f"DIFFERENT from the recorded render{detail}", err=True)
     raise typer.Exit(ExitStatus.ERROR)
 
@@ -335,29 +392,43 @@ def _watermarked_check(image_id: str, image, settings: Settings, render_event, l
     run_dir = settings.out / render_event.brand / render_event.week
     result = compare_signed(image, signed[-1], inside(run_dir, signed[-1]["file"]))
     if result is not None and result.identical:
-        typer.echo(f"watermarked as signed ({signed[-1]['watermark']['method']} v{signed[-1]['watermark']['version']}, "
-                   f"strength {signed[-1]['watermark']['strength']}): pixel-identical to the signed file {result.file}")
+        typer.echo(
+            f"watermarked as signed ({signed[-1]['watermark']['method']} v{signed[-1]['watermark']['version']}, "
+            f"strength {signed[-1]['watermark']['strength']}): pixel-identical to the signed file {result.file}"
+        )
     return result
 
 
 @app.command()
-def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: localhost only)."),
-          port: int = typer.Option(8000, "--port"),
-          brands: Path = typer.Option(Path("brand_assets"), "--brands",
-                                      help="Folder holding the brand folders (briefs, competitor images, publish)."),
-          reviewers: list[str] = typer.Option(None, "--reviewer",
-                                              help="A reviewer's name (repeat); or $ESTAMPILLE_REVIEWERS=a,b."),
-          proxy_header: str = typer.Option(None, "--proxy-header",
-                                           help="Take the reviewer's name from this header (e.g. X-Forwarded-User), "
-                                                "only on requests from a --trusted-proxy."),
-          trusted_proxies: list[str] = typer.Option(None, "--trusted-proxy",
-                                                    help="Address or network of the reverse proxy (repeat): only "
-                                                         "its X-Forwarded-* and --proxy-header are believed. With "
-                                                         "$ESTAMPILLE_PROXY_SECRET set, the proxy must also send "
-                                                         "X-Estampille-Proxy-Secret with that value."),
-          allowed_hosts: list[str] = typer.Option(None, "--allowed-host",
-                                                  help="A host name clients use to reach the server (repeat); "
-                                                       "loopback names are always allowed.")) -> None:
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: localhost only)."),
+    port: int = typer.Option(8000, "--port"),
+    brands: Path = typer.Option(
+        Path("brand_assets"), "--brands", help="Folder holding the brand folders (briefs, competitor images, publish)."
+    ),
+    reviewers: list[str] = typer.Option(
+        None, "--reviewer", help="A reviewer's name (repeat); or $ESTAMPILLE_REVIEWERS=a,b."
+    ),
+    proxy_header: str = typer.Option(
+        None,
+        "--proxy-header",
+        help="Take the reviewer's name from this header (e.g. X-Forwarded-User), "
+        "only on requests from a --trusted-proxy.",
+    ),
+    trusted_proxies: list[str] = typer.Option(
+        None,
+        "--trusted-proxy",
+        help="Address or network of the reverse proxy (repeat): only "
+        "its X-Forwarded-* and --proxy-header are believed. With "
+        "$ESTAMPILLE_PROXY_SECRET set, the proxy must also send "
+        "X-Estampille-Proxy-Secret with that value.",
+    ),
+    allowed_hosts: list[str] = typer.Option(
+        None,
+        "--allowed-host",
+        help="A host name clients use to reach the server (repeat); loopback names are always allowed.",
+    ),
+) -> None:
     """Serve the review and audit pages. Reviewers sign in with their name and the team token
     ($ESTAMPILLE_REVIEW_TOKEN, 16 characters or more; one is made and printed here when it is
     unset), or a trusted reverse proxy names them (--proxy-header with --trusted-proxy)."""
@@ -373,19 +444,34 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to bind 
     settings = Settings.from_env()
     names = tuple(reviewers or settings.reviewers)
     token = settings.review_token.get_secret_value() if settings.review_token else None
-    network = NetworkPolicy.parse(host, trusted_proxies or [], allowed_hosts or [], proxy_header,
-                                  settings.proxy_secret.get_secret_value() if settings.proxy_secret else None)
+    network = NetworkPolicy.parse(
+        host,
+        trusted_proxies or [],
+        allowed_hosts or [],
+        proxy_header,
+        settings.proxy_secret.get_secret_value() if settings.proxy_secret else None,
+    )
     if names and not token and not proxy_header:
         token = secrets.token_urlsafe(18)
         typer.echo(f"Team token for this session (set ESTAMPILLE_REVIEW_TOKEN to choose one): {token}")
     if not is_loopback(host):
-        typer.echo(f"warning: serving on {host}: put an HTTPS reverse proxy in front of it (see the README's "
-                   "security section)", err=True)
-    config = WebConfig(settings=settings, identity=signer_identity(settings),
-                       policy=ReviewerPolicy(names, token, proxy_header),
-                       brands_dir=brands.absolute() if brands.is_dir() else None, bind_host=host, network=network)
-    typer.echo(f"Review pages on http://{'localhost' if is_loopback(host) else host}:{port}/ "
-               f"(ledger {safe_url(settings.ledger_url)})")
+        typer.echo(
+            f"warning: serving on {host}: put an HTTPS reverse proxy in front of it (see the README's "
+            "security section)",
+            err=True,
+        )
+    config = WebConfig(
+        settings=settings,
+        identity=signer_identity(settings),
+        policy=ReviewerPolicy(names, token, proxy_header),
+        brands_dir=brands.absolute() if brands.is_dir() else None,
+        bind_host=host,
+        network=network,
+    )
+    typer.echo(
+        f"Review pages on http://{'localhost' if is_loopback(host) else host}:{port}/ "
+        f"(ledger {safe_url(settings.ledger_url)})"
+    )
     uvicorn.Server(uvicorn_config(create_app(config), host, port)).run()
 
 
@@ -402,16 +488,20 @@ def _index_folder(index: Path | None, brand: Path | None) -> Path:
 
 
 @lookalike_app.command("index")
-def lookalike_index(paths: list[Path] = typer.Argument(None, help="Image files or folders (walked)."),
-                    competitor: str = typer.Option(None, "--competitor", help="Whose images these are."),
-                    captured: str = typer.Option(None, "--captured", help="When they were captured (e.g. 2026-11-20)."),
-                    rights: str = typer.Option(None, "--rights", help="A rights note (where from, what use)."),
-                    index: Path = typer.Option(None, "--index", help="Index folder."),
-                    brand: Path = typer.Option(None, "--brand", help="Use this brand's index (out/<brand>/lookalike-index)."),
-                    workers: int = typer.Option(None, "--workers", min=1, help="Processes (default: one per core)."),
-                    upgrade: bool = typer.Option(False, "--upgrade", help="Add the feature tier to shards indexed "
-                                                 "before it (reads their files again; hashes are kept).")
-                    ) -> None:
+def lookalike_index(
+    paths: list[Path] = typer.Argument(None, help="Image files or folders (walked)."),
+    competitor: str = typer.Option(None, "--competitor", help="Whose images these are."),
+    captured: str = typer.Option(None, "--captured", help="When they were captured (e.g. 2026-11-20)."),
+    rights: str = typer.Option(None, "--rights", help="A rights note (where from, what use)."),
+    index: Path = typer.Option(None, "--index", help="Index folder."),
+    brand: Path = typer.Option(None, "--brand", help="Use this brand's index (out/<brand>/lookalike-index)."),
+    workers: int = typer.Option(None, "--workers", min=1, help="Processes (default: one per core)."),
+    upgrade: bool = typer.Option(
+        False,
+        "--upgrade",
+        help="Add the feature tier to shards indexed before it (reads their files again; hashes are kept).",
+    ),
+) -> None:
     """Add images to a reference index: only new or changed files are hashed; bad files are skipped."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -421,8 +511,14 @@ def lookalike_index(paths: list[Path] = typer.Argument(None, help="Image files o
 
     if upgrade:
         store = ReferenceStore(_index_folder(index, brand))
-        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), transient=True, disable=not sys.stderr.isatty()) as bar:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+            disable=not sys.stderr.isatty(),
+        ) as bar:
             task = bar.add_task("feature tier", total=None)
             done = add_feature_tier(store, workers, lambda d, t: bar.update(task, completed=d, total=t))
         store.close()
@@ -435,26 +531,43 @@ def lookalike_index(paths: list[Path] = typer.Argument(None, help="Image files o
     if missing:
         raise typer.BadParameter(f"not found: {', '.join(missing)}")
     store = ReferenceStore(_index_folder(index, brand))
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  transient=True, disable=not sys.stderr.isatty()) as bar:
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
         task = bar.add_task("hashing", total=None)
-        report = ingest(store, paths, competitor, captured=captured, rights=rights, workers=workers,
-                        progress=lambda done, total: bar.update(task, completed=done, total=total))
+        report = ingest(
+            store,
+            paths,
+            competitor,
+            captured=captured,
+            rights=rights,
+            workers=workers,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     total = store.count()
     store.close()
     for source, reason in report.skipped:
         typer.echo(f"skipped {source}: {reason}", err=True)
-    typer.echo(f"{competitor}: {report.added} added ({report.replaced} changed), {report.unchanged} unchanged, "
-               f"{len(report.skipped)} skipped; {total} images in {store.folder}")
+    typer.echo(
+        f"{competitor}: {report.added} added ({report.replaced} changed), {report.unchanged} unchanged, "
+        f"{len(report.skipped)} skipped; {total} images in {store.folder}"
+    )
 
 
 @lookalike_app.command("check")
-def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to check (renders, drafts, downloads)."),
-                    as_json: bool = typer.Option(False, "--json", help="A JSON array: one object per file."),
-                    index: Path = typer.Option(None, "--index", help="Index folder."),
-                    brand: Path = typer.Option(None, "--brand", help="Use this brand's index."),
-                    rotations: bool = typer.Option(False, "--rotations", help="Also search quarter-turned copies."),
-                    dask: str = typer.Option(None, "--dask", help="Scan the shards on this Dask scheduler.")) -> None:
+def lookalike_check(
+    files: list[Path] = typer.Argument(..., help="Images to check (renders, drafts, downloads)."),
+    as_json: bool = typer.Option(False, "--json", help="A JSON array: one object per file."),
+    index: Path = typer.Option(None, "--index", help="Index folder."),
+    brand: Path = typer.Option(None, "--brand", help="Use this brand's index."),
+    rotations: bool = typer.Option(False, "--rotations", help="Also search quarter-turned copies."),
+    dask: str = typer.Option(None, "--dask", help="Scan the shards on this Dask scheduler."),
+) -> None:
     """Matches per file, verified on their pixels and graded: copy, derived part (both block), similar
     composition (information). Exit 0: nothing blocking, 1: at least one copy or derived part, 2: error."""
     import json
@@ -474,44 +587,69 @@ def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to chec
             from .lookalike.distributed import search_on_dask
 
             with Client(dask) as client:
-                found, errors = find_lookalikes(store, sources, rotations=rotations, search=lambda queries: (
-                    search_on_dask(client, folder, queries, rotations=rotations).hits))
+                found, errors = find_lookalikes(
+                    store,
+                    sources,
+                    rotations=rotations,
+                    search=lambda queries: search_on_dask(client, folder, queries, rotations=rotations).hits,
+                )
         else:
             found, errors = find_lookalikes(store, sources, rotations=rotations)
     finally:
         store.close()
-    results: list[dict[str, Any]] = [{"file": str(f), "matches": [], "error": e}
-                                     for f, e in zip(files, errors, strict=True)]
+    results: list[dict[str, Any]] = [
+        {"file": str(f), "matches": [], "error": e} for f, e in zip(files, errors, strict=True)
+    ]
     for match in found:
         hit, reference, region = match.hit, match.reference, summary(match.hit.region)
-        results[match.source]["matches"].append({
-            "competitor": reference["competitor"], "source": reference["source"], "distances": hit.distances,
-            "verdict": "lookalike" if match.blocking else "similar", "grade": match.verification.grade,
-            "blocking": match.blocking, "verification": match.verification.as_dict(),
-            "captured": reference["captured"], "rights": reference["rights"],
-            "tier": hit.tier, "reasons": list(hit.reasons), "region": region,
-            "inliers": region["inliers"] if region else None})
+        results[match.source]["matches"].append(
+            {
+                "competitor": reference["competitor"],
+                "source": reference["source"],
+                "distances": hit.distances,
+                "verdict": "lookalike" if match.blocking else "similar",
+                "grade": match.verification.grade,
+                "blocking": match.blocking,
+                "verification": match.verification.as_dict(),
+                "captured": reference["captured"],
+                "rights": reference["rights"],
+                "tier": hit.tier,
+                "reasons": list(hit.reasons),
+                "region": region,
+                "inliers": region["inliers"] if region else None,
+            }
+        )
     if as_json:
         typer.echo(json.dumps(results, indent=2, ensure_ascii=False))
     else:
         limits = calibrated()
         for result in results:
             blocking = any(m["blocking"] for m in result["matches"])
-            status = "error" if result["error"] else ("LOOKALIKE" if blocking else
-                                                      "clear (similar composition)" if result["matches"] else "clear")
+            status = (
+                "error"
+                if result["error"]
+                else ("LOOKALIKE" if blocking else "clear (similar composition)" if result["matches"] else "clear")
+            )
             typer.echo(f"{result['file']}: {status}" + (f" ({result['error']})" if result["error"] else ""))
             for m in result["matches"]:
                 v = m["verification"]
-                typer.echo(f"  {m['grade'].upper()}  {m['competitor']}: {m['source']}  [{m['tier']}] " + " ".join(
-                    f"{k}={val}" for k, val in m["distances"].items())
-                    + f"  (thresholds phash<={limits.phash} window<={limits.window} pdq<={limits.pdq})")
-                typer.echo(f"    pixels: {v['agreement']:.0%} of {v['textured_blocks']} detailed blocks agree "
-                           f"({v['placement'] or 'no placement'}); {v.get('reason') or 'verified'}")
+                typer.echo(
+                    f"  {m['grade'].upper()}  {m['competitor']}: {m['source']}  [{m['tier']}] "
+                    + " ".join(f"{k}={val}" for k, val in m["distances"].items())
+                    + f"  (thresholds phash<={limits.phash} window<={limits.window} pdq<={limits.pdq})"
+                )
+                typer.echo(
+                    f"    pixels: {v['agreement']:.0%} of {v['textured_blocks']} detailed blocks agree "
+                    f"({v['placement'] or 'no placement'}); {v.get('reason') or 'verified'}"
+                )
                 if m["region"]:
                     r = m["region"]
-                    typer.echo(f"    features: {r['inliers']} inliers; their part {r['reference_box']} is this "
-                               f"image's {r['query_box']} (scale {r['scale']}, rotation {r['rotation']}°"
-                               + (", mirrored" if r["mirrored"] else "") + ")")
+                    typer.echo(
+                        f"    features: {r['inliers']} inliers; their part {r['reference_box']} is this "
+                        f"image's {r['query_box']} (scale {r['scale']}, rotation {r['rotation']}°"
+                        + (", mirrored" if r["mirrored"] else "")
+                        + ")"
+                    )
     if any(r["error"] for r in results):
         raise typer.Exit(ExitStatus.USAGE)
     if any(m["blocking"] for r in results for m in r["matches"]):
@@ -519,9 +657,11 @@ def lookalike_check(files: list[Path] = typer.Argument(..., help="Images to chec
 
 
 @models_app.command("build-tiny")
-def build_tiny(out: Path = typer.Option(None, "--out", help="Folder (default: $ESTAMPILLE_HOME/models/tiny-<family>)."),
-               family: str = typer.Option("sd15", "--family", help="sd15, sdxl, sd3, flux or pixart."),
-               force: bool = typer.Option(False, "--force", help="Rebuild even if it exists.")) -> None:
+def build_tiny(
+    out: Path = typer.Option(None, "--out", help="Folder (default: $ESTAMPILLE_HOME/models/tiny-<family>)."),
+    family: str = typer.Option("sd15", "--family", help="sd15, sdxl, sd3, flux or pixart."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if it exists."),
+) -> None:
     """Build a tiny random-weight pipeline of a model family and save it with save_pretrained.
 
     Its folder loads like a real model: set render.model to the folder, or to builtin:tiny-<family>."""
@@ -531,13 +671,16 @@ def build_tiny(out: Path = typer.Option(None, "--out", help="Folder (default: $E
         raise ConfigError(f"--family {family!r} is not a family Estampille builds; choose one of {', '.join(FAMILIES)}")
     folder = out or Settings.from_env().models_dir / tiny_folder_name(family)
     build_tiny_model(folder, overwrite=force, family=family)
-    typer.echo(f"Tiny {family} test model (random weights, test only): {folder}  "
-               f"[render.model: {tiny_registry_id(family)} or {folder}]")
+    typer.echo(
+        f"Tiny {family} test model (random weights, test only): {folder}  "
+        f"[render.model: {tiny_registry_id(family)} or {folder}]"
+    )
 
 
 @ledger_app.command("verify")
-def ledger_verify(ledger: str = typer.Option(None, "--ledger", help="SQLAlchemy URL (default: the run's SQLite).")
-                  ) -> None:
+def ledger_verify(
+    ledger: str = typer.Option(None, "--ledger", help="SQLAlchemy URL (default: the run's SQLite)."),
+) -> None:
     """Recompute the hash chain; name the first row that does not fit."""
     ledger_db = _open_ledger(ledger)
     report = ledger_db.verify()
@@ -561,7 +704,7 @@ _USAGE_ERRORS = (_click_class("ClickException"),)
 def _show_usage_error(exc) -> None:
     """The usage line of the command that was typed, then the problem: no traceback."""
     ctx = getattr(exc, "ctx", None)
-    if exc.__class__.__name__ == "NoArgsIsHelpError":   # a group typed alone: its help is the message
+    if exc.__class__.__name__ == "NoArgsIsHelpError":  # a group typed alone: its help is the message
         typer.echo(exc.format_message(), err=True)
         return
     if ctx is not None:
@@ -569,17 +712,22 @@ def _show_usage_error(exc) -> None:
         typer.echo(f"Try '{ctx.command_path} --help' for help.", err=True)
     typer.echo(f"error: {exc.format_message()}", err=True)
 
+
 @app.command()
-def init(folder: Path = typer.Argument(..., help="The new brand folder (created; an existing brand is never overwritten)."),
-         name: str = typer.Option(None, "--name", help="The brand's name (default: the folder's)."),
-         languages: list[str] = typer.Option(None, "--language", help="ISO code, repeat or comma-separate: fr,en."),
-         platforms: list[str] = typer.Option(None, "--platform", help="instagram, facebook, linkedin, x, tiktok; "
-                                                                      "repeat or comma-separate."),
-         timezone: str = typer.Option(None, "--timezone", help="IANA time zone (default Europe/Paris)."),
-         licence_policy: str = typer.Option(None, "--licence-policy", help="commercial or non-commercial."),
-         website: str = typer.Option(None, "--website", help="https://… (rights statements point there)."),
-         ask: bool = typer.Option(None, "--ask/--no-ask",
-                                  help="Ask what the options leave out (default: when run on a terminal).")) -> None:
+def init(
+    folder: Path = typer.Argument(..., help="The new brand folder (created; an existing brand is never overwritten)."),
+    name: str = typer.Option(None, "--name", help="The brand's name (default: the folder's)."),
+    languages: list[str] = typer.Option(None, "--language", help="ISO code, repeat or comma-separate: fr,en."),
+    platforms: list[str] = typer.Option(
+        None, "--platform", help="instagram, facebook, linkedin, x, tiktok; repeat or comma-separate."
+    ),
+    timezone: str = typer.Option(None, "--timezone", help="IANA time zone (default Europe/Paris)."),
+    licence_policy: str = typer.Option(None, "--licence-policy", help="commercial or non-commercial."),
+    website: str = typer.Option(None, "--website", help="https://… (rights statements point there)."),
+    ask: bool = typer.Option(
+        None, "--ask/--no-ask", help="Ask what the options leave out (default: when run on a terminal)."
+    ),
+) -> None:
     """Write a new brand folder: a commented brand.yaml, a calendar template (calendar.csv) and the
     competitor folder. The result passes validation and runs with `estampille run` as it is."""
     from .init import BrandAnswers, split_list, write_brand
@@ -592,28 +740,33 @@ def init(folder: Path = typer.Argument(..., help="The new brand folder (created;
     answers = BrandAnswers(
         name=answer(name, "Brand name", folder.absolute().name.replace("-", " ").replace("_", " ").title()),
         languages=split_list(languages) or split_list([answer(None, "Languages (ISO codes, e.g. fr,en)", "en")]),
-        platforms=split_list(platforms) or split_list([answer(None, "Platforms (instagram, facebook, linkedin, x, "
-                                                                    "tiktok)", "instagram")]),
+        platforms=split_list(platforms)
+        or split_list([answer(None, "Platforms (instagram, facebook, linkedin, x, tiktok)", "instagram")]),
         timezone=answer(timezone, "Time zone", "Europe/Paris"),
         licence_policy=answer(licence_policy, "Licence policy (commercial or non-commercial)", "commercial"),
-        website=website or (typer.prompt("Website (optional)", default="", show_default=False) or None
-                            if ask else None))
+        website=website
+        or (typer.prompt("Website (optional)", default="", show_default=False) or None if ask else None),
+    )
     bundle = write_brand(folder, answers)
     for path in ("brand.yaml", "calendar.csv", "competitors/"):
         typer.echo(f"wrote {folder / path}")
-    typer.echo(f"{bundle.brand.name}: {', '.join(bundle.brand.languages)} on {', '.join(bundle.brand.platforms)}, "
-               f"{bundle.brand.timezone}, {bundle.brand.licence_policy}; "
-               f"{len(bundle.calendar.recurring)} weekly posts in calendar.csv")
-    typer.echo(f"Next: edit the voice in {folder / 'brand.yaml'}, plan in {folder / 'calendar.csv'} "
-               f"(`estampille calendar check {folder / 'calendar.csv'}`), then `estampille run --brand {folder}`")
+    typer.echo(
+        f"{bundle.brand.name}: {', '.join(bundle.brand.languages)} on {', '.join(bundle.brand.platforms)}, "
+        f"{bundle.brand.timezone}, {bundle.brand.licence_policy}; "
+        f"{len(bundle.calendar.recurring)} weekly posts in calendar.csv"
+    )
+    typer.echo(
+        f"Next: edit the voice in {folder / 'brand.yaml'}, plan in {folder / 'calendar.csv'} "
+        f"(`estampille calendar check {folder / 'calendar.csv'}`), then `estampille run --brand {folder}`"
+    )
 
 
 @calendar_app.command("check")
-def calendar_check(file: Path = typer.Argument(..., help="calendar.yaml, .csv or .xlsx (Sheets, Excel, Notion, "
-                                                      "Airtable exports)."),
-                   brand: Path = typer.Option(None, "--brand", help="Brand folder (default: the file's folder)."),
-                   week: str = typer.Option(None, "--week", help="ISO week (default: this week, brand clock).")
-                   ) -> None:
+def calendar_check(
+    file: Path = typer.Argument(..., help="calendar.yaml, .csv or .xlsx (Sheets, Excel, Notion, Airtable exports)."),
+    brand: Path = typer.Option(None, "--brand", help="Brand folder (default: the file's folder)."),
+    week: str = typer.Option(None, "--week", help="ISO week (default: this week, brand clock)."),
+) -> None:
     """Read a calendar file as the batch will and print the week's posts; a bad cell names its row
     and column. Writes nothing."""
     from .calendar_check import week_plan
@@ -641,8 +794,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(ExitStatus.USAGE)
     except Exception as exc:
         if isinstance(exc, OSError) and exc.errno == 28:
-            typer.echo(f"error: disk full while writing ({exc.filename}): free space and rerun; "
-                       "finished work is kept", err=True)
+            typer.echo(
+                f"error: disk full while writing ({exc.filename}): free space and rerun; finished work is kept",
+                err=True,
+            )
             return int(ExitStatus.ERROR)
         raise
     return int(result) if isinstance(result, int) else int(ExitStatus.OK)

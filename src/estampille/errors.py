@@ -5,8 +5,8 @@ from enum import IntEnum
 
 class ExitStatus(IntEnum):
     OK = 0
-    ERROR = 1          # something failed while working (a model, the disk, a check)
-    USAGE = 2          # the user's input is wrong: config file, arguments, missing model
+    ERROR = 1  # something failed while working (a model, the disk, a check)
+    USAGE = 2  # the user's input is wrong: config file, arguments, missing model
 
 
 class EstampilleError(Exception):
@@ -49,7 +49,7 @@ class LLMError(EstampilleError):
 
     def __init__(self, message: str, calls: list | None = None):
         super().__init__(message)
-        self.calls = calls or []   # the calls made before giving up, for the ledger
+        self.calls = calls or []  # the calls made before giving up, for the ledger
 
 
 class LLMUnavailableError(LLMError):

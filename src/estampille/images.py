@@ -12,7 +12,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-MAX_PIXELS = 50_000_000     # declared size above this: a decompression bomb, refused
+MAX_PIXELS = 50_000_000  # declared size above this: a decompression bomb, refused
 
 
 def image_files(paths: Iterable[str | Path]) -> list[Path]:

@@ -59,13 +59,15 @@ class BrandAnswers:
             raise ConfigError(f"--language: {', '.join(bad) or 'none given'}: give ISO 639-1 codes, e.g. fr, en")
         unknown = [p for p in self.platforms if p not in PLATFORM_LIMITS]
         if unknown or not self.platforms:
-            raise ConfigError(f"--platform: {', '.join(unknown) or 'none given'}: choose among "
-                              f"{', '.join(PLATFORM_LIMITS)}")
+            raise ConfigError(
+                f"--platform: {', '.join(unknown) or 'none given'}: choose among {', '.join(PLATFORM_LIMITS)}"
+            )
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(f"--timezone {self.timezone!r} is not an IANA time zone (e.g. Europe/Paris, "
-                              "America/Montreal)") from None
+            raise ConfigError(
+                f"--timezone {self.timezone!r} is not an IANA time zone (e.g. Europe/Paris, America/Montreal)"
+            ) from None
         if self.licence_policy not in LICENCE_POLICIES:
             raise ConfigError(f"--licence-policy must be {' or '.join(LICENCE_POLICIES)}")
         if self.website and not re.match(r"^https?://", self.website):
@@ -89,9 +91,13 @@ def brand_yaml(answers: BrandAnswers, today: dt.date) -> str:
     platform_lines = "\n".join(f"  {p}: {{}}" for p in answers.platforms)
     disclosure_lines = "\n".join(
         f"    {lang}: {_q(DISCLOSURES.get(lang, DISCLOSURES['en']))}"
-        + ("" if lang in DISCLOSURES else "   # TODO: translate into this language") for lang in answers.languages)
+        + ("" if lang in DISCLOSURES else "   # TODO: translate into this language")
+        for lang in answers.languages
+    )
     example_language = answers.languages[0]
-    statement = f"{site}/image-rights" if site else "https://example.com/image-rights   # TODO: your page on image rights"
+    statement = (
+        f"{site}/image-rights" if site else "https://example.com/image-rights   # TODO: your page on image rights"
+    )
     contact = f"{site}/contact" if site else "https://example.com/contact   # TODO: how to ask for a licence"
     return f"""# {name}: brand file written by `estampille init` on {today.isoformat()}.
 # Everything below is validated before any run: an unknown key or a bad value stops with its line.
@@ -100,7 +106,7 @@ def brand_yaml(answers: BrandAnswers, today: dt.date) -> str:
 name: {_q(name)}
 timezone: {answers.timezone}          # what "this week" and "Monday 07:00" mean
 languages: [{languages}]
-{f'website: {site}' if site else '# website: https://example.com'}
+{f"website: {site}" if site else "# website: https://example.com"}
 # handle: "@yourbrand"
 
 voice:
@@ -187,10 +193,23 @@ publish:
 def calendar_rows(answers: BrandAnswers) -> list[list[str]]:
     """A weekly row per platform (Monday, Wednesday, Friday...) in the brand's languages in turn:
     every week has posts, so the first `estampille run` has work whatever the date."""
-    header = ["Date", "Time", "Platform", "Language", "Audience", "Brief", "Facts", "Reference image",
-              "Strength", "Every", "Starts", "Ends", "Skip"]
+    header = [
+        "Date",
+        "Time",
+        "Platform",
+        "Language",
+        "Audience",
+        "Brief",
+        "Facts",
+        "Reference image",
+        "Strength",
+        "Every",
+        "Starts",
+        "Ends",
+        "Skip",
+    ]
     rows = [header]
-    for i, platform in enumerate(answers.platforms[:len(WEEKDAYS)]):
+    for i, platform in enumerate(answers.platforms[: len(WEEKDAYS)]):
         language = answers.languages[i % len(answers.languages)]
         brief = BRIEFS.get(language, BRIEFS["en"]).format(name=answers.name.strip())
         rows.append(["", "09:00", platform, language, "", brief, "", "", "", WEEKDAYS[i], "", "", ""])
@@ -221,8 +240,10 @@ def write_brand(folder: Path, answers: BrandAnswers, today: dt.date | None = Non
     today = today or dt.date.today()
     for name in ("brand.yaml", "calendar.yaml", "calendar.csv", "calendar.xlsx", "competitors"):
         if (folder / name).exists():
-            raise ConfigError(f"{folder / name} exists: `estampille init` makes a new brand folder and never "
-                              "overwrites one; choose an empty or new folder")
+            raise ConfigError(
+                f"{folder / name} exists: `estampille init` makes a new brand folder and never "
+                "overwrites one; choose an empty or new folder"
+            )
     with tempfile.TemporaryDirectory() as scratch:
         draft = Path(scratch) / "brand"
         (draft / "competitors").mkdir(parents=True)
@@ -232,7 +253,7 @@ def write_brand(folder: Path, answers: BrandAnswers, today: dt.date | None = Non
         with (draft / "calendar.csv").open("w", newline="", encoding="utf-8-sig") as f:
             csv.writer(f, delimiter=delimiter).writerows(calendar_rows(answers))
         (draft / "competitors" / "README.txt").write_text(COMPETITORS_README, encoding="utf-8")
-        load_brand(draft)                                  # the validation every run does
+        load_brand(draft)  # the validation every run does
         folder.mkdir(parents=True, exist_ok=True)
         for item in draft.iterdir():
             shutil.move(str(item), str(folder / item.name))

@@ -22,6 +22,7 @@ def derived_seed(*parts: object) -> int:
 # Every ledger key and slot id is built by one function here: a key names one unit of work, and a
 # second spelling of it would be a second unit (a duplicate render, a draft done twice).
 
+
 def slot_id(week: str, post_id: str) -> str:
     """A calendar post's slot in its week, "<week>/<post id>" (post ids are unique within a week)."""
     return f"{week}/{post_id}"

@@ -48,22 +48,35 @@ def week_message(brand: str, slug: str, week: str, summary: dict, events: list, 
         from pathlib import Path
 
         url = Path(summary["review_page"]).absolute().as_uri()
-    return {"event": "week.ready", "brand": brand, "brand_folder": slug, "week": week,
-            "posts": len(state.post_ids()), "drafts": len(state.drafts), "images": len(state.renders),
-            "lookalike_flags": len(flagged), "awaiting_review": len(pending),
-            "failures": list(summary.get("failures", [])),
-            "notes": [n for n in summary.get("notes", []) if not n.startswith("notification ")],
-            "review_url": url}
+    return {
+        "event": "week.ready",
+        "brand": brand,
+        "brand_folder": slug,
+        "week": week,
+        "posts": len(state.post_ids()),
+        "drafts": len(state.drafts),
+        "images": len(state.renders),
+        "lookalike_flags": len(flagged),
+        "awaiting_review": len(pending),
+        "failures": list(summary.get("failures", [])),
+        "notes": [n for n in summary.get("notes", []) if not n.startswith("notification ")],
+        "review_url": url,
+    }
 
 
 def _text(message: dict) -> tuple[str, str]:
     """Subject and plain-text body, the same words on every channel."""
-    status = (f"{len(message['failures'])} failure(s)" if message["failures"] else "ready for review")
+    status = f"{len(message['failures'])} failure(s)" if message["failures"] else "ready for review"
     subject = f"{message['brand']} {message['week']}: {status}"
-    lines = [(f"{message['posts']} posts, {message['drafts']} text variants, {message['images']} images; "
-              f"{message['awaiting_review']} awaiting a decision"),
-             f"{message['lookalike_flags']} image(s) flagged as lookalikes" if message["lookalike_flags"]
-             else "no lookalike flagged"]
+    lines = [
+        (
+            f"{message['posts']} posts, {message['drafts']} text variants, {message['images']} images; "
+            f"{message['awaiting_review']} awaiting a decision"
+        ),
+        f"{message['lookalike_flags']} image(s) flagged as lookalikes"
+        if message["lookalike_flags"]
+        else "no lookalike flagged",
+    ]
     if message["failures"]:
         lines.append(f"{len(message['failures'])} failure(s) (rerun the batch to retry only those):")
         lines += [f"  - {f}" for f in message["failures"][:10]]
@@ -95,8 +108,9 @@ def _post(url: SecretStr, body: bytes, headers: dict, timeout: float) -> str:
     target = url.get_secret_value()
     host = urlsplit(target).hostname or "?"
     try:
-        response = httpx.post(target, content=body, headers={"Content-Type": "application/json", **headers},
-                              timeout=timeout)
+        response = httpx.post(
+            target, content=body, headers={"Content-Type": "application/json", **headers}, timeout=timeout
+        )
     except httpx.HTTPError as exc:
         raise NotifyError(f"{host}: {type(exc).__name__}: {str(exc).replace(target, host) or 'no answer'}") from None
     if response.status_code >= 300:
@@ -106,25 +120,45 @@ def _post(url: SecretStr, body: bytes, headers: dict, timeout: float) -> str:
 
 def _slack(channel: SlackChannel, message: dict, environ, timeout) -> str:
     subject, body = _text(message)
-    payload: dict[str, Any] = {"text": f"*{subject}*\n{body}",
-               "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{subject}*\n{body}"}},
-                          {"type": "actions", "elements": [{"type": "button", "url": message["review_url"],
-                                                            "text": {"type": "plain_text", "text": "Open the review page"}}]}]}
+    payload: dict[str, Any] = {
+        "text": f"*{subject}*\n{body}",
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{subject}*\n{body}"}},
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "url": message["review_url"],
+                        "text": {"type": "plain_text", "text": "Open the review page"},
+                    }
+                ],
+            },
+        ],
+    }
     if not message["review_url"].startswith("http"):
-        payload["blocks"].pop()                       # Slack buttons take web links only
+        payload["blocks"].pop()  # Slack buttons take web links only
     url = _secret(channel.webhook_env, environ, "Slack incoming-webhook URL")
     return _post(url, json.dumps(payload).encode(), {}, timeout)
 
 
 def _teams(channel: TeamsChannel, message: dict, environ, timeout) -> str:
     subject, body = _text(message)
-    card = {"type": "AdaptiveCard", "$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "version": "1.4",
-            "body": [{"type": "TextBlock", "size": "Medium", "weight": "Bolder", "text": subject, "wrap": True},
-                     {"type": "TextBlock", "text": body.replace("\n", "\n\n"), "wrap": True}]}
+    card = {
+        "type": "AdaptiveCard",
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "version": "1.4",
+        "body": [
+            {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "text": subject, "wrap": True},
+            {"type": "TextBlock", "text": body.replace("\n", "\n\n"), "wrap": True},
+        ],
+    }
     if message["review_url"].startswith("http"):
         card["actions"] = [{"type": "Action.OpenUrl", "title": "Open the review page", "url": message["review_url"]}]
-    payload = {"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive",
-                                                   "content": card}]}
+    payload = {
+        "type": "message",
+        "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content": card}],
+    }
     url = _secret(channel.webhook_env, environ, "Teams incoming-webhook URL")
     return _post(url, json.dumps(payload).encode(), {}, timeout)
 
@@ -151,8 +185,9 @@ def _email(channel: EmailChannel, message: dict, environ, timeout) -> str:
     try:
         smtp: smtplib.SMTP
         if channel.security == "ssl":
-            smtp = smtplib.SMTP_SSL(channel.smtp_host, channel.smtp_port, timeout=timeout,
-                                    context=ssl.create_default_context())
+            smtp = smtplib.SMTP_SSL(
+                channel.smtp_host, channel.smtp_port, timeout=timeout, context=ssl.create_default_context()
+            )
         else:
             smtp = smtplib.SMTP(channel.smtp_host, channel.smtp_port, timeout=timeout)
         with smtp:
@@ -190,14 +225,18 @@ def send_week_ready(batch, summary: dict, environ: Mapping[str, str] | None = No
     results = []
     for channel in settings.channels:
         key = content_key("notify", batch.run_key, channel.type, channel.name, digest)
-        record = {"channel": channel.name, "type": channel.type, "review_url": message["review_url"],
-                  "message_sha256": digest}
+        record = {
+            "channel": channel.name,
+            "type": channel.type,
+            "review_url": message["review_url"],
+            "message_sha256": digest,
+        }
         if batch.ledger.get(key) is not None:
             results.append({**record, "ok": True, "already_sent": True})
             continue
         try:
             target = SENDERS[channel.type](channel, message, environ, settings.timeout_s)
-        except Exception as exc:   # noqa: BLE001 - whatever a channel does, the batch has finished
+        except Exception as exc:  # noqa: BLE001 - whatever a channel does, the batch has finished
             error = str(exc) if isinstance(exc, NotifyError) else f"{type(exc).__name__}: {exc}"
             batch.append(Kind.NOTIFY_FAILED, f"{key}:failed:{uuid.uuid4().hex[:12]}", None, {**record, "error": error})
             results.append({**record, "ok": False, "error": error})
@@ -209,5 +248,9 @@ def send_week_ready(batch, summary: dict, environ: Mapping[str, str] | None = No
 
 def describe(results: list[dict]) -> list[str]:
     """Summary notes: one line per channel that failed (what the CLI and the Prefect report show)."""
-    return [f"notification {r['channel']} ({r['type']}) FAILED: {r['error']}; it is recorded in the ledger, "
-            "the batch itself is done" for r in results if not r["ok"]]
+    return [
+        f"notification {r['channel']} ({r['type']}) FAILED: {r['error']}; it is recorded in the ledger, "
+        "the batch itself is done"
+        for r in results
+        if not r["ok"]
+    ]

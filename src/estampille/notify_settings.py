@@ -11,8 +11,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 def _variable_name(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        raise ValueError("give the NAME of the environment variable that holds the URL or password "
-                         "(e.g. SLACK_WEBHOOK_URL), not the value: a secret never goes in brand.yaml")
+        raise ValueError(
+            "give the NAME of the environment variable that holds the URL or password "
+            "(e.g. SLACK_WEBHOOK_URL), not the value: a secret never goes in brand.yaml"
+        )
     return value
 
 

@@ -30,6 +30,7 @@ def file_sha256(path: Path) -> str:
 # The output layout, in one place: out/<brand>/<week>/ holds one run's files (renders/, images/,
 # evidence/, thumbs/, export/, review.html) and out/<brand>/lookalike-index/ the brand's references.
 
+
 def brand_slug(brand_folder: str | Path) -> str:
     """The name a brand goes by in the output and the ledger: its folder's own name, links
     resolved (a symlinked brand folder is the same brand)."""

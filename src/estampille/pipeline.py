@@ -21,15 +21,15 @@ class Stage:
     """One step of the weekly batch: its function, what it takes and gives, how its items are
     recorded in the ledger and which errors make Prefect retry it as a whole."""
 
-    name: str                      # its label in counts, failures and the run's summary ("draft")
-    task: str                      # its Prefect task's name ("draft-texts")
-    run: Callable[..., Any]        # run(batch, *inputs): the library function
-    takes: tuple[str, ...] = ()    # the `WeekResults` fields it reads, in its arguments' order
-    gives: str                     # the `WeekResults` field its result fills
-    result: type[Record] | None = None   # what one recorded item reads back into
-    created: Kind | None = None    # the ledger event of one finished item
-    failed: Kind | None = None     # the ledger event of one failed item (a fresh key: the next run retries it)
-    item_errors: tuple[type[Exception], ...] = ()   # errors that cost one item, recorded as `failed`
+    name: str  # its label in counts, failures and the run's summary ("draft")
+    task: str  # its Prefect task's name ("draft-texts")
+    run: Callable[..., Any]  # run(batch, *inputs): the library function
+    takes: tuple[str, ...] = ()  # the `WeekResults` fields it reads, in its arguments' order
+    gives: str  # the `WeekResults` field its result fills
+    result: type[Record] | None = None  # what one recorded item reads back into
+    created: Kind | None = None  # the ledger event of one finished item
+    failed: Kind | None = None  # the ledger event of one failed item (a fresh key: the next run retries it)
+    item_errors: tuple[type[Exception], ...] = ()  # errors that cost one item, recorded as `failed`
     # Errors that stop the stage under Prefect, which retries it while they last (an endpoint down
     # for every item); without Prefect, or after the last retry, they cost one item each.
     retry_on: tuple[type[Exception], ...] = ()
@@ -72,8 +72,10 @@ def check_declaration(stages: Sequence[Stage]) -> None:
     for stage in stages:
         missing = [name for name in stage.takes if name not in given]
         if missing or stage.gives not in known:
-            raise TypeError(f"stage {stage.name!r} takes {missing or stage.takes} before a stage gives it, "
-                            f"or gives {stage.gives!r}, which WeekResults lacks")
+            raise TypeError(
+                f"stage {stage.name!r} takes {missing or stage.takes} before a stage gives it, "
+                f"or gives {stage.gives!r}, which WeekResults lacks"
+            )
         if (stage.created is not None and stage.result is None) or (stage.item_errors and stage.failed is None):
             raise TypeError(f"stage {stage.name!r}: recorded items need a `result` type, item errors a `failed` kind")
         given.add(stage.gives)

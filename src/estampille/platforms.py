@@ -19,7 +19,7 @@ class PlatformLimits:
     max_chars: int
     max_hashtags: int
     max_line_breaks: int | None = None
-    url_length: int | None = None     # X: every URL counts as this many characters
+    url_length: int | None = None  # X: every URL counts as this many characters
 
 
 PLATFORM_LIMITS: dict[str, PlatformLimits] = {

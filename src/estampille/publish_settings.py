@@ -11,8 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SCHEDULERS = ("hootsuite", "sprout", "agorapulse")
 ALIASES = {"sprout social": "sprout", "sprout-social": "sprout", "sproutsocial": "sprout"}
 # Asked for in the issue; no bulk-upload format documented where we could look (README).
-UNDOCUMENTED = {"buffer": "Buffer", "later": "Later", "meta": "Meta Business Suite",
-                "meta business suite": "Meta Business Suite", "facebook business suite": "Meta Business Suite"}
+UNDOCUMENTED = {
+    "buffer": "Buffer",
+    "later": "Later",
+    "meta": "Meta Business Suite",
+    "meta business suite": "Meta Business Suite",
+    "facebook business suite": "Meta Business Suite",
+}
 
 
 class PublishSettings(BaseModel):
@@ -24,7 +29,7 @@ class PublishSettings(BaseModel):
 
     schedulers: list[Literal["hootsuite", "sprout", "agorapulse"]] = ["hootsuite"]
     image_base_url: str | None = Field(default=None, pattern=r"^https?://")
-    date_order: Literal["day-first", "month-first"] = "day-first"   # Sprout's import preference
+    date_order: Literal["day-first", "month-first"] = "day-first"  # Sprout's import preference
 
     @field_validator("schedulers", mode="before")
     @classmethod
@@ -35,8 +40,10 @@ class PublishSettings(BaseModel):
         for name in value:
             key = " ".join(str(name).lower().split())
             if key in UNDOCUMENTED:
-                raise ValueError(f"{UNDOCUMENTED[key]}: no documented bulk-upload format was found, so none is "
-                                 f"written (README, 'Scheduler exports'); choose among {', '.join(SCHEDULERS)}")
+                raise ValueError(
+                    f"{UNDOCUMENTED[key]}: no documented bulk-upload format was found, so none is "
+                    f"written (README, 'Scheduler exports'); choose among {', '.join(SCHEDULERS)}"
+                )
             names.append(ALIASES.get(key, key))
         if len(set(names)) != len(names):
             raise ValueError("a scheduler is listed twice")

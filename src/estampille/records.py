@@ -29,8 +29,8 @@ class Kind(StrEnum):
     REVIEW_REJECTED = "review.rejected"
     EDIT_IMPORTED = "edit.imported"
     EXPORT_CREATED = "export.created"
-    NOTIFY_SENT = "notify.sent"         # the week-ready message reached a channel (notify.py)
-    NOTIFY_FAILED = "notify.failed"     # it did not: recorded, the batch itself succeeded
+    NOTIFY_SENT = "notify.sent"  # the week-ready message reached a channel (notify.py)
+    NOTIFY_FAILED = "notify.failed"  # it did not: recorded, the batch itself succeeded
 
 
 class Record(BaseModel):
@@ -38,7 +38,7 @@ class Record(BaseModel):
 
 
 class Slot(Record):
-    slot_id: str          # "<week>/<post id>"
+    slot_id: str  # "<week>/<post id>"
     brand: str
     week: str
     post: Post
@@ -56,12 +56,12 @@ class Draft(Record):
     hashtags: list[str]
     call_to_action: str
     alt_text: str
-    text: str             # the post as published: caption, call to action, hashtags, disclosure
-    flags: list[str]      # rule problems a reviewer must see; empty when clean
+    text: str  # the post as published: caption, call to action, hashtags, disclosure
+    flags: list[str]  # rule problems a reviewer must see; empty when clean
     fact_spans: list[list]  # [start, end, kind] of each unsupported fact in `text`
     quality: dict[str, Any] = {}  # the language-quality gate: passed, problems, scores, spans in `text`
     similarity: dict[str, Any]
-    llm: dict[str, Any]   # every call made for this variant (attempts), with host, tokens, latency
+    llm: dict[str, Any]  # every call made for this variant (attempts), with host, tokens, latency
 
 
 class ImagePrompt(Record):
@@ -80,7 +80,7 @@ class Render(Record):
     prompt_id: str
     draft_id: str
     slot_id: str
-    file: str             # raw render, relative to the run folder
+    file: str  # raw render, relative to the run folder
     sha256: str
     seed: int
     prompt: str
@@ -89,10 +89,10 @@ class Render(Record):
     guidance: float
     width: int
     height: int
-    batch_size: int       # images per pipeline call: on CPU, pixels depend on it (renderer.render)
+    batch_size: int  # images per pipeline call: on CPU, pixels depend on it (renderer.render)
     batch_index: int = 0  # the image's position in that call: pixels can depend on it too
     mode: Literal["text-to-image", "image-to-image"] = "text-to-image"
-    reference: dict[str, Any] | None = None   # image-to-image input: path, sha256, strength
+    reference: dict[str, Any] | None = None  # image-to-image input: path, sha256, strength
     model: dict[str, Any]  # id, revision, weights_sha256, pipeline_class, licence, commercial_use
     scheduler: dict[str, Any]
     versions: dict[str, str]
@@ -100,22 +100,22 @@ class Render(Record):
     # family, dtype, speed options in use, family arguments (max_sequence_length, true_cfg_scale)
     options: dict[str, Any] = {}
     duration_s: float
-    fingerprints: dict[str, str]   # perceptual hashes, for audits of stripped files
-    worker: str = ""      # host:pid (and shard) of the process that rendered it
+    fingerprints: dict[str, str]  # perceptual hashes, for audits of stripped files
+    worker: str = ""  # host:pid (and shard) of the process that rendered it
 
 
 class Match(Record):
-    source: str           # competitor name, or "own:<week>" for the brand's own past renders
-    reference: str        # the matched image's path or image id
+    source: str  # competitor name, or "own:<week>" for the brand's own past renders
+    reference: str  # the matched image's path or image id
     distances: dict[str, int]
     # lookalike: blocks approval until overridden; similar: a similar composition, shown, never blocking
     verdict: Literal["lookalike", "near", "similar"]
-    via: str = "render"   # or "image-to-image reference": the picture the render started from matched
-    tier: str = "hash"    # which tier found it: hash, features, or hash+features
-    region: dict[str, Any] | None = None   # feature tier: matched boxes on both images, inliers, scale, rotation
+    via: str = "render"  # or "image-to-image reference": the picture the render started from matched
+    tier: str = "hash"  # which tier found it: hash, features, or hash+features
+    region: dict[str, Any] | None = None  # feature tier: matched boxes on both images, inliers, scale, rotation
     # copy, derived (a part of one in the other), similar or unverified (lookalike/verify.py); None before it
     grade: str | None = None
-    verification: dict[str, Any] | None = None   # agreement, textured blocks, placement, overlaps, reason
+    verification: dict[str, Any] | None = None  # agreement, textured blocks, placement, overlaps, reason
 
 
 class LookalikeCheck(Record):
@@ -128,15 +128,15 @@ class LookalikeCheck(Record):
 
 class Provenance(Record):
     image_id: str
-    file: str             # signed image, relative to the run folder
+    file: str  # signed image, relative to the run folder
     sidecar: str
     sha256: str
     digital_source_type: str
-    c2pa_state: str       # validation state read back right after signing
-    signer: str           # certificate subject, never key material
+    c2pa_state: str  # validation state read back right after signing
+    signer: str  # certificate subject, never key material
     prompt_disclosure: str = "full"
-    prompt_salt: str | None = None   # for "hashed": sha256(salt + prompt) is in the manifest
-    instance_id: str | None = None   # the manifest's and the XMP's xmpMM:InstanceID
-    xmp: dict[str, Any] | None = None   # the XMP fields written, for audits that cross-check layers
-    watermark: dict[str, Any] | None = None   # method, version, strength, payload; None: brand turned it off
+    prompt_salt: str | None = None  # for "hashed": sha256(salt + prompt) is in the manifest
+    instance_id: str | None = None  # the manifest's and the XMP's xmpMM:InstanceID
+    xmp: dict[str, Any] | None = None  # the XMP fields written, for audits that cross-check layers
+    watermark: dict[str, Any] | None = None  # method, version, strength, payload; None: brand turned it off
     soft_bindings: list[dict[str, str]] = []  # C2PA soft bindings (alg, value): the resolver's keys

@@ -35,9 +35,9 @@ class Settings(BaseSettings):
     # Each field is read from its variable's name only (no `populate_by_name`: `home` must not read HOME).
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
-    home: Path = _var("ESTAMPILLE_HOME", Path(".estampille"))   # built models, signer keys, Prefect's state
-    out: Path = _var("ESTAMPILLE_OUT", Path("out"))              # one folder per brand and week, and the ledger
-    ledger_url_set: str | None = _var("ESTAMPILLE_LEDGER_URL")   # default: SQLite inside `out` (ledger_url)
+    home: Path = _var("ESTAMPILLE_HOME", Path(".estampille"))  # built models, signer keys, Prefect's state
+    out: Path = _var("ESTAMPILLE_OUT", Path("out"))  # one folder per brand and week, and the ledger
+    ledger_url_set: str | None = _var("ESTAMPILLE_LEDGER_URL")  # default: SQLite inside `out` (ledger_url)
     # The text model: Estampille's variables beat the brand file, which beats the openai SDK's own.
     llm_base_url: str | None = _var("ESTAMPILLE_LLM_BASE_URL")
     llm_model: str | None = _var("ESTAMPILLE_LLM_MODEL")
@@ -48,9 +48,9 @@ class Settings(BaseSettings):
     # Signing: the brand's own chain (leaf first) and key, or a KMS/HSM callback; unset = dev CA.
     signer_cert: Path | None = _var("ESTAMPILLE_SIGNER_CERT")
     signer_key: Path | None = _var("ESTAMPILLE_SIGNER_KEY")
-    signer_callback: str | None = _var("ESTAMPILLE_SIGNER_CALLBACK")     # module:function
-    signer_anchor: Path | None = _var("ESTAMPILLE_SIGNER_ANCHOR")        # a private root (Trusted)
-    timestamp_url: str | None = _var("ESTAMPILLE_TSA_URL")               # RFC 3161 timestamp authority
+    signer_callback: str | None = _var("ESTAMPILLE_SIGNER_CALLBACK")  # module:function
+    signer_anchor: Path | None = _var("ESTAMPILLE_SIGNER_ANCHOR")  # a private root (Trusted)
+    timestamp_url: str | None = _var("ESTAMPILLE_TSA_URL")  # RFC 3161 timestamp authority
     # Audits: PEM bundles of roots to trust and end-entity certificates to allow (`:`-separated).
     trust_anchors: Annotated[tuple[Path, ...], NoDecode] = _var("ESTAMPILLE_TRUST_ANCHORS", ())
     allowed_certs: Annotated[tuple[Path, ...], NoDecode] = _var("ESTAMPILLE_ALLOWED_CERTS", ())
@@ -67,8 +67,9 @@ class Settings(BaseSettings):
     review_url: str | None = _var("ESTAMPILLE_REVIEW_URL", pattern=r"^https?://")
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
-                                   file_secret_settings):
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
         """The process environment, or only the mapping `from_env(env=...)` was given."""
         return (init_settings,) if _MAPPING_ONLY.get() else (init_settings, env_settings)
 
@@ -152,6 +153,7 @@ def _explain(exc: ValidationError) -> str:
 # Besides the declared fields above, a few variables are read by a name known only at run time, or
 # set for the libraries Estampille drives: they are read and written here too, and nowhere else.
 
+
 def secret_variable(name: str, environ: Mapping[str, str] | None = None) -> SecretStr | None:
     """The secret held in the variable `name` (the brand file's `text.llm.api_key_env`: the name is
     configuration, the key never is), as a SecretStr; None when unset or empty."""
@@ -165,8 +167,12 @@ def pinned_gpu() -> bool:
 
 
 # Library chatter (progress bars, optional-dependency notices) hides our own summary.
-QUIET_LIBRARIES = {"TRANSFORMERS_VERBOSITY": "error", "DIFFUSERS_VERBOSITY": "error", "TQDM_DISABLE": "1",
-                   "HF_HUB_DISABLE_TELEMETRY": "1"}
+QUIET_LIBRARIES = {
+    "TRANSFORMERS_VERBOSITY": "error",
+    "DIFFUSERS_VERBOSITY": "error",
+    "TQDM_DISABLE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+}
 
 
 def quiet_libraries() -> None:
@@ -185,7 +191,7 @@ def prefect_local_mode(settings: Settings) -> None:
     """Prefect's local mode, with its state inside our data folder and no telemetry; what the user
     set wins. Prefect reads these when it is imported: call this first."""
     if "PREFECT_HOME" not in os.environ:
-        (settings.home / "prefect").mkdir(parents=True, exist_ok=True)   # Prefect makes one level only
+        (settings.home / "prefect").mkdir(parents=True, exist_ok=True)  # Prefect makes one level only
         os.environ["PREFECT_HOME"] = str(settings.home / "prefect")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

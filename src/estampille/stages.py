@@ -41,8 +41,10 @@ from .text import drafting, image_prompts, templates
 
 def plan_slots(batch: Batch) -> list[Slot]:
     """One slot per calendar post in the week."""
-    return [Slot(slot_id=slot_id(batch.week, post.id), brand=batch.slug, week=batch.week, post=post)
-            for post in posts_in_week(batch.bundle, batch.week)]
+    return [
+        Slot(slot_id=slot_id(batch.week, post.id), brand=batch.slug, week=batch.week, post=post)
+        for post in posts_in_week(batch.bundle, batch.week)
+    ]
 
 
 def draft_texts(batch: Batch, slots: list[Slot]) -> list[Draft]:
@@ -55,16 +57,31 @@ def draft_texts(batch: Batch, slots: list[Slot]) -> list[Draft]:
         captions: list[str] = []
         for variant in range(batch.brand.text.variants):
             key = drafting.draft_key(batch.bundle.version, slot.slot_id, variant, batch.chat, template_version)
-            draft = batch.record(DRAFT, key, slot.slot_id, partial(
-                drafting.write_draft, batch.chat, batch.brand, slot, variant, batch.guardrails, key,
-                others=captions, brand_dir=brand_dir))
+            draft = batch.record(
+                DRAFT,
+                key,
+                slot.slot_id,
+                partial(
+                    drafting.write_draft,
+                    batch.chat,
+                    batch.brand,
+                    slot,
+                    variant,
+                    batch.guardrails,
+                    key,
+                    others=captions,
+                    brand_dir=brand_dir,
+                ),
+            )
             if draft:
                 drafts.append(draft)
                 captions.append(draft.caption)
     low = [d for d in drafts if d.quality and not d.quality["passed"]]
     if low:
-        batch.notes.append(f"{len(low)} of {len(drafts)} text variants failed the language-quality gate "
-                           "(flagged LOW QUALITY on the review page, with the reasons)")
+        batch.notes.append(
+            f"{len(low)} of {len(drafts)} text variants failed the language-quality gate "
+            "(flagged LOW QUALITY on the review page, with the reasons)"
+        )
     return drafts
 
 
@@ -75,18 +92,40 @@ def write_image_prompts(batch: Batch, slots: list[Slot], drafts: list[Draft]) ->
     template_version = templates.version(*image_prompts.TEMPLATES, brand_dir=batch.bundle.folder)
     for draft in drafts:
         slot = by_id[draft.slot_id]
-        key = prompt_key(draft.draft_id, batch.bundle.version, batch.guardrails.version,
-                          batch.chat.describe(), template_version, image_prompts.PROMPT_MAX_TOKENS)
-        prompt = batch.record(PROMPT, key, draft.slot_id, partial(
-            image_prompts.write_image_prompt, batch.chat, batch.brand, slot, draft, batch.guardrails, key,
-            brand_dir=batch.bundle.folder))
+        key = prompt_key(
+            draft.draft_id,
+            batch.bundle.version,
+            batch.guardrails.version,
+            batch.chat.describe(),
+            template_version,
+            image_prompts.PROMPT_MAX_TOKENS,
+        )
+        prompt = batch.record(
+            PROMPT,
+            key,
+            draft.slot_id,
+            partial(
+                image_prompts.write_image_prompt,
+                batch.chat,
+                batch.brand,
+                slot,
+                draft,
+                batch.guardrails,
+                key,
+                brand_dir=batch.bundle.folder,
+            ),
+        )
         if prompt:
             prompts.append(prompt)
     return prompts
 
 
-def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[int, int], None] | None = None,
-                  shard: tuple[int, int] = (0, 1)) -> list[Render]:
+def render_images(
+    batch: Batch,
+    prompts: list[ImagePrompt],
+    progress: Callable[[int, int], None] | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> list[Render]:
     """`images_per_variant` renders per prompt; the model is loaded once, only if needed.
     An image that cannot be rendered (out of memory even alone) fails alone. `progress(done,
     total)` is called as images are recorded (the flow turns it into a Prefect artifact).
@@ -103,29 +142,55 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
         negative = prompt.negative_prompt if plan.negative_prompt else ""
         for n in range(settings.images_per_variant):
             seed = derived_seed(prompt.prompt_id, n)
-            key = render_key(prompt.prompt_id, n, batch.model.id, weights, plan.steps, plan.guidance,
-                              plan.width, plan.height, settings.scheduler, reference_sha,
-                              post.strength if reference else None, *plan.key_extras())
-            planned.append((prompt, RenderJob(key=key, prompt=prompt.prompt, negative_prompt=negative, seed=seed,
-                                              steps=plan.steps, guidance=plan.guidance, width=plan.width,
-                                              height=plan.height, reference=reference, strength=post.strength,
-                                              true_cfg_scale=plan.true_cfg_scale,
-                                              max_sequence_length=plan.max_sequence_length)))
+            key = render_key(
+                prompt.prompt_id,
+                n,
+                batch.model.id,
+                weights,
+                plan.steps,
+                plan.guidance,
+                plan.width,
+                plan.height,
+                settings.scheduler,
+                reference_sha,
+                post.strength if reference else None,
+                *plan.key_extras(),
+            )
+            planned.append(
+                (
+                    prompt,
+                    RenderJob(
+                        key=key,
+                        prompt=prompt.prompt,
+                        negative_prompt=negative,
+                        seed=seed,
+                        steps=plan.steps,
+                        guidance=plan.guidance,
+                        width=plan.width,
+                        height=plan.height,
+                        reference=reference,
+                        strength=post.strength,
+                        true_cfg_scale=plan.true_cfg_scale,
+                        max_sequence_length=plan.max_sequence_length,
+                    ),
+                )
+            )
     done: dict[str, Render] = {}
     fresh: list[tuple[ImagePrompt, RenderJob]] = []
-    lost: dict[int, list[tuple[ImagePrompt, RenderJob]]] = {}   # recorded batch size -> jobs to re-create
+    lost: dict[int, list[tuple[ImagePrompt, RenderJob]]] = {}  # recorded batch size -> jobs to re-create
     index, shards = shard
     for position, (prompt, job) in enumerate(planned):
         event = batch.ledger.get(job.key)
         if event is None:
-            if position % shards == index:      # every worker plans the same list: an even split
+            if position % shards == index:  # every worker plans the same list: an even split
                 fresh.append((prompt, job))
         elif inside(batch.run_dir, event.payload["file"]).is_file():
             done[job.key] = Render.model_validate(event.payload)
             batch.count(RENDER.name).reused += 1
         else:
             lost.setdefault(event.payload["batch_size"], []).append(
-                (prompt, dataclasses.replace(job, batch_index=event.payload.get("batch_index", 0))))
+                (prompt, dataclasses.replace(job, batch_index=event.payload.get("batch_index", 0)))
+            )
     total = len(planned)
     if progress:
         progress(len(done), total)
@@ -137,7 +202,10 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
         (batch.run_dir / "renders").mkdir(exist_ok=True)
         # PNG, SHA-256 and fingerprints of one batch are made while the GPU renders the next (inline
         # on CPU); records are appended here, in render order.
-        with InOrder[tuple[ImagePrompt, Rendered]](threaded=loaded.device != "cpu", name="render-bookkeeping") as saving:
+        with InOrder[tuple[ImagePrompt, Rendered]](
+            threaded=loaded.device != "cpu", name="render-bookkeeping"
+        ) as saving:
+
             def record_saved(wait: bool = False) -> None:
                 for (prompt, result), saved in saving.finished(wait):
                     done[result.job.key] = _store_render(batch, prompt, result, saved, loaded, environment, worker)
@@ -151,8 +219,12 @@ def render_images(batch: Batch, prompts: list[ImagePrompt], progress: Callable[[
                     if result.image is None:
                         batch.count(RENDER.name).failed += 1
                         batch.failures.append(f"{RENDER.name} {prompt.slot_id} {result.job.key}: {result.error}")
-                        batch.append(RENDER.failed_kind(), failed_key(result.job.key),
-                                     prompt.slot_id, {"image_id": result.job.key, "error": result.error})
+                        batch.append(
+                            RENDER.failed_kind(),
+                            failed_key(result.job.key),
+                            prompt.slot_id,
+                            {"image_id": result.job.key, "error": result.error},
+                        )
                         continue
                     saving.submit((prompt, result), _save_png, batch.run_dir, result)
                     record_saved()
@@ -169,32 +241,61 @@ def _save_png(run_dir: Path, result: Rendered) -> tuple[Path, str, dict[str, str
     return file, file_sha256(run_dir / file), fingerprints(image)
 
 
-def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, saved: tuple[Path, str, dict[str, str]],
-                  loaded: LoadedRenderer, environment: dict, worker: str) -> Render:
+def _store_render(
+    batch: Batch,
+    prompt: ImagePrompt,
+    result: Rendered,
+    saved: tuple[Path, str, dict[str, str]],
+    loaded: LoadedRenderer,
+    environment: dict,
+    worker: str,
+) -> Render:
     """Record a saved PNG; a re-created image must match its record to the byte."""
     job = result.job
     file, digest, image_fingerprints = saved
     event = batch.ledger.get(job.key)
     if event is not None:
         if event.payload["sha256"] != digest:
-            raise EstampilleError(f"render {job.key} was re-created from its record but its pixels differ "
-                                  "from the recorded ones (another device or library version?)")
+            raise EstampilleError(
+                f"render {job.key} was re-created from its record but its pixels differ "
+                "from the recorded ones (another device or library version?)"
+            )
         batch.count(RENDER.name).reused += 1
         return Render.model_validate(event.payload)
     reference = None
     if job.reference is not None:
-        reference = {"path": str(job.reference.resolve()),
-                     "sha256": file_sha256(job.reference), "strength": job.strength}
-    record = Render(image_id=job.key, prompt_id=prompt.prompt_id, draft_id=prompt.draft_id,
-                    slot_id=prompt.slot_id, file=str(file), sha256=digest, seed=job.seed, prompt=job.prompt,
-                    negative_prompt=job.negative_prompt, steps=job.steps, guidance=job.guidance,
-                    width=job.width, height=job.height, batch_size=result.batch_size,
-                    batch_index=result.batch_index,
-                    mode="image-to-image" if reference else "text-to-image", reference=reference,
-                    model=loaded.describe(), scheduler=environment["scheduler"],
-                    versions=environment["versions"], device=loaded.device,
-                    options={**environment.get("options", {}), **job.family_arguments()},
-                    duration_s=round(result.seconds, 4), fingerprints=image_fingerprints, worker=worker)
+        reference = {
+            "path": str(job.reference.resolve()),
+            "sha256": file_sha256(job.reference),
+            "strength": job.strength,
+        }
+    record = Render(
+        image_id=job.key,
+        prompt_id=prompt.prompt_id,
+        draft_id=prompt.draft_id,
+        slot_id=prompt.slot_id,
+        file=str(file),
+        sha256=digest,
+        seed=job.seed,
+        prompt=job.prompt,
+        negative_prompt=job.negative_prompt,
+        steps=job.steps,
+        guidance=job.guidance,
+        width=job.width,
+        height=job.height,
+        batch_size=result.batch_size,
+        batch_index=result.batch_index,
+        mode="image-to-image" if reference else "text-to-image",
+        reference=reference,
+        model=loaded.describe(),
+        scheduler=environment["scheduler"],
+        versions=environment["versions"],
+        device=loaded.device,
+        options={**environment.get("options", {}), **job.family_arguments()},
+        duration_s=round(result.seconds, 4),
+        fingerprints=image_fingerprints,
+        worker=worker,
+    )
     batch.append(RENDER.created_kind(), job.key, prompt.slot_id, record.model_dump(mode="json"))
     batch.count(RENDER.name).new += 1
     return record
@@ -203,10 +304,14 @@ def _store_render(batch: Batch, prompt: ImagePrompt, result: Rendered, saved: tu
 def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck]:
     """Compare every render with the brand's reference index (competitors' images, refreshed
     incrementally, and the brand's renders of other weeks); write side-by-side evidence for matches."""
-    own = [(e.week, e.payload["image_id"], run_folder(batch.settings.out, batch.slug, e.week) / e.payload["file"])
-           for e in batch.ledger.events(kind=Kind.RENDER_CREATED, brand=batch.slug) if e.week and e.week != batch.week]
-    store, skipped = refresh_brand_index(lookalike_index_folder(batch.settings.out, batch.slug),
-                                         batch.bundle.competitor_folders(), own)
+    own = [
+        (e.week, e.payload["image_id"], run_folder(batch.settings.out, batch.slug, e.week) / e.payload["file"])
+        for e in batch.ledger.events(kind=Kind.RENDER_CREATED, brand=batch.slug)
+        if e.week and e.week != batch.week
+    ]
+    store, skipped = refresh_brand_index(
+        lookalike_index_folder(batch.settings.out, batch.slug), batch.bundle.competitor_folders(), own
+    )
     for source, reason in skipped:
         batch.notes.append(f"reference image skipped: {source}: {reason}")
     thresholds = calibrated()
@@ -219,44 +324,78 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
     # Each render is searched, and so is the image an image-to-image render started from: a
     # competitor's picture used as "inspiration" is caught even when the model changed it a lot.
     sources = [(r, "render", inside(batch.run_dir, r.file)) for r in todo]
-    sources += [(r, "image-to-image reference", Path(r.reference["path"])) for r in todo
-                if r.reference and Path(r.reference["path"]).is_file()]
+    sources += [
+        (r, "image-to-image reference", Path(r.reference["path"]))
+        for r in todo
+        if r.reference and Path(r.reference["path"]).is_file()
+    ]
     found, errors = find_lookalikes(store, [path for _, _, path in sources], thresholds)
-    problems = {r.image_id: error for (r, via, _), error in zip(sources, errors, strict=True) if error and via == "render"}
+    problems = {
+        r.image_id: error for (r, via, _), error in zip(sources, errors, strict=True) if error and via == "render"
+    }
     by_render: dict[str, list] = {r.image_id: [] for r in todo}
     for match in found:
         render_record, via, _ = sources[match.source]
         by_render[render_record.image_id].append((via, match.hit, match.reference, match.verification))
     checks = []
     for render_record in renders:
+
         def check(render_record=render_record) -> LookalikeCheck:
             if render_record.image_id in problems:
-                raise LookalikeError(f"render {render_record.image_id} cannot be read: {problems[render_record.image_id]}")
+                raise LookalikeError(
+                    f"render {render_record.image_id} cannot be read: {problems[render_record.image_id]}"
+                )
             matches = []
             for n, (via, hit, reference, verified) in enumerate(by_render[render_record.image_id]):
-                matches.append(Match(source=reference["competitor"], reference=reference["source"],
-                                     distances=hit.distances, verdict="lookalike" if verified.blocking else "similar",
-                                     via=via, tier=hit.tier, region=summary(hit.region), grade=verified.grade,
-                                     verification=verified.as_dict()))
+                matches.append(
+                    Match(
+                        source=reference["competitor"],
+                        reference=reference["source"],
+                        distances=hit.distances,
+                        verdict="lookalike" if verified.blocking else "similar",
+                        via=via,
+                        tier=hit.tier,
+                        region=summary(hit.region),
+                        grade=verified.grade,
+                        verification=verified.as_dict(),
+                    )
+                )
                 if Path(reference["source"]).is_file():
-                    shown = Image.open(inside(batch.run_dir, render_record.file) if via == "render" else
-                                       render_record.reference["path"])
-                    side_by_side(shown, Image.open(reference["source"]), match_caption(via, hit, reference, verified),
-                                 batch.run_dir / "evidence" / f"{render_record.image_id}-{n}.png", hit.region)
+                    shown = Image.open(
+                        inside(batch.run_dir, render_record.file)
+                        if via == "render"
+                        else render_record.reference["path"]
+                    )
+                    side_by_side(
+                        shown,
+                        Image.open(reference["source"]),
+                        match_caption(via, hit, reference, verified),
+                        batch.run_dir / "evidence" / f"{render_record.image_id}-{n}.png",
+                        hit.region,
+                    )
             blocking = any(m.verdict == "lookalike" for m in matches)
-            return LookalikeCheck(image_id=render_record.image_id, verdict="lookalike" if blocking else "clear",
-                                  matches=matches, thresholds=limits, index_size=store.count())
+            return LookalikeCheck(
+                image_id=render_record.image_id,
+                verdict="lookalike" if blocking else "clear",
+                matches=matches,
+                thresholds=limits,
+                index_size=store.count(),
+            )
 
         checks.append(batch.record(CHECK, keys[render_record.image_id], render_record.slot_id, check))
     store.close()
     flagged = [c for c in checks if c and c.verdict == "lookalike"]
     if flagged:
-        batch.notes.append(f"{len(flagged)} of {len(renders)} renders look like a reference image (evidence in "
-                           f"{batch.run_dir / 'evidence'}): they cannot be approved without an override")
+        batch.notes.append(
+            f"{len(flagged)} of {len(renders)} renders look like a reference image (evidence in "
+            f"{batch.run_dir / 'evidence'}): they cannot be approved without an override"
+        )
     similar = [c for c in checks if c and c.verdict == "clear" and c.matches]
     if similar:
-        batch.notes.append(f"{len(similar)} of {len(renders)} renders share a composition with a reference image "
-                           "(shown on the review page for information; not a copy, nothing blocked)")
+        batch.notes.append(
+            f"{len(similar)} of {len(renders)} renders share a composition with a reference image "
+            "(shown on the review page for information; not a copy, nothing blocked)"
+        )
     return [c for c in checks if c]
 
 
@@ -267,7 +406,7 @@ def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
     results = []
     for render_record in renders:
         generation = 1
-        while True:   # a recorded signature whose file is gone is superseded, never overwritten
+        while True:  # a recorded signature whose file is gone is superseded, never overwritten
             key = sign_key(render_record.image_id, generation)
             event = batch.ledger.get(key)
             if event is None or _signed_file_intact(batch.run_dir, event.payload):
@@ -278,8 +417,16 @@ def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
             results.append(Provenance.model_validate(event.payload))
             continue
         signer = signer or ManifestSigner(identity)
-        record = sign_render(render_record, batch.run_dir, batch.brand.name, batch.week, batch.brand.rights,
-                             signer, identity, batch.brand.watermark)
+        record = sign_render(
+            render_record,
+            batch.run_dir,
+            batch.brand.name,
+            batch.week,
+            batch.brand.rights,
+            signer,
+            identity,
+            batch.brand.watermark,
+        )
         batch.append(SIGN.created_kind(), key, render_record.slot_id, record.model_dump(mode="json"))
         batch.count(SIGN.name).new += 1
         results.append(record)
@@ -303,8 +450,9 @@ def write_review(batch: Batch) -> Path:
     return write_review_page(batch.run_dir / "review.html", batch.brand.name, batch.week, run, batch.notes)
 
 
-def render_shard(brand_dir: str | Path, week: str, settings: Settings, prompt_ids: list[str], shard: int,
-                 shards: int) -> dict:
+def render_shard(
+    brand_dir: str | Path, week: str, settings: Settings, prompt_ids: list[str], shard: int, shards: int
+) -> dict:
     """One render worker's share of the prompts the main flow recorded (`prompt_ids`, in its
     order): it opens its own ledger connection, loads the model once on its own GPU (number
     `shard`) and renders nothing else; drafting and prompting stay with the main flow."""
@@ -313,8 +461,12 @@ def render_shard(brand_dir: str | Path, week: str, settings: Settings, prompt_id
         render_images(batch, recorded_prompts(batch, prompt_ids), shard=(shard, shards))
     finally:
         batch.ledger.close()
-    return {"shard": shard, "worker": f"{socket.gethostname()}:{os.getpid()}", **vars(batch.count(RENDER.name)),
-            "failures": batch.failures}
+    return {
+        "shard": shard,
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+        **vars(batch.count(RENDER.name)),
+        "failures": batch.failures,
+    }
 
 
 def recorded_prompts(batch: Batch, prompt_ids: list[str]) -> list[ImagePrompt]:
@@ -323,8 +475,10 @@ def recorded_prompts(batch: Batch, prompt_ids: list[str]) -> list[ImagePrompt]:
     for prompt_id in prompt_ids:
         event = batch.ledger.get(prompt_id)
         if event is None or event.kind != Kind.PROMPT_CREATED or event.week != batch.week:
-            raise EstampilleError(f"image prompt {prompt_id} is not recorded for {batch.slug} {batch.week} in "
-                                  f"{batch.ledger.safe_url}: a render worker renders only prompts the batch wrote")
+            raise EstampilleError(
+                f"image prompt {prompt_id} is not recorded for {batch.slug} {batch.week} in "
+                f"{batch.ledger.safe_url}: a render worker renders only prompts the batch wrote"
+            )
         prompts.append(ImagePrompt.model_validate(event.payload))
     return prompts
 
@@ -341,19 +495,60 @@ def run_batch(brand_dir: str | Path, week: str, settings: Settings, renderer: Re
 # The weekly batch, in the mission's order. Each entry: the function, what it takes and gives
 # (WeekResults fields), how its items are recorded, and what Prefect retries it on.
 PLAN = Stage(name="plan", task="plan-slots", run=plan_slots, gives="slots")
-DRAFT = Stage(name="draft", task="draft-texts", run=draft_texts, takes=("slots",), gives="drafts", result=Draft,
-              created=Kind.DRAFT_CREATED, failed=Kind.DRAFT_FAILED, item_errors=(LLMError,),
-              retry_on=(LLMUnavailableError,))
-PROMPT = Stage(name="prompt", task="write-image-prompts", run=write_image_prompts, takes=("slots", "drafts"),
-               gives="prompts", result=ImagePrompt, created=Kind.PROMPT_CREATED, failed=Kind.PROMPT_FAILED,
-               item_errors=(LLMError,), retry_on=(LLMUnavailableError,))
-RENDER = Stage(name="render", task="render-images", run=render_images, takes=("prompts",), gives="renders",
-               result=Render, created=Kind.RENDER_CREATED, failed=Kind.RENDER_FAILED)
-CHECK = Stage(name="check", task="check-lookalikes", run=check_lookalikes, takes=("renders",), gives="checks",
-              result=LookalikeCheck, created=Kind.LOOKALIKE_CHECKED, failed=Kind.CHECK_FAILED,
-              item_errors=(LookalikeError,))
-SIGN = Stage(name="sign", task="record-provenance", run=record_provenance, takes=("renders",), gives="provenance",
-             result=Provenance, created=Kind.PROVENANCE_SIGNED)   # a failed signature stops the run
-REVIEW = Stage(name="review", task="write-review-page", run=write_review, gives="review_page")   # reads the ledger
+DRAFT = Stage(
+    name="draft",
+    task="draft-texts",
+    run=draft_texts,
+    takes=("slots",),
+    gives="drafts",
+    result=Draft,
+    created=Kind.DRAFT_CREATED,
+    failed=Kind.DRAFT_FAILED,
+    item_errors=(LLMError,),
+    retry_on=(LLMUnavailableError,),
+)
+PROMPT = Stage(
+    name="prompt",
+    task="write-image-prompts",
+    run=write_image_prompts,
+    takes=("slots", "drafts"),
+    gives="prompts",
+    result=ImagePrompt,
+    created=Kind.PROMPT_CREATED,
+    failed=Kind.PROMPT_FAILED,
+    item_errors=(LLMError,),
+    retry_on=(LLMUnavailableError,),
+)
+RENDER = Stage(
+    name="render",
+    task="render-images",
+    run=render_images,
+    takes=("prompts",),
+    gives="renders",
+    result=Render,
+    created=Kind.RENDER_CREATED,
+    failed=Kind.RENDER_FAILED,
+)
+CHECK = Stage(
+    name="check",
+    task="check-lookalikes",
+    run=check_lookalikes,
+    takes=("renders",),
+    gives="checks",
+    result=LookalikeCheck,
+    created=Kind.LOOKALIKE_CHECKED,
+    failed=Kind.CHECK_FAILED,
+    item_errors=(LookalikeError,),
+)
+SIGN = Stage(
+    name="sign",
+    task="record-provenance",
+    run=record_provenance,
+    takes=("renders",),
+    gives="provenance",
+    result=Provenance,
+    created=Kind.PROVENANCE_SIGNED,
+)  # a failed signature stops the run
+REVIEW = Stage(name="review", task="write-review-page", run=write_review, gives="review_page")  # reads the ledger
 STAGES: tuple[Stage, ...] = (PLAN, DRAFT, PROMPT, RENDER, CHECK, SIGN, REVIEW)
 check_declaration(STAGES)

@@ -24,9 +24,13 @@ class DuplicateKeyError(yaml.constructor.ConstructorError):
     """A mapping names the same key twice; both places are kept for the message."""
 
     def __init__(self, key: Any, first: yaml.Mark, second: yaml.Mark):
-        super().__init__(None, None, f"key {key!r} appears twice, on line {first.line + 1} and line "
-                         f"{second.line + 1} (YAML would keep only the last one): merge them or remove one",
-                         second)
+        super().__init__(
+            None,
+            None,
+            f"key {key!r} appears twice, on line {first.line + 1} and line "
+            f"{second.line + 1} (YAML would keep only the last one): merge them or remove one",
+            second,
+        )
         self.key, self.first_line, self.second_line = key, first.line + 1, second.line + 1
 
 
@@ -42,7 +46,7 @@ class UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             try:
                 first = seen.setdefault(key, key_node.start_mark)
-            except TypeError:        # an unhashable key: construction below reports it
+            except TypeError:  # an unhashable key: construction below reports it
                 continue
             if first is not key_node.start_mark:
                 raise DuplicateKeyError(key, first, key_node.start_mark)
@@ -63,7 +67,7 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
     `ConfigError` naming the file and line."""
     try:
         text = path.read_text(encoding="utf-8") if text is None else text
-        return yaml.load(text, Loader=UniqueKeyLoader)   # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise _explain_yaml_error(path, exc) from None
 

@@ -32,8 +32,17 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def row_hash(prev_hash: str, seq: int, key: str, kind: str, brand: str | None, week: str | None,
-             subject: str | None, payload: str, created_at: str) -> str:
+def row_hash(
+    prev_hash: str,
+    seq: int,
+    key: str,
+    kind: str,
+    brand: str | None,
+    week: str | None,
+    subject: str | None,
+    payload: str,
+    created_at: str,
+) -> str:
     content = canonical_json([prev_hash, seq, key, kind, brand, week, subject, payload, created_at])
     return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
@@ -50,7 +59,7 @@ class Event:
     created_at: str
     prev_hash: str
     hash: str
-    created: bool = False   # True when this append wrote the row, False when it already existed
+    created: bool = False  # True when this append wrote the row, False when it already existed
 
 
 @dataclass(frozen=True)
@@ -81,12 +90,12 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
-
 def safe_url(url: str) -> str:
     """A database URL without its password, fit for messages and logs."""
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
 
 class Ledger:
     """The event store behind one SQLAlchemy URL (SQLite by default, Postgres by URL)."""
@@ -98,8 +107,9 @@ class Ledger:
             with self.engine.begin() as conn:
                 migrate(conn)
         except (SQLAlchemyError, OSError) as exc:
-            raise LedgerError(f"cannot open the ledger at {self.safe_url}: {exc.__class__.__name__}: "
-                              f"{str(exc).splitlines()[0]}") from None
+            raise LedgerError(
+                f"cannot open the ledger at {self.safe_url}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+            ) from None
 
     @property
     def safe_url(self) -> str:
@@ -109,10 +119,18 @@ class Ledger:
         self.engine.dispose()
 
     # ------------------------------------------------------------------ writing
-    def append(self, kind: str, key: str, payload: dict[str, Any], *, brand: str | None = None,
-               week: str | None = None, subject: str | None = None) -> Event:
+    def append(
+        self,
+        kind: str,
+        key: str,
+        payload: dict[str, Any],
+        *,
+        brand: str | None = None,
+        week: str | None = None,
+        subject: str | None = None,
+    ) -> Event:
         """Append one event unless `key` is already recorded; return the stored event."""
-        kind = str(kind)          # a records.Kind is stored as its text, by every database driver
+        kind = str(kind)  # a records.Kind is stored as its text, by every database driver
         body = canonical_json(payload)
         try:
             with _append_lock, self.engine.begin() as conn:
@@ -121,17 +139,29 @@ class Ledger:
                 existing = conn.execute(select(events_table).where(events_table.c.key == key)).first()
                 if existing is not None:
                     return _to_event(existing)
-                head = conn.execute(select(events_table.c.seq, events_table.c.hash)
-                                    .order_by(events_table.c.seq.desc()).limit(1)).first()
+                head = conn.execute(
+                    select(events_table.c.seq, events_table.c.hash).order_by(events_table.c.seq.desc()).limit(1)
+                ).first()
                 seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS)
                 created_at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
                 digest = row_hash(prev, seq, key, kind, brand, week, subject, body, created_at)
-                row = dict(seq=seq, key=key, kind=kind, brand=brand, week=week, subject=subject,
-                           payload=body, created_at=created_at, prev_hash=prev, hash=digest)
+                row = dict(
+                    seq=seq,
+                    key=key,
+                    kind=kind,
+                    brand=brand,
+                    week=week,
+                    subject=subject,
+                    payload=body,
+                    created_at=created_at,
+                    prev_hash=prev,
+                    hash=digest,
+                )
                 conn.execute(events_table.insert().values(**row))
         except OperationalError as exc:
-            raise LedgerError(f"cannot write to the ledger at {self.safe_url}: "
-                              f"{str(exc.orig) if exc.orig else exc}") from None
+            raise LedgerError(
+                f"cannot write to the ledger at {self.safe_url}: {str(exc.orig) if exc.orig else exc}"
+            ) from None
         return Event(**{**row, "payload": payload}, created=True)
 
     # ------------------------------------------------------------------ reading
@@ -140,8 +170,7 @@ class Ledger:
             row = conn.execute(select(events_table).where(events_table.c.key == key)).first()
         return _to_event(row) if row else None
 
-    def events(self, kind: str | None = None, brand: str | None = None,
-               week: str | None = None) -> list[Event]:
+    def events(self, kind: str | None = None, brand: str | None = None, week: str | None = None) -> list[Event]:
         query = select(events_table).order_by(events_table.c.seq)
         for column, value in (("kind", kind), ("brand", brand), ("week", week)):
             if value is not None:
@@ -165,24 +194,52 @@ class Ledger:
             for row in conn.execute(select(events_table).order_by(events_table.c.seq)):
                 rows += 1
                 if row.seq != expected_seq:
-                    return VerifyReport(False, rows, row.seq,
-                                        f"row {row.seq} follows row {expected_seq - 1}: "
-                                        f"row(s) {expected_seq}..{row.seq - 1} deleted")
+                    return VerifyReport(
+                        False,
+                        rows,
+                        row.seq,
+                        f"row {row.seq} follows row {expected_seq - 1}: row(s) {expected_seq}..{row.seq - 1} deleted",
+                    )
                 if row.prev_hash != prev:
-                    return VerifyReport(False, rows, row.seq,
-                                        f"row {row.seq} does not point to the hash of row {row.seq - 1} "
-                                        "(a row was deleted, reordered or rewritten)")
-                digest = row_hash(row.prev_hash, row.seq, row.key, row.kind, row.brand, row.week,
-                                  row.subject, row.payload, row.created_at)
+                    return VerifyReport(
+                        False,
+                        rows,
+                        row.seq,
+                        f"row {row.seq} does not point to the hash of row {row.seq - 1} "
+                        "(a row was deleted, reordered or rewritten)",
+                    )
+                digest = row_hash(
+                    row.prev_hash,
+                    row.seq,
+                    row.key,
+                    row.kind,
+                    row.brand,
+                    row.week,
+                    row.subject,
+                    row.payload,
+                    row.created_at,
+                )
                 if digest != row.hash:
-                    return VerifyReport(False, rows, row.seq,
-                                        f"row {row.seq} ({row.kind}) was edited: its content no longer "
-                                        "matches its hash")
+                    return VerifyReport(
+                        False,
+                        rows,
+                        row.seq,
+                        f"row {row.seq} ({row.kind}) was edited: its content no longer matches its hash",
+                    )
                 prev, expected_seq = row.hash, expected_seq + 1
         return VerifyReport(True, rows)
 
 
 def _to_event(row: Any) -> Event:
-    return Event(seq=row.seq, key=row.key, kind=row.kind, brand=row.brand, week=row.week,
-                 subject=row.subject, payload=json.loads(row.payload), created_at=row.created_at,
-                 prev_hash=row.prev_hash, hash=row.hash)
+    return Event(
+        seq=row.seq,
+        key=row.key,
+        kind=row.kind,
+        brand=row.brand,
+        week=row.week,
+        subject=row.subject,
+        payload=json.loads(row.payload),
+        created_at=row.created_at,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )

@@ -10,13 +10,15 @@ from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, Tex
 metadata = MetaData()
 
 migrations_table = Table(
-    "schema_migrations", metadata,
+    "schema_migrations",
+    metadata,
     Column("name", String(100), primary_key=True),
     Column("applied_at", String(40), nullable=False),
 )
 
 events_table = Table(
-    "events", metadata,
+    "events",
+    metadata,
     Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("key", String(64), nullable=False, unique=True),
     Column("kind", String(64), nullable=False, index=True),
@@ -67,5 +69,4 @@ def migrate(conn: Connection) -> None:
     for name, apply in MIGRATIONS:
         if name not in done:
             apply(conn)
-            conn.execute(migrations_table.insert().values(
-                name=name, applied_at=dt.datetime.now(dt.UTC).isoformat()))
+            conn.execute(migrations_table.insert().values(name=name, applied_at=dt.datetime.now(dt.UTC).isoformat()))

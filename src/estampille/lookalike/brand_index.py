@@ -9,8 +9,9 @@ from .ingest import ingest
 from .store import ReferenceStore
 
 
-def refresh_brand_index(folder: Path, competitors: dict[str, Path], own_renders: list[tuple[str, str, Path]],
-                        workers: int | None = None) -> tuple[ReferenceStore, list[tuple[str, str]]]:
+def refresh_brand_index(
+    folder: Path, competitors: dict[str, Path], own_renders: list[tuple[str, str, Path]], workers: int | None = None
+) -> tuple[ReferenceStore, list[tuple[str, str]]]:
     """Open (or create) the index at `folder` and add what is new. Returns it and the skipped files."""
     store = ReferenceStore(folder)
     skipped: list[tuple[str, str]] = []

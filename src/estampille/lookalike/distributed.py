@@ -24,11 +24,12 @@ from .store import ReferenceStore
 @dataclass
 class DistributedResult:
     hits: list[Hit]
-    placements: list[tuple[str, list[int]]]      # (worker host:pid, shards it scanned)
+    placements: list[tuple[str, list[int]]]  # (worker host:pid, shards it scanned)
 
 
-def _scan_shards(folder: str, shards: list[int], queries: list[Query], thresholds: Thresholds,
-                 rotations: bool) -> tuple[str, list[Hit]]:
+def _scan_shards(
+    folder: str, shards: list[int], queries: list[Query], thresholds: Thresholds, rotations: bool
+) -> tuple[str, list[Hit]]:
     from dask.distributed import get_worker
 
     # The worker's task threads already share its cores: faiss gets the rest, not one thread per core each.
@@ -40,8 +41,14 @@ def _scan_shards(folder: str, shards: list[int], queries: list[Query], threshold
         store.close()
 
 
-def search_on_dask(client, folder: str | Path, queries: list[Query], thresholds: Thresholds | None = None,
-                   rotations: bool = False, tasks_per_worker: int = 2) -> DistributedResult:
+def search_on_dask(
+    client,
+    folder: str | Path,
+    queries: list[Query],
+    thresholds: Thresholds | None = None,
+    rotations: bool = False,
+    tasks_per_worker: int = 2,
+) -> DistributedResult:
     """Split the shards over the cluster's workers and scan them there."""
     if not queries:
         return DistributedResult([], [])
@@ -50,10 +57,12 @@ def search_on_dask(client, folder: str | Path, queries: list[Query], thresholds:
     numbers = store.shard_numbers()
     store.close()
     workers = max(1, len(client.scheduler_info()["workers"]))
-    groups = [g for g in (numbers[i::workers * tasks_per_worker] for i in range(workers * tasks_per_worker)) if g]
+    groups = [g for g in (numbers[i :: workers * tasks_per_worker] for i in range(workers * tasks_per_worker)) if g]
     shared = client.scatter(queries, broadcast=True)
-    futures = [client.submit(_scan_shards, str(Path(folder).absolute()), group, shared, thresholds, rotations,
-                             pure=False) for group in groups]
+    futures = [
+        client.submit(_scan_shards, str(Path(folder).absolute()), group, shared, thresholds, rotations, pure=False)
+        for group in groups
+    ]
     hits: list[Hit] = []
     placements = []
     for group, (worker, found) in zip(groups, client.gather(futures), strict=True):

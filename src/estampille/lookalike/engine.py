@@ -56,8 +56,8 @@ class Query:
     hashes: QueryHashes
     regions: list[QueryHashes] = field(default_factory=list)
     features: tuple[Features, Features] | None = None
-    informative: bool = True        # False for a flat or tiny image: its hashes would match every flat one
-    view: QueryView | None = None   # its pixels, for verification (kept here, never sent to search workers)
+    informative: bool = True  # False for a flat or tiny image: its hashes would match every flat one
+    view: QueryView | None = None  # its pixels, for verification (kept here, never sent to search workers)
 
 
 def informative(image: Image.Image) -> bool:
@@ -70,27 +70,34 @@ class Hit:
     query: int
     reference_id: int
     distances: dict[str, int]
-    reasons: tuple[str, ...]        # which hashes (or "features") are within their threshold
-    tier: str = "hash"              # "hash", "features", or "hash+features"
-    region: dict | None = None      # feature tier: matched boxes, inliers, scale, rotation, inlier pairs
+    reasons: tuple[str, ...]  # which hashes (or "features") are within their threshold
+    tier: str = "hash"  # "hash", "features", or "hash+features"
+    region: dict | None = None  # feature tier: matched boxes, inliers, scale, rotation, inlier pairs
 
 
 def query_arrays(queries: list[QueryHashes], rotations: bool = False) -> tuple[QueryArrays, np.ndarray, np.ndarray]:
     """Pack queries. PDQ is searched for the image itself (mirrors are caught by the mirror's pHash),
     or, with rotations, for all 8 dihedral variants (quarter turns and flips), at 4 more words a pair each."""
+
     def pdq_variants(q: QueryHashes):
         return [q.hashes.pdq] + (list(q.pdq_dihedral[1:]) if rotations else [])
+
     arrays = QueryArrays(
         phash=np.array([q.hashes.phash for q in queries], dtype=np.uint64),
         mirror=np.array([q.mirror_phash for q in queries], dtype=np.uint64),
         windows=np.array([q.hashes.windows for q in queries], dtype=np.uint64).reshape(len(queries), -1),
-        pdq=np.array([pdq_variants(q) for q in queries], dtype=np.uint64).reshape(len(queries), -1, 4))
-    return (arrays, np.array([q.hashes.dhash for q in queries], dtype=np.uint64),
-            np.array([q.hashes.colour for q in queries], dtype=np.uint64))
+        pdq=np.array([pdq_variants(q) for q in queries], dtype=np.uint64).reshape(len(queries), -1, 4),
+    )
+    return (
+        arrays,
+        np.array([q.hashes.dhash for q in queries], dtype=np.uint64),
+        np.array([q.hashes.colour for q in queries], dtype=np.uint64),
+    )
 
 
-def search_shard(shard: Shard, packed: tuple[QueryArrays, np.ndarray, np.ndarray], thresholds: Thresholds,
-                 removed: np.ndarray) -> list[Hit]:
+def search_shard(
+    shard: Shard, packed: tuple[QueryArrays, np.ndarray, np.ndarray], thresholds: Thresholds, removed: np.ndarray
+) -> list[Hit]:
     """Every pair of (query, live reference in this shard) within a threshold, with all distances."""
     queries, q_dhash, q_colour = packed
     pairs = scan(queries, shard.phash, shard.windows, shard.pdq, thresholds)
@@ -101,15 +108,22 @@ def search_shard(shard: Shard, packed: tuple[QueryArrays, np.ndarray, np.ndarray
     pairs, ids = pairs[live], ids[live]
     if len(pairs) == 0:
         return []
-    found = pair_distances(queries, pairs, shard.phash, shard.windows, shard.pdq, shard.dhash, shard.colour,
-                           q_dhash, q_colour)
+    found = pair_distances(
+        queries, pairs, shard.phash, shard.windows, shard.pdq, shard.dhash, shard.colour, q_dhash, q_colour
+    )
     limits = thresholds.as_dict()
     hits = []
     for n, (q, reference) in enumerate(zip(pairs[:, 0], ids, strict=True)):
         distances = {k: int(found[k][n]) for k in REPORTED}
-        hits.append(Hit(int(q), int(reference), distances,
-                        tuple(k for k, limit in limits.items() if distances[k] <= limit)
-                        + (("mirrored",) if found["mirrored"][n] and distances["phash"] <= thresholds.phash else ())))
+        hits.append(
+            Hit(
+                int(q),
+                int(reference),
+                distances,
+                tuple(k for k, limit in limits.items() if distances[k] <= limit)
+                + (("mirrored",) if found["mirrored"][n] and distances["phash"] <= thresholds.phash else ()),
+            )
+        )
     return hits
 
 
@@ -119,11 +133,17 @@ def summary(region: dict | None) -> dict | None:
 
 
 def region_of(match: FeatureMatch) -> dict:
-    return {"reference_box": [round(v, 4) for v in match.reference_box],
-            "query_box": [round(v, 4) for v in match.query_box], "inliers": match.inliers, "scale": match.scale,
-            "rotation": match.rotation, "mirrored": match.mirrored, "coverage": match.coverage,
-            "transform": list(match.transform),
-            "pairs": [[round(v, 4) for v in pair] for pair in match.pairs]}
+    return {
+        "reference_box": [round(v, 4) for v in match.reference_box],
+        "query_box": [round(v, 4) for v in match.query_box],
+        "inliers": match.inliers,
+        "scale": match.scale,
+        "rotation": match.rotation,
+        "mirrored": match.mirrored,
+        "coverage": match.coverage,
+        "transform": list(match.transform),
+        "pairs": [[round(v, 4) for v in pair] for pair in match.pairs],
+    }
 
 
 def _merge(hash_hits: list[Hit], feature_hits: list[Hit]) -> list[Hit]:
@@ -138,8 +158,9 @@ def _merge(hash_hits: list[Hit], feature_hits: list[Hit]) -> list[Hit]:
         key = (hit.query, hit.reference_id)
         if key in merged:
             old = merged[key]
-            merged[key] = Hit(old.query, old.reference_id, old.distances, old.reasons + ("features",),
-                              "hash+features", hit.region)
+            merged[key] = Hit(
+                old.query, old.reference_id, old.distances, old.reasons + ("features",), "hash+features", hit.region
+            )
         else:
             merged[key] = hit
     return sorted(merged.values(), key=lambda h: (h.query, h.reference_id))
@@ -149,9 +170,14 @@ def _as_query(q: Query | QueryHashes) -> Query:
     return q if isinstance(q, Query) else Query(q)
 
 
-def search_store(store: ReferenceStore, queries: Sequence[Query | QueryHashes], thresholds: Thresholds | None = None,
-                 rotations: bool = False, shards: list[int] | None = None,
-                 features: FeatureThresholds | None = None) -> list[Hit]:
+def search_store(
+    store: ReferenceStore,
+    queries: Sequence[Query | QueryHashes],
+    thresholds: Thresholds | None = None,
+    rotations: bool = False,
+    shards: list[int] | None = None,
+    features: FeatureThresholds | None = None,
+) -> list[Hit]:
     """Both tiers over the given shards (default all) in this process. A shard indexed before the
     feature tier (no feature files) is searched by the hash tier only."""
     if not queries:
@@ -170,8 +196,15 @@ def search_store(store: ReferenceStore, queries: Sequence[Query | QueryHashes], 
     for number in store.shard_numbers() if shards is None else shards:
         shard = store.load_shard(number)
         for hit in search_shard(shard, packed, thresholds, removed) if packed else ():
-            hash_hits.append(Hit(owner[hit.query], hit.reference_id, hit.distances,
-                                 hit.reasons + (("content region",) if hit.query >= len(searched) else ()), "hash"))
+            hash_hits.append(
+                Hit(
+                    owner[hit.query],
+                    hit.reference_id,
+                    hit.distances,
+                    hit.reasons + (("content region",) if hit.query >= len(searched) else ()),
+                    "hash",
+                )
+            )
         feature_shard = store.load_features(number) if with_features else None
         if feature_shard is None:
             continue
@@ -181,12 +214,20 @@ def search_store(store: ReferenceStore, queries: Sequence[Query | QueryHashes], 
             continue
         # Every match reports all hash distances, also those only the feature tier found.
         pairs = np.array([[with_features[q][0], row] for q, row, _ in found], dtype=np.int64)
-        distances = pair_distances(whole[0], pairs, shard.phash, shard.windows, shard.pdq, shard.dhash,
-                                   shard.colour, whole[1], whole[2])
+        distances = pair_distances(
+            whole[0], pairs, shard.phash, shard.windows, shard.pdq, shard.dhash, shard.colour, whole[1], whole[2]
+        )
         for n, (q, row, match) in enumerate(found):
-            feature_hits.append(Hit(with_features[q][0], int(shard.ids[row]),
-                                    {k: int(distances[k][n]) for k in REPORTED}, ("features",), "features",
-                                    region_of(match)))
+            feature_hits.append(
+                Hit(
+                    with_features[q][0],
+                    int(shard.ids[row]),
+                    {k: int(distances[k][n]) for k in REPORTED},
+                    ("features",),
+                    "features",
+                    region_of(match),
+                )
+            )
     return _merge(hash_hits, feature_hits)
 
 
@@ -194,9 +235,22 @@ def prepare_query(small: Image.Image, image: Image.Image) -> Query:
     """Everything a search needs from a query: `small` as the hash pipeline decodes it (so its
     hashes are bit-identical to the corpus's), `image` decoded near the feature size."""
     boxes = content_regions(image)
-    regions = [hash_query(shrink(image.crop((round(x0 * image.width), round(y0 * image.height),
-                                             round(x1 * image.width), round(y1 * image.height))), DECODE_SIDE))
-               for x0, y0, x1, y1 in boxes]
+    regions = [
+        hash_query(
+            shrink(
+                image.crop(
+                    (
+                        round(x0 * image.width),
+                        round(y0 * image.height),
+                        round(x1 * image.width),
+                        round(y1 * image.height),
+                    )
+                ),
+                DECODE_SIDE,
+            )
+        )
+        for x0, y0, x1, y1 in boxes
+    ]
     return Query(hash_query(small), regions, query_features(image), informative(small), QueryView.of(image, boxes))
 
 
@@ -214,8 +268,13 @@ def hash_queries(paths: list[Path | bytes]) -> tuple[list[Query | None], list[st
     return prepared, errors
 
 
-def verify_hits(store: ReferenceStore, queries: Sequence[Query], hits: list[Hit], rotations: bool = False,
-                thresholds: VerifyThresholds | None = None) -> list[tuple[Hit, Verification]]:
+def verify_hits(
+    store: ReferenceStore,
+    queries: Sequence[Query],
+    hits: list[Hit],
+    rotations: bool = False,
+    thresholds: VerifyThresholds | None = None,
+) -> list[tuple[Hit, Verification]]:
     """Each hit with its verification, the dropped ones (feature-only, pixels disagree) left out."""
     thresholds = thresholds or verify_thresholds()
     references = store.thumbnails({h.reference_id for h in hits}) if hits else {}
@@ -227,14 +286,15 @@ def verify_hits(store: ReferenceStore, queries: Sequence[Query], hits: list[Hit]
         if view is None:
             verdict = Verification("unverified", 0.0, 0, "", 0.0, 0.0, "the query's pixels were not kept")
         else:
-            verdict = verify(view, references.get(hit.reference_id), transform, hit.tier != "features", thresholds,
-                             rotations)
+            verdict = verify(
+                view, references.get(hit.reference_id), transform, hit.tier != "features", thresholds, rotations
+            )
         if verdict is not None:
             kept.append((hit, verdict))
     return kept
 
 
-SIMILAR_SHOWN = 3       # similar compositions shown per file (closest first): information, not a flood
+SIMILAR_SHOWN = 3  # similar compositions shown per file (closest first): information, not a flood
 
 
 @dataclass(frozen=True)
@@ -252,9 +312,13 @@ class Found:
         return self.verification.blocking
 
 
-def find_lookalikes(store: ReferenceStore, sources: list[Path | bytes], thresholds: Thresholds | None = None,
-                    rotations: bool = False,
-                    search: Callable[[list[Query]], list[Hit]] | None = None) -> tuple[list[Found], list[str | None]]:
+def find_lookalikes(
+    store: ReferenceStore,
+    sources: list[Path | bytes],
+    thresholds: Thresholds | None = None,
+    rotations: bool = False,
+    search: Callable[[list[Query]], list[Hit]] | None = None,
+) -> tuple[list[Found], list[str | None]]:
     """Prepare each file, search the index (here, or with `search`, e.g. on a Dask cluster) and
     describe every hit: the one search behind the render stage and `estampille lookalike check`.
     Every hit is verified on its pixels; a file's similar compositions are capped at SIMILAR_SHOWN.
@@ -263,8 +327,9 @@ def find_lookalikes(store: ReferenceStore, sources: list[Path | bytes], threshol
     readable = [n for n, q in enumerate(queries) if q is not None]
     asked = [q for q in queries if q is not None]
     # Search workers get the hashes and keypoints, not the pixels: verification happens here.
-    hits = search([replace(q, view=None) for q in asked]) if search else search_store(store, asked, thresholds,
-                                                                                      rotations)
+    hits = (
+        search([replace(q, view=None) for q in asked]) if search else search_store(store, asked, thresholds, rotations)
+    )
     verified = verify_hits(store, asked, hits, rotations)
     described = store.describe({h.reference_id for h, _ in verified})
     found = [Found(readable[h.query], h, described[h.reference_id], v) for h, v in verified]

@@ -8,17 +8,26 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
-GRADE_WORDS = {"copy": "COPY", "derived": "DERIVED PART", "unverified": "UNVERIFIED MATCH",
-               "similar": "similar composition (information, not blocking)"}
+GRADE_WORDS = {
+    "copy": "COPY",
+    "derived": "DERIVED PART",
+    "unverified": "UNVERIFIED MATCH",
+    "similar": "similar composition (information, not blocking)",
+}
 
 
 def match_caption(via: str, hit, reference: dict, verification) -> str:
     """The evidence image's caption: the grade and why, then the hash distances (* within threshold)."""
     v = verification
-    why = (f"{v.agreement:.0%} of {v.textured} detailed blocks agree ({v.placement})" if v.grade != "unverified"
-           else v.reason)
-    return (f"{GRADE_WORDS[v.grade]} ({via}, {hit.tier}): {reference['competitor']}; {why}\n"
-            + "  ".join(f"{k}={val}" + ("*" if k in hit.reasons else "") for k, val in hit.distances.items()))
+    why = (
+        f"{v.agreement:.0%} of {v.textured} detailed blocks agree ({v.placement})"
+        if v.grade != "unverified"
+        else v.reason
+    )
+    return f"{GRADE_WORDS[v.grade]} ({via}, {hit.tier}): {reference['competitor']}; {why}\n" + "  ".join(
+        f"{k}={val}" + ("*" if k in hit.reasons else "") for k, val in hit.distances.items()
+    )
+
 
 PANEL = 320
 GAP = 12
@@ -26,8 +35,9 @@ REGION = (230, 40, 40)
 LINK = (40, 160, 230)
 
 
-def side_by_side(render: Image.Image, reference: Image.Image, caption: str, out: Path,
-                 region: dict | None = None) -> Path:
+def side_by_side(
+    render: Image.Image, reference: Image.Image, caption: str, out: Path, region: dict | None = None
+) -> Path:
     """Write render | reference, each fitted into a square panel, with a caption strip."""
     canvas = Image.new("RGB", (PANEL * 2 + GAP, PANEL + 44), "white")
     draw = ImageDraw.Draw(canvas)
@@ -49,8 +59,12 @@ def side_by_side(render: Image.Image, reference: Image.Image, caption: str, out:
             draw.rectangle((*point(panel, box[0], box[1]), *point(panel, box[2], box[3])), outline=REGION, width=3)
     draw.multiline_text((6, PANEL + 4), caption, fill="black", spacing=1)
     if region:
-        draw.text((6, PANEL + 28), f"features: {region['inliers']} inliers, scale {region['scale']}, rotation "
-                  f"{region['rotation']}°" + (", mirrored" if region["mirrored"] else ""), fill=REGION)
+        draw.text(
+            (6, PANEL + 28),
+            f"features: {region['inliers']} inliers, scale {region['scale']}, rotation "
+            f"{region['rotation']}°" + (", mirrored" if region["mirrored"] else ""),
+            fill=REGION,
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out, "PNG")
     return out

@@ -25,14 +25,13 @@ import numpy as np
 
 from .features import DESCRIPTOR_BYTES, FeatureMatch, Features, FeatureThresholds, verify
 
-STRIDE = 256                 # keypoint slots per image in the ids
-FLAT_BELOW = 200_000         # descriptors: an exact index below this, IVF above
-NPROBE = 6                   # IVF lists probed: chosen with bench/lookalike_features_speed.py (recall at 100k)
-CANDIDATES = 12              # references verified per query, the most voted first
+STRIDE = 256  # keypoint slots per image in the ids
+FLAT_BELOW = 200_000  # descriptors: an exact index below this, IVF above
+NPROBE = 6  # IVF lists probed: chosen with bench/lookalike_features_speed.py (recall at 100k)
+CANDIDATES = 12  # references verified per query, the most voted first
 FEATURE_FILES = ("features.fbin", "features_xy.npy", "features_size.npy")
 THUMBNAILS = ("verify.bin", "verify_offsets.npy")
-THUMBNAIL_QUALITY = 90       # ~4 KB a reference; at q90 the blocks verification correlates are unchanged
-
+THUMBNAIL_QUALITY = 90  # ~4 KB a reference; at q90 the blocks verification correlates are unchanged
 
 
 def default_search_threads() -> int:
@@ -103,8 +102,10 @@ class Thumbnails:
         """None unless every reference has a thumbnail."""
         if not features or any(f.thumbnail is None for f in features):
             return None
-        blobs = [cv2.imencode(".jpg", f.thumbnail, [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_QUALITY])[1].tobytes()
-                 for f in features]
+        blobs = [
+            cv2.imencode(".jpg", f.thumbnail, [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_QUALITY])[1].tobytes()
+            for f in features
+        ]
         return cls(b"".join(blobs), np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64))
 
     def save(self, folder: Path) -> None:
@@ -115,8 +116,12 @@ class Thumbnails:
     def load(cls, folder: Path) -> Thumbnails | None:
         if not all((folder / name).is_file() for name in THUMBNAILS):
             return None
-        return cls(np.memmap(folder / THUMBNAILS[0], dtype=np.uint8, mode="r")
-                   if (folder / THUMBNAILS[0]).stat().st_size else b"", np.load(folder / THUMBNAILS[1]))
+        return cls(
+            np.memmap(folder / THUMBNAILS[0], dtype=np.uint8, mode="r")
+            if (folder / THUMBNAILS[0]).stat().st_size
+            else b"",
+            np.load(folder / THUMBNAILS[1]),
+        )
 
 
 def write_feature_files(folder: Path, features: list[Features]) -> None:
@@ -158,16 +163,21 @@ class FeatureShard:
         index = faiss.read_index_binary(str(folder / "features.fbin"), faiss.IO_FLAG_MMAP)
         if hasattr(index, "nprobe"):
             index.nprobe = NPROBE
-        return cls(index, np.load(folder / "features_xy.npy", mmap_mode="r"),
-                   np.load(folder / "features_size.npy", mmap_mode="r"), Thumbnails.load(folder))
+        return cls(
+            index,
+            np.load(folder / "features_xy.npy", mmap_mode="r"),
+            np.load(folder / "features_size.npy", mmap_mode="r"),
+            Thumbnails.load(folder),
+        )
 
-    def search(self, queries: list[tuple[Features, Features]], thresholds: FeatureThresholds,
-               rows: np.ndarray | None = None) -> list[tuple[int, int, FeatureMatch]]:
+    def search(
+        self, queries: list[tuple[Features, Features]], thresholds: FeatureThresholds, rows: np.ndarray | None = None
+    ) -> list[tuple[int, int, FeatureMatch]]:
         """(query number, shard row, match) for every verified pair. Each query is (features of the
         image, features of its mirror); `rows` (live rows of the shard) filters candidates."""
         if self.index.ntotal == 0 or not queries:
             return []
-        blocks, owners = [], []           # owners: (query number, mirrored) per block of descriptors
+        blocks, owners = [], []  # owners: (query number, mirrored) per block of descriptors
         for q, (plain, mirror) in enumerate(queries):
             for mirrored, features in ((False, plain), (True, mirror)):
                 if len(features):
@@ -179,7 +189,7 @@ class FeatureShard:
         hits = []
         start = 0
         for q, mirrored, count in owners:
-            d, ids = distances[start:start + count], found[start:start + count]
+            d, ids = distances[start : start + count], found[start : start + count]
             start += count
             keep = (ids >= 0) & (d <= thresholds.max_hamming)
             query_kp = np.broadcast_to(np.arange(count)[:, None], ids.shape)[keep]
@@ -195,9 +205,15 @@ class FeatureShard:
             features = queries[q][1 if mirrored else 0]
             for row in candidates[order][votes[order] >= thresholds.min_votes]:
                 pick = ref_rows == row
-                match = verify(features, np.asarray(self.xy[row], dtype=np.float32),
-                               tuple(int(v) for v in self.sizes[row]), query_kp[pick], ref_kp[pick], mirrored,
-                               thresholds)
+                match = verify(
+                    features,
+                    np.asarray(self.xy[row], dtype=np.float32),
+                    tuple(int(v) for v in self.sizes[row]),
+                    query_kp[pick],
+                    ref_kp[pick],
+                    mirrored,
+                    thresholds,
+                )
                 if match:
                     hits.append((q, int(row), match))
         # A query and its mirror can both match one reference: keep the better.
@@ -207,4 +223,3 @@ class FeatureShard:
             if key not in best or hit[2].inliers > best[key][2].inliers:
                 best[key] = hit
         return sorted(best.values(), key=lambda h: h[:2])
-

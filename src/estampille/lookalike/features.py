@@ -22,22 +22,24 @@ from PIL import Image
 from .hashing import DECODE_SIDE, decode, shrink, to_rgb
 from .verify import thumbnail
 
-EXTRACT_SIDE = 512         # longest side reference features are extracted at
-QUERY_SIDE = 768           # queries larger: a picture that is a quarter of a collage keeps its detail
+EXTRACT_SIDE = 512  # longest side reference features are extracted at
+QUERY_SIDE = 768  # queries larger: a picture that is a quarter of a collage keeps its detail
 REFERENCE_KEYPOINTS = 256  # per reference image: what the index stores (~12 KB with positions)
-QUERY_KEYPOINTS = 800      # per query: more than a reference, so a crop still shares enough (bench/lookalike_features_speed.py)
-GRID = 4                   # references keep their best keypoints per cell of a GRID x GRID grid
+QUERY_KEYPOINTS = (
+    800  # per query: more than a reference, so a crop still shares enough (bench/lookalike_features_speed.py)
+)
+GRID = 4  # references keep their best keypoints per cell of a GRID x GRID grid
 DESCRIPTOR_BYTES = 32
 
-cv2.setNumThreads(1)       # ingest and search parallelise over processes, not inside OpenCV
+cv2.setNumThreads(1)  # ingest and search parallelise over processes, not inside OpenCV
 
 
 @dataclass
 class Features:
-    xy: np.ndarray            # (K, 2) float32, pixels of the extraction image
-    descriptors: np.ndarray   # (K, 32) uint8
-    size: tuple[int, int]     # (width, height) of the extraction image
-    thumbnail: np.ndarray | None = None   # references: the grey THUMB x THUMB picture verification compares
+    xy: np.ndarray  # (K, 2) float32, pixels of the extraction image
+    descriptors: np.ndarray  # (K, 32) uint8
+    size: tuple[int, int]  # (width, height) of the extraction image
+    thumbnail: np.ndarray | None = None  # references: the grey THUMB x THUMB picture verification compares
 
     def __len__(self) -> int:
         return len(self.xy)
@@ -46,13 +48,13 @@ class Features:
 @dataclass(frozen=True)
 class FeatureMatch:
     inliers: int
-    scale: float              # query size / reference size of the matched part
-    rotation: float           # degrees
+    scale: float  # query size / reference size of the matched part
+    rotation: float  # degrees
     mirrored: bool
-    reference_box: tuple[float, float, float, float]   # x0, y0, x1, y1 in [0, 1] of the reference
-    query_box: tuple[float, float, float, float]       # the same part in the query
-    coverage: float           # share of the reference's area the inliers span
-    pairs: list[tuple[float, float, float, float]]     # inlier pairs (reference x, y, query x, y) in [0, 1]
+    reference_box: tuple[float, float, float, float]  # x0, y0, x1, y1 in [0, 1] of the reference
+    query_box: tuple[float, float, float, float]  # the same part in the query
+    coverage: float  # share of the reference's area the inliers span
+    pairs: list[tuple[float, float, float, float]]  # inlier pairs (reference x, y, query x, y) in [0, 1]
     # The fitted similarity in normalised coordinates (reference [0,1]^2 -> query [0,1]^2, the query as it is):
     # the placement verification starts from.
     transform: tuple[float, ...] = ()
@@ -62,11 +64,11 @@ class FeatureMatch:
 class FeatureThresholds:
     """Chosen with bench/calibrate_lookalike.py on the real-photo set (features.json)."""
 
-    max_hamming: int = 64          # a tentative descriptor match
-    min_votes: int = 8             # tentative matches before RANSAC is tried
+    max_hamming: int = 64  # a tentative descriptor match
+    min_votes: int = 8  # tentative matches before RANSAC is tried
     min_inliers: int = 14
-    min_coverage: float = 0.06     # of the reference's area
-    reprojection: float = 0.02     # RANSAC threshold, as a share of the query's longest side
+    min_coverage: float = 0.06  # of the reference's area
+    reprojection: float = 0.02  # RANSAC threshold, as a share of the query's longest side
     scale_range: tuple[float, float] = (0.15, 8.0)
     # Reposts keep their orientation (mirrors are searched as such, quarter turns by the hash
     # tier's --rotations): a fit turned further is keypoints of two unrelated pictures lining up.
@@ -75,8 +77,7 @@ class FeatureThresholds:
 
 def feature_pipeline_id() -> str:
     """Everything that changes the stored keypoints (kept in each shard's meta.json)."""
-    return (f"orb:opencv={cv2.__version__}|side={EXTRACT_SIDE}|keys={REFERENCE_KEYPOINTS}|grid={GRID}"
-            f"|fast=12|levels=8")
+    return f"orb:opencv={cv2.__version__}|side={EXTRACT_SIDE}|keys={REFERENCE_KEYPOINTS}|grid={GRID}|fast=12|levels=8"
 
 
 def decode_for_features(source, side: int = EXTRACT_SIDE) -> Image.Image:
@@ -87,22 +88,25 @@ def decode_for_features(source, side: int = EXTRACT_SIDE) -> Image.Image:
         if image.format == "JPEG":
             scale = side / max(image.size)
             image.draft("RGB", (max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+
     return open_image(source, reduced)
 
 
 def _gray(image: Image.Image, side: int = EXTRACT_SIDE) -> np.ndarray:
-    image = to_rgb(image)         # the hash pipeline's conversion: 16-bit stretched, alpha over white
+    image = to_rgb(image)  # the hash pipeline's conversion: 16-bit stretched, alpha over white
     image = image.convert("L")
     scale = side / max(image.size)
     if scale < 1:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                             Image.Resampling.BILINEAR)
+        image = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR
+        )
     return np.asarray(image)
 
 
 def _orb(keypoints: int) -> cv2.ORB:
-    return cv2.ORB_create(nfeatures=keypoints, scaleFactor=1.2, nlevels=8, edgeThreshold=15, patchSize=31,
-                          fastThreshold=12)
+    return cv2.ORB_create(
+        nfeatures=keypoints, scaleFactor=1.2, nlevels=8, edgeThreshold=15, patchSize=31, fastThreshold=12
+    )
 
 
 def _spread(points: list, keep: int, width: int, height: int) -> list:
@@ -117,8 +121,14 @@ def _spread(points: list, keep: int, width: int, height: int) -> list:
     return (chosen + rest)[:keep]
 
 
-def extract(image: Image.Image, keypoints: int, mirror: bool = False, spread: bool = False,
-            side: int = EXTRACT_SIDE, with_thumbnail: bool = False) -> Features:
+def extract(
+    image: Image.Image,
+    keypoints: int,
+    mirror: bool = False,
+    spread: bool = False,
+    side: int = EXTRACT_SIDE,
+    with_thumbnail: bool = False,
+) -> Features:
     """ORB keypoints and descriptors of `image` (or of its mirror image), at `side` pixels at most.
     Positions are in pixels of that size; `size` says which, so two images compare whatever their sides.
     `with_thumbnail` keeps the grey thumbnail verification compares (references only)."""
@@ -128,30 +138,36 @@ def extract(image: Image.Image, keypoints: int, mirror: bool = False, spread: bo
         gray = np.ascontiguousarray(gray[:, ::-1])
     height, width = gray.shape
     if min(height, width) < 32:
-        return Features(np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8), (width, height),
-                        kept)
+        return Features(np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8), (width, height), kept)
     orb = _orb(keypoints * 3 if spread else keypoints)
     points = orb.detect(gray, None)
     if spread:
         points = _spread(points, keypoints, width, height)
     points, descriptors = orb.compute(gray, points)
     if descriptors is None or not points:
-        return Features(np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8), (width, height),
-                        kept)
+        return Features(np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8), (width, height), kept)
     xy = np.array([p.pt for p in points], dtype=np.float32)
     return Features(xy, descriptors.astype(np.uint8), (width, height), kept)
 
 
-def verify(query: Features, reference_xy: np.ndarray, reference_size: tuple[int, int], query_index: np.ndarray,
-           reference_index: np.ndarray, mirrored: bool, thresholds: FeatureThresholds) -> FeatureMatch | None:
+def verify(
+    query: Features,
+    reference_xy: np.ndarray,
+    reference_size: tuple[int, int],
+    query_index: np.ndarray,
+    reference_index: np.ndarray,
+    mirrored: bool,
+    thresholds: FeatureThresholds,
+) -> FeatureMatch | None:
     """RANSAC similarity from the reference's keypoints to the query's; None if it does not hold."""
     if len(query_index) < max(thresholds.min_votes, 3):
         return None
     src = reference_xy[reference_index].astype(np.float32)
     dst = query.xy[query_index].astype(np.float32)
     threshold = thresholds.reprojection * max(query.size)
-    matrix, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold,
-                                               maxIters=2000, confidence=0.995, refineIters=10)
+    matrix, mask = cv2.estimateAffinePartial2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=2000, confidence=0.995, refineIters=10
+    )
     if matrix is None or mask is None:
         return None
     keep = mask.ravel().astype(bool)
@@ -176,15 +192,22 @@ def verify(query: Features, reference_xy: np.ndarray, reference_size: tuple[int,
         return None
     # reference pixels -> query pixels, as a map of [0,1]^2 -> [0,1]^2 (of the query as it is)
     normalised = np.diag([1 / qw, 1 / qh]) @ matrix @ np.diag([rw, rh, 1.0])
-    if mirrored:     # the query was searched flipped: give its coordinates in the query as it is
+    if mirrored:  # the query was searched flipped: give its coordinates in the query as it is
         qx = 1.0 - qx
         normalised = np.vstack([-normalised[0] + np.array([0, 0, 1.0]), normalised[1]])
     pairs = [(float(a), float(b), float(c), float(d)) for a, b, c, d in zip(rx, ry, qx, qy, strict=True)]
     # Both images are extracted at the same longest side, so the fitted scale compares their sizes.
-    return FeatureMatch(inliers, round(scale, 3), round(rotation, 1), mirrored,
-                        (float(rx.min()), float(ry.min()), float(rx.max()), float(ry.max())),
-                        (float(qx.min()), float(qy.min()), float(qx.max()), float(qy.max())),
-                        round(coverage, 3), pairs, tuple(round(float(v), 5) for v in normalised.ravel()))
+    return FeatureMatch(
+        inliers,
+        round(scale, 3),
+        round(rotation, 1),
+        mirrored,
+        (float(rx.min()), float(ry.min()), float(rx.max()), float(ry.max())),
+        (float(qx.min()), float(qy.min()), float(qx.max()), float(qy.max())),
+        round(coverage, 3),
+        pairs,
+        tuple(round(float(v), 5) for v in normalised.ravel()),
+    )
 
 
 def decode_pair(source, side: int = EXTRACT_SIDE) -> tuple[Image.Image, Image.Image]:
@@ -205,13 +228,15 @@ def reference_features(source) -> Features:
 def query_features(image: Image.Image) -> tuple[Features, Features]:
     """A query's keypoints, as it is and mirrored."""
     # Spread over a grid too: a picture that is one tile of a collage gets its share of keypoints.
-    return (extract(image, QUERY_KEYPOINTS, side=QUERY_SIDE, spread=True),
-            extract(image, QUERY_KEYPOINTS, mirror=True, side=QUERY_SIDE, spread=True))
+    return (
+        extract(image, QUERY_KEYPOINTS, side=QUERY_SIDE, spread=True),
+        extract(image, QUERY_KEYPOINTS, mirror=True, side=QUERY_SIDE, spread=True),
+    )
 
 
 def reference_thumbnail(source) -> np.ndarray | None:
     """A reference's verification thumbnail decoded from its file; None if the file is gone or unreadable."""
     try:
         return thumbnail(_gray(decode_for_features(source)))
-    except (OSError, ValueError):       # UnreadableImage is a ValueError
+    except (OSError, ValueError):  # UnreadableImage is a ValueError
         return None

@@ -39,25 +39,42 @@ COLOUR_SIDE = 32
 # small rotations and borders at a low false-positive rate (bench/lookalike_quality.py); all keep
 # at least 85% of each side, so a window stays close to its image's full pHash, which lets the scan
 # skip windows for pairs whose full pHashes are far apart (see scan.py).
-WINDOWS = ((0.075, 0.075, 0.925, 0.925), (0.11, 0.11, 0.89, 0.89), (0.04, 0.08, 0.96, 1.0), (0.04, 0.0, 0.96, 0.92),
-           (0.08, 0.08, 1.0, 1.0), (0.0, 0.08, 0.92, 1.0), (0.08, 0.0, 1.0, 0.92), (0.0, 0.0, 0.92, 0.92))
+WINDOWS = (
+    (0.075, 0.075, 0.925, 0.925),
+    (0.11, 0.11, 0.89, 0.89),
+    (0.04, 0.08, 0.96, 1.0),
+    (0.04, 0.0, 0.96, 0.92),
+    (0.08, 0.08, 1.0, 1.0),
+    (0.0, 0.08, 0.92, 1.0),
+    (0.08, 0.0, 1.0, 0.92),
+    (0.0, 0.0, 0.92, 0.92),
+)
 COLOUR_BINBITS = 3
-LANCZOS = Image.Resampling.LANCZOS   # what imagehash uses (its ANTIALIAS)
+LANCZOS = Image.Resampling.LANCZOS  # what imagehash uses (its ANTIALIAS)
 
 
 @lru_cache(maxsize=1)
 def pipeline_id() -> str:
     """Everything that changes the bits: library versions, decode mode, windows."""
-    parts = [f"pillow={version('pillow')}", f"imagehash={version('imagehash')}", f"pdqhash={version('pdqhash')}",
-             f"numpy={np.__version__.split('.')[0]}", f"decode=draft-or-reduce-{DECODE_SIDE}", f"pdq-input={PDQ_SIDE}", f"colour-input={COLOUR_SIDE}",
-             "windows=" + ";".join(",".join(f"{v:g}" for v in w) for w in WINDOWS), f"colour={COLOUR_BINBITS}"]
+    parts = [
+        f"pillow={version('pillow')}",
+        f"imagehash={version('imagehash')}",
+        f"pdqhash={version('pdqhash')}",
+        f"numpy={np.__version__.split('.')[0]}",
+        f"decode=draft-or-reduce-{DECODE_SIDE}",
+        f"pdq-input={PDQ_SIDE}",
+        f"colour-input={COLOUR_SIDE}",
+        "windows=" + ";".join(",".join(f"{v:g}" for v in w) for w in WINDOWS),
+        f"colour={COLOUR_BINBITS}",
+    ]
     return "est1:" + "|".join(parts)
 
 
 def decode(source: str | Path | bytes) -> Image.Image:
     """Open, refuse bombs, decode reduced (see module doc); RGB out."""
+
     def reduced(image: Image.Image) -> None:
-        if image.format == "JPEG":           # libjpeg scales by 1/2, 1/4 or 1/8 while decoding
+        if image.format == "JPEG":  # libjpeg scales by 1/2, 1/4 or 1/8 while decoding
             scale = DECODE_SIDE / max(image.size)
             image.draft("RGB", (max(1, round(image.width * scale)), max(1, round(image.height * scale))))
 
@@ -84,7 +101,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         return Image.fromarray(grey).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
-        flat = Image.new("RGB", rgba.size, "white")     # transparent areas hash as white, as they display
+        flat = Image.new("RGB", rgba.size, "white")  # transparent areas hash as white, as they display
         flat.paste(rgba, mask=rgba.getchannel("A"))
         return flat
     return image.convert("RGB")
@@ -147,11 +164,14 @@ def window_phashes(gray: Image.Image) -> tuple[int, ...]:
 
 def _colour_code(value: int) -> int:
     # imagehash's own bits for one value (not plain binary: its middle bit is "value >= 2")
-    return sum(1 << (COLOUR_BINBITS - 1 - i) for i in range(COLOUR_BINBITS)
-               if value // 2 ** (COLOUR_BINBITS - i - 1) % 2 ** (COLOUR_BINBITS - i) > 0)
+    return sum(
+        1 << (COLOUR_BINBITS - 1 - i)
+        for i in range(COLOUR_BINBITS)
+        if value // 2 ** (COLOUR_BINBITS - i - 1) % 2 ** (COLOUR_BINBITS - i) > 0
+    )
 
 
-_COLOUR_CODES = np.array([_colour_code(v) for v in range(2 ** COLOUR_BINBITS)], dtype=np.uint64)
+_COLOUR_CODES = np.array([_colour_code(v) for v in range(2**COLOUR_BINBITS)], dtype=np.uint64)
 _COLOUR_SHIFTS = np.arange(13, -1, -1, dtype=np.uint64) * COLOUR_BINBITS
 
 
@@ -164,12 +184,13 @@ def colour_of(image: Image.Image) -> int:
     hue, sat = hsv[:, 0].astype(np.intp), hsv[:, 1]
     black = intensity < 32
     colours = ~black & (sat >= 85)
-    hue_bin = np.minimum(5, (2 * hue) // 85)            # numpy.histogram over linspace(0, 255, 7)
+    hue_bin = np.minimum(5, (2 * hue) // 85)  # numpy.histogram over linspace(0, 255, 7)
     slot = np.where(colours & (sat < 170), hue_bin, np.where(colours & (sat > 170), hue_bin + 6, 12))
     counts = np.bincount(slot, minlength=13)[:12]
-    top = 2 ** COLOUR_BINBITS
-    fractions = np.concatenate(([black.mean() * top, (~black & (sat < 85)).mean() * top],
-                                counts * top * 1.0 / max(1, int(colours.sum()))))
+    top = 2**COLOUR_BINBITS
+    fractions = np.concatenate(
+        ([black.mean() * top, (~black & (sat < 85)).mean() * top], counts * top * 1.0 / max(1, int(colours.sum())))
+    )
     values = np.minimum(top - 1, fractions.astype(np.int64))
     return int(np.bitwise_or.reduce(_COLOUR_CODES[values] << _COLOUR_SHIFTS))
 
@@ -199,8 +220,13 @@ def hash_image(image: Image.Image) -> Hashes:
     """All corpus hashes of a decoded RGB image."""
     gray = image.convert("L")
     bits, _quality = pdqhash.compute(np.asarray(pdq_input(image)))
-    return Hashes(phash=phash_of(gray), dhash=dhash_of(gray), colour=colour_of(image), pdq=pdq_words(bits),
-                  windows=window_phashes(gray))
+    return Hashes(
+        phash=phash_of(gray),
+        dhash=dhash_of(gray),
+        colour=colour_of(image),
+        pdq=pdq_words(bits),
+        windows=window_phashes(gray),
+    )
 
 
 @dataclass(frozen=True)
@@ -219,8 +245,9 @@ def hash_query(image: Image.Image) -> QueryHashes:
     mirror = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     mirror_bits, _ = pdqhash.compute(np.asarray(pdq_input(mirror)))
     dihedral, _ = pdqhash.compute_dihedral(np.asarray(pdq_input(image)))
-    return QueryHashes(hashes, phash_of(mirror.convert("L")), pdq_words(mirror_bits),
-                       tuple(pdq_words(b) for b in dihedral))
+    return QueryHashes(
+        hashes, phash_of(mirror.convert("L")), pdq_words(mirror_bits), tuple(pdq_words(b) for b in dihedral)
+    )
 
 
 def hash_file(source: str | Path | bytes) -> Hashes:

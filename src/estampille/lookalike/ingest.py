@@ -15,8 +15,8 @@ from .features import Features, reference_features
 from .hashing import Hashes, UnreadableImage, hash_file, pipeline_id
 from .store import Entry, ReferenceStore
 
-CHUNK = 64                     # files per task sent to a worker process
-SHARD_SIZE = 50_000            # images per shard: a crash loses at most this much hashing (~1 min)
+CHUNK = 64  # files per task sent to a worker process
+SHARD_SIZE = 50_000  # images per shard: a crash loses at most this much hashing (~1 min)
 
 
 @dataclass
@@ -24,7 +24,7 @@ class IngestReport:
     added: int = 0
     unchanged: int = 0
     replaced: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)    # (source, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
 
 
 def _hash_one(path: str) -> tuple[str, str, int, int, tuple[Hashes, Features] | None, str | None]:
@@ -45,9 +45,16 @@ def _hash_chunk(paths: list[str]) -> list[tuple]:
     return [_hash_one(p) for p in paths]
 
 
-def ingest(store: ReferenceStore, inputs: Iterable[str | Path], competitor: str, *, captured: str | None = None,
-           rights: str | None = None, workers: int | None = None,
-           progress: Callable[[int, int], None] | None = None) -> IngestReport:
+def ingest(
+    store: ReferenceStore,
+    inputs: Iterable[str | Path],
+    competitor: str,
+    *,
+    captured: str | None = None,
+    rights: str | None = None,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> IngestReport:
     """Hash what is new or changed under `inputs` and add it as `competitor`'s images (the stored
     source is the file's absolute path). Shards are written as hashing goes, so a crashed run
     loses at most one shard's worth of work."""
@@ -71,7 +78,7 @@ def ingest(store: ReferenceStore, inputs: Iterable[str | Path], competitor: str,
             report.unchanged += 1
             continue
         if source in bad and (bad[source].size, bad[source].mtime_ns) == (stat.st_size, stat.st_mtime_ns):
-            report.skipped.append((source, bad[source].reason))    # still the same bad file: not read again
+            report.skipped.append((source, bad[source].reason))  # still the same bad file: not read again
             continue
         todo.append(str(path))
     done = 0
@@ -103,7 +110,7 @@ def ingest(store: ReferenceStore, inputs: Iterable[str | Path], competitor: str,
             if progress:
                 progress(done, len(todo))
 
-    chunks = [todo[i:i + CHUNK] for i in range(0, len(todo), CHUNK)]
+    chunks = [todo[i : i + CHUNK] for i in range(0, len(todo), CHUNK)]
     workers = min(workers or os.cpu_count() or 1, len(chunks))
     if workers <= 1:
         for chunk in chunks:
@@ -129,8 +136,9 @@ def _features_of(source: str) -> Features:
         return extract(Image.new("L", (1, 1)), 0)
 
 
-def upgrade(store: ReferenceStore, workers: int | None = None,
-            progress: Callable[[int, int], None] | None = None) -> int:
+def upgrade(
+    store: ReferenceStore, workers: int | None = None, progress: Callable[[int, int], None] | None = None
+) -> int:
     """Add the feature tier to shards indexed before it, from the catalog's files, without touching
     their hashes. Returns the number of images given features."""
     shards = store.shards_without_features()
@@ -142,7 +150,7 @@ def upgrade(store: ReferenceStore, workers: int | None = None,
             sources = [source for _, source in rows[number]]
             found = []
             for start in range(0, len(sources), CHUNK * workers):
-                found += list(pool.map(_features_of, sources[start:start + CHUNK * workers], chunksize=CHUNK))
+                found += list(pool.map(_features_of, sources[start : start + CHUNK * workers], chunksize=CHUNK))
                 done += min(CHUNK * workers, len(sources) - start)
                 if progress:
                     progress(done, total)

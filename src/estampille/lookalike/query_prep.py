@@ -18,11 +18,11 @@ import numpy as np
 from PIL import Image
 
 WORK_SIDE = 256
-MIN_SHARE, MAX_SHARE = 0.15, 0.92     # of the query's area: smaller is a detail, larger is the whole
-MIN_TILE = 0.2                        # of a side: a collage's tile is at least this long
+MIN_SHARE, MAX_SHARE = 0.15, 0.92  # of the query's area: smaller is a detail, larger is the whole
+MIN_TILE = 0.2  # of a side: a collage's tile is at least this long
 MAX_TILES = 9
 GUTTER_SIDE = 1024
-MIN_TILE_SHARE = 0.08                 # of the query's area: a tile of a 3 x 3 grid
+MIN_TILE_SHARE = 0.08  # of the query's area: a tile of a 3 x 3 grid
 
 
 def _uniform_trim(gray: np.ndarray) -> tuple[int, int, int, int]:
@@ -32,6 +32,7 @@ def _uniform_trim(gray: np.ndarray) -> tuple[int, int, int, int]:
 
     def flat(band: np.ndarray) -> bool:
         return band.std() < 6
+
     while bottom - top > h // 4 and flat(gray[top, left:right]):
         top += 1
     while bottom - top > h // 4 and flat(gray[bottom - 1, left:right]):
@@ -123,13 +124,19 @@ def content_regions(image: Image.Image) -> list[tuple[float, float, float, float
     fine = _gray(image, GUTTER_SIDE)
     fy, fx = fine.shape[0] / h, fine.shape[1] / w
     ox, oy = round(x0 * fx), round(y0 * fy)
-    boxes += [(((ox + a) / fx, (oy + b) / fy, (ox + c) / fx, (oy + d) / fy), MIN_TILE_SHARE)
-              for a, b, c, d in _gutter_tiles(fine[oy:round(y1 * fy), ox:round(x1 * fx)])]
+    boxes += [
+        (((ox + a) / fx, (oy + b) / fy, (ox + c) / fx, (oy + d) / fy), MIN_TILE_SHARE)
+        for a, b, c, d in _gutter_tiles(fine[oy : round(y1 * fy), ox : round(x1 * fx)])
+    ]
     found: list[tuple[float, float, float, float]] = []
     for (bx0, by0, bx1, by1), min_share in boxes:
         share = (bx1 - bx0) * (by1 - by0) / (w * h)
         box = (bx0 / w, by0 / h, bx1 / w, by1 / h)
-        if min_share <= share <= MAX_SHARE and (bx1 - bx0) >= 16 and (by1 - by0) >= 16 and all(
-                max(abs(a - b) for a, b in zip(box, other, strict=True)) > 0.03 for other in found):
+        if (
+            min_share <= share <= MAX_SHARE
+            and (bx1 - bx0) >= 16
+            and (by1 - by0) >= 16
+            and all(max(abs(a - b) for a, b in zip(box, other, strict=True)) > 0.03 for other in found)
+        ):
             found.append(box)
     return found

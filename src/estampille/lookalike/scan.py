@@ -22,15 +22,15 @@ from ..settings import numba_cache_default
 numba_cache_default()
 from numba import njit, prange  # noqa: E402  (after the cache folder is chosen)
 
-BLOCK = 256           # references per parallel work item: their hashes (26 KB) stay in L1 across queries
-HIT_CAPACITY = 1024   # hits one block may hold before it is scanned again with more room
+BLOCK = 256  # references per parallel work item: their hashes (26 KB) stay in L1 across queries
+HIT_CAPACITY = 1024  # hits one block may hold before it is scanned again with more room
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    phash: int     # the render's pHash or its mirror's, against the reference's pHash
-    window: int    # full pHash against the other side's windows (crops, borders)
-    pdq: int       # PDQ, best of the searched variants (identity and mirror; 8 with rotations)
+    phash: int  # the render's pHash or its mirror's, against the reference's pHash
+    window: int  # full pHash against the other side's windows (crops, borders)
+    pdq: int  # PDQ, best of the searched variants (identity and mirror; 8 with rotations)
 
     def as_array(self) -> np.ndarray:
         return np.array([self.phash, self.window, self.pdq], dtype=np.int64)
@@ -41,10 +41,10 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class QueryArrays:
-    phash: np.ndarray      # (Q,) uint64
-    mirror: np.ndarray     # (Q,) uint64
-    windows: np.ndarray    # (Q, W) uint64
-    pdq: np.ndarray        # (Q, V, 4) uint64: PDQ variants searched
+    phash: np.ndarray  # (Q,) uint64
+    mirror: np.ndarray  # (Q,) uint64
+    windows: np.ndarray  # (Q, W) uint64
+    pdq: np.ndarray  # (Q, V, 4) uint64: PDQ variants searched
 
     def __len__(self) -> int:
         return len(self.phash)
@@ -77,29 +77,37 @@ def _scan(q_phash, q_mirror, q_windows, q_pdq, r_phash, r_windows, r_pdq, t, sta
     blocks = (stop - start + BLOCK - 1) // BLOCK
     hits = np.empty((blocks, capacity, 2), dtype=np.int64)
     counts = np.zeros(blocks, dtype=np.int64)
-    t_phash, t_window, t_pdq = t[0], t[1], t[2]      # scalars: loads the vectoriser can hoist
+    t_phash, t_window, t_pdq = t[0], t[1], t[2]  # scalars: loads the vectoriser can hoist
     for b in prange(blocks):
         lo = start + b * BLOCK
         m = min(stop, lo + BLOCK) - lo
-        slack = np.empty(m, dtype=np.int64)     # <= 0: the pair matches
+        slack = np.empty(m, dtype=np.int64)  # <= 0: the pair matches
         found = 0
         for q in range(q_phash.shape[0]):
             a, mm = q_phash[q], q_mirror[q]
             w0, w1, w2, w3 = q_pdq[q, 0, 0], q_pdq[q, 0, 1], q_pdq[q, 0, 2], q_pdq[q, 0, 3]
             for i in range(m):
                 p = r_phash[lo + i]
-                dq = _pop(w0 ^ r_pdq[0, lo + i]) + _pop(w1 ^ r_pdq[1, lo + i]) + \
-                    _pop(w2 ^ r_pdq[2, lo + i]) + _pop(w3 ^ r_pdq[3, lo + i])
+                dq = (
+                    _pop(w0 ^ r_pdq[0, lo + i])
+                    + _pop(w1 ^ r_pdq[1, lo + i])
+                    + _pop(w2 ^ r_pdq[2, lo + i])
+                    + _pop(w3 ^ r_pdq[3, lo + i])
+                )
                 slack[i] = min(min(_pop(a ^ p), _pop(mm ^ p)) - t_phash, dq - t_pdq)
-            for j in range(r_windows.shape[0]):      # crops: our pHash in their windows; borders: the reverse
+            for j in range(r_windows.shape[0]):  # crops: our pHash in their windows; borders: the reverse
                 qw = q_windows[q, j]
                 for i in range(m):
                     slack[i] = min(slack[i], min(_pop(a ^ r_windows[j, lo + i]), _pop(qw ^ r_phash[lo + i])) - t_window)
-            for v in range(1, q_pdq.shape[1]):        # further PDQ variants (rotations), when asked
+            for v in range(1, q_pdq.shape[1]):  # further PDQ variants (rotations), when asked
                 w0, w1, w2, w3 = q_pdq[q, v, 0], q_pdq[q, v, 1], q_pdq[q, v, 2], q_pdq[q, v, 3]
                 for i in range(m):
-                    dq = _pop(w0 ^ r_pdq[0, lo + i]) + _pop(w1 ^ r_pdq[1, lo + i]) + \
-                        _pop(w2 ^ r_pdq[2, lo + i]) + _pop(w3 ^ r_pdq[3, lo + i])
+                    dq = (
+                        _pop(w0 ^ r_pdq[0, lo + i])
+                        + _pop(w1 ^ r_pdq[1, lo + i])
+                        + _pop(w2 ^ r_pdq[2, lo + i])
+                        + _pop(w3 ^ r_pdq[3, lo + i])
+                    )
                     slack[i] = min(slack[i], dq - t_pdq)
             for i in range(m):
                 if slack[i] <= 0:
@@ -108,8 +116,9 @@ def _scan(q_phash, q_mirror, q_windows, q_pdq, r_phash, r_windows, r_pdq, t, sta
     return hits, counts
 
 
-def scan(queries: QueryArrays, phash: np.ndarray, windows: np.ndarray, pdq: np.ndarray,
-         thresholds: Thresholds) -> np.ndarray:
+def scan(
+    queries: QueryArrays, phash: np.ndarray, windows: np.ndarray, pdq: np.ndarray, thresholds: Thresholds
+) -> np.ndarray:
     """(query index, reference row) of every pair the rule matches, sorted. References are
     column-major: phash (N,), windows (W, N), pdq (4, N)."""
     if len(queries) == 0 or len(phash) == 0:
@@ -127,7 +136,7 @@ def _collect(kernel, args, rows: int, block: int) -> np.ndarray:
     parts = []
     for b in np.flatnonzero(counts):
         if counts[b] <= HIT_CAPACITY:
-            parts.append(hits[b, :counts[b]])
+            parts.append(hits[b, : counts[b]])
         else:
             again, _ = kernel(*args, b * block, min(rows, (b + 1) * block), int(counts[b]))
             parts.append(again[0])
@@ -138,17 +147,27 @@ def popcount(values: np.ndarray) -> np.ndarray:
     return np.bitwise_count(values).astype(np.int64)
 
 
-def pair_distances(queries: QueryArrays, pairs: np.ndarray, phash, windows, pdq, dhash, colour,
-                   q_dhash, q_colour) -> dict[str, np.ndarray]:
+def pair_distances(
+    queries: QueryArrays, pairs: np.ndarray, phash, windows, pdq, dhash, colour, q_dhash, q_colour
+) -> dict[str, np.ndarray]:
     """Every distance of the matched pairs, for the verdict and the evidence (numpy: few pairs)."""
     q, r = pairs[:, 0], pairs[:, 1]
     direct = popcount(queries.phash[q] ^ phash[r])
     mirrored = popcount(queries.mirror[q] ^ phash[r])
-    window = np.minimum(popcount(queries.phash[q, None] ^ windows[:, r].T).min(axis=1),
-                        popcount(queries.windows[q] ^ phash[r, None]).min(axis=1))
+    window = np.minimum(
+        popcount(queries.phash[q, None] ^ windows[:, r].T).min(axis=1),
+        popcount(queries.windows[q] ^ phash[r, None]).min(axis=1),
+    )
     pdq_best = popcount(queries.pdq[q] ^ pdq[:, r].T[:, None, :]).sum(axis=2).min(axis=1)
-    return {"phash": np.minimum(direct, mirrored), "direct": direct, "mirrored": mirrored < direct, "window": window,
-            "pdq": pdq_best, "dhash": popcount(q_dhash[q] ^ dhash[r]), "colour": popcount(q_colour[q] ^ colour[r])}
+    return {
+        "phash": np.minimum(direct, mirrored),
+        "direct": direct,
+        "mirrored": mirrored < direct,
+        "window": window,
+        "pdq": pdq_best,
+        "dhash": popcount(q_dhash[q] ^ dhash[r]),
+        "colour": popcount(q_colour[q] ^ colour[r]),
+    }
 
 
 @njit(parallel=True, cache=True)

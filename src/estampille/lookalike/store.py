@@ -118,31 +118,42 @@ class ReferenceStore:
         return {r[0]: KnownFile(*r[1:]) for r in rows}
 
     def skip(self, source: str, reason: str, size: int | None = None, mtime_ns: int | None = None) -> None:
-        self.db.execute("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?, ?)", (source, reason, _now(), size, mtime_ns))
+        self.db.execute(
+            "INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?, ?)", (source, reason, _now(), size, mtime_ns)
+        )
 
     def skipped(self) -> list[tuple[str, str]]:
         return list(self.db.execute("SELECT source, reason FROM skipped ORDER BY source"))
 
     def skipped_known(self) -> dict[str, SkippedFile]:
         """source -> why it was skipped: a bad file is not read again until it changes."""
-        return {r[0]: SkippedFile(*r[1:]) for r in self.db.execute("SELECT source, size, mtime_ns, reason FROM skipped")}
+        return {
+            r[0]: SkippedFile(*r[1:]) for r in self.db.execute("SELECT source, size, mtime_ns, reason FROM skipped")
+        }
 
     def _live_ids(self, sources: list[str]) -> list[int]:
         """Ids of the live rows for these sources (what a new shard replaces)."""
         ids: list[int] = []
         for start in range(0, len(sources), 900):
-            chunk = sources[start:start + 900]
-            ids += [r[0] for r in self.db.execute(
-                f"SELECT id FROM images WHERE removed = 0 AND source IN ({','.join('?' * len(chunk))})", chunk)]
+            chunk = sources[start : start + 900]
+            ids += [
+                r[0]
+                for r in self.db.execute(
+                    f"SELECT id FROM images WHERE removed = 0 AND source IN ({','.join('?' * len(chunk))})", chunk
+                )
+            ]
         return ids
 
     def describe(self, ids) -> dict[int, dict]:
         found = {}
         ids = [int(i) for i in ids]
         for start in range(0, len(ids), 900):
-            chunk = ids[start:start + 900]
-            rows = self.db.execute(f"SELECT id, source, competitor, sha256, captured, rights FROM images WHERE id IN "
-                                   f"({','.join('?' * len(chunk))})", chunk)
+            chunk = ids[start : start + 900]
+            rows = self.db.execute(
+                f"SELECT id, source, competitor, sha256, captured, rights FROM images WHERE id IN "
+                f"({','.join('?' * len(chunk))})",
+                chunk,
+            )
             for r in rows:
                 found[r[0]] = {"source": r[1], "competitor": r[2], "sha256": r[3], "captured": r[4], "rights": r[5]}
         return found
@@ -163,9 +174,10 @@ class ReferenceStore:
         found: dict[int, tuple[int, int]] = {}
         ids = [int(i) for i in ids]
         for start in range(0, len(ids), 900):
-            chunk = ids[start:start + 900]
-            for r in self.db.execute(f"SELECT id, shard, row FROM images WHERE id IN ({','.join('?' * len(chunk))})",
-                                     chunk):
+            chunk = ids[start : start + 900]
+            for r in self.db.execute(
+                f"SELECT id, shard, row FROM images WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            ):
                 found[r[0]] = (r[1], r[2])
         return found
 
@@ -173,14 +185,21 @@ class ReferenceStore:
     def add(self, entries: list[Entry], hashes: list[Hashes], features: list | None = None) -> int:
         """Write one shard holding `hashes` (and the feature tier's `features`, one per entry), then
         catalog `entries` pointing at it. Returns its number."""
-        return self.add_arrays(entries, {
-            "phash": np.array([h.phash for h in hashes], dtype=np.uint64),
-            "dhash": np.array([h.dhash for h in hashes], dtype=np.uint64),
-            "colour": np.array([h.colour for h in hashes], dtype=np.uint64),
-            "windows": np.ascontiguousarray(np.array([h.windows for h in hashes], dtype=np.uint64)
-                                            .reshape(len(hashes), len(WINDOWS)).T),
-            "pdq": np.ascontiguousarray(np.array([h.pdq for h in hashes], dtype=np.uint64).reshape(len(hashes), 4).T),
-        }, features)
+        return self.add_arrays(
+            entries,
+            {
+                "phash": np.array([h.phash for h in hashes], dtype=np.uint64),
+                "dhash": np.array([h.dhash for h in hashes], dtype=np.uint64),
+                "colour": np.array([h.colour for h in hashes], dtype=np.uint64),
+                "windows": np.ascontiguousarray(
+                    np.array([h.windows for h in hashes], dtype=np.uint64).reshape(len(hashes), len(WINDOWS)).T
+                ),
+                "pdq": np.ascontiguousarray(
+                    np.array([h.pdq for h in hashes], dtype=np.uint64).reshape(len(hashes), 4).T
+                ),
+            },
+            features,
+        )
 
     def add_arrays(self, entries: list[Entry], arrays: dict[str, np.ndarray], features: list | None = None) -> int:
         """The same from packed arrays (phash, dhash, colour: (N,); windows (W, N); pdq (4, N))."""
@@ -206,8 +225,24 @@ class ReferenceStore:
         self.db.executemany(
             "INSERT INTO images (id, source, competitor, sha256, size, mtime_ns, captured, rights, pipeline, shard, row,"
             " removed, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-            [(int(ids[n]), e.source, e.competitor, e.sha256, e.size, e.mtime_ns, e.captured, e.rights, pipeline,
-              number, n, now) for n, e in enumerate(entries)])
+            [
+                (
+                    int(ids[n]),
+                    e.source,
+                    e.competitor,
+                    e.sha256,
+                    e.size,
+                    e.mtime_ns,
+                    e.captured,
+                    e.rights,
+                    pipeline,
+                    number,
+                    n,
+                    now,
+                )
+                for n, e in enumerate(entries)
+            ],
+        )
         self.db.executemany("UPDATE images SET removed = 1 WHERE id = ?", [(i,) for i in replaced])
         self.db.executemany("DELETE FROM skipped WHERE source = ?", [(e.source,) for e in entries])
         self.db.execute("COMMIT")
@@ -221,9 +256,11 @@ class ReferenceStore:
         folder = self.folder / "shards" / f"{number:06d}"
         meta = json.loads((folder / "meta.json").read_text())
         if meta["pipeline"] != pipeline_id():
-            raise IndexUnusable(f"shard {folder} was hashed by another pipeline ({meta['pipeline']}); this "
-                              f"version hashes with {pipeline_id()}: rebuild the index (delete {self.folder} "
-                              "and run `estampille lookalike index` again)")
+            raise IndexUnusable(
+                f"shard {folder} was hashed by another pipeline ({meta['pipeline']}); this "
+                f"version hashes with {pipeline_id()}: rebuild the index (delete {self.folder} "
+                "and run `estampille lookalike index` again)"
+            )
         try:
             arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in (*KINDS_1D, "windows", "pdq")}
         except (OSError, ValueError) as exc:
@@ -241,8 +278,10 @@ class ReferenceStore:
             try:
                 cached = self._features[number] = FeatureShard.load(folder)
             except (OSError, RuntimeError, ValueError) as exc:
-                raise IndexUnusable(f"the feature files of shard {folder} are damaged ({exc}): run "
-                                    "`estampille lookalike index --upgrade` to write them again") from None
+                raise IndexUnusable(
+                    f"the feature files of shard {folder} are damaged ({exc}): run "
+                    "`estampille lookalike index --upgrade` to write them again"
+                ) from None
         return cached
 
     def thumbnails(self, ids) -> dict[int, np.ndarray | None]:
@@ -264,9 +303,12 @@ class ReferenceStore:
         return found
 
     def shards_without_features(self) -> list[int]:
-        return [n for n in self.shard_numbers()
-                if json.loads((self.folder / "shards" / f"{n:06d}" / "meta.json").read_text()).get("features")
-                != feature_pipeline_id()]
+        return [
+            n
+            for n in self.shard_numbers()
+            if json.loads((self.folder / "shards" / f"{n:06d}" / "meta.json").read_text()).get("features")
+            != feature_pipeline_id()
+        ]
 
     def sources_of_shard(self, number: int) -> list[tuple[int, str]]:
         """(row, source) of every row of a shard, removed ones included (rows keep their place)."""

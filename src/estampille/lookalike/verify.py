@@ -41,11 +41,11 @@ from PIL import Image
 
 from .hashing import WINDOWS
 
-THUMB = 128                # side of the stored reference thumbnail (grey, stretched to a square)
-BLOCK = 8                  # block side, in thumbnail pixels
-QUERY_VIEW = 512           # longest side of the query kept for verification
-BLUR = 1.0                 # sigma before comparing: tolerance for resampling, JPEG and a pixel of misalignment
-REFINE_BELOW = 0.8         # a best placement agreeing less than this is adjusted by ECC and scored again
+THUMB = 128  # side of the stored reference thumbnail (grey, stretched to a square)
+BLOCK = 8  # block side, in thumbnail pixels
+QUERY_VIEW = 512  # longest side of the query kept for verification
+BLUR = 1.0  # sigma before comparing: tolerance for resampling, JPEG and a pixel of misalignment
+REFINE_BELOW = 0.8  # a best placement agreeing less than this is adjusted by ECC and scored again
 
 Grade = Literal["copy", "derived", "similar", "unverified"]
 BLOCKING: frozenset[str] = frozenset({"copy", "derived", "unverified"})
@@ -56,10 +56,10 @@ class VerifyThresholds:
     """Chosen with bench/lookalike_verification.py (thresholds.json, "verification", is what runs;
     these defaults are the same values)."""
 
-    min_textured: int = 16         # textured blocks the placement must show (of 256)
-    block_ncc: float = 0.6         # a block agrees when its correlation reaches this
-    min_agreement: float = 0.6     # share of textured blocks that must agree
-    texture_std: float = 3.0       # grey-level std of a block for it to count as textured
+    min_textured: int = 16  # textured blocks the placement must show (of 256)
+    block_ncc: float = 0.6  # a block agrees when its correlation reaches this
+    min_agreement: float = 0.6  # share of textured blocks that must agree
+    texture_std: float = 3.0  # grey-level std of a block for it to count as textured
     # A block that is one straight edge (structure-tensor coherence near 1) agrees with any other picture
     # that has an edge there: the outline of a centred subject is layout, not content. Only blocks with
     # detail in more than one direction count.
@@ -67,7 +67,7 @@ class VerifyThresholds:
     # Only blocks whose eight neighbours are textured too: the inside of the picture's detail, not the
     # rim where a subject meets a plain ground (two subjects of one outline agree along it).
     interior: bool = False
-    whole: float = 0.8             # overlap of both pictures above which a derived part is a copy
+    whole: float = 0.8  # overlap of both pictures above which a derived part is a copy
     # A low-detail picture (a soft photo, a galaxy on black) shows few detailed blocks: a copy of it
     # agrees in all of them, while unrelated low-detail pictures agreed in 60-92% (false flags at 10,000
     # references, bench/lookalike_false_flags.py). Below min_textured, nearly every block must agree.
@@ -83,11 +83,11 @@ class VerifyThresholds:
 @dataclass(frozen=True)
 class Verification:
     grade: Grade
-    agreement: float               # share of textured blocks that agree under the best placement
-    textured: int                  # textured blocks seen
-    placement: str                 # which placement: features, whole, mirror, region n, window n, ...
-    reference_shown: float         # share of the reference's area inside the query
-    query_covered: float           # share of the query's area the reference covers
+    agreement: float  # share of textured blocks that agree under the best placement
+    textured: int  # textured blocks seen
+    placement: str  # which placement: features, whole, mirror, region n, window n, ...
+    reference_shown: float  # share of the reference's area inside the query
+    query_covered: float  # share of the query's area the reference covers
     reason: str = ""
 
     @property
@@ -95,9 +95,15 @@ class Verification:
         return self.grade in BLOCKING
 
     def as_dict(self) -> dict:
-        return {"grade": self.grade, "agreement": round(self.agreement, 3), "textured_blocks": self.textured,
-                "placement": self.placement, "reference_shown": round(self.reference_shown, 3),
-                "query_covered": round(self.query_covered, 3), **({"reason": self.reason} if self.reason else {})}
+        return {
+            "grade": self.grade,
+            "agreement": round(self.agreement, 3),
+            "textured_blocks": self.textured,
+            "placement": self.placement,
+            "reference_shown": round(self.reference_shown, 3),
+            "query_covered": round(self.query_covered, 3),
+            **({"reason": self.reason} if self.reason else {}),
+        }
 
 
 def thumbnail(gray: np.ndarray) -> np.ndarray:
@@ -117,8 +123,9 @@ class QueryView:
         gray = image.convert("L")
         scale = QUERY_VIEW / max(gray.size)
         if scale < 1:
-            gray = gray.resize((max(1, round(gray.width * scale)), max(1, round(gray.height * scale))),
-                               Image.Resampling.BILINEAR)
+            gray = gray.resize(
+                (max(1, round(gray.width * scale)), max(1, round(gray.height * scale))), Image.Resampling.BILINEAR
+            )
         levels = [np.asarray(gray, dtype=np.float32)]
         while min(levels[-1].shape) >= 2 * THUMB:
             levels.append(np.asarray(cv2.pyrDown(levels[-1]), dtype=np.float32))
@@ -143,7 +150,9 @@ def _mirrored(matrix: np.ndarray) -> np.ndarray:
 IDENTITY = _box(0, 0, 1, 1)
 
 
-def placements(view: QueryView, transform: Iterable[float] | None, rotations: bool = False) -> list[tuple[str, np.ndarray]]:
+def placements(
+    view: QueryView, transform: Iterable[float] | None, rotations: bool = False
+) -> list[tuple[str, np.ndarray]]:
     """Every placement (reference normalised coordinates -> query normalised coordinates) to try."""
     found: list[tuple[str, np.ndarray]] = []
     if transform is not None:
@@ -155,7 +164,7 @@ def placements(view: QueryView, transform: Iterable[float] | None, rotations: bo
         found += [(f"query in window {n + 1}", _inside(*box)), (f"window {n + 1} of query", _box(*box))]
     if rotations:
         for turns in (1, 2, 3):
-            turn = np.array([[0, -1, 1], [1, 0, 0]], dtype=np.float64)   # a quarter turn of [0,1]^2
+            turn = np.array([[0, -1, 1], [1, 0, 0]], dtype=np.float64)  # a quarter turn of [0,1]^2
             m = IDENTITY
             for _ in range(turns):
                 m = turn @ np.vstack([m, [0, 0, 1]])
@@ -179,9 +188,14 @@ def _warp(view: QueryView, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The query sampled on the reference's THUMB x THUMB grid under `matrix`, and where it is defined."""
     image, to_query = _level(view, matrix)
     warp = (to_query @ np.vstack([matrix, [0, 0, 1]]) @ TO_REF)[:2]
-    sampled = cv2.warpAffine(image, warp.astype(np.float32), (THUMB, THUMB),
-                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
-                             borderValue=-1.0)
+    sampled = cv2.warpAffine(
+        image,
+        warp.astype(np.float32),
+        (THUMB, THUMB),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=-1.0,
+    )
     return sampled, sampled >= 0
 
 
@@ -193,10 +207,15 @@ def refine(view: QueryView, reference: np.ndarray, matrix: np.ndarray) -> np.nda
     start = (to_query @ np.vstack([matrix, [0, 0, 1]]) @ TO_REF)[:2].astype(np.float32)
     template = cv2.GaussianBlur(reference.astype(np.float32), (0, 0), 1.5)
     try:
-        _, found = cv2.findTransformECC(template, cv2.GaussianBlur(image, (0, 0), 1.5), start.copy(),
-                                        cv2.MOTION_AFFINE,
-                                        (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-4),
-                                        None, 1)  # type: ignore[call-overload]  # the stubs miss mask=None
+        _, found = cv2.findTransformECC(
+            template,
+            cv2.GaussianBlur(image, (0, 0), 1.5),
+            start.copy(),
+            cv2.MOTION_AFFINE,
+            (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-4),
+            None,
+            1,
+        )  # type: ignore[call-overload]  # the stubs miss mask=None
     except cv2.error:
         return None
     refined = np.linalg.inv(to_query) @ np.vstack([found.astype(np.float64), [0, 0, 1]]) @ np.linalg.inv(TO_REF)
@@ -229,26 +248,27 @@ def coherence(image: np.ndarray) -> np.ndarray:
     gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)
     jxx, jyy, jxy = (_blocks(v).sum(axis=1) for v in (gx * gx, gy * gy, gx * gy))
-    return np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / np.maximum(jxx + jyy, 1e-6)
+    return np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2) / np.maximum(jxx + jyy, 1e-6)
 
 
 @dataclass(frozen=True)
 class PreparedReference:
     """What agreement needs of the reference, computed once per candidate (not per placement)."""
 
-    blocks: np.ndarray          # (B, BLOCK*BLOCK) blurred, without each block's mean and linear ramp
-    spread: np.ndarray          # (B,) their standard deviation
-    coherence: np.ndarray       # (B,)
+    blocks: np.ndarray  # (B, BLOCK*BLOCK) blurred, without each block's mean and linear ramp
+    spread: np.ndarray  # (B,) their standard deviation
+    coherence: np.ndarray  # (B,)
 
     @classmethod
     def of(cls, reference: np.ndarray) -> PreparedReference:
         ref = cv2.GaussianBlur(reference.astype(np.float32), (0, 0), BLUR)
         blocks = _blocks(ref) @ DETREND
-        return cls(blocks, np.sqrt((blocks ** 2).mean(axis=1)), coherence(ref))
+        return cls(blocks, np.sqrt((blocks**2).mean(axis=1)), coherence(ref))
 
 
-def agreement(reference: PreparedReference, sampled: np.ndarray, valid: np.ndarray,
-              thresholds: VerifyThresholds) -> tuple[float, int]:
+def agreement(
+    reference: PreparedReference, sampled: np.ndarray, valid: np.ndarray, thresholds: VerifyThresholds
+) -> tuple[float, int]:
     """(share of textured, fully visible blocks that correlate, how many such blocks)."""
     query = cv2.GaussianBlur(np.where(valid, sampled, 0).astype(np.float32), (0, 0), BLUR)
     # The blur reaches 2 pixels in from an undefined border: a block counts when it is fully defined
@@ -256,7 +276,7 @@ def agreement(reference: PreparedReference, sampled: np.ndarray, valid: np.ndarr
     inner = cv2.erode(valid.astype(np.uint8), np.ones((5, 5), np.uint8))
     seen = (_blocks(valid.astype(np.uint8)).min(axis=1) > 0) & (_blocks(inner).mean(axis=1) > 0.5)
     qb = _blocks(query) @ DETREND
-    rb, rs, qs = reference.blocks, reference.spread, np.sqrt((qb ** 2).mean(axis=1))
+    rb, rs, qs = reference.blocks, reference.spread, np.sqrt((qb**2).mean(axis=1))
     textured = seen & (rs >= thresholds.texture_std) & (qs >= thresholds.texture_std * 0.5)
     if thresholds.max_coherence < 1:
         textured &= reference.coherence <= thresholds.max_coherence
@@ -271,13 +291,26 @@ def agreement(reference: PreparedReference, sampled: np.ndarray, valid: np.ndarr
     return float((ncc >= thresholds.block_ncc).mean()), count
 
 
-def verify(view: QueryView, reference: np.ndarray | None, transform: Iterable[float] | None, by_hash: bool,
-           thresholds: VerifyThresholds, rotations: bool = False) -> Verification | None:
+def verify(
+    view: QueryView,
+    reference: np.ndarray | None,
+    transform: Iterable[float] | None,
+    by_hash: bool,
+    thresholds: VerifyThresholds,
+    rotations: bool = False,
+) -> Verification | None:
     """The grade of one candidate; None when it is dropped (a feature-only candidate that does not agree)."""
     if reference is None:
-        return Verification("unverified", 0.0, 0, "", 0.0, 0.0,
-                            "the reference's pixels are not in the index and its file cannot be read: run "
-                            "`estampille lookalike index --upgrade` with the files in place")
+        return Verification(
+            "unverified",
+            0.0,
+            0,
+            "",
+            0.0,
+            0.0,
+            "the reference's pixels are not in the index and its file cannot be read: run "
+            "`estampille lookalike index --upgrade` with the files in place",
+        )
     prepared = PreparedReference.of(reference)
     best = (-1.0, 0, "", IDENTITY, np.zeros((THUMB, THUMB), bool))
     for name, matrix in placements(view, transform, rotations):
@@ -306,8 +339,12 @@ def verify(view: QueryView, reference: np.ndarray | None, transform: Iterable[fl
         grade: Grade = "copy" if shown >= thresholds.whole and covered >= thresholds.whole * 0.75 else "derived"
         return Verification(grade, score, textured, name, shown, covered)
     if by_hash:
-        reason = (f"only {max(score, 0):.0%} of {textured} textured blocks agree under the best placement ({name})"
-                  if textured >= thresholds.min_textured_few else "too little detail to compare (flat or soft pictures)")
-        return Verification("similar", max(score, 0.0), textured, name, shown, covered,
-                            f"similar composition, not a copy: {reason}")
+        reason = (
+            f"only {max(score, 0):.0%} of {textured} textured blocks agree under the best placement ({name})"
+            if textured >= thresholds.min_textured_few
+            else "too little detail to compare (flat or soft pictures)"
+        )
+        return Verification(
+            "similar", max(score, 0.0), textured, name, shown, covered, f"similar composition, not a copy: {reason}"
+        )
     return None

@@ -38,13 +38,13 @@ DMI_PROHIBITED = DMI["prohibited"].rsplit("/", 1)[-1]
 DMI_ALLOWED = DMI["allowed"].rsplit("/", 1)[-1]
 
 
-
 def mime_of(image_format: str | None) -> str:
     """Pillow's MIME type for a format it decoded; a camera's MPO (a JPEG holding a second
     picture, as phones write) is read as the JPEG it is."""
     if image_format == "MPO":
         return "image/jpeg"
     return Image.MIME.get(image_format or "", "application/octet-stream")
+
 
 @dataclass
 class AuditReport:
@@ -53,14 +53,14 @@ class AuditReport:
     verdict: str = ""
     c2pa_state: str = "absent"
     c2pa_failures: list[str] = field(default_factory=list)
-    credentials: dict | None = None       # the whole manifest store, readable (credentials.Credentials)
+    credentials: dict | None = None  # the whole manifest store, readable (credentials.Credentials)
     xmp: dict[str, str] = field(default_factory=dict)
-    record: dict | None = None            # how it was found, and the ledger record
-    candidates: list[dict] = field(default_factory=list)   # nothing traced: the nearest renders, with distances
-    ours: dict | None = None              # for our files: model, licence, ingredients, review, exports
-    conflicts: list[dict] = field(default_factory=list)   # layers that disagree, field by field
-    metadata_gone: bool = False           # one of ours whose C2PA and XMP are both gone
-    watermark: dict | None = None         # the invisible mark read from the pixels (watermark.Detection)
+    record: dict | None = None  # how it was found, and the ledger record
+    candidates: list[dict] = field(default_factory=list)  # nothing traced: the nearest renders, with distances
+    ours: dict | None = None  # for our files: model, licence, ingredients, review, exports
+    conflicts: list[dict] = field(default_factory=list)  # layers that disagree, field by field
+    metadata_gone: bool = False  # one of ours whose C2PA and XMP are both gone
+    watermark: dict | None = None  # the invisible mark read from the pixels (watermark.Detection)
     foreign_watermark: str | None = None  # another tool's known mark, named (diffusers' SDXL default)
     notes: list[str] = field(default_factory=list)
 
@@ -86,11 +86,11 @@ class LedgerIndex:
             if event.kind == Kind.RENDER_CREATED:
                 self.renders[payload["image_id"]] = event
             elif event.kind in (Kind.REVIEW_APPROVED, Kind.REVIEW_REJECTED):
-                self.decisions[payload.get("item_id")] = event          # the latest wins
+                self.decisions[payload.get("item_id")] = event  # the latest wins
             elif "image_id" in payload:
                 self.by_kind.setdefault(event.kind, {}).setdefault(payload["image_id"], []).append(event)
         self.by_document = {document_id(image_id): image_id for image_id in self.renders}
-        self.by_mark: dict[str, Event] = {}    # the watermark's short id -> render
+        self.by_mark: dict[str, Event] = {}  # the watermark's short id -> render
         for image_id, event in self.renders.items():
             try:
                 self.by_mark.setdefault(marks.short_id(image_id), event)
@@ -98,15 +98,17 @@ class LedgerIndex:
                 pass
         order = list(self.renders.values())
         self.fingerprinted = order
-        self.arrays = {kind: np.array([hex_to_int(e.payload["fingerprints"][kind]) for e in order], dtype=np.uint64)
-                       for kind in HASH_KINDS}
+        self.arrays = {
+            kind: np.array([hex_to_int(e.payload["fingerprints"][kind]) for e in order], dtype=np.uint64)
+            for kind in HASH_KINDS
+        }
 
     def render_file(self, event) -> Path | None:
         if self.out_dir is None or not event.payload.get("file"):
             return None
         try:
             path = inside(run_folder(self.out_dir, event.brand, event.week), event.payload["file"])
-        except OutsideFolder:     # a forged row: nothing of ours to compare with
+        except OutsideFolder:  # a forged row: nothing of ours to compare with
             return None
         return path if path.is_file() else None
 
@@ -142,9 +144,16 @@ class LedgerIndex:
     def candidates(self, distances: dict[str, np.ndarray], count: int = 3) -> list[dict]:
         """The renders nearest by perceptual hash (`distances`), for a report where nothing passed."""
         total = sum(distances.values())
-        return [{"image_id": self.fingerprinted[i].payload["image_id"], "brand": self.fingerprinted[i].brand,
-                 "week": self.fingerprinted[i].week, **{k: int(distances[k][i]) for k in HASH_KINDS},
-                 "thresholds": dict(MAX_DISTANCE)} for i in np.argsort(total)[:count]]
+        return [
+            {
+                "image_id": self.fingerprinted[i].payload["image_id"],
+                "brand": self.fingerprinted[i].brand,
+                "week": self.fingerprinted[i].week,
+                **{k: int(distances[k][i]) for k in HASH_KINDS},
+                "thresholds": dict(MAX_DISTANCE),
+            }
+            for i in np.argsort(total)[:count]
+        ]
 
     def events_of(self, kind: str, image_id: str) -> list:
         return self.by_kind.get(kind, {}).get(image_id, [])
@@ -165,8 +174,9 @@ class LedgerIndex:
 class Auditor:
     """Reads the ledger once, then audits files against it and against the trust you chose."""
 
-    def __init__(self, ledger: Ledger | None, trust: TrustConfig, fetch_remote: bool = False,
-                 out_dir: Path | None = None):
+    def __init__(
+        self, ledger: Ledger | None, trust: TrustConfig, fetch_remote: bool = False, out_dir: Path | None = None
+    ):
         """`out_dir` is where the renders are (ESTAMPILLE_OUT): it lets a crop or a screenshot of
         one be traced by local features."""
         self.index = LedgerIndex(ledger, out_dir)
@@ -196,8 +206,7 @@ class Auditor:
         except Exception:
             report.error = "not a readable image (unknown format)"
             return report
-        credentials = read_credentials(data, mime_of(image_format),
-                                       self.trust, self.fetch_remote)
+        credentials = read_credentials(data, mime_of(image_format), self.trust, self.fetch_remote)
         report.credentials = credentials.as_dict()
         report.c2pa_state, report.c2pa_failures = credentials.state, credentials.failures
         report.xmp = {k: v for k, v in read_xmp(data).items() if not k.startswith("_")}
@@ -206,8 +215,13 @@ class Auditor:
         if report.error:
             return report
         if event is not None:
-            evidence = ({"region": distances} if distances and "inliers" in distances else
-                        {"distances": distances} if distances else {})
+            evidence = (
+                {"region": distances}
+                if distances and "inliers" in distances
+                else {"distances": distances}
+                if distances
+                else {}
+            )
             report.record = {"found_by": found_by, **evidence, **self._describe(event)}
             report.ours = self._ours(report.record["image_id"], digest)
             report.metadata_gone = credentials.state == "absent" and not report.xmp
@@ -225,12 +239,20 @@ class Auditor:
         """The invisible watermark, read from the pixels of any file; else a known foreign mark."""
         found = marks.detect(image)
         if found.found:
-            report.watermark = {"image_id": found.image_id, "method": found.method, "version": found.version,
-                                "scale": found.scale, "rotation": found.rotation, "mirrored": found.mirrored}
+            report.watermark = {
+                "image_id": found.image_id,
+                "method": found.method,
+                "version": found.version,
+                "scale": found.scale,
+                "rotation": found.rotation,
+                "mirrored": found.mirrored,
+            }
         elif marks.sdxl_default_mark(image):
-            report.foreign_watermark = ("diffusers' SDXL default watermark (invisible-watermark dwtDct, one fixed "
-                                        "48-bit message for every image): made with an SDXL-family pipeline; it "
-                                        "names no image")
+            report.foreign_watermark = (
+                "diffusers' SDXL default watermark (invisible-watermark dwtDct, one fixed "
+                "48-bit message for every image): made with an SDXL-family pipeline; it "
+                "names no image"
+            )
 
     def _trace(self, data: bytes, digest: str, credentials: Credentials, report: AuditReport):
         event = self.index.by_sha.get(digest)
@@ -243,7 +265,8 @@ class Auditor:
             return None, None, None
         self._read_marks(image, report)
         image_id = _generation_image_id(credentials) or self.index.by_document.get(
-            report.xmp.get("xmpMM:DocumentID", ""))
+            report.xmp.get("xmpMM:DocumentID", "")
+        )
         if image_id in self.index.renders:
             how = "our C2PA manifest" if _generation_image_id(credentials) else "XMP DocumentID"
             return self.index.renders[image_id], f"{how} (file changed since)", None
@@ -266,9 +289,17 @@ class Auditor:
         image_id = payload.get("image_id")
         render = self.index.renders.get(image_id)
         model = (render.payload.get("model") or {}) if render else {}
-        return {"kind": event.kind, "ledger_row": event.seq, "brand": event.brand, "week": event.week,
-                "slot": event.subject, "image_id": image_id, "model": model.get("id"),
-                "reviewer": payload.get("reviewer"), "editor": payload.get("editor")}
+        return {
+            "kind": event.kind,
+            "ledger_row": event.seq,
+            "brand": event.brand,
+            "week": event.week,
+            "slot": event.subject,
+            "image_id": image_id,
+            "model": model.get("id"),
+            "reviewer": payload.get("reviewer"),
+            "editor": payload.get("editor"),
+        }
 
     def _ours(self, image_id: str, digest: str) -> dict:
         """What the ledger knows of one of our images, whichever file of it was audited."""
@@ -282,34 +313,62 @@ class Auditor:
         if render.get("reference"):
             reference = render["reference"]
             via_reference = [m for m in matches if m.get("via") == "image-to-image reference"]
-            ingredients.append({"title": Path(reference.get("path", "")).name, "relationship": "inputTo",
-                                "sha256": reference.get("sha256"), "strength": reference.get("strength"),
-                                "lookalike": "lookalike" if via_reference else "clear" if check else "not checked",
-                                "matches": [{"source": m["source"], "reference": Path(m["reference"]).name,
-                                             "distances": m["distances"]} for m in via_reference]})
+            ingredients.append(
+                {
+                    "title": Path(reference.get("path", "")).name,
+                    "relationship": "inputTo",
+                    "sha256": reference.get("sha256"),
+                    "strength": reference.get("strength"),
+                    "lookalike": "lookalike" if via_reference else "clear" if check else "not checked",
+                    "matches": [
+                        {"source": m["source"], "reference": Path(m["reference"]).name, "distances": m["distances"]}
+                        for m in via_reference
+                    ],
+                }
+            )
         decision = index.decisions.get(image_id)
-        known = {e.payload["sha256"] for kind in (Kind.PROVENANCE_SIGNED, Kind.EXPORT_CREATED, Kind.EDIT_IMPORTED)
-                 for e in index.events_of(kind, image_id)}
+        known = {
+            e.payload["sha256"]
+            for kind in (Kind.PROVENANCE_SIGNED, Kind.EXPORT_CREATED, Kind.EDIT_IMPORTED)
+            for e in index.events_of(kind, image_id)
+        }
         return {
-            "image_id": image_id, "brand": index.renders[image_id].brand, "week": index.renders[image_id].week,
-            "model": model.get("id"), "model_name": model.get("name") or model.get("id"),
-            "revision": model.get("revision"), "weights_sha256": model.get("weights_sha256"),
-            "pipeline": model.get("pipeline_class"), "licence": model.get("licence"),
-            "commercial_use": model.get("commercial_use"), "test_model": model.get("test_model"),
-            "mode": render.get("mode"), "seed": render.get("seed"),
+            "image_id": image_id,
+            "brand": index.renders[image_id].brand,
+            "week": index.renders[image_id].week,
+            "model": model.get("id"),
+            "model_name": model.get("name") or model.get("id"),
+            "revision": model.get("revision"),
+            "weights_sha256": model.get("weights_sha256"),
+            "pipeline": model.get("pipeline_class"),
+            "licence": model.get("licence"),
+            "commercial_use": model.get("commercial_use"),
+            "test_model": model.get("test_model"),
+            "mode": render.get("mode"),
+            "seed": render.get("seed"),
             "signer": signed[-1].get("signer") if signed else None,
             "digital_source_type": (signed[-1].get("digital_source_type") if signed else None),
             "expected_xmp": signed[-1].get("xmp") if signed else None,
             "lookalike": {"verdict": check.payload["verdict"], "matches": len(matches)} if check else None,
             "ingredients": ingredients,
-            "review": ({"decision": decision.payload.get("decision"), "reviewer": decision.payload.get("reviewer"),
-                        "decided_at": decision.payload.get("decided_at"),
-                        "lookalike_override": decision.payload.get("lookalike_override")} if decision else
-                       {"decision": "pending"}),
-            "exports": [{"file": e.payload["file"], "reviewer": e.payload.get("reviewer"), "ledger_row": e.seq}
-                        for e in index.events_of(Kind.EXPORT_CREATED, image_id)],
-            "edits": [{"editor": e.payload.get("editor"), "source_name": e.payload.get("source_name"),
-                       "ledger_row": e.seq} for e in index.events_of(Kind.EDIT_IMPORTED, image_id)],
+            "review": (
+                {
+                    "decision": decision.payload.get("decision"),
+                    "reviewer": decision.payload.get("reviewer"),
+                    "decided_at": decision.payload.get("decided_at"),
+                    "lookalike_override": decision.payload.get("lookalike_override"),
+                }
+                if decision
+                else {"decision": "pending"}
+            ),
+            "exports": [
+                {"file": e.payload["file"], "reviewer": e.payload.get("reviewer"), "ledger_row": e.seq}
+                for e in index.events_of(Kind.EXPORT_CREATED, image_id)
+            ],
+            "edits": [
+                {"editor": e.payload.get("editor"), "source_name": e.payload.get("source_name"), "ledger_row": e.seq}
+                for e in index.events_of(Kind.EDIT_IMPORTED, image_id)
+            ],
             "changed_since_signing": digest not in known and digest != render.get("sha256"),
         }
 
@@ -362,23 +421,35 @@ def cross_check(xmp: dict[str, str], credentials: Credentials, ours: dict | None
     """Each field on which the file's XMP, its C2PA manifest, the ledger and the sidecar disagree."""
     expected = (ours or {}).get("expected_xmp") or {}
     layers: dict[str, dict[str, str | None]] = {
-        "source type": {"XMP": short_source_type(xmp.get("Iptc4xmpExt:DigitalSourceType")),
-                        "C2PA": short_source_type(credentials.source_type),
-                        "ledger": short_source_type((ours or {}).get("digital_source_type")),
-                        "sidecar": short_source_type((sidecar or {}).get("digital_source_type"))},
-        "creator": {"XMP": xmp.get("dc:creator"), "ledger": expected.get("creator"),
-                    "sidecar": (sidecar or {}).get("creator")},
-        "rights": {"XMP": xmp.get("dc:rights"), "ledger": expected.get("copyright_notice"),
-                   "sidecar": (sidecar or {}).get("copyright_notice")},
-        "training and mining": {"XMP": (xmp.get("plus:DataMining") or "").rsplit("/", 1)[-1] or None,
-                                "C2PA": _dmi_of_c2pa(credentials),
-                                "ledger": DMI[expected["data_mining"]].rsplit("/", 1)[-1]
-                                if expected.get("data_mining") in DMI else None},
-        "model": {"XMP": xmp.get("Iptc4xmpExt:AISystemUsed"), "C2PA": _generation(credentials, "model"),
-                  "ledger": (ours or {}).get("model_name")},
+        "source type": {
+            "XMP": short_source_type(xmp.get("Iptc4xmpExt:DigitalSourceType")),
+            "C2PA": short_source_type(credentials.source_type),
+            "ledger": short_source_type((ours or {}).get("digital_source_type")),
+            "sidecar": short_source_type((sidecar or {}).get("digital_source_type")),
+        },
+        "creator": {
+            "XMP": xmp.get("dc:creator"),
+            "ledger": expected.get("creator"),
+            "sidecar": (sidecar or {}).get("creator"),
+        },
+        "rights": {
+            "XMP": xmp.get("dc:rights"),
+            "ledger": expected.get("copyright_notice"),
+            "sidecar": (sidecar or {}).get("copyright_notice"),
+        },
+        "training and mining": {
+            "XMP": (xmp.get("plus:DataMining") or "").rsplit("/", 1)[-1] or None,
+            "C2PA": _dmi_of_c2pa(credentials),
+            "ledger": DMI[expected["data_mining"]].rsplit("/", 1)[-1] if expected.get("data_mining") in DMI else None,
+        },
+        "model": {
+            "XMP": xmp.get("Iptc4xmpExt:AISystemUsed"),
+            "C2PA": _generation(credentials, "model"),
+            "ledger": (ours or {}).get("model_name"),
+        },
     }
     if layers["model"]["C2PA"] and ours and layers["model"]["C2PA"] == ours.get("model"):
-        layers["model"]["C2PA"] = ours.get("model_name")          # the same model, by id
+        layers["model"]["C2PA"] = ours.get("model_name")  # the same model, by id
     conflicts = []
     for name, values in layers.items():
         present = {layer: value for layer, value in values.items() if value}
@@ -393,16 +464,23 @@ def _verdict(credentials: Credentials, report: AuditReport) -> str:
     ours = report.ours
     if ours:
         where = f"Estampille image {ours['image_id']} ({ours['brand']} {ours['week']})"
-        if ours["changed_since_signing"] and report.record["found_by"] not in ("perceptual hash", "invisible watermark"):
+        if ours["changed_since_signing"] and report.record["found_by"] not in (
+            "perceptual hash",
+            "invisible watermark",
+        ):
             line = f"Signed by {where}, CHANGED since signing. " + line
         elif report.metadata_gone:
-            line = (f"{where}, found by {report.record['found_by']}: its Content Credentials and XMP are gone "
-                    "(stripped or re-encoded). " + line)
+            line = (
+                f"{where}, found by {report.record['found_by']}: its Content Credentials and XMP are gone "
+                "(stripped or re-encoded). " + line
+            )
         else:
             line = f"{where}. " + line
     elif report.watermark:
-        line = (f"AI-generated by Estampille (invisible watermark), image ID {report.watermark['image_id']}: the "
-                "brand that published it can resolve its Content Credentials. " + line)
+        line = (
+            f"AI-generated by Estampille (invisible watermark), image ID {report.watermark['image_id']}: the "
+            "brand that published it can resolve its Content Credentials. " + line
+        )
     if report.foreign_watermark:
         line += f" Carries {report.foreign_watermark}."
     if report.conflicts:
@@ -410,7 +488,12 @@ def _verdict(credentials: Credentials, report: AuditReport) -> str:
     return line
 
 
-def audit_files(paths: list[Path], ledger: Ledger | None, trust: TrustConfig,
-                fetch_remote: bool = False, out_dir: Path | None = None) -> list[AuditReport]:
+def audit_files(
+    paths: list[Path],
+    ledger: Ledger | None,
+    trust: TrustConfig,
+    fetch_remote: bool = False,
+    out_dir: Path | None = None,
+) -> list[AuditReport]:
     auditor = Auditor(ledger, trust, fetch_remote, out_dir)
     return [auditor.audit(path) for path in image_files(paths)]

@@ -20,12 +20,36 @@ from ..images import UnreadableImage, open_image
 from .audit import AuditReport
 from .credentials import short_source_type
 
-CSV_COLUMNS = ("file", "verdict", "c2pa_state", "c2pa_failures", "source_type", "generator", "signer", "issuer",
-               "trusted_through", "xmp_source_type", "image_id", "found_by", "brand", "week", "model", "licence",
-               "commercial_use", "review", "conflicts", "error", "watermark")
+CSV_COLUMNS = (
+    "file",
+    "verdict",
+    "c2pa_state",
+    "c2pa_failures",
+    "source_type",
+    "generator",
+    "signer",
+    "issuer",
+    "trusted_through",
+    "xmp_source_type",
+    "image_id",
+    "found_by",
+    "brand",
+    "week",
+    "model",
+    "licence",
+    "commercial_use",
+    "review",
+    "conflicts",
+    "error",
+    "watermark",
+)
 
-_env = Environment(loader=PackageLoader("estampille.provenance", "templates"),
-                   autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+_env = Environment(
+    loader=PackageLoader("estampille.provenance", "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 _env.filters["source_type"] = short_source_type
 _env.filters["watermark_line"] = lambda report: watermark_line(report)
 
@@ -38,19 +62,26 @@ def csv_row(report: AuditReport) -> dict[str, str]:
     active, ours, record = _active(report), report.ours or {}, report.record or {}
     signer = active.get("signer") or {}
     return {
-        "file": report.file, "verdict": report.verdict, "c2pa_state": report.c2pa_state,
+        "file": report.file,
+        "verdict": report.verdict,
+        "c2pa_state": report.c2pa_state,
         "c2pa_failures": " ".join(report.c2pa_failures),
         "source_type": short_source_type((report.credentials or {}).get("source_type")) or "",
-        "generator": active.get("generator") or "", "signer": signer.get("common_name") or "",
+        "generator": active.get("generator") or "",
+        "signer": signer.get("common_name") or "",
         "issuer": signer.get("issuer") or "",
         "trusted_through": "; ".join((report.credentials or {}).get("trusted_through") or []),
         "xmp_source_type": short_source_type(report.xmp.get("Iptc4xmpExt:DigitalSourceType")) or "",
-        "image_id": record.get("image_id") or "", "found_by": record.get("found_by") or "",
-        "brand": record.get("brand") or "", "week": record.get("week") or "",
-        "model": ours.get("model_name") or "", "licence": ours.get("licence") or "",
+        "image_id": record.get("image_id") or "",
+        "found_by": record.get("found_by") or "",
+        "brand": record.get("brand") or "",
+        "week": record.get("week") or "",
+        "model": ours.get("model_name") or "",
+        "licence": ours.get("licence") or "",
         "commercial_use": ours.get("commercial_use") or "",
         "review": ((ours.get("review") or {}).get("decision") or "") if ours else "",
-        "conflicts": "; ".join(c["field"] for c in report.conflicts), "error": report.error or "",
+        "conflicts": "; ".join(c["field"] for c in report.conflicts),
+        "error": report.error or "",
         "watermark": "" if report.error else watermark_line(report),
     }
 
@@ -63,7 +94,9 @@ def thumbnail(path: Path, size: int = 160) -> str | None:
         return None
     image.thumbnail((size, size))
     buffer = io.BytesIO()
-    (image.convert("RGBA") if image.mode in ("P", "LA", "PA") else image).convert("RGB").save(buffer, "WEBP", quality=70)
+    (image.convert("RGBA") if image.mode in ("P", "LA", "PA") else image).convert("RGB").save(
+        buffer, "WEBP", quality=70
+    )
     return "data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -101,9 +134,11 @@ def _manifest_lines(node: dict, depth: int, echo: Callable[[str], None]) -> None
     signer = node.get("signer") or {}
     issued = f" (issued by {signer['issuer']})" if signer.get("issuer") else ""
     when = f", {signer['time']} [{signer['time_source']}]" if signer.get("time") else ""
-    echo(f"{pad}{'└ ' if depth else ''}manifest {node.get('title') or node.get('label')}: made with "
-         f"{node.get('generator') or '?'}; signed by {signer.get('common_name') or '?'}{issued}, "
-         f"{signer.get('algorithm') or '?'}{when}")
+    echo(
+        f"{pad}{'└ ' if depth else ''}manifest {node.get('title') or node.get('label')}: made with "
+        f"{node.get('generator') or '?'}; signed by {signer.get('common_name') or '?'}{issued}, "
+        f"{signer.get('algorithm') or '?'}{when}"
+    )
     for action in node.get("actions") or []:
         source = action.get("digital_source_type")
         extra = f" [{short_source_type(source)}]" if source else ""
@@ -111,8 +146,11 @@ def _manifest_lines(node: dict, depth: int, echo: Callable[[str], None]) -> None
         echo(f"{pad}  action {action['action']}{extra}{agent}")
     for ingredient in node.get("ingredients") or []:
         codes = {s["code"] for s in ingredient.get("status") or [] if s["kind"] == "failure"}
-        state = ("changed or broken: " + ", ".join(sorted(codes))) if codes - {"signingCredential.untrusted"} else (
-            "has its own credentials" if ingredient.get("manifest") else "no credentials of its own")
+        state = (
+            ("changed or broken: " + ", ".join(sorted(codes)))
+            if codes - {"signingCredential.untrusted"}
+            else ("has its own credentials" if ingredient.get("manifest") else "no credentials of its own")
+        )
         echo(f"{pad}  ingredient {ingredient.get('title')} ({ingredient.get('relationship')}): {state}")
     for label, summary in (node.get("assertions") or {}).items():
         if summary != "thumbnail":
@@ -131,8 +169,11 @@ def watermark_line(r: AuditReport) -> str:
         w = r.watermark
         changes = [f"rotated {w['rotation']:g}°"] if abs(w["rotation"]) > 0.3 else []
         changes += ["mirrored"] if w["mirrored"] else []
-        return (f"Estampille, AI-generated, image ID {w['image_id']} ({w['method']} v{w['version']}"
-                + (f"; copy {', '.join(changes)}" if changes else "") + ")")
+        return (
+            f"Estampille, AI-generated, image ID {w['image_id']} ({w['method']} v{w['version']}"
+            + (f"; copy {', '.join(changes)}" if changes else "")
+            + ")"
+        )
     if r.foreign_watermark:
         return r.foreign_watermark
     if r.record and r.record.get("found_by") == "content hash":
@@ -160,28 +201,44 @@ def print_report(r: AuditReport, echo: Callable[[str], None]) -> None:
     echo(f"  XMP: {xmp}" + ("  — metadata gone (stripped or re-encoded)" if r.metadata_gone else ""))
     echo(f"  watermark: {watermark_line(r)}")
     if r.record:
-        how = r.record["found_by"] + (f", distances {r.record['distances']}" if "distances" in r.record else "") + (
-            f", {r.record['region']['inliers']} keypoints in place, their part {r.record['region']['reference_box']}"
-            if "region" in r.record else "")
-        echo(f"  ledger: {r.record['kind']} row {r.record['ledger_row']}, image {r.record['image_id']}, "
-             f"{r.record['brand']} {r.record['slot']} (found by {how})")
+        how = (
+            r.record["found_by"]
+            + (f", distances {r.record['distances']}" if "distances" in r.record else "")
+            + (
+                f", {r.record['region']['inliers']} keypoints in place, their part {r.record['region']['reference_box']}"
+                if "region" in r.record
+                else ""
+            )
+        )
+        echo(
+            f"  ledger: {r.record['kind']} row {r.record['ledger_row']}, image {r.record['image_id']}, "
+            f"{r.record['brand']} {r.record['slot']} (found by {how})"
+        )
     else:
         echo("  ledger: no matching record")
         for c in r.candidates:
-            echo(f"  nearest render: {c['image_id']} ({c['brand']} {c['week']}), pHash {c['phash']}, dHash {c['dhash']} "
-                 f"(traced at pHash <= {c['thresholds']['phash']} and dHash <= {c['thresholds']['dhash']})")
+            echo(
+                f"  nearest render: {c['image_id']} ({c['brand']} {c['week']}), pHash {c['phash']}, dHash {c['dhash']} "
+                f"(traced at pHash <= {c['thresholds']['phash']} and dHash <= {c['thresholds']['dhash']})"
+            )
     if r.ours:
         o = r.ours
-        echo(f"  model: {o['model_name']} ({o['model']}), licence {o['licence']}, commercial use {o['commercial_use']}"
-             + (" — TEST model" if o.get("test_model") else ""))
+        echo(
+            f"  model: {o['model_name']} ({o['model']}), licence {o['licence']}, commercial use {o['commercial_use']}"
+            + (" — TEST model" if o.get("test_model") else "")
+        )
         review = o["review"]
-        echo(f"  review: {review['decision']}" + (f" by {review['reviewer']} at {review['decided_at']}"
-                                                  if review.get("reviewer") else "")
-             + (f" (lookalike override: {review['lookalike_override']})" if review.get("lookalike_override") else ""))
+        echo(
+            f"  review: {review['decision']}"
+            + (f" by {review['reviewer']} at {review['decided_at']}" if review.get("reviewer") else "")
+            + (f" (lookalike override: {review['lookalike_override']})" if review.get("lookalike_override") else "")
+        )
         for ingredient in o["ingredients"]:
-            echo(f"  made from: {ingredient['title']} ({ingredient['relationship']}), lookalike check: "
-                 f"{ingredient['lookalike']}" + "".join(f"; matches {m['source']} {m['reference']}"
-                                                         for m in ingredient["matches"]))
+            echo(
+                f"  made from: {ingredient['title']} ({ingredient['relationship']}), lookalike check: "
+                f"{ingredient['lookalike']}"
+                + "".join(f"; matches {m['source']} {m['reference']}" for m in ingredient["matches"])
+            )
         if o.get("lookalike"):
             echo(f"  lookalike check: {o['lookalike']['verdict']} ({o['lookalike']['matches']} match(es))")
         for export in o["exports"]:

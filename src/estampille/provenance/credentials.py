@@ -21,7 +21,7 @@ import c2pa
 from .trust import Anchor, TrustConfig
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
-SOURCE_TYPES = {   # IPTC digital source types, as a designer would say them
+SOURCE_TYPES = {  # IPTC digital source types, as a designer would say them
     "trainedAlgorithmicMedia": "AI-generated",
     "compositeWithTrainedAlgorithmicMedia": "composite including AI-generated content",
     "algorithmicallyEnhanced": "AI-enhanced",
@@ -39,10 +39,11 @@ SOURCE_TYPES = {   # IPTC digital source types, as a designer would say them
     "virtualRecording": "recording of a virtual scene",
     "screenCapture": "screen capture",
 }
+
+
 def is_trust_code(code: str) -> bool:
     """Codes that say whom you trust, not whether the file is intact."""
     return code.endswith(".untrusted") or code.endswith("untrusted_issuer")
-
 
 
 # What the C2PA validation status codes mean (C2PA 2.1, section 15; c2pa-rs validation_results.rs).
@@ -100,7 +101,7 @@ MEANINGS = {
 @dataclass
 class Status:
     code: str
-    kind: str          # success, informational or failure
+    kind: str  # success, informational or failure
     meaning: str
     explanation: str = ""
 
@@ -111,7 +112,7 @@ class Signer:
     issuer: str | None
     algorithm: str | None
     time: str | None
-    time_source: str                   # "trusted timestamp", "timestamp (authority not trusted)", "none"
+    time_source: str  # "trusted timestamp", "timestamp (authority not trusted)", "none"
     certificate_serial: str | None = None
 
 
@@ -131,9 +132,9 @@ class Ingredient:
     format: str | None
     relationship: str | None
     instance_id: str | None
-    manifest: str | None               # label of its own manifest in the store, if it has one
+    manifest: str | None  # label of its own manifest in the store, if it has one
     status: list[Status] = field(default_factory=list)
-    assertion: str | None = None       # its assertion's label in the parent manifest (c2pa.ingredient.v3)
+    assertion: str | None = None  # its assertion's label in the parent manifest (c2pa.ingredient.v3)
 
     @property
     def state(self) -> str:
@@ -148,14 +149,14 @@ class Ingredient:
 @dataclass
 class Manifest:
     label: str
-    generator: str | None              # "name version"
+    generator: str | None  # "name version"
     title: str | None
     format: str | None
     instance_id: str | None
     signer: Signer
     actions: list[Action]
     ingredients: list[Ingredient]
-    assertions: dict[str, Any]         # label -> a short summary of what it says
+    assertions: dict[str, Any]  # label -> a short summary of what it says
     status: list[Status]
     children: list[Manifest] = field(default_factory=list)
 
@@ -166,13 +167,13 @@ class Manifest:
 
 @dataclass
 class Credentials:
-    state: str                          # absent, Valid, Trusted, Invalid, remote, unsupported
+    state: str  # absent, Valid, Trusted, Invalid, remote, unsupported
     active: Manifest | None = None
-    failures: list[str] = field(default_factory=list)     # failure codes of the active manifest
+    failures: list[str] = field(default_factory=list)  # failure codes of the active manifest
     remote_url: str | None = None
     trusted_through: list[str] = field(default_factory=list)
     development_ca: bool = False
-    error: str | None = None            # what the library said, when it could not validate
+    error: str | None = None  # what the library said, when it could not validate
     manifest_count: int = 0
 
     @property
@@ -205,14 +206,19 @@ def describe_source_type(uri: str | None) -> str:
 
 
 def _status(items: list[dict] | None, kind: str) -> list[Status]:
-    return [Status(i.get("code", "?"), kind, MEANINGS.get(i.get("code", ""), ""), i.get("explanation", ""))
-            for i in items or []]
+    return [
+        Status(i.get("code", "?"), kind, MEANINGS.get(i.get("code", ""), ""), i.get("explanation", ""))
+        for i in items or []
+    ]
 
 
 def _statuses(results: dict | None, legacy: list[dict] | None = None) -> list[Status]:
     if results:
-        return (_status(results.get("success"), "success") + _status(results.get("informational"), "informational")
-                + _status(results.get("failure"), "failure"))
+        return (
+            _status(results.get("success"), "success")
+            + _status(results.get("informational"), "informational")
+            + _status(results.get("failure"), "failure")
+        )
     return _status(legacy, "failure")
 
 
@@ -221,7 +227,7 @@ def _generator(manifest: dict) -> str | None:
     if info:
         first = info[0]
         return " ".join(str(v) for v in (first.get("name"), first.get("version")) if v)
-    legacy = manifest.get("claim_generator")     # "Adobe_Photoshop/23.3.1 adobe_c2pa/0.12.2"
+    legacy = manifest.get("claim_generator")  # "Adobe_Photoshop/23.3.1 adobe_c2pa/0.12.2"
     return legacy.split(" ")[0].replace("/", " ") if legacy else None
 
 
@@ -256,33 +262,72 @@ def _manifest(label: str, store: dict, results: list[Status], seen: set[str]) ->
     seen.add(label)
     info = raw.get("signature_info") or {}
     codes = {s.code for s in results}
-    time_source = ("trusted timestamp" if "timeStamp.trusted" in codes else
-                   "timestamp (authority not in your trust list)" if "timeStamp.validated" in codes else
-                   "timestamp" if info.get("time") else "none")
+    time_source = (
+        "trusted timestamp"
+        if "timeStamp.trusted" in codes
+        else "timestamp (authority not in your trust list)"
+        if "timeStamp.validated" in codes
+        else "timestamp"
+        if info.get("time")
+        else "none"
+    )
     actions, assertions = [], {}
     for assertion in raw.get("assertions", []):
         name, data = assertion.get("label", "?"), assertion.get("data")
         if name.startswith("c2pa.actions") and isinstance(data, dict):
             for a in data.get("actions", []):
                 source = (a.get("digitalSourceType") or "").strip() or None
-                actions.append(Action(a.get("action", "?"), source, _agent(a.get("softwareAgent")),
-                                      a.get("when"), a.get("description"),
-                                      a.get("parameters") if isinstance(a.get("parameters"), dict) else {}))
+                actions.append(
+                    Action(
+                        a.get("action", "?"),
+                        source,
+                        _agent(a.get("softwareAgent")),
+                        a.get("when"),
+                        a.get("description"),
+                        a.get("parameters") if isinstance(a.get("parameters"), dict) else {},
+                    )
+                )
         else:
             assertions[name] = _summary(name, data)
     ingredients, children = [], []
     for ingredient in raw.get("ingredients", []):
         own = ingredient.get("active_manifest")
-        status = _statuses(ingredient.get("validation_results", {}).get("activeManifest"),
-                           ingredient.get("validation_status"))
-        ingredients.append(Ingredient(ingredient.get("title"), ingredient.get("format"), ingredient.get("relationship"),
-                                      ingredient.get("instance_id"), own, status, ingredient.get("label")))
+        status = _statuses(
+            ingredient.get("validation_results", {}).get("activeManifest"), ingredient.get("validation_status")
+        )
+        ingredients.append(
+            Ingredient(
+                ingredient.get("title"),
+                ingredient.get("format"),
+                ingredient.get("relationship"),
+                ingredient.get("instance_id"),
+                own,
+                status,
+                ingredient.get("label"),
+            )
+        )
         if own and own in store["manifests"] and own not in seen:
             children.append(_manifest(own, store, status, seen))
-    return Manifest(label, _generator(raw), raw.get("title"), raw.get("format"), raw.get("instance_id"),
-                    Signer(info.get("common_name"), info.get("issuer"), info.get("alg"), info.get("time"), time_source,
-                           info.get("cert_serial_number")),
-                    actions, ingredients, assertions, results, children)
+    return Manifest(
+        label,
+        _generator(raw),
+        raw.get("title"),
+        raw.get("format"),
+        raw.get("instance_id"),
+        Signer(
+            info.get("common_name"),
+            info.get("issuer"),
+            info.get("alg"),
+            info.get("time"),
+            time_source,
+            info.get("cert_serial_number"),
+        ),
+        actions,
+        ingredients,
+        assertions,
+        results,
+        children,
+    )
 
 
 def _unreadable(message: str) -> Credentials:
@@ -292,20 +337,35 @@ def _unreadable(message: str) -> Credentials:
         return Credentials("absent")
     remote = re.search(r"remote manifests? from url (\S+)", text, re.IGNORECASE)
     if remote:
-        return Credentials("remote", remote_url=remote.group(1), failures=["manifest.inaccessible"],
-                           error="remote manifest, not fetched (offline)")
-    for needle, code in (("unknown algorithm", "algorithm.unsupported"), ("prerelease", "com.adobe.prerelease"),
-                         ("RemoteManifestFetch", "manifest.inaccessible"), ("fetch", "manifest.inaccessible")):
+        return Credentials(
+            "remote",
+            remote_url=remote.group(1),
+            failures=["manifest.inaccessible"],
+            error="remote manifest, not fetched (offline)",
+        )
+    for needle, code in (
+        ("unknown algorithm", "algorithm.unsupported"),
+        ("prerelease", "com.adobe.prerelease"),
+        ("RemoteManifestFetch", "manifest.inaccessible"),
+        ("fetch", "manifest.inaccessible"),
+    ):
         if needle.lower() in text.lower():
-            return Credentials("unsupported" if code != "manifest.inaccessible" else "remote",
-                               failures=[code], error=f"{MEANINGS[code]} ({text[:160]})")
+            return Credentials(
+                "unsupported" if code != "manifest.inaccessible" else "remote",
+                failures=[code],
+                error=f"{MEANINGS[code]} ({text[:160]})",
+            )
     return Credentials("Invalid", failures=["general.error"], error=text[:200])
 
 
 def read_credentials(data: bytes, mime: str, trust: TrustConfig, fetch_remote: bool = False) -> Credentials:
     """The whole manifest store of `data`, validated against `trust`."""
-    context = c2pa.Context.from_dict({"verify": {"remote_manifest_fetch": fetch_remote, "ocsp_fetch": False},
-                                      **({"trust": trust.c2pa_trust()} if trust.c2pa_trust() else {})})
+    context = c2pa.Context.from_dict(
+        {
+            "verify": {"remote_manifest_fetch": fetch_remote, "ocsp_fetch": False},
+            **({"trust": trust.c2pa_trust()} if trust.c2pa_trust() else {}),
+        }
+    )
     try:
         with c2pa.Reader(mime, io.BytesIO(data), context=context) as reader:
             store = json.loads(reader.json())
@@ -325,9 +385,13 @@ def read_credentials(data: bytes, mime: str, trust: TrustConfig, fetch_remote: b
             if ingredient.assertion and uri.endswith("/" + ingredient.assertion):
                 extra = _statuses(delta.get("validationDeltas"))
                 ingredient.status += [s for s in extra if s not in ingredient.status]
-    credentials = Credentials(store.get("validation_state", "Invalid"), active,
-                              [s.code for s in status if s.kind == "failure"], remote_url,
-                              manifest_count=len(store.get("manifests", {})))
+    credentials = Credentials(
+        store.get("validation_state", "Invalid"),
+        active,
+        [s.code for s in status if s.kind == "failure"],
+        remote_url,
+        manifest_count=len(store.get("manifests", {})),
+    )
     allowed = trust.allowed_certificate(active.signer.issuer, active.signer.certificate_serial)
     if allowed and credentials.state == "Valid" and credentials.failures == ["signingCredential.untrusted"]:
         # The signature is intact and made by a certificate you allowed as it is.
@@ -345,8 +409,10 @@ def verdict_line(c: Credentials) -> str:
     if c.state == "absent":
         return "No Content Credentials."
     if c.state == "remote":
-        return (f"Content Credentials in a remote manifest at {c.remote_url or 'an unknown address'}, not fetched "
-                "(offline): audit again with --fetch-remote where the network allows.")
+        return (
+            f"Content Credentials in a remote manifest at {c.remote_url or 'an unknown address'}, not fetched "
+            "(offline): audit again with --fetch-remote where the network allows."
+        )
     if c.active is None:
         return f"Content Credentials present but not validated: {c.error or ', '.join(c.failures)}."
     what = describe_source_type(c.source_type)
@@ -356,13 +422,19 @@ def verdict_line(c: Credentials) -> str:
     if c.active.signer.issuer and c.active.signer.issuer != signer:
         signer += f" (issued by {c.active.signer.issuer})"
     if c.state == "Trusted":
-        trust = ("trusted only through this machine's development CA, not a public trust list"
-                 if c.development_ca else f"trusted through {', '.join(c.trusted_through) or 'one of your anchors'}")
+        trust = (
+            "trusted only through this machine's development CA, not a public trust list"
+            if c.development_ca
+            else f"trusted through {', '.join(c.trusted_through) or 'one of your anchors'}"
+        )
     elif "signingCredential.untrusted" in c.failures:
         trust = "not in your trust list"
     else:
         trust = "signer not trusted"
     broken = [code for code in c.failures if not is_trust_code(code)]
-    integrity = ("signature intact" if not broken else
-                 "CHANGED OR BROKEN: " + "; ".join(f"{MEANINGS.get(code, code)} ({code})" for code in broken))
+    integrity = (
+        "signature intact"
+        if not broken
+        else "CHANGED OR BROKEN: " + "; ".join(f"{MEANINGS.get(code, code)} ({code})" for code in broken)
+    )
     return f"{what}, made with {made_by}, signed by {signer}; {trust}; {integrity}."

@@ -33,28 +33,45 @@ def xmp_fields(render: Render, rights, instance_id: str) -> XmpFields:
     # Image-to-image mixes a human-made input with the model's output: IPTC calls that a composite.
     source_type = COMPOSITE_TRAINED if render.mode == "image-to-image" else TRAINED
     version = model["revision"] or f"weights sha256:{model['weights_sha256']}"
-    return XmpFields(digital_source_type=source_type, ai_system=model.get("name") or model["id"],
-                     ai_system_version=version,
-                     ai_prompt=render.prompt if rights.prompt_disclosure == "full" else None,
-                     creator=rights.creator, credit_line=rights.credit_line,
-                     copyright_notice=rights.copyright_notice, web_statement=rights.web_statement,
-                     licensor_name=rights.licensor_name, licensor_url=rights.licensor_url,
-                     data_mining=rights.data_mining, instance_id=instance_id,
-                     document_id=document_id(render.image_id))
+    return XmpFields(
+        digital_source_type=source_type,
+        ai_system=model.get("name") or model["id"],
+        ai_system_version=version,
+        ai_prompt=render.prompt if rights.prompt_disclosure == "full" else None,
+        creator=rights.creator,
+        credit_line=rights.credit_line,
+        copyright_notice=rights.copyright_notice,
+        web_statement=rights.web_statement,
+        licensor_name=rights.licensor_name,
+        licensor_url=rights.licensor_url,
+        data_mining=rights.data_mining,
+        instance_id=instance_id,
+        document_id=document_id(render.image_id),
+    )
 
 
 def generation_record(render: Render, disclosure: str) -> tuple[dict, str | None]:
     """The org.estampille.generation assertion (and the prompt's salt when it is hashed)."""
     model = render.model
     generation = {
-        "image_id": render.image_id, "model": model["id"], "model_name": model.get("name") or model["id"],
-        "revision": model["revision"], "weights_sha256": model["weights_sha256"],
-        "pipeline": model["pipeline_class"], "family": render.options.get("family"),
+        "image_id": render.image_id,
+        "model": model["id"],
+        "model_name": model.get("name") or model["id"],
+        "revision": model["revision"],
+        "weights_sha256": model["weights_sha256"],
+        "pipeline": model["pipeline_class"],
+        "family": render.options.get("family"),
         "options": {k: v for k, v in render.options.items() if k != "family"},
-        "licence": model["licence"], "commercial_use": model["commercial_use"],
-        "test_model": model["test_model"], "seed": render.seed, "steps": render.steps,
-        "guidance": render.guidance, "scheduler": render.scheduler["class"],
-        "width": render.width, "height": render.height, "mode": render.mode,
+        "licence": model["licence"],
+        "commercial_use": model["commercial_use"],
+        "test_model": model["test_model"],
+        "seed": render.seed,
+        "steps": render.steps,
+        "guidance": render.guidance,
+        "scheduler": render.scheduler["class"],
+        "width": render.width,
+        "height": render.height,
+        "mode": render.mode,
         "reference": {k: v for k, v in (render.reference or {}).items() if k != "path"} or None,
     }
     salt = None
@@ -82,12 +99,14 @@ def platform_copy(image: Image.Image) -> Image.Image:
     """What a social platform makes of an upload: 1080 px wide, JPEG q80 with 4:2:0 chroma."""
     buffer = io.BytesIO()
     image.resize((1080, round(1080 * image.height / image.width)), Image.Resampling.LANCZOS).save(
-        buffer, "JPEG", quality=80, subsampling=2)
+        buffer, "JPEG", quality=80, subsampling=2
+    )
     return Image.open(buffer)
 
 
-def watermarked_pixels(render_image: Image.Image, image_id: str, settings,
-                       steps: tuple[float, ...] = STRENGTH_STEPS) -> tuple[Image.Image, dict | None]:
+def watermarked_pixels(
+    render_image: Image.Image, image_id: str, settings, steps: tuple[float, ...] = STRENGTH_STEPS
+) -> tuple[Image.Image, dict | None]:
     """The pixels that get signed: the raw render with the invisible mark (when the brand keeps it
     on), and what the record says of the mark. The mark is read back from the file as signed and
     from a platform copy of it; a picture that hides it poorly (small, noisy) is marked again a
@@ -99,16 +118,26 @@ def watermarked_pixels(render_image: Image.Image, image_id: str, settings,
         strength = round(settings.strength * step, 4)
         embedded = watermark.embed(render_image, image_id, strength)
         mark = embedded.record(image_id, strength)
-        mark["read_back"] = {"as signed": watermark.detect(embedded.image).image_id == mark["payload"],
-                             "platform copy (1080 px JPEG q80 4:2:0)":
-                                 watermark.detect(platform_copy(embedded.image)).image_id == mark["payload"]}
+        mark["read_back"] = {
+            "as signed": watermark.detect(embedded.image).image_id == mark["payload"],
+            "platform copy (1080 px JPEG q80 4:2:0)": watermark.detect(platform_copy(embedded.image)).image_id
+            == mark["payload"],
+        }
         if all(mark["read_back"].values()):
             break
     return embedded.image, mark
 
 
-def sign_render(render: Render, run_dir: Path, brand_name: str, week: str, rights, signer: ManifestSigner,
-                identity: SignerIdentity, mark_settings=None) -> Provenance:
+def sign_render(
+    render: Render,
+    run_dir: Path,
+    brand_name: str,
+    week: str,
+    rights,
+    signer: ManifestSigner,
+    identity: SignerIdentity,
+    mark_settings=None,
+) -> Provenance:
     """Write images/<id>.png (watermarked, labelled and signed) and images/<id>.json; return the record."""
     instance_id = f"xmp:iid:{uuid.uuid4()}"
     xmp = xmp_fields(render, rights, instance_id)
@@ -124,11 +153,16 @@ def sign_render(render: Render, run_dir: Path, brand_name: str, week: str, right
     file = Path("images") / f"{render.image_id}.png"
     if mark:
         generation["watermark"] = {k: mark[k] for k in ("method", "version", "strength", "payload")}
-    manifest = generation_manifest(file.name, xmp.digital_source_type,
-                                   software_agent(render),
-                                   generation, rights.data_mining, instance_id,
-                                   [soft_binding.watermarked_action(mark)] if mark else [],
-                                   soft_binding.assertions(found))
+    manifest = generation_manifest(
+        file.name,
+        xmp.digital_source_type,
+        software_agent(render),
+        generation,
+        rights.data_mining,
+        instance_id,
+        [soft_binding.watermarked_action(mark)] if mark else [],
+        soft_binding.assertions(found),
+    )
     signed = signer.sign(unsigned, "image/png", manifest, ingredients)
     report = read_manifest(signed, "image/png", identity.trust_anchor_pem)
     if report.state not in ("Valid", "Trusted"):
@@ -136,12 +170,32 @@ def sign_render(render: Render, run_dir: Path, brand_name: str, week: str, right
     (run_dir / "images").mkdir(exist_ok=True)
     (run_dir / file).write_bytes(signed)
     sidecar = file.with_suffix(".json")
-    record = Provenance(image_id=render.image_id, file=str(file), sidecar=str(sidecar),
-                        sha256=hashlib.sha256(signed).hexdigest(), digital_source_type=xmp.digital_source_type,
-                        c2pa_state=report.state, signer=identity.subject, prompt_disclosure=rights.prompt_disclosure,
-                        prompt_salt=salt, instance_id=instance_id, xmp=vars(xmp), watermark=mark,
-                        soft_bindings=found)
-    (run_dir / sidecar).write_text(json.dumps(
-        {"provenance": record.model_dump(mode="json"), "render": render.model_dump(mode="json"),
-         "xmp": vars(xmp), "brand": brand_name, "week": week}, indent=2, ensure_ascii=False))
+    record = Provenance(
+        image_id=render.image_id,
+        file=str(file),
+        sidecar=str(sidecar),
+        sha256=hashlib.sha256(signed).hexdigest(),
+        digital_source_type=xmp.digital_source_type,
+        c2pa_state=report.state,
+        signer=identity.subject,
+        prompt_disclosure=rights.prompt_disclosure,
+        prompt_salt=salt,
+        instance_id=instance_id,
+        xmp=vars(xmp),
+        watermark=mark,
+        soft_bindings=found,
+    )
+    (run_dir / sidecar).write_text(
+        json.dumps(
+            {
+                "provenance": record.model_dump(mode="json"),
+                "render": render.model_dump(mode="json"),
+                "xmp": vars(xmp),
+                "brand": brand_name,
+                "week": week,
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
     return record

@@ -28,8 +28,8 @@ from .identity import DEV_CA_CERT
 class Anchor:
     common_name: str
     organization: str
-    source: str               # the file it came from
-    development: bool         # this machine's Estampille dev CA
+    source: str  # the file it came from
+    development: bool  # this machine's Estampille dev CA
     pem: bytes
     issuer_organization: str = ""
     serial: int = 0
@@ -43,7 +43,7 @@ class Anchor:
 @dataclass(frozen=True)
 class TrustConfig:
     anchors: tuple[Anchor, ...] = ()
-    allowed: tuple[Anchor, ...] = ()     # end-entity certificates trusted as they are
+    allowed: tuple[Anchor, ...] = ()  # end-entity certificates trusted as they are
 
     def c2pa_trust(self) -> dict[str, str]:
         return {"user_anchors": b"".join(a.pem for a in self.anchors).decode()} if self.anchors else {}
@@ -64,6 +64,7 @@ def _names(cert: x509.Certificate) -> tuple[str, str]:
     def first(oid) -> str:
         values = cert.subject.get_attributes_for_oid(oid)
         return str(values[0].value) if values else ""
+
     return first(NameOID.COMMON_NAME), first(NameOID.ORGANIZATION_NAME)
 
 
@@ -79,9 +80,17 @@ def load_bundle(path: Path, development: bool = False) -> list[Anchor]:
     for cert in certs:
         common_name, organization = _names(cert)
         issuer = cert.issuer.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-        anchors.append(Anchor(common_name, organization, path.name, development,
-                              cert.public_bytes(serialization.Encoding.PEM),
-                              str(issuer[0].value) if issuer else "", cert.serial_number))
+        anchors.append(
+            Anchor(
+                common_name,
+                organization,
+                path.name,
+                development,
+                cert.public_bytes(serialization.Encoding.PEM),
+                str(issuer[0].value) if issuer else "",
+                cert.serial_number,
+            )
+        )
     return anchors
 
 

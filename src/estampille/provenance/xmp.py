@@ -18,23 +18,35 @@ COMPOSITE_TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWit
 # PLUS data-mining values. "prohibited" forbids what the C2PA manifest's cawg.training-mining
 # assertion forbids: AI training, generative training, inference and data mining, so DMI-PROHIBITED
 # (not -AIMLTRAINING, which would still allow mining and inference).
-DMI = {"prohibited": "http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED",
-       "allowed": "http://ns.useplus.org/ldf/vocab/DMI-ALLOWED"}
+DMI = {
+    "prohibited": "http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED",
+    "allowed": "http://ns.useplus.org/ldf/vocab/DMI-ALLOWED",
+}
 XMP_KEY = "XML:com.adobe.xmp"
 NAMESPACES = {
-    "x": "adobe:ns:meta/", "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
-    "dc": "http://purl.org/dc/elements/1.1/", "photoshop": "http://ns.adobe.com/photoshop/1.0/",
-    "xmpRights": "http://ns.adobe.com/xap/1.0/rights/", "Iptc4xmpExt": "http://iptc.org/std/Iptc4xmpExt/2008-02-29/",
-    "plus": "http://ns.useplus.org/ldf/xmp/1.0/", "xmpMM": "http://ns.adobe.com/xap/1.0/mm/",
+    "x": "adobe:ns:meta/",
+    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "photoshop": "http://ns.adobe.com/photoshop/1.0/",
+    "xmpRights": "http://ns.adobe.com/xap/1.0/rights/",
+    "Iptc4xmpExt": "http://iptc.org/std/Iptc4xmpExt/2008-02-29/",
+    "plus": "http://ns.useplus.org/ldf/xmp/1.0/",
+    "xmpMM": "http://ns.adobe.com/xap/1.0/mm/",
     "Iptc4xmpCore": "http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/",
 }
 # Prefixes for namespaces other tools write, so a report never shows a raw URI for them.
-KNOWN_PREFIXES = {**{uri: prefix for prefix, uri in NAMESPACES.items()},
-                  "http://ns.adobe.com/xap/1.0/": "xmp", "http://ns.adobe.com/exif/1.0/": "exif",
-                  "http://ns.adobe.com/tiff/1.0/": "tiff", "http://ns.adobe.com/camera-raw-settings/1.0/": "crs",
-                  "http://ns.adobe.com/xap/1.0/sType/ResourceEvent#": "stEvt",
-                  "http://ns.adobe.com/xap/1.0/sType/ResourceRef#": "stRef", "http://ns.adobe.com/pdf/1.3/": "pdf",
-                  "http://ns.adobe.com/photoshop/1.0/": "photoshop", "http://c2pa.org/manifest/": "c2pa"}
+KNOWN_PREFIXES = {
+    **{uri: prefix for prefix, uri in NAMESPACES.items()},
+    "http://ns.adobe.com/xap/1.0/": "xmp",
+    "http://ns.adobe.com/exif/1.0/": "exif",
+    "http://ns.adobe.com/tiff/1.0/": "tiff",
+    "http://ns.adobe.com/camera-raw-settings/1.0/": "crs",
+    "http://ns.adobe.com/xap/1.0/sType/ResourceEvent#": "stEvt",
+    "http://ns.adobe.com/xap/1.0/sType/ResourceRef#": "stRef",
+    "http://ns.adobe.com/pdf/1.3/": "pdf",
+    "http://ns.adobe.com/photoshop/1.0/": "photoshop",
+    "http://c2pa.org/manifest/": "c2pa",
+}
 
 
 @dataclass(frozen=True)
@@ -42,29 +54,38 @@ class XmpFields:
     digital_source_type: str
     ai_system: str
     ai_system_version: str
-    ai_prompt: str | None      # None when the brand does not disclose prompts
+    ai_prompt: str | None  # None when the brand does not disclose prompts
     creator: str
     credit_line: str
     copyright_notice: str
     web_statement: str
     licensor_name: str
     licensor_url: str
-    data_mining: str           # "prohibited" or "allowed"
-    instance_id: str | None = None   # xmp:iid:..., the same as the C2PA manifest's instance_id
-    document_id: str | None = None   # xmp.did:..., one per image id, kept by every later version
-    alt_text: str | None = None      # the published alt text (written at export)
+    data_mining: str  # "prohibited" or "allowed"
+    instance_id: str | None = None  # xmp:iid:..., the same as the C2PA manifest's instance_id
+    document_id: str | None = None  # xmp.did:..., one per image id, kept by every later version
+    alt_text: str | None = None  # the published alt text (written at export)
 
 
 def xmp_packet(f: XmpFields) -> str:
-    q = lambda v: escape(v, {'"': "&quot;"})   # noqa: E731 - attribute escaping, local use
+    q = lambda v: escape(v, {'"': "&quot;"})  # noqa: E731 - attribute escaping, local use
     prompt = f'\n Iptc4xmpExt:AIPromptInformation="{q(f.ai_prompt)}"' if f.ai_prompt else ""
-    ids = "".join(f'\n xmpMM:{name}="{q(value)}"' for name, value in
-                  (("InstanceID", f.instance_id), ("DocumentID", f.document_id)) if value)
-    alt = (f'\n<Iptc4xmpCore:AltTextAccessibility><rdf:Alt><rdf:li xml:lang="x-default">{escape(f.alt_text)}'
-           '</rdf:li></rdf:Alt></Iptc4xmpCore:AltTextAccessibility>') if f.alt_text else ""
+    ids = "".join(
+        f'\n xmpMM:{name}="{q(value)}"'
+        for name, value in (("InstanceID", f.instance_id), ("DocumentID", f.document_id))
+        if value
+    )
+    alt = (
+        (
+            f'\n<Iptc4xmpCore:AltTextAccessibility><rdf:Alt><rdf:li xml:lang="x-default">{escape(f.alt_text)}'
+            "</rdf:li></rdf:Alt></Iptc4xmpCore:AltTextAccessibility>"
+        )
+        if f.alt_text
+        else ""
+    )
     ns = " ".join(f'xmlns:{k}="{v}"' for k, v in NAMESPACES.items() if k not in ("x", "rdf"))
     return f'''<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
-<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="{NAMESPACES['rdf']}">
+<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="{NAMESPACES["rdf"]}">
 <rdf:Description rdf:about="" {ns}
  Iptc4xmpExt:DigitalSourceType="{q(f.digital_source_type)}"
  Iptc4xmpExt:AISystemUsed="{q(f.ai_system)}" Iptc4xmpExt:AISystemVersionUsed="{q(f.ai_system_version)}"{prompt}{ids}
@@ -105,7 +126,7 @@ def read_xmp(data: bytes) -> dict[str, str]:
     if not packet:
         return {}
     try:
-        body = packet[packet.index("<x:xmpmeta"): packet.rindex("</x:xmpmeta>") + 12]
+        body = packet[packet.index("<x:xmpmeta") : packet.rindex("</x:xmpmeta>") + 12]
         declared = {}
         for _, (prefix, uri) in ET.iterparse(io.StringIO(body), events=("start-ns",)):
             declared.setdefault(uri, prefix)

@@ -24,15 +24,15 @@ class ModelDefaults(BaseModel):
     guidance: float | None = None
     size: int | None = None
     max_sequence_length: int | None = None
-    guidance_free: bool = False      # distilled without a guidance input (FLUX.1-schnell): guidance is ignored
+    guidance_free: bool = False  # distilled without a guidance input (FLUX.1-schnell): guidance is ignored
 
 
 class ModelEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str | None = None     # what people call it (XMP AISystemUsed); the id when unset
+    name: str | None = None  # what people call it (XMP AISystemUsed); the id when unset
     source: Literal["hub", "tiny", "local"] = "hub"
-    family: Literal["sd15", "sdxl", "sd3", "flux", "pixart"] | None = None   # render/families.py
+    family: Literal["sd15", "sdxl", "sd3", "flux", "pixart"] | None = None  # render/families.py
     defaults: ModelDefaults = ModelDefaults()
     pipeline: str = "DiffusionPipeline"
     revision: str | None = None
@@ -48,7 +48,7 @@ class ResolvedModel(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     id: str
-    load_from: str          # local folder or hub id
+    load_from: str  # local folder or hub id
     entry: ModelEntry
 
 
@@ -81,17 +81,21 @@ def resolve_model(model_id: str, models_dir: Path, home: Path | None = None) -> 
         entry = registry[model_id]
         if entry.source == "tiny":
             folder = tiny_folder(model_id, models_dir)
-            _require_folder(folder, f"run `estampille models build-tiny --family {entry.family}` to build "
-                                    "the tiny test model")
+            _require_folder(
+                folder, f"run `estampille models build-tiny --family {entry.family}` to build the tiny test model"
+            )
             return ResolvedModel(id=model_id, load_from=str(folder), entry=entry)
         local = models_dir / model_id
         return ResolvedModel(id=model_id, load_from=str(local) if local.is_dir() else model_id, entry=entry)
     path = Path(model_id).expanduser()
     if path.is_absolute() or model_id.startswith("."):
-        _require_folder(path, "point render.model in brand.yaml at a folder saved with "
-                              "save_pretrained, or use a model id from the registry")
+        _require_folder(
+            path,
+            "point render.model in brand.yaml at a folder saved with "
+            "save_pretrained, or use a model id from the registry",
+        )
         entry_id = path.name
-        marker = path / "estampille_model.json"    # a tiny build names its registry entry
+        marker = path / "estampille_model.json"  # a tiny build names its registry entry
         if entry_id not in registry and marker.is_file():
             entry_id = json.loads(marker.read_text(encoding="utf-8")).get("registry_id", "")
         if entry_id in registry:
@@ -99,7 +103,8 @@ def resolve_model(model_id: str, models_dir: Path, home: Path | None = None) -> 
     raise LicenceError(
         f"model '{model_id}' is not in the model registry, so its licence is unknown. Add it to "
         f"{home / 'models.yaml' if home else 'ESTAMPILLE_HOME/models.yaml'} with its licence and "
-        f"commercial_use, or choose one of: {', '.join(sorted(registry))}")
+        f"commercial_use, or choose one of: {', '.join(sorted(registry))}"
+    )
 
 
 def _require_folder(folder: Path, fix: str) -> None:
@@ -108,8 +113,9 @@ def _require_folder(folder: Path, fix: str) -> None:
         raise ModelNotFoundError(f"model folder {folder} {what}: {fix}")
 
 
-def check_licence(model: ResolvedModel, licence_policy: str, accepted: list[str],
-                  registry: dict[str, ModelEntry]) -> None:
+def check_licence(
+    model: ResolvedModel, licence_policy: str, accepted: list[str], registry: dict[str, ModelEntry]
+) -> None:
     """A commercial brand cannot render with a model whose licence forbids commercial use."""
     if licence_policy != "commercial":
         return
@@ -117,8 +123,13 @@ def check_licence(model: ResolvedModel, licence_policy: str, accepted: list[str]
     if use == "yes" or (use == "conditional" and model.entry.licence in accepted):
         return
     allowed = sorted(m for m, e in registry.items() if e.commercial_use == "yes" and not e.test_model)
-    why = ("forbids commercial use" if use == "no" else
-           "allows commercial use only under conditions the brand has not accepted "
-           "(list it in render.accepted_licences once legal has checked them)")
-    raise LicenceError(f"model '{model.id}' has licence {model.entry.licence}, which {why}; "
-                       f"the brand's licence_policy is commercial. Allowed: {', '.join(allowed)}")
+    why = (
+        "forbids commercial use"
+        if use == "no"
+        else "allows commercial use only under conditions the brand has not accepted "
+        "(list it in render.accepted_licences once legal has checked them)"
+    )
+    raise LicenceError(
+        f"model '{model.id}' has licence {model.entry.licence}, which {why}; "
+        f"the brand's licence_policy is commercial. Allowed: {', '.join(allowed)}"
+    )

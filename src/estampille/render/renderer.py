@@ -34,27 +34,39 @@ class RenderJob:
     guidance: float
     width: int
     height: int
-    reference: Path | None = None   # image-to-image input
+    reference: Path | None = None  # image-to-image input
     strength: float = 0.6
-    true_cfg_scale: float | None = None       # FLUX only: applies the negative prompt above 1
-    max_sequence_length: int | None = None    # T5 families: prompt tokens the T5 encoder reads
-    batch_index: int = 0                      # re-creation: the recorded position in its batch
+    true_cfg_scale: float | None = None  # FLUX only: applies the negative prompt above 1
+    max_sequence_length: int | None = None  # T5 families: prompt tokens the T5 encoder reads
+    batch_index: int = 0  # re-creation: the recorded position in its batch
 
     @classmethod
     def from_record(cls, record: Render, reference: Path | None = None) -> RenderJob:
         """The job that made a recorded image, for re-creating it: every input is the record's
         (`reference`: the record's image-to-image input, once its content was checked)."""
-        return cls(key=record.image_id, prompt=record.prompt, negative_prompt=record.negative_prompt,
-                   seed=record.seed, steps=record.steps, guidance=record.guidance, width=record.width,
-                   height=record.height, reference=reference,
-                   strength=record.reference["strength"] if reference and record.reference else 0.6,
-                   true_cfg_scale=record.options.get("true_cfg_scale"),
-                   max_sequence_length=record.options.get("max_sequence_length"), batch_index=record.batch_index)
+        return cls(
+            key=record.image_id,
+            prompt=record.prompt,
+            negative_prompt=record.negative_prompt,
+            seed=record.seed,
+            steps=record.steps,
+            guidance=record.guidance,
+            width=record.width,
+            height=record.height,
+            reference=reference,
+            strength=record.reference["strength"] if reference and record.reference else 0.6,
+            true_cfg_scale=record.options.get("true_cfg_scale"),
+            max_sequence_length=record.options.get("max_sequence_length"),
+            batch_index=record.batch_index,
+        )
 
     def family_arguments(self) -> dict[str, Any]:
         """The family-specific call arguments this job sets (recorded with its image)."""
-        return {k: v for k, v in (("true_cfg_scale", self.true_cfg_scale),
-                                  ("max_sequence_length", self.max_sequence_length)) if v is not None}
+        return {
+            k: v
+            for k, v in (("true_cfg_scale", self.true_cfg_scale), ("max_sequence_length", self.max_sequence_length))
+            if v is not None
+        }
 
 
 @dataclass(frozen=True)
@@ -63,10 +75,10 @@ class Rendered:
 
     job: RenderJob
     image: Any | None
-    seconds: float           # pipeline time per image of its batch
-    batch_size: int          # images in the pipeline call that made it (pixels depend on it on CPU)
+    seconds: float  # pipeline time per image of its batch
+    batch_size: int  # images in the pipeline call that made it (pixels depend on it on CPU)
     error: str | None = None
-    batch_index: int = 0     # its position in that call (pixels can depend on it too)
+    batch_index: int = 0  # its position in that call (pixels can depend on it too)
 
 
 @dataclass
@@ -78,7 +90,7 @@ class LoadedModel:
     weights_sha256: str
     device: str
     family: Family | None = None
-    options: dict[str, Any] = field(default_factory=dict)   # dtype and speed options in use
+    options: dict[str, Any] = field(default_factory=dict)  # dtype and speed options in use
     _img2img: Any = None
 
     def image_to_image(self) -> Any:
@@ -94,16 +106,29 @@ class LoadedModel:
         return render(self, jobs, batch_size, pad=pad)
 
     def environment(self) -> dict[str, Any]:
-        return {"scheduler": scheduler_record(self.pipeline), "versions": library_versions(),
-                "options": {"family": self.family.name if self.family else None, **self.options,
-                            **(self.family.fixed_arguments if self.family else {})}}
+        return {
+            "scheduler": scheduler_record(self.pipeline),
+            "versions": library_versions(),
+            "options": {
+                "family": self.family.name if self.family else None,
+                **self.options,
+                **(self.family.fixed_arguments if self.family else {}),
+            },
+        }
 
     def describe(self) -> dict[str, Any]:
         entry = self.resolved.entry
-        return {"id": self.resolved.id, "name": entry.name or self.resolved.id, "revision": self.revision, "weights_sha256": self.weights_sha256,
-                "pipeline_class": type(self.pipeline).__name__, "licence": entry.licence,
-                "commercial_use": entry.commercial_use, "licence_source": entry.licence_source,
-                "test_model": entry.test_model}
+        return {
+            "id": self.resolved.id,
+            "name": entry.name or self.resolved.id,
+            "revision": self.revision,
+            "weights_sha256": self.weights_sha256,
+            "pipeline_class": type(self.pipeline).__name__,
+            "licence": entry.licence,
+            "commercial_use": entry.commercial_use,
+            "licence_source": entry.licence_source,
+            "test_model": entry.test_model,
+        }
 
 
 class LoadedRenderer(Protocol):
@@ -148,8 +173,15 @@ class DiffusersRenderer:
         return weights_sha256(folder, self.digest_cache) if folder else self.model.entry.revision or "unpinned"
 
     def load(self, gpu: int = 0) -> LoadedModel:
-        return load_model(self.model, self.digest_cache, scheduler=self.scheduler, cpu_offload=self.cpu_offload,
-                          attention_slicing=self.attention_slicing, gpu=gpu, speed=self.speed)
+        return load_model(
+            self.model,
+            self.digest_cache,
+            scheduler=self.scheduler,
+            cpu_offload=self.cpu_offload,
+            attention_slicing=self.attention_slicing,
+            gpu=gpu,
+            speed=self.speed,
+        )
 
 
 def pick_device(gpu: int = 0) -> str:
@@ -164,9 +196,11 @@ def pick_device(gpu: int = 0) -> str:
         if count == 1 and pinned_gpu():
             return "cuda:0"
         if not 0 <= gpu < count:
-            raise SetupError(f"render worker {gpu + 1} needs GPU number {gpu}, but this machine has {count} "
-                             f"GPU(s): start at most {count} render worker(s) per machine, or pin each worker "
-                             "to its GPU with CUDA_VISIBLE_DEVICES")
+            raise SetupError(
+                f"render worker {gpu + 1} needs GPU number {gpu}, but this machine has {count} "
+                f"GPU(s): start at most {count} render worker(s) per machine, or pin each worker "
+                "to its GPU with CUDA_VISIBLE_DEVICES"
+            )
         return f"cuda:{gpu}"
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "mps"
@@ -226,9 +260,17 @@ def model_folder(resolved: ResolvedModel) -> Path | None:
     return local if local.is_dir() else _hub_snapshot(resolved)
 
 
-def load_model(resolved: ResolvedModel, digest_cache: Path | None = None, *, scheduler: str | None = None,
-               scheduler_config: dict | None = None, cpu_offload: bool = False,
-               attention_slicing: bool = False, gpu: int = 0, speed: SpeedOptions = SpeedOptions()) -> LoadedModel:
+def load_model(
+    resolved: ResolvedModel,
+    digest_cache: Path | None = None,
+    *,
+    scheduler: str | None = None,
+    scheduler_config: dict | None = None,
+    cpu_offload: bool = False,
+    attention_slicing: bool = False,
+    gpu: int = 0,
+    speed: SpeedOptions = SpeedOptions(),
+) -> LoadedModel:
     """`from_pretrained` on the resolved folder or hub id, then the scheduler asked for (by
     class name, optionally with a recorded config), the best device with the memory options,
     and the speed options asked for."""
@@ -241,19 +283,23 @@ def load_model(resolved: ResolvedModel, digest_cache: Path | None = None, *, sch
     dtype = pick_dtype(device, family, speed.dtype)
     pipeline_class = getattr(diffusers, resolved.entry.pipeline, None)
     if not isinstance(pipeline_class, type) or not hasattr(pipeline_class, "from_pretrained"):
-        raise ConfigError(f"model '{resolved.id}': pipeline {resolved.entry.pipeline!r} is not a diffusers "
-                          f"pipeline class (diffusers {diffusers.__version__}); use e.g. StableDiffusionPipeline, "
-                          "StableDiffusionXLPipeline, AutoPipelineForText2Image or DiffusionPipeline")
+        raise ConfigError(
+            f"model '{resolved.id}': pipeline {resolved.entry.pipeline!r} is not a diffusers "
+            f"pipeline class (diffusers {diffusers.__version__}); use e.g. StableDiffusionPipeline, "
+            "StableDiffusionXLPipeline, AutoPipelineForText2Image or DiffusionPipeline"
+        )
     kwargs: dict[str, Any] = {"dtype": dtype}
     if resolved.entry.revision:
         kwargs["revision"] = resolved.entry.revision
     try:
         pipeline = pipeline_class.from_pretrained(resolved.load_from, **kwargs)
     except (OSError, ValueError) as exc:
-        raise ModelNotFoundError(f"cannot load model '{resolved.id}' from {resolved.load_from}: "
-                                 f"{str(exc).splitlines()[0]}. If the folder is damaged, delete it and "
-                                 "rebuild or re-download it (`estampille models build-tiny` for the "
-                                 "test model).") from None
+        raise ModelNotFoundError(
+            f"cannot load model '{resolved.id}' from {resolved.load_from}: "
+            f"{str(exc).splitlines()[0]}. If the folder is damaged, delete it and "
+            "rebuild or re-download it (`estampille models build-tiny` for the "
+            "test model)."
+        ) from None
     pipeline.set_progress_bar_config(disable=True)
     if scheduler:
         scheduler_class = getattr(diffusers, scheduler)
@@ -262,15 +308,22 @@ def load_model(resolved: ResolvedModel, digest_cache: Path | None = None, *, sch
     if attention_slicing:
         pipeline.enable_attention_slicing()
     if cpu_offload and device.startswith("cuda"):
-        pipeline.enable_model_cpu_offload(gpu_id=int(device.split(":")[1]))   # sub-models on the GPU only while they run
+        pipeline.enable_model_cpu_offload(gpu_id=int(device.split(":")[1]))  # sub-models on the GPU only while they run
     else:
         pipeline.to(device)
     apply_speed_options(pipeline, speed, resolved.id)
     folder = model_folder(resolved)
     revision = resolved.entry.revision or (folder.name if folder and folder.parent.name == "snapshots" else None)
-    return LoadedModel(resolved=resolved, pipeline=pipeline, folder=folder, revision=revision,
-                       weights_sha256=weights_sha256(folder, digest_cache) if folder else "unknown", device=device,
-                       family=family, options={"dtype": str(dtype).removeprefix("torch."), **speed.in_use()})
+    return LoadedModel(
+        resolved=resolved,
+        pipeline=pipeline,
+        folder=folder,
+        revision=revision,
+        weights_sha256=weights_sha256(folder, digest_cache) if folder else "unknown",
+        device=device,
+        family=family,
+        options={"dtype": str(dtype).removeprefix("torch."), **speed.in_use()},
+    )
 
 
 def denoiser(pipeline: Any) -> Any:
@@ -285,13 +338,17 @@ def apply_speed_options(pipeline: Any, speed: SpeedOptions, model_id: str) -> No
     model = denoiser(pipeline)
     if speed.fuse_qkv:
         if not hasattr(model, "fuse_qkv_projections"):
-            raise ConfigError(f"render.fuse_qkv: the denoiser of '{model_id}' ({type(model).__name__}) has no "
-                              "fused projections in this diffusers version: turn fuse_qkv off")
+            raise ConfigError(
+                f"render.fuse_qkv: the denoiser of '{model_id}' ({type(model).__name__}) has no "
+                "fused projections in this diffusers version: turn fuse_qkv off"
+            )
         model.fuse_qkv_projections()
     if speed.channels_last:
         if not hasattr(pipeline, "unet"):
-            raise ConfigError(f"render.channels_last speeds up UNet convolutions; '{model_id}' is a diffusion "
-                              "transformer (no UNet): turn channels_last off")
+            raise ConfigError(
+                f"render.channels_last speeds up UNet convolutions; '{model_id}' is a diffusion "
+                "transformer (no UNet): turn channels_last off"
+            )
         pipeline.unet.to(memory_format=torch.channels_last)
         pipeline.vae.to(memory_format=torch.channels_last)
     if speed.vae_slicing:
@@ -307,9 +364,8 @@ def _hub_snapshot(resolved: ResolvedModel) -> Path | None:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(resolved.load_from, revision=resolved.entry.revision,
-                                      local_files_only=True))
-    except Exception:   # the weights hash is then "unknown", which the record says plainly
+        return Path(snapshot_download(resolved.load_from, revision=resolved.entry.revision, local_files_only=True))
+    except Exception:  # the weights hash is then "unknown", which the record says plainly
         return None
 
 
@@ -318,8 +374,7 @@ def library_versions() -> dict[str, str]:
     import torch
     import transformers
 
-    return {"diffusers": diffusers.__version__, "torch": torch.__version__,
-            "transformers": transformers.__version__}
+    return {"diffusers": diffusers.__version__, "torch": torch.__version__, "transformers": transformers.__version__}
 
 
 NON_FINITE = {"inf": float("inf"), "-inf": float("-inf"), "nan": float("nan")}
@@ -339,8 +394,7 @@ def _scheduler_config(recorded: dict) -> dict:
     return {k: NON_FINITE.get(v, v) if isinstance(v, str) else v for k, v in recorded.items()}
 
 
-def render(loaded: LoadedModel, jobs: list[RenderJob], batch_size: int, *,
-           pad: bool = False) -> Iterator[Rendered]:
+def render(loaded: LoadedModel, jobs: list[RenderJob], batch_size: int, *, pad: bool = False) -> Iterator[Rendered]:
     """Render every job, `batch_size` images per pipeline call.
 
     Jobs are grouped by their shared settings; each image gets its own seeded CPU generator.
@@ -356,12 +410,23 @@ def render(loaded: LoadedModel, jobs: list[RenderJob], batch_size: int, *,
     """
     groups: dict[tuple, list[RenderJob]] = {}
     for job in jobs:
-        groups.setdefault((job.steps, job.guidance, job.width, job.height, job.reference is not None,
-                           job.strength, job.true_cfg_scale, job.max_sequence_length), []).append(job)
+        groups.setdefault(
+            (
+                job.steps,
+                job.guidance,
+                job.width,
+                job.height,
+                job.reference is not None,
+                job.strength,
+                job.true_cfg_scale,
+                job.max_sequence_length,
+            ),
+            [],
+        ).append(job)
     for group in groups.values():
         step = 1 if pad else batch_size
         for start in range(0, len(group), step):
-            chunk = group[start:start + step]
+            chunk = group[start : start + step]
             yield from _render_chunk(loaded, chunk, batch_size if pad else len(chunk), can_split=not pad)
 
 
@@ -373,8 +438,11 @@ def _render_chunk(loaded: LoadedModel, chunk: list[RenderJob], size: int, can_sp
     # Re-creating (one job padded with itself): its image is the one at its recorded position.
     positions = [min(first.batch_index, size - 1)] if len(chunk) == 1 and size > 1 else range(len(chunk))
     arguments: dict[str, Any] = dict(
-        prompt=[j.prompt for j in padded], num_inference_steps=first.steps, guidance_scale=first.guidance,
-        generator=[torch.Generator("cpu").manual_seed(j.seed) for j in padded])
+        prompt=[j.prompt for j in padded],
+        num_inference_steps=first.steps,
+        guidance_scale=first.guidance,
+        generator=[torch.Generator("cpu").manual_seed(j.seed) for j in padded],
+    )
     arguments.update({**(loaded.family.fixed_arguments if loaded.family else {}), **first.family_arguments()})
     if any(j.negative_prompt for j in padded) or loaded.family is None or loaded.family.negative_prompt == "cfg":
         arguments["negative_prompt"] = [j.negative_prompt for j in padded]
@@ -383,9 +451,11 @@ def _render_chunk(loaded: LoadedModel, chunk: list[RenderJob], size: int, can_sp
         from PIL import Image
 
         pipeline = loaded.image_to_image()
-        arguments.update(image=[Image.open(j.reference).convert("RGB").resize((j.width, j.height)) for j in padded],
-                         strength=first.strength)
-        if _takes(pipeline, "width"):     # SD 3 and FLUX image-to-image size from width/height, not the image
+        arguments.update(
+            image=[Image.open(j.reference).convert("RGB").resize((j.width, j.height)) for j in padded],
+            strength=first.strength,
+        )
+        if _takes(pipeline, "width"):  # SD 3 and FLUX image-to-image size from width/height, not the image
             arguments.update(width=first.width, height=first.height)
     else:
         arguments.update(width=first.width, height=first.height)
@@ -400,12 +470,17 @@ def _render_chunk(loaded: LoadedModel, chunk: list[RenderJob], size: int, can_sp
             torch.cuda.empty_cache()
         if can_split and len(chunk) > 1:
             half = len(chunk) // 2
-            return (_render_chunk(loaded, chunk[:half], half, can_split)
-                    + _render_chunk(loaded, chunk[half:], len(chunk) - half, can_split))
-        return [Rendered(job, None, 0.0, size, f"out of memory at batch size {size}: {str(exc).splitlines()[0]}")
-                for job in chunk]
+            return _render_chunk(loaded, chunk[:half], half, can_split) + _render_chunk(
+                loaded, chunk[half:], len(chunk) - half, can_split
+            )
+        return [
+            Rendered(job, None, 0.0, size, f"out of memory at batch size {size}: {str(exc).splitlines()[0]}")
+            for job in chunk
+        ]
     per_image = (time.perf_counter() - started) / len(padded)
-    return [Rendered(job, images[i], per_image, len(padded), batch_index=i) for job, i in zip(chunk, positions, strict=True)]
+    return [
+        Rendered(job, images[i], per_image, len(padded), batch_index=i) for job, i in zip(chunk, positions, strict=True)
+    ]
 
 
 def _takes(pipeline: Any, argument: str) -> bool:

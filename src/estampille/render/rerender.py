@@ -29,20 +29,27 @@ from .renderer import RenderJob, load_model, render
 @dataclass(frozen=True)
 class Rerendered:
     image: Image.Image
-    identical: bool          # same PNG bytes as recorded
-    differing_pixels: int | None = None   # when the original file is at hand to compare with
+    identical: bool  # same PNG bytes as recorded
+    differing_pixels: int | None = None  # when the original file is at hand to compare with
     max_difference: int | None = None
 
 
 def rerender(record: dict, settings: Settings, original: Path | None = None) -> Rerendered:
     resolved = resolve_model(record["model"]["id"], settings.models_dir, settings.home)
     options = record.get("options", {})
-    loaded = load_model(resolved, settings.home / "weights-sha256.json", scheduler=record["scheduler"]["class"],
-                        scheduler_config=record["scheduler"]["config"], speed=SpeedOptions.from_record(options))
+    loaded = load_model(
+        resolved,
+        settings.home / "weights-sha256.json",
+        scheduler=record["scheduler"]["class"],
+        scheduler_config=record["scheduler"]["config"],
+        speed=SpeedOptions.from_record(options),
+    )
     if loaded.weights_sha256 != record["model"]["weights_sha256"]:
-        raise EstampilleError(f"the weights of {resolved.id} at {resolved.load_from} are not the recorded ones "
-                              f"(recorded sha256 {record['model']['weights_sha256'][:16]}…, found "
-                              f"{loaded.weights_sha256[:16]}…): restore that model version to re-create the image")
+        raise EstampilleError(
+            f"the weights of {resolved.id} at {resolved.load_from} are not the recorded ones "
+            f"(recorded sha256 {record['model']['weights_sha256'][:16]}…, found "
+            f"{loaded.weights_sha256[:16]}…): restore that model version to re-create the image"
+        )
     reference = None
     if record.get("reference"):
         reference = Path(record["reference"]["path"])
@@ -57,8 +64,9 @@ def rerender(record: dict, settings: Settings, original: Path | None = None) -> 
     identical = hashlib.sha256(buffer.getvalue()).hexdigest() == record["sha256"]
     if original is None or not original.is_file():
         return Rerendered(result.image, identical)
-    difference = np.abs(np.asarray(result.image, dtype=np.int16) -
-                        np.asarray(Image.open(original).convert("RGB"), dtype=np.int16))
+    difference = np.abs(
+        np.asarray(result.image, dtype=np.int16) - np.asarray(Image.open(original).convert("RGB"), dtype=np.int16)
+    )
     return Rerendered(result.image, identical, int((difference.max(axis=-1) > 0).sum()), int(difference.max()))
 
 

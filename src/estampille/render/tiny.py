@@ -23,7 +23,7 @@ TINY_SEED = 20261122
 MAX_TOKENS = 512
 T5_TOKENS = 256
 FAMILIES = ("sd15", "sdxl", "sd3", "flux", "pixart")
-MARKER = "estampille_model.json"    # names the registry entry of a folder built here
+MARKER = "estampille_model.json"  # names the registry entry of a folder built here
 
 
 def tiny_folder_name(family: str) -> str:
@@ -53,7 +53,7 @@ def build_tiny_model(folder: Path, overwrite: bool = False, family: str = "sd15"
         shutil.rmtree(staging)
     pipeline.save_pretrained(staging, safe_serialization=True)
     (staging / MARKER).write_text(json.dumps({"registry_id": tiny_registry_id(family), "family": family}))
-    staging.rename(folder)   # a crash mid-save never leaves a half model where loading looks
+    staging.rename(folder)  # a crash mid-save never leaves a half model where loading looks
     return folder
 
 
@@ -78,10 +78,17 @@ def _clip_encoder(tokenizer: Any, hidden: int = 32, projection: int | None = Non
 
     vocab = tokenizer.get_vocab()
     config = CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=hidden, intermediate_size=hidden * 2, num_attention_heads=4,
-        num_hidden_layers=2, max_position_embeddings=MAX_TOKENS, bos_token_id=vocab["<|startoftext|>"],
-        eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"],
-        projection_dim=projection or hidden)
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=MAX_TOKENS,
+        bos_token_id=vocab["<|startoftext|>"],
+        eos_token_id=vocab["<|endoftext|>"],
+        pad_token_id=vocab["<|endoftext|>"],
+        projection_dim=projection or hidden,
+    )
     return CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
 
 
@@ -97,19 +104,37 @@ def _t5_tokenizer() -> Any:
     model.normalizer = normalizers.NFKC()
     model.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     model.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    model.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
-                                                         special_tokens=[("</s>", 1)])
-    return T5TokenizerFast(tokenizer_object=model, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
-                           extra_ids=0, model_max_length=T5_TOKENS)
+    model.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
+    )
+    return T5TokenizerFast(
+        tokenizer_object=model,
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        extra_ids=0,
+        model_max_length=T5_TOKENS,
+    )
 
 
 def _t5_encoder(tokenizer: Any, d_model: int) -> Any:
     from transformers import T5Config, T5EncoderModel
 
-    return T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=d_model, d_ff=d_model * 2, d_kv=8,
-                                   num_layers=2, num_heads=4, feed_forward_proj="gated-gelu",
-                                   relative_attention_num_buckets=8, decoder_start_token_id=0,
-                                   pad_token_id=0, eos_token_id=1))
+    return T5EncoderModel(
+        T5Config(
+            vocab_size=len(tokenizer),
+            d_model=d_model,
+            d_ff=d_model * 2,
+            d_kv=8,
+            num_layers=2,
+            num_heads=4,
+            feed_forward_proj="gated-gelu",
+            relative_attention_num_buckets=8,
+            decoder_start_token_id=0,
+            pad_token_id=0,
+            eos_token_id=1,
+        )
+    )
 
 
 def _vae(latent_channels: int = 4, flow: bool = False) -> Any:
@@ -117,26 +142,51 @@ def _vae(latent_channels: int = 4, flow: bool = False) -> Any:
     test render denoises 32x32 latents, which keeps the suite cheap."""
     from diffusers import AutoencoderKL
 
-    extra = {"use_quant_conv": False, "use_post_quant_conv": False, "shift_factor": 0.1159,
-             "scaling_factor": 0.3611} if flow else {}
-    return AutoencoderKL(block_out_channels=[16, 32, 32, 32], in_channels=3, out_channels=3,
-                         latent_channels=latent_channels, down_block_types=["DownEncoderBlock2D"] * 4,
-                         up_block_types=["UpDecoderBlock2D"] * 4, norm_num_groups=8, sample_size=256, **extra)
+    extra = (
+        {"use_quant_conv": False, "use_post_quant_conv": False, "shift_factor": 0.1159, "scaling_factor": 0.3611}
+        if flow
+        else {}
+    )
+    return AutoencoderKL(
+        block_out_channels=[16, 32, 32, 32],
+        in_channels=3,
+        out_channels=3,
+        latent_channels=latent_channels,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        norm_num_groups=8,
+        sample_size=256,
+        **extra,
+    )
 
 
 def _sd15() -> Any:
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
     tokenizer = _clip_tokenizer()
-    text_encoder = _clip_encoder(tokenizer)      # this order of random draws is the weights' identity
+    text_encoder = _clip_encoder(tokenizer)  # this order of random draws is the weights' identity
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, norm_num_groups=8, attention_head_dim=8)
-    return StableDiffusionPipeline(vae=_vae(), text_encoder=text_encoder, tokenizer=tokenizer,
-                                   unet=unet, scheduler=DPMSolverMultistepScheduler(steps_offset=1),
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        cross_attention_dim=32,
+        norm_num_groups=8,
+        attention_head_dim=8,
+    )
+    return StableDiffusionPipeline(
+        vae=_vae(),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DPMSolverMultistepScheduler(steps_offset=1),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
 
 
 def _sdxl() -> Any:
@@ -145,18 +195,35 @@ def _sdxl() -> Any:
 
     tokenizer, tokenizer_2 = _clip_tokenizer(), _clip_tokenizer()
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
-        use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
-        transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=8 * 6 + 32,
-        cross_attention_dim=64, norm_num_groups=8)
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                       steps_offset=1, timestep_spacing="leading")
-    return StableDiffusionXLPipeline(vae=_vae(), text_encoder=_clip_encoder(tokenizer), tokenizer=tokenizer,
-                                     text_encoder_2=_clip_encoder(tokenizer_2, projection=32),
-                                     tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler,
-                                     force_zeros_for_empty_prompt=True)
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=8 * 6 + 32,
+        cross_attention_dim=64,
+        norm_num_groups=8,
+    )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
+    )
+    return StableDiffusionXLPipeline(
+        vae=_vae(),
+        text_encoder=_clip_encoder(tokenizer),
+        tokenizer=tokenizer,
+        text_encoder_2=_clip_encoder(tokenizer_2, projection=32),
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=scheduler,
+        force_zeros_for_empty_prompt=True,
+    )
 
 
 def _sd3() -> Any:
@@ -165,14 +232,30 @@ def _sd3() -> Any:
 
     tokenizer, tokenizer_2, tokenizer_3 = _clip_tokenizer(), _clip_tokenizer(), _t5_tokenizer()
     transformer = SD3Transformer2DModel(
-        sample_size=32, patch_size=2, in_channels=16, out_channels=16, num_layers=2, attention_head_dim=8,
-        num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=64, pooled_projection_dim=64,
-        pos_embed_max_size=64, qk_norm="rms_norm")
+        sample_size=32,
+        patch_size=2,
+        in_channels=16,
+        out_channels=16,
+        num_layers=2,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        caption_projection_dim=32,
+        joint_attention_dim=64,
+        pooled_projection_dim=64,
+        pos_embed_max_size=64,
+        qk_norm="rms_norm",
+    )
     return StableDiffusion3Pipeline(
-        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        vae=_vae(16, flow=True), text_encoder=_clip_encoder(tokenizer, projection=32), tokenizer=tokenizer,
-        text_encoder_2=_clip_encoder(tokenizer_2, projection=32), tokenizer_2=tokenizer_2,
-        text_encoder_3=_t5_encoder(tokenizer_3, 64), tokenizer_3=tokenizer_3)
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=_vae(16, flow=True),
+        text_encoder=_clip_encoder(tokenizer, projection=32),
+        tokenizer=tokenizer,
+        text_encoder_2=_clip_encoder(tokenizer_2, projection=32),
+        tokenizer_2=tokenizer_2,
+        text_encoder_3=_t5_encoder(tokenizer_3, 64),
+        tokenizer_3=tokenizer_3,
+    )
 
 
 def _flux() -> Any:
@@ -181,13 +264,26 @@ def _flux() -> Any:
 
     tokenizer, tokenizer_2 = _clip_tokenizer(), _t5_tokenizer()
     transformer = FluxTransformer2DModel(
-        patch_size=1, in_channels=64, num_layers=1, num_single_layers=2, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=False,
-        axes_dims_rope=(4, 6, 6))
-    return FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0), vae=_vae(16, flow=True),
-                        text_encoder=_clip_encoder(tokenizer), tokenizer=tokenizer,
-                        text_encoder_2=_t5_encoder(tokenizer_2, 32), tokenizer_2=tokenizer_2,
-                        transformer=transformer)
+        patch_size=1,
+        in_channels=64,
+        num_layers=1,
+        num_single_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=False,
+        axes_dims_rope=(4, 6, 6),
+    )
+    return FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0),
+        vae=_vae(16, flow=True),
+        text_encoder=_clip_encoder(tokenizer),
+        tokenizer=tokenizer,
+        text_encoder_2=_t5_encoder(tokenizer_2, 32),
+        tokenizer_2=tokenizer_2,
+        transformer=transformer,
+    )
 
 
 def _pixart() -> Any:
@@ -196,11 +292,26 @@ def _pixart() -> Any:
 
     tokenizer = _t5_tokenizer()
     transformer = PixArtTransformer2DModel(
-        sample_size=32, num_layers=2, patch_size=2, attention_head_dim=8, num_attention_heads=3,
-        caption_channels=32, in_channels=4, out_channels=8, cross_attention_dim=24, norm_num_groups=8,
-        norm_type="ada_norm_single", use_additional_conditions=False)
-    return PixArtAlphaPipeline(tokenizer=tokenizer, text_encoder=_t5_encoder(tokenizer, 32), vae=_vae(),
-                               transformer=transformer, scheduler=DPMSolverMultistepScheduler())
+        sample_size=32,
+        num_layers=2,
+        patch_size=2,
+        attention_head_dim=8,
+        num_attention_heads=3,
+        caption_channels=32,
+        in_channels=4,
+        out_channels=8,
+        cross_attention_dim=24,
+        norm_num_groups=8,
+        norm_type="ada_norm_single",
+        use_additional_conditions=False,
+    )
+    return PixArtAlphaPipeline(
+        tokenizer=tokenizer,
+        text_encoder=_t5_encoder(tokenizer, 32),
+        vae=_vae(),
+        transformer=transformer,
+        scheduler=DPMSolverMultistepScheduler(),
+    )
 
 
 BUILDERS: dict[str, Callable[[], Any]] = {"sd15": _sd15, "sdxl": _sdxl, "sd3": _sd3, "flux": _flux, "pixart": _pixart}

@@ -48,16 +48,24 @@ def find_item(ledger: Ledger, item_id: str) -> Item:
     event = ledger.get(item_id)
     if event is None or event.kind not in (Kind.DRAFT_CREATED, Kind.RENDER_CREATED):
         raise ReviewError(f"no draft or image '{item_id}' in the ledger at {ledger.safe_url}")
-    return Item(item_id, "draft" if event.kind == Kind.DRAFT_CREATED else "image", event.brand, event.week,
-                event.subject, event)
+    return Item(
+        item_id, "draft" if event.kind == Kind.DRAFT_CREATED else "image", event.brand, event.week, event.subject, event
+    )
 
 
 SAME_DECISION = ("decision", "reviewer", "comment", "lookalike_override", "edit")
 
 
-def decide(ledger: Ledger, item_id: str, decision: Decision, reviewer: str, comment: str = "",
-           override_lookalike: str | None = None, edited_text: str | None = None,
-           version: int | None = None) -> Event:
+def decide(
+    ledger: Ledger,
+    item_id: str,
+    decision: Decision,
+    reviewer: str,
+    comment: str = "",
+    override_lookalike: str | None = None,
+    edited_text: str | None = None,
+    version: int | None = None,
+) -> Event:
     """Record one decision. `edited_text` replaces a draft's text (before/after kept in the event).
 
     The n-th decision on an item has the ledger key review-<item>-<n>, so of two decisions made
@@ -67,13 +75,21 @@ def decide(ledger: Ledger, item_id: str, decision: Decision, reviewer: str, comm
     if not reviewer.strip():
         raise ReviewError("a decision needs a reviewer name (--reviewer)")
     item = find_item(ledger, item_id)
-    payload = {"item_id": item_id, "item_kind": item.kind, "decision": decision, "reviewer": reviewer,
-               "comment": comment, "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    payload = {
+        "item_id": item_id,
+        "item_kind": item.kind,
+        "decision": decision,
+        "reviewer": reviewer,
+        "comment": comment,
+        "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
     week = WeekState.load(ledger, item.brand, item.week)
     if item.kind == "image" and decision == "approved" and week.verdict(item_id) == "lookalike":
         if not override_lookalike:
-            raise ReviewError(f"image {item_id} looks like a reference image (see its evidence): approving it "
-                              "needs --override-lookalike REASON")
+            raise ReviewError(
+                f"image {item_id} looks like a reference image (see its evidence): approving it "
+                "needs --override-lookalike REASON"
+            )
         payload["lookalike_override"] = override_lookalike
     if edited_text is not None:
         if item.kind != "draft":
@@ -82,11 +98,17 @@ def decide(ledger: Ledger, item_id: str, decision: Decision, reviewer: str, comm
     earlier = week.decision_events.get(item_id, [])
     if version is not None and version != len(earlier):
         if version == len(earlier) - 1 and _same(earlier[-1].payload, payload):
-            return earlier[-1]                    # a double submit: recorded once
+            return earlier[-1]  # a double submit: recorded once
         raise StaleDecision(item_id, version, len(earlier), earlier[-1].payload if earlier else None)
     number = len(earlier) + 1
-    event = ledger.append(Kind(f"review.{decision}"), review_key(item_id, number), payload, brand=item.brand,
-                          week=item.week, subject=item.slot_id)
+    event = ledger.append(
+        Kind(f"review.{decision}"),
+        review_key(item_id, number),
+        payload,
+        brand=item.brand,
+        week=item.week,
+        subject=item.slot_id,
+    )
     if not event.created and not _same(event.payload, payload):
         raise StaleDecision(item_id, number - 1, number, event.payload)
     return event
@@ -94,4 +116,3 @@ def decide(ledger: Ledger, item_id: str, decision: Decision, reviewer: str, comm
 
 def _same(recorded: dict, payload: dict) -> bool:
     return all(recorded.get(k) == payload.get(k) for k in SAME_DECISION)
-

@@ -21,8 +21,9 @@ from ..records import Kind
 from .week import WeekState
 
 
-def import_edit(ledger: Ledger, run_root: Path, image_id: str, edited: Path, editor: str,
-                identity: SignerIdentity) -> dict:
+def import_edit(
+    ledger: Ledger, run_root: Path, image_id: str, edited: Path, editor: str, identity: SignerIdentity
+) -> dict:
     """Record a retouch made outside Estampille as the image's current file: signed with the
     current file as its parent ingredient, labelled compositeWithTrainedAlgorithmicMedia, so
     review and publishing use it and the audit traces it back to the render."""
@@ -42,22 +43,40 @@ def import_edit(ledger: Ledger, run_root: Path, image_id: str, edited: Path, edi
     sidecar = json.loads(inside(run_dir, f"images/{image_id}.json").read_text())
     fields = replace(XmpFields(**sidecar["xmp"]), digital_source_type=COMPOSITE_TRAINED)
     unsigned = png_with_xmp(image, xmp_packet(fields))
-    manifest = edit_manifest(f"{image_id}-edit.png", COMPOSITE_TRAINED,
-                             f"Retouched outside Estampille by {editor} ({edited.name})")
+    manifest = edit_manifest(
+        f"{image_id}-edit.png", COMPOSITE_TRAINED, f"Retouched outside Estampille by {editor} ({edited.name})"
+    )
     signer = ManifestSigner(identity)
     try:
-        signed = signer.sign(unsigned, "image/png", manifest,
-                             [({"title": parent_file.name, "relationship": "parentOf", "label": "render"},
-                               "image/png", parent_bytes)])
+        signed = signer.sign(
+            unsigned,
+            "image/png",
+            manifest,
+            [({"title": parent_file.name, "relationship": "parentOf", "label": "render"}, "image/png", parent_bytes)],
+        )
     finally:
         signer.close()
     report = read_manifest(signed, "image/png", identity.trust_anchor_pem)
     digest = hashlib.sha256(signed).hexdigest()
     file = Path("images") / f"{image_id}.edit-{digest[:12]}.png"
     inside(run_dir, str(file)).write_bytes(signed)
-    payload = {"image_id": image_id, "file": str(file), "sha256": digest, "editor": editor,
-               "source_name": edited.name, "digital_source_type": COMPOSITE_TRAINED, "c2pa_state": report.state,
-               "parent_sha256": parent["sha256"], "signer": identity.subject}
-    ledger.append(Kind.EDIT_IMPORTED, edit_key(image_id, digest), payload, brand=render_event.brand,
-                  week=render_event.week, subject=render_event.subject)
+    payload = {
+        "image_id": image_id,
+        "file": str(file),
+        "sha256": digest,
+        "editor": editor,
+        "source_name": edited.name,
+        "digital_source_type": COMPOSITE_TRAINED,
+        "c2pa_state": report.state,
+        "parent_sha256": parent["sha256"],
+        "signer": identity.subject,
+    }
+    ledger.append(
+        Kind.EDIT_IMPORTED,
+        edit_key(image_id, digest),
+        payload,
+        brand=render_event.brand,
+        week=render_event.week,
+        subject=render_event.subject,
+    )
     return payload

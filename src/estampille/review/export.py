@@ -36,14 +36,14 @@ class ExportReport:
     folder: Path
     exported: list[dict] = field(default_factory=list)
     refused: list[dict] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)      # the schedulers' bulk-upload files
-    warnings: list[str] = field(default_factory=list)    # what a scheduler will refuse or needs by hand
+    files: list[Path] = field(default_factory=list)  # the schedulers' bulk-upload files
+    warnings: list[str] = field(default_factory=list)  # what a scheduler will refuse or needs by hand
 
 
 def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, identity: SignerIdentity) -> ExportReport:
     """Export the week's approved, verified items to <run>/export/<platform>/; refuse the rest, each
     with its reason (in the report and export.json). Exporting again redoes nothing."""
-    state = WeekState.load(ledger, bundle.slug, week)      # read once; everything below derives from it
+    state = WeekState.load(ledger, bundle.slug, week)  # read once; everything below derives from it
     drafts, renders = list(state.drafts.values()), list(state.renders.values())
     signed, checks = state.current, state.checks
     report = ExportReport(run_dir / "export")
@@ -51,8 +51,7 @@ def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, ident
     rows: dict[str, list[ExportRow]] = {}
     for post in posts_in_week(bundle, week):
         slot_id = keys.slot_id(week, post.id)
-        approved_drafts = [d for d in drafts if d["slot_id"] == slot_id
-                           and state.state_of(d["draft_id"]) == "approved"]
+        approved_drafts = [d for d in drafts if d["slot_id"] == slot_id and state.state_of(d["draft_id"]) == "approved"]
         if not approved_drafts:
             report.refused.append({"item": slot_id, "reason": "no approved text variant"})
             continue
@@ -62,15 +61,28 @@ def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, ident
         images = []
         for render_record in (r for r in renders if r["slot_id"] == slot_id):
             image_id = render_record["image_id"]
-            reason = _refusal(image_id, state.decision(image_id), signed.get(image_id), checks.get(image_id),
-                              run_dir, identity)
+            reason = _refusal(
+                image_id, state.decision(image_id), signed.get(image_id), checks.get(image_id), run_dir, identity
+            )
             if reason:
                 report.refused.append({"item": image_id, "slot": slot_id, "reason": reason})
                 continue
             signer = signer or ManifestSigner(identity)
             target = platform_dir / f"{post.id}-{len(images) + 1}.png"
-            images.append(_export_image(ledger, bundle.slug, week, slot_id, signed[image_id], state.decision(image_id),
-                                        run_dir, target, signer, draft["alt_text"]))
+            images.append(
+                _export_image(
+                    ledger,
+                    bundle.slug,
+                    week,
+                    slot_id,
+                    signed[image_id],
+                    state.decision(image_id),
+                    run_dir,
+                    target,
+                    signer,
+                    draft["alt_text"],
+                )
+            )
         if not images:
             report.refused.append({"item": slot_id, "reason": "no approved, verified image"})
             continue
@@ -78,23 +90,40 @@ def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, ident
         (platform_dir / f"{post.id}.txt").write_text(text + "\n", encoding="utf-8")
         (platform_dir / f"{post.id}.alt.txt").write_text(draft["alt_text"] + "\n", encoding="utf-8")
         rows.setdefault(post.platform, []).append(
-            ExportRow(post.id, post.date, post.time, text, tuple(Path(i["file"]).name for i in images)))
-        report.exported.append({"slot": slot_id, "platform": post.platform, "draft": draft["draft_id"],
-                                "text": text, "images": images})
+            ExportRow(post.id, post.date, post.time, text, tuple(Path(i["file"]).name for i in images))
+        )
+        report.exported.append(
+            {"slot": slot_id, "platform": post.platform, "draft": draft["draft_id"], "text": text, "images": images}
+        )
     if signer:
         signer.close()
     # Hootsuite's, Sprout Social's and Agorapulse's bulk files, as brand.yaml `publish.schedulers` asks
     report.files, report.warnings = write_all(report.folder, week, rows, bundle.brand.publish)
     if report.exported or report.refused:
         report.folder.mkdir(parents=True, exist_ok=True)
-        (report.folder / "export.json").write_text(json.dumps(
-            {"exported": report.exported, "refused": report.refused, "warnings": report.warnings,
-             "files": [str(f.relative_to(report.folder)) for f in report.files]}, indent=2, ensure_ascii=False))
+        (report.folder / "export.json").write_text(
+            json.dumps(
+                {
+                    "exported": report.exported,
+                    "refused": report.refused,
+                    "warnings": report.warnings,
+                    "files": [str(f.relative_to(report.folder)) for f in report.files],
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
     return report
 
 
-def _refusal(image_id: str, decision: dict | None, signed: dict | None, check: dict | None, run_dir: Path,
-             identity: SignerIdentity) -> str | None:
+def _refusal(
+    image_id: str,
+    decision: dict | None,
+    signed: dict | None,
+    check: dict | None,
+    run_dir: Path,
+    identity: SignerIdentity,
+) -> str | None:
     """Why an image may not be exported, or None when it may."""
     if decision is None:
         return "pending review: nobody approved it"
@@ -111,7 +140,7 @@ def _refusal(image_id: str, decision: dict | None, signed: dict | None, check: d
     if not path.is_file():
         return f"signed file {signed['file']} is missing"
     data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != signed["sha256"]:   # the bytes are needed below too
+    if hashlib.sha256(data).hexdigest() != signed["sha256"]:  # the bytes are needed below too
         return "signed file changed since it was signed"
     manifest = read_manifest(data, "image/png", identity.trust_anchor_pem)
     if manifest.state not in ("Trusted", "Valid") or manifest.failures:
@@ -129,15 +158,28 @@ def _published_copy(run_dir: Path, signed: dict, source: bytes, alt_text: str) -
         return source, None
     fields = json.loads(sidecar.read_text())["xmp"]
     instance_id = f"xmp:iid:{uuid.uuid4()}"
-    fields.update(digital_source_type=signed.get("digital_source_type") or fields["digital_source_type"],
-                  instance_id=instance_id, alt_text=alt_text.strip() or None,
-                  document_id=fields.get("document_id") or document_id(signed["image_id"]))
+    fields.update(
+        digital_source_type=signed.get("digital_source_type") or fields["digital_source_type"],
+        instance_id=instance_id,
+        alt_text=alt_text.strip() or None,
+        document_id=fields.get("document_id") or document_id(signed["image_id"]),
+    )
     with Image.open(io.BytesIO(source)) as image:
         return png_with_xmp(image, xmp_packet(XmpFields(**fields))), instance_id
 
 
-def _export_image(ledger: Ledger, brand: str, week: str, slot_id: str, signed: dict, decision: dict,
-                  run_dir: Path, target: Path, signer: ManifestSigner, alt_text: str) -> dict:
+def _export_image(
+    ledger: Ledger,
+    brand: str,
+    week: str,
+    slot_id: str,
+    signed: dict,
+    decision: dict,
+    run_dir: Path,
+    target: Path,
+    signer: ManifestSigner,
+    alt_text: str,
+) -> dict:
     """Sign the approved image again, the human decision in the manifest and the alt text in its
     XMP; once per decision."""
     key = export_key(signed["image_id"], decision)
@@ -147,13 +189,21 @@ def _export_image(ledger: Ledger, brand: str, week: str, slot_id: str, signed: d
     source = inside(run_dir, signed["file"]).read_bytes()
     labelled, instance_id = _published_copy(run_dir, signed, source, alt_text)
     ingredient = {"title": Path(signed["file"]).name, "relationship": "parentOf", "label": "generated"}
-    data = signer.sign(labelled, "image/png", approval_manifest(target.name, decision, instance_id),
-                       [(ingredient, "image/png", source)])
+    data = signer.sign(
+        labelled,
+        "image/png",
+        approval_manifest(target.name, decision, instance_id),
+        [(ingredient, "image/png", source)],
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)
-    payload = {"image_id": signed["image_id"], "file": str(target.relative_to(run_dir)),
-               "sha256": hashlib.sha256(data).hexdigest(), "reviewer": decision["reviewer"],
-               "decided_at": decision["decided_at"]}
+    payload = {
+        "image_id": signed["image_id"],
+        "file": str(target.relative_to(run_dir)),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "reviewer": decision["reviewer"],
+        "decided_at": decision["decided_at"],
+    }
     # A re-export after a lost file gets its own row (the bytes differ: signatures are not repeatable).
     key = key if done is None else export_key(signed["image_id"], decision, payload["sha256"])
     ledger.append(Kind.EXPORT_CREATED, key, payload, brand=brand, week=week, subject=slot_id)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..publish_settings import PublishSettings
 
-SPROUT_MIN_GAP = dt.timedelta(minutes=10)   # Sprout: "at least 10 minutes apart from one another"
+SPROUT_MIN_GAP = dt.timedelta(minutes=10)  # Sprout: "at least 10 minutes apart from one another"
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,9 @@ class ExportRow:
 
     post_id: str
     date: dt.date
-    time: str           # HH:MM, the brand's local time
-    text: str           # the caption as approved (disclosure line included)
-    images: tuple[str, ...]   # file names in export/<platform>/
+    time: str  # HH:MM, the brand's local time
+    text: str  # the caption as approved (disclosure line included)
+    images: tuple[str, ...]  # file names in export/<platform>/
 
 
 def image_urls(settings: PublishSettings, week: str, platform: str, row: ExportRow) -> list[str]:
@@ -66,27 +66,38 @@ def write_sprout(folder: Path, platform: str, week: str, rows: list[ExportRow], 
     moments = sorted((dt.datetime.combine(r.date, dt.time.fromisoformat(r.time)), r.post_id) for r in rows)
     for (before, first), (after, second) in itertools.pairwise(moments):
         if after - before < SPROUT_MIN_GAP:
-            warnings.append(f"sprout-{platform}.csv: {first} and {second} are less than 10 minutes apart; Sprout "
-                            "Social refuses that: move one in the calendar")
+            warnings.append(
+                f"sprout-{platform}.csv: {first} and {second} are less than 10 minutes apart; Sprout "
+                "Social refuses that: move one in the calendar"
+            )
     return _write(folder / f"sprout-{platform}.csv", ["date", "time_24hr", "message_text"], data), warnings
 
 
 def write_agorapulse(folder: Path, platform: str, week: str, rows: list[ExportRow], settings: PublishSettings):
     """Agorapulse's bulk import from CSV: `post_content`, `post_link`, `video_url`, `image_url`
     (public image URLs). Profiles, dates and times are chosen in Agorapulse's import window."""
-    warnings = [] if settings.image_base_url or not any(r.images for r in rows) else [(
-        f"agorapulse-{platform}.csv: Agorapulse takes images by public URL only: set publish.image_base_url "
-        f"in brand.yaml, or attach the images of export/{platform}/ in Agorapulse")]
+    warnings = (
+        []
+        if settings.image_base_url or not any(r.images for r in rows)
+        else [
+            (
+                f"agorapulse-{platform}.csv: Agorapulse takes images by public URL only: set publish.image_base_url "
+                f"in brand.yaml, or attach the images of export/{platform}/ in Agorapulse"
+            )
+        ]
+    )
     data = [[r.text, "", "", ",".join(image_urls(settings, week, platform, r))] for r in rows]
-    return _write(folder / f"agorapulse-{platform}.csv", ["post_content", "post_link", "video_url", "image_url"],
-                  data), warnings
+    return _write(
+        folder / f"agorapulse-{platform}.csv", ["post_content", "post_link", "video_url", "image_url"], data
+    ), warnings
 
 
 WRITERS = {"hootsuite": write_hootsuite, "sprout": write_sprout, "agorapulse": write_agorapulse}
 
 
-def write_all(export_folder: Path, week: str, rows: dict[str, list[ExportRow]],
-              settings: PublishSettings) -> tuple[list[Path], list[str]]:
+def write_all(
+    export_folder: Path, week: str, rows: dict[str, list[ExportRow]], settings: PublishSettings
+) -> tuple[list[Path], list[str]]:
     """Every chosen scheduler's file for every platform with exported posts: (files, warnings)."""
     files, warnings = [], []
     for platform, platform_rows in rows.items():

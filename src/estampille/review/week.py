@@ -15,7 +15,7 @@ from ..ledger import Event, Ledger
 from ..records import Kind
 
 DECISION_KINDS = (Kind.REVIEW_APPROVED, Kind.REVIEW_REJECTED)
-CURRENT_FILE_KINDS = (Kind.PROVENANCE_SIGNED, Kind.EDIT_IMPORTED)   # an imported retouch replaces the signed render
+CURRENT_FILE_KINDS = (Kind.PROVENANCE_SIGNED, Kind.EDIT_IMPORTED)  # an imported retouch replaces the signed render
 
 
 @dataclass
@@ -23,22 +23,23 @@ class WeekState:
     brand: str
     week: str
     events: list[Event] = field(default_factory=list)
-    started: dict[str, Any] | None = None              # the latest run.started payload
+    started: dict[str, Any] | None = None  # the latest run.started payload
     completed: bool = False
-    drafts: dict[str, dict] = field(default_factory=dict)        # draft id -> payload, in ledger order
-    prompts: dict[str, dict] = field(default_factory=dict)       # draft id -> its image prompt
-    renders: dict[str, dict] = field(default_factory=dict)       # image id -> payload, in ledger order
-    checks: dict[str, dict] = field(default_factory=dict)        # image id -> latest lookalike check
-    current: dict[str, dict] = field(default_factory=dict)       # image id -> signed file or imported retouch
-    decision_events: dict[str, list[Event]] = field(default_factory=dict)   # item id -> its decisions, oldest first
+    drafts: dict[str, dict] = field(default_factory=dict)  # draft id -> payload, in ledger order
+    prompts: dict[str, dict] = field(default_factory=dict)  # draft id -> its image prompt
+    renders: dict[str, dict] = field(default_factory=dict)  # image id -> payload, in ledger order
+    checks: dict[str, dict] = field(default_factory=dict)  # image id -> latest lookalike check
+    current: dict[str, dict] = field(default_factory=dict)  # image id -> signed file or imported retouch
+    decision_events: dict[str, list[Event]] = field(default_factory=dict)  # item id -> its decisions, oldest first
     exports: dict[str, list[dict]] = field(default_factory=dict)  # image id -> its exports
-    draft_failures: dict[str, list[dict]] = field(default_factory=dict)     # slot id -> draft.failed payloads
+    draft_failures: dict[str, list[dict]] = field(default_factory=dict)  # slot id -> draft.failed payloads
 
     @classmethod
     def from_events(cls, events: list[Event], brand: str | None = None, week: str | None = None) -> WeekState:
         """Fold one week's events (chain order) into its state; later events win."""
-        state = cls(brand or (events[0].brand if events else ""), week or (events[0].week if events else ""),
-                    events=events)
+        state = cls(
+            brand or (events[0].brand if events else ""), week or (events[0].week if events else ""), events=events
+        )
         for event in events:
             payload = event.payload
             if event.kind == Kind.RUN_STARTED:

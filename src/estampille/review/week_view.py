@@ -20,8 +20,7 @@ from ..errors import EstampilleError
 from ..ledger import Ledger
 from .week import WeekState, state_of, text_after
 
-QUALITY_MARKS = {"unknown": "misspelt or unknown word", "language": "another language",
-                 "truncated": "truncated ending"}
+QUALITY_MARKS = {"unknown": "misspelt or unknown word", "language": "another language", "truncated": "truncated ending"}
 
 
 def marked_segments(text: str, fact_spans: list[list], quality: dict | None = None) -> list[tuple[str, str | None]]:
@@ -29,10 +28,13 @@ def marked_segments(text: str, fact_spans: list[list], quality: dict | None = No
     facts and the quality gate's findings (unknown words, another language, a cut ending) while
     still escaping every piece. Where two marks overlap, the first to start wins."""
     marks = [(start, end, f"unsupported {kind}: not in the brief or brand file") for start, end, kind in fact_spans]
-    marks += [(start, end, QUALITY_MARKS[kind]) for start, end, kind in (quality or {}).get("spans", [])
-              if kind in QUALITY_MARKS]
+    marks += [
+        (start, end, QUALITY_MARKS[kind])
+        for start, end, kind in (quality or {}).get("spans", [])
+        if kind in QUALITY_MARKS
+    ]
     titles: dict[tuple[int, int], list[str]] = {}
-    for start, end, title in marks:   # one mark per stretch, naming every reason it has
+    for start, end, title in marks:  # one mark per stretch, naming every reason it has
         titles.setdefault((start, end), []).append(title)
     pieces, position = [], 0
     for (start, end), title in sorted((span, "; ".join(t)) for span, t in titles.items()):
@@ -47,10 +49,10 @@ class ImageItem:
     render: dict[str, Any]
     decision: dict[str, Any] | None
     check: dict[str, Any] | None
-    current: dict[str, Any] | None        # the signed file, or an imported retouch
+    current: dict[str, Any] | None  # the signed file, or an imported retouch
     exports: list[dict[str, Any]]
-    version: int = 0                      # decisions recorded on it: a form made before the latest is stale
-    evidence: list[str] = field(default_factory=list)   # side-by-side pictures of its matches, run-relative
+    version: int = 0  # decisions recorded on it: a form made before the latest is stale
+    evidence: list[str] = field(default_factory=list)  # side-by-side pictures of its matches, run-relative
 
     @property
     def image_id(self) -> str:
@@ -97,15 +99,14 @@ class DraftItem:
     @property
     def segments(self) -> list[tuple[str, str | None]]:
         if self.decision and "edit" in self.decision:
-            return [(self.text, None)]          # the reviewer rewrote it: the spans no longer apply
-        return marked_segments(self.draft["text"], self.draft.get("fact_spans", []),
-                               self.draft.get("quality"))
+            return [(self.text, None)]  # the reviewer rewrote it: the spans no longer apply
+        return marked_segments(self.draft["text"], self.draft.get("fact_spans", []), self.draft.get("quality"))
 
 
 @dataclass
 class SlotView:
     slot_id: str
-    post: Any | None                     # the calendar post when the brand folder is at hand
+    post: Any | None  # the calendar post when the brand folder is at hand
     drafts: list[DraftItem]
     failures: list[dict[str, Any]]
 
@@ -121,7 +122,7 @@ class RunView:
     week: str
     slots: list[SlotView]
     images: dict[str, ImageItem]
-    history: list[dict[str, Any]]        # decisions, newest first
+    history: list[dict[str, Any]]  # decisions, newest first
     counts: Counter
     bundle: BrandBundle | None
 
@@ -140,17 +141,31 @@ def find_bundle(brands_dir: Path | None, slug: str) -> BrandBundle | None:
         return None
 
 
-def load_run(ledger: Ledger, brand: str, week: str, brands_dir: Path | None = None,
-             bundle: BrandBundle | None = None, run_dir: Path | None = None) -> RunView:
+def load_run(
+    ledger: Ledger,
+    brand: str,
+    week: str,
+    brands_dir: Path | None = None,
+    bundle: BrandBundle | None = None,
+    run_dir: Path | None = None,
+) -> RunView:
     """The week as both review pages show it. `bundle`: the brand when the caller has it (else
     looked up in `brands_dir`); `run_dir`: the run's folder, to list each image's evidence files."""
     state = WeekState.load(ledger, brand, week)
     if state.started is None:
         raise RunNotFound(f"no run of brand '{brand}' for week {week} in the ledger")
-    images = {image_id: ImageItem(render, state.decision(image_id), state.checks.get(image_id),
-                                  state.current.get(image_id), state.exports.get(image_id, []),
-                                  state.version(image_id), _evidence(run_dir, image_id))
-              for image_id, render in state.renders.items()}
+    images = {
+        image_id: ImageItem(
+            render,
+            state.decision(image_id),
+            state.checks.get(image_id),
+            state.current.get(image_id),
+            state.exports.get(image_id, []),
+            state.version(image_id),
+            _evidence(run_dir, image_id),
+        )
+        for image_id, render in state.renders.items()
+    }
     by_draft: dict[str, list[ImageItem]] = {}
     for item in images.values():
         by_draft.setdefault(item.render["draft_id"], []).append(item)
@@ -158,12 +173,25 @@ def load_run(ledger: Ledger, brand: str, week: str, brands_dir: Path | None = No
     posts = {keys.slot_id(week, p.id): p for p in posts_in_week(bundle, week)} if bundle else {}
     drafts: dict[str, list[DraftItem]] = {}
     for draft_id, draft in state.drafts.items():
-        drafts.setdefault(draft["slot_id"], []).append(DraftItem(
-            draft, state.decision(draft_id), state.prompts.get(draft_id),
-            sorted(by_draft.get(draft_id, []), key=lambda i: i.render["seed"]), state.version(draft_id)))
+        drafts.setdefault(draft["slot_id"], []).append(
+            DraftItem(
+                draft,
+                state.decision(draft_id),
+                state.prompts.get(draft_id),
+                sorted(by_draft.get(draft_id, []), key=lambda i: i.render["seed"]),
+                state.version(draft_id),
+            )
+        )
     slot_ids = [keys.slot_id(week, post_id) for post_id in state.post_ids()]
-    slots = [SlotView(slot_id, posts.get(slot_id), sorted(drafts.get(slot_id, []), key=lambda d: d.draft["variant"]),
-                      state.draft_failures.get(slot_id, [])) for slot_id in slot_ids]
+    slots = [
+        SlotView(
+            slot_id,
+            posts.get(slot_id),
+            sorted(drafts.get(slot_id, []), key=lambda d: d.draft["variant"]),
+            state.draft_failures.get(slot_id, []),
+        )
+        for slot_id in slot_ids
+    ]
     counts = Counter(item.state for item in images.values())
     counts["drafts"] = sum(len(s.drafts) for s in slots)
     counts["images"] = len(images)

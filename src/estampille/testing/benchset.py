@@ -19,18 +19,49 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 SIZE = (640, 480)
 # family -> the target recall of issue 8 (None: reported, no target)
-FAMILIES = {"resize": 0.98, "jpeg": 0.98, "colour": 0.98, "overlay": 0.98, "crop<=10%": 0.98,
-            "mirror": 0.90, "rotation": 0.90, "crop15-30%": 0.80, "border": None, "crop40%": None}
-SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
-                  "hubble_deep_field.jpg", "retina.jpg", "camera.png", "horse.png", "coins.png", "moon.png",
-                  "immunohistochemistry.png", "ihc.png", "cell.png", "phantom.png", "color.png", "logo.png",
-                  "page.png", "text.png", "brick.png", "grass.png", "gravel.png", "clock_motion.png")
+FAMILIES = {
+    "resize": 0.98,
+    "jpeg": 0.98,
+    "colour": 0.98,
+    "overlay": 0.98,
+    "crop<=10%": 0.98,
+    "mirror": 0.90,
+    "rotation": 0.90,
+    "crop15-30%": 0.80,
+    "border": None,
+    "crop40%": None,
+}
+SKIMAGE_PHOTOS = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "hubble_deep_field.jpg",
+    "retina.jpg",
+    "camera.png",
+    "horse.png",
+    "coins.png",
+    "moon.png",
+    "immunohistochemistry.png",
+    "ihc.png",
+    "cell.png",
+    "phantom.png",
+    "color.png",
+    "logo.png",
+    "page.png",
+    "text.png",
+    "brick.png",
+    "grass.png",
+    "gravel.png",
+    "clock_motion.png",
+)
 
 
 @dataclass(frozen=True)
 class Original:
     name: str
-    group: str          # images cut from the same photo share a group: they are related, not distractors
+    group: str  # images cut from the same photo share a group: they are related, not distractors
     image: Image.Image
 
 
@@ -39,19 +70,26 @@ class Copy:
     original: str
     family: str
     transform: str
-    data: bytes          # encoded as a file would be (JPEG or PNG)
+    data: bytes  # encoded as a file would be (JPEG or PNG)
 
 
 def shipped_photos(repo: Path) -> list[tuple[str, Image.Image]]:
-    photos = [(p.stem, Image.open(p).convert("RGB")) for p in sorted((repo / "brand_assets").glob("*/competitors/*/*.jpg"))]
-    photos += [(p.stem, Image.open(p).convert("RGB")) for p in sorted((repo / "brand_assets").glob("*/references/*.jpg"))]
+    photos = [
+        (p.stem, Image.open(p).convert("RGB")) for p in sorted((repo / "brand_assets").glob("*/competitors/*/*.jpg"))
+    ]
+    photos += [
+        (p.stem, Image.open(p).convert("RGB")) for p in sorted((repo / "brand_assets").glob("*/references/*.jpg"))
+    ]
     try:
         import skimage
     except ImportError:
         return photos
     folder = Path(skimage.__file__).parent / "data"
-    return photos + [(name.split(".")[0], Image.open(folder / name).convert("RGB"))
-                     for name in SKIMAGE_PHOTOS if (folder / name).is_file()]
+    return photos + [
+        (name.split(".")[0], Image.open(folder / name).convert("RGB"))
+        for name in SKIMAGE_PHOTOS
+        if (folder / name).is_file()
+    ]
 
 
 def scene(rng: np.random.Generator) -> Image.Image:
@@ -87,7 +125,9 @@ def originals(repo: Path, scenes: int, seed: int = 0) -> list[Original]:
             scale = rng.uniform(0.55, 0.95)
             cw, ch = int(photo.width * scale), int(photo.height * scale)
             x, y = int(rng.integers(0, photo.width - cw + 1)), int(rng.integers(0, photo.height - ch + 1))
-            out.append(Original(f"{name}-{k}", name, photo.crop((x, y, x + cw, y + ch)).resize(SIZE, Image.Resampling.BICUBIC)))
+            out.append(
+                Original(f"{name}-{k}", name, photo.crop((x, y, x + cw, y + ch)).resize(SIZE, Image.Resampling.BICUBIC))
+            )
     out += [Original(f"scene-{i:04d}", f"scene-{i:04d}", scene(rng)) for i in range(scenes)]
     return out
 
@@ -173,24 +213,50 @@ def build(repo: Path, scenes: int = 160, distractor_scenes: int = 1500, seed: in
     found = originals(repo, scenes, seed)[::every]
     copies = [c for o in found for c in copies_of(o, rng)]
     distractor_rng = np.random.default_rng(seed + 2)
-    distractors = [Original(f"distractor-{i:05d}", f"distractor-{i:05d}", scene(distractor_rng))
-                   for i in range(distractor_scenes)]
+    distractors = [
+        Original(f"distractor-{i:05d}", f"distractor-{i:05d}", scene(distractor_rng)) for i in range(distractor_scenes)
+    ]
     return found, copies, distractors
 
 
 # --- Real photographs, reused the way social media reuses them (issue 13) ----------------------
 # Only real photographs (scikit-image's samples; their licences are in skimage/data/README.txt:
 # public domain, CC0 or CC-BY with attribution given there), no procedural scenes.
-REAL_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
-               "motorcycle_right.png", "hubble_deep_field.jpg", "retina.jpg", "immunohistochemistry.png",
-               "camera.png", "moon.png", "coins.png", "brick.png", "grass.png", "gravel.png", "page.png", "text.png",
-               "clock_motion.png", "eagle.png")
+REAL_PHOTOS = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "hubble_deep_field.jpg",
+    "retina.jpg",
+    "immunohistochemistry.png",
+    "camera.png",
+    "moon.png",
+    "coins.png",
+    "brick.png",
+    "grass.png",
+    "gravel.png",
+    "page.png",
+    "text.png",
+    "clock_motion.png",
+    "eagle.png",
+)
 # Photos of one scene are one group (never each other's distractors): the stereo pair of motorcycles.
 # (scikit-image's cat.png is chelsea.png again: left out.)
 SAME_SCENE = {"motorcycle_right": "motorcycle_left"}
-REAL_FAMILIES = {"light edits": 0.98, "mirror/rotation": 0.95, "crop 70-80%": 0.90, "crop 60-70%": None,
-                 "square/4:5 reframe": 0.85, "screenshot/story": 0.85, "imitation": 0.70, "collage tile": 0.60,
-                 "collage, no gutters": None}
+REAL_FAMILIES = {
+    "light edits": 0.98,
+    "mirror/rotation": 0.95,
+    "crop 70-80%": 0.90,
+    "crop 60-70%": None,
+    "square/4:5 reframe": 0.85,
+    "screenshot/story": 0.85,
+    "imitation": 0.70,
+    "collage tile": 0.60,
+    "collage, no gutters": None,
+}
 
 
 def real_photos() -> list[tuple[str, Image.Image]]:
@@ -258,8 +324,9 @@ def story(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     width, height = 540, 960
     cover = image.resize((int(image.width * height / image.height), height), Image.Resampling.BILINEAR)
     x = (cover.width - width) // 2
-    background = ImageEnhance.Brightness(cover.crop((x, 0, x + width, height)).filter(
-        ImageFilter.GaussianBlur(24))).enhance(0.8)
+    background = ImageEnhance.Brightness(
+        cover.crop((x, 0, x + width, height)).filter(ImageFilter.GaussianBlur(24))
+    ).enhance(0.8)
     picture = _fit(image, int(width * rng.uniform(0.86, 1.0)))
     background.paste(picture, ((width - picture.width) // 2, (height - picture.height) // 2))
     ImageDraw.Draw(background).text((24, 40), "@boulangerie_doree", fill=(255, 255, 255))
@@ -302,7 +369,9 @@ def real_copies_of(original: Original, others: list[Image.Image], rng: np.random
     for angle in (-6, 4):
         turned = im.rotate(angle, resample=Image.Resampling.BICUBIC, expand=False)
         margin = math.sin(math.radians(abs(angle))) * max(im.size) / 2 + 2
-        yield make("mirror/rotation", f"rotate {angle}°", turned.crop((margin, margin, im.width - margin, im.height - margin)))
+        yield make(
+            "mirror/rotation", f"rotate {angle}°", turned.crop((margin, margin, im.width - margin, im.height - margin))
+        )
     for keep in (0.7, 0.75, 0.8):
         yield make("crop 70-80%", f"keep {keep:.0%} of each side", crop_sides(im, keep, rng))
     for keep in (0.6, 0.65):
@@ -330,8 +399,13 @@ def build_real(seed: int = 0, cuts: int = 3):
             scale = rng.uniform(0.6, 0.95)
             cw, ch = int(photo.width * scale), int(min(photo.height, photo.width * scale * 0.75))
             x, y = int(rng.integers(0, photo.width - cw + 1)), int(rng.integers(0, photo.height - ch + 1))
-            found.append(Original(f"{name}-{seed}-{k}", scene_of(name),
-                                  photo.crop((x, y, x + cw, y + ch)).resize(SIZE, Image.Resampling.BICUBIC)))
+            found.append(
+                Original(
+                    f"{name}-{seed}-{k}",
+                    scene_of(name),
+                    photo.crop((x, y, x + cw, y + ch)).resize(SIZE, Image.Resampling.BICUBIC),
+                )
+            )
     copy_rng = np.random.default_rng(seed + 1)
     copies = [c for o in found for c in real_copies_of(o, [p.image for p in found if p.group != o.group], copy_rng)]
     distractor_rng = np.random.default_rng(seed + 2)
@@ -340,6 +414,9 @@ def build_real(seed: int = 0, cuts: int = 3):
         for k in range(12):
             scale = distractor_rng.uniform(0.3, 0.7)
             cw, ch = int(photo.width * scale), int(photo.height * scale)
-            x, y = int(distractor_rng.integers(0, photo.width - cw + 1)), int(distractor_rng.integers(0, photo.height - ch + 1))
+            x, y = (
+                int(distractor_rng.integers(0, photo.width - cw + 1)),
+                int(distractor_rng.integers(0, photo.height - ch + 1)),
+            )
             distractors.append(Original(f"distractor-{name}-{k}", scene_of(name), photo.crop((x, y, x + cw, y + ch))))
     return found, copies, distractors

@@ -18,8 +18,8 @@ from ..lookalike.hashing import decode, hash_query
 from ..lookalike.scan import Thresholds, pair_distances, scan
 from .benchset import FAMILIES, Copy, Original, encode
 
-LOOSE = Thresholds(phash=20, window=20, pdq=110)      # wide enough to see every rate near the choice
-BUDGET = {"phash": 0.0002, "window": 0.0005, "pdq": 0.0002}   # sums to 0.09% < 0.1% of negative pairs
+LOOSE = Thresholds(phash=20, window=20, pdq=110)  # wide enough to see every rate near the choice
+BUDGET = {"phash": 0.0002, "window": 0.0005, "pdq": 0.0002}  # sums to 0.09% < 0.1% of negative pairs
 KINDS = ("phash", "window", "pdq")
 
 
@@ -29,20 +29,21 @@ def _hash_bytes(data: bytes):
 
 @dataclass
 class LabelledDistances:
-    positive: dict[str, np.ndarray]          # kind -> distance of each copy to its original
-    plain_phash: np.ndarray                  # imagehash's pHash, no mirror (the baseline)
+    positive: dict[str, np.ndarray]  # kind -> distance of each copy to its original
+    plain_phash: np.ndarray  # imagehash's pHash, no mirror (the baseline)
     families: np.ndarray
-    negative: dict[str, np.ndarray]          # kind -> distances of negative pairs within LOOSE (+ "direct")
-    negative_pairs: int                      # all negative pairs (the rate's denominator)
+    negative: dict[str, np.ndarray]  # kind -> distances of negative pairs within LOOSE (+ "direct")
+    negative_pairs: int  # all negative pairs (the rate's denominator)
 
 
-def measure(originals: list[Original], copies: list[Copy], distractors: list[Original],
-            workers: int = 2) -> LabelledDistances:
+def measure(
+    originals: list[Original], copies: list[Copy], distractors: list[Original], workers: int = 2
+) -> LabelledDistances:
     corpus_items = originals + distractors
     blobs = [encode(o.image) for o in corpus_items] + [c.data for c in copies]
     with ProcessPoolExecutor(workers) as pool:
         hashed = list(pool.map(_hash_bytes, blobs, chunksize=32))
-    corpus, queries = hashed[:len(corpus_items)], hashed[len(corpus_items):]
+    corpus, queries = hashed[: len(corpus_items)], hashed[len(corpus_items) :]
     phash = np.array([h.hashes.phash for h in corpus], dtype=np.uint64)
     windows = np.ascontiguousarray(np.array([h.hashes.windows for h in corpus], dtype=np.uint64).T)
     pdq = np.ascontiguousarray(np.array([h.hashes.pdq for h in corpus], dtype=np.uint64).T)
@@ -52,8 +53,9 @@ def measure(originals: list[Original], copies: list[Copy], distractors: list[Ori
     index = {o.name: n for n, o in enumerate(corpus_items)}
     own = np.array([index[c.original] for c in copies])
     group_of = {o.name: o.group for o in corpus_items}
-    positive = pair_distances(packed, np.stack([np.arange(len(copies)), own], axis=1), phash, windows, pdq, dhash,
-                              colour, q_dhash, q_colour)
+    positive = pair_distances(
+        packed, np.stack([np.arange(len(copies)), own], axis=1), phash, windows, pdq, dhash, colour, q_dhash, q_colour
+    )
     plain = positive["direct"]
     pairs = scan(packed, phash, windows, pdq, LOOSE)
     groups = np.array([group_of[o.name] for o in corpus_items])
@@ -61,9 +63,13 @@ def measure(originals: list[Original], copies: list[Copy], distractors: list[Ori
     unrelated = groups[pairs[:, 1]] != copy_groups[pairs[:, 0]]
     negative = pair_distances(packed, pairs[unrelated], phash, windows, pdq, dhash, colour, q_dhash, q_colour)
     related_per_copy = np.array([(groups == g).sum() for g in copy_groups])
-    return LabelledDistances({k: positive[k] for k in KINDS}, plain, np.array([c.family for c in copies]),
-                             {k: negative[k] for k in (*KINDS, "direct")},
-                             int(len(copies) * len(corpus_items) - related_per_copy.sum()))
+    return LabelledDistances(
+        {k: positive[k] for k in KINDS},
+        plain,
+        np.array([c.family for c in copies]),
+        {k: negative[k] for k in (*KINDS, "direct")},
+        int(len(copies) * len(corpus_items) - related_per_copy.sum()),
+    )
 
 
 def choose(d: LabelledDistances, budget: dict[str, float] = BUDGET) -> Thresholds:
@@ -90,10 +96,16 @@ def report(d: LabelledDistances, t: Thresholds) -> dict:
     for family, target in FAMILIES.items():
         mask = d.families == family
         if mask.any():
-            families[family] = {"copies": int(mask.sum()), "recall": float(hit[mask].mean()),
-                                "baseline_phash10": float((d.plain_phash[mask] <= 10).mean()), "target": target}
-    return {"thresholds": t.as_dict(),
-            "families": families,
-            "false_positive_rate": float(fused(d, t, negative=True).sum() / d.negative_pairs),
-            "negative_pairs": d.negative_pairs,
-            "baseline_false_positive_rate": float((d.negative["direct"] <= 10).sum() / d.negative_pairs)}
+            families[family] = {
+                "copies": int(mask.sum()),
+                "recall": float(hit[mask].mean()),
+                "baseline_phash10": float((d.plain_phash[mask] <= 10).mean()),
+                "target": target,
+            }
+    return {
+        "thresholds": t.as_dict(),
+        "families": families,
+        "false_positive_rate": float(fused(d, t, negative=True).sum() / d.negative_pairs),
+        "negative_pairs": d.negative_pairs,
+        "baseline_false_positive_rate": float((d.negative["direct"] <= 10).sum() / d.negative_pairs),
+    }

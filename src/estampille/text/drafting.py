@@ -33,11 +33,14 @@ from .llm import ChatModel
 
 HASHTAG = re.compile(r"#[\w\u00C0-\u024F]+")
 DRAFT_MAX_TOKENS = 160
-PLAIN_MAX_TOKENS = 60       # a small local model loops and drifts past two sentences (bench/demo_drafts.py)
-MAX_ATTEMPTS = 3            # answers that cannot be used are asked for again, this many times in all
+PLAIN_MAX_TOKENS = 60  # a small local model loops and drifts past two sentences (bench/demo_drafts.py)
+MAX_ATTEMPTS = 3  # answers that cannot be used are asked for again, this many times in all
 TEMPLATES = ("draft_system", "draft_user", "draft_json", "audience", "draft_plain_system", "draft_plain_user")
-REFUSAL = re.compile(r"^\s*(i'?m sorry|i am sorry|i can(no|')t (help|assist)|as an ai|je suis désolée?, mais|"
-                     r"je ne peux pas)", re.IGNORECASE)
+REFUSAL = re.compile(
+    r"^\s*(i'?m sorry|i am sorry|i can(no|')t (help|assist)|as an ai|je suis désolée?, mais|"
+    r"je ne peux pas)",
+    re.IGNORECASE,
+)
 
 
 class DraftFields(BaseModel):
@@ -64,17 +67,42 @@ def draft_messages(brand: Brand, post: Post, structured: bool, brand_dir: Path |
     audience = brand.audiences.get(post.audience) if post.audience else None
     locale = audience.locale if audience else post.language
     examples = "".join(f"« {e.text} »\n" for e in brand.voice.examples if e.language == post.language)
-    audience_text = templates.render(
-        "audience", post.language, brand_dir, region=audience.region, locale=audience.locale,
-        culture=audience.culture, interests=", ".join(audience.interests), tone=audience.tone) if audience else ""
+    audience_text = (
+        templates.render(
+            "audience",
+            post.language,
+            brand_dir,
+            region=audience.region,
+            locale=audience.locale,
+            culture=audience.culture,
+            interests=", ".join(audience.interests),
+            tone=audience.tone,
+        )
+        if audience
+        else ""
+    )
     system = templates.render(
-        "draft_system", post.language, brand_dir, brand=brand.name, tone=brand.voice.tone,
-        do="; ".join(brand.voice.do), dont="; ".join(brand.voice.dont))
+        "draft_system",
+        post.language,
+        brand_dir,
+        brand=brand.name,
+        tone=brand.voice.tone,
+        do="; ".join(brand.voice.do),
+        dont="; ".join(brand.voice.dont),
+    )
     user = templates.render(
-        "draft_user", post.language, brand_dir, platform=post.platform.capitalize(), max_chars=rules.max_chars,
-        max_hashtags=rules.max_hashtags, brief=post.brief, facts="; ".join(post.facts) or "-",
-        examples=examples, audience=audience_text,
-        format=templates.render("draft_json", post.language, brand_dir, locale=locale) if structured else "")
+        "draft_user",
+        post.language,
+        brand_dir,
+        platform=post.platform.capitalize(),
+        max_chars=rules.max_chars,
+        max_hashtags=rules.max_hashtags,
+        brief=post.brief,
+        facts="; ".join(post.facts) or "-",
+        examples=examples,
+        audience=audience_text,
+        format=templates.render("draft_json", post.language, brand_dir, locale=locale) if structured else "",
+    )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
@@ -83,10 +111,16 @@ def plain_messages(brand: Brand, post: Post, brand_dir: Path | None = None) -> l
     finished exchange (its first sentence as the topic, the example as the answer), then the
     brief. Long instructions are what a 135M model repeats back instead of following; an example
     answer is what it imitates (measured with bench/demo_drafts.py)."""
+
     def user(topic: str) -> dict[str, str]:
         return {"role": "user", "content": templates.render("draft_plain_user", post.language, brand_dir, brief=topic)}
-    messages = [{"role": "system", "content": templates.render("draft_plain_system", post.language, brand_dir,
-                                                                brand=brand.name)}]
+
+    messages = [
+        {
+            "role": "system",
+            "content": templates.render("draft_plain_system", post.language, brand_dir, brand=brand.name),
+        }
+    ]
     for example in (e for e in brand.voice.examples if e.language == post.language):
         answer = HASHTAG.sub("", example.text).strip()
         topic = re.split(r"(?<=[.!?])\s", answer, maxsplit=1)[0]
@@ -96,8 +130,17 @@ def plain_messages(brand: Brand, post: Post, brand_dir: Path | None = None) -> l
 
 def draft_key(brand_version: str, slot_id: str, variant: int, model: ChatModel, template_version: str) -> str:
     """Everything that decides a draft: brand files, slot, variant, model, templates, limits, gate."""
-    return keys.draft_key(brand_version, slot_id, variant, model.describe(), template_version,
-                       DRAFT_MAX_TOKENS, PLAIN_MAX_TOKENS, MAX_ATTEMPTS, quality.thresholds_version())
+    return keys.draft_key(
+        brand_version,
+        slot_id,
+        variant,
+        model.describe(),
+        template_version,
+        DRAFT_MAX_TOKENS,
+        PLAIN_MAX_TOKENS,
+        MAX_ATTEMPTS,
+        quality.thresholds_version(),
+    )
 
 
 def variant_seed(slot_id: str, variant: int, attempt: int = 0) -> int:
@@ -152,8 +195,13 @@ def parse_plain(text: str) -> tuple[dict[str, Any], list[str]]:
         flags.append("answer stopped mid-sentence: unfinished sentence dropped")
     if not has_words(caption):
         raise ValueError("the answer has no usable caption")
-    return {"caption": caption, "hashtags": HASHTAG.findall(cleaned), "call_to_action": "",
-            "alt_text": "", "language": ""}, flags
+    return {
+        "caption": caption,
+        "hashtags": HASHTAG.findall(cleaned),
+        "call_to_action": "",
+        "alt_text": "",
+        "language": "",
+    }, flags
 
 
 def parse_answer(text: str, structured: bool) -> tuple[dict[str, Any], list[str]]:
@@ -168,7 +216,10 @@ def parse_answer(text: str, structured: bool) -> tuple[dict[str, Any], list[str]
         if "{" in text or not looks_like_prose(text):
             raise
         fields, flags = parse_plain(text)
-        return fields, [f"the endpoint answered without the JSON asked for ({exc}): caption taken from its text", *flags]
+        return fields, [
+            f"the endpoint answered without the JSON asked for ({exc}): caption taken from its text",
+            *flags,
+        ]
 
 
 def looks_like_prose(text: str, share: float = 0.85) -> bool:
@@ -200,8 +251,9 @@ def normalise_hashtags(tags: list[str]) -> list[str]:
     return out
 
 
-def compose_post(caption: str, call_to_action: str, hashtags: list[str], disclosure: str | None,
-                 separator: str = "\n\n") -> str:
+def compose_post(
+    caption: str, call_to_action: str, hashtags: list[str], disclosure: str | None, separator: str = "\n\n"
+) -> str:
     parts = [caption.strip()]
     if call_to_action and call_to_action not in caption:
         parts[0] = f"{parts[0]} {call_to_action}".strip()
@@ -212,8 +264,9 @@ def compose_post(caption: str, call_to_action: str, hashtags: list[str], disclos
     return separator.join(p for p in parts if p)
 
 
-def enforce_rules(fields: dict[str, Any], brand: Brand, post: Post,
-                  guardrails: Guardrails) -> tuple[dict[str, Any], str, list[str]]:
+def enforce_rules(
+    fields: dict[str, Any], brand: Brand, post: Post, guardrails: Guardrails
+) -> tuple[dict[str, Any], str, list[str]]:
     """Apply every rule in code; return the repaired fields, the final text and the flags."""
     rules = brand.rules_for(post.platform)
     flags: list[str] = []
@@ -259,8 +312,15 @@ def _cut_at_word(text: str, limit: int) -> str:
 
 def fact_sources(brand: Brand, post: Post) -> list[str]:
     """What a draft may state: the post's brief and facts, and the brand file's own facts."""
-    return [post.brief, *post.facts, brand.name, brand.handle or "", brand.website or "",
-            *brand.disclosure.lines.values(), *(e.text for e in brand.voice.examples)]
+    return [
+        post.brief,
+        *post.facts,
+        brand.name,
+        brand.handle or "",
+        brand.website or "",
+        *brand.disclosure.lines.values(),
+        *(e.text for e in brand.voice.examples),
+    ]
 
 
 def known_words(brand: Brand, post: Post) -> frozenset[str]:
@@ -273,23 +333,37 @@ def known_words(brand: Brand, post: Post) -> frozenset[str]:
 def judge(caption: str, brand: Brand, post: Post, completion: dict[str, Any] | None = None) -> quality.Quality:
     """The language-quality gate on one caption of `post`."""
     hit_limit = bool(completion) and (completion.get("finish_reason") == "length")
-    return quality.check(caption, language=post.language, brief=post.brief, known=known_words(brand, post),
-                         hit_token_limit=hit_limit, relevance=quality.relevance(caption, post.brief))
+    return quality.check(
+        caption,
+        language=post.language,
+        brief=post.brief,
+        known=known_words(brand, post),
+        hit_token_limit=hit_limit,
+        relevance=quality.relevance(caption, post.brief),
+    )
 
 
 @dataclass(frozen=True)
 class Candidate:
     """The best answer so far among a variant's attempts, and why it ranks where it does."""
 
-    fields: dict[str, Any]      # caption, hashtags, call to action, alt text, as parsed
-    parse_flags: list[str]      # repairs made while parsing
-    similarity: float           # to the slot's other variants
-    rank: tuple[int, bool, float]   # (quality problems, near-duplicate, similarity): lower is better
+    fields: dict[str, Any]  # caption, hashtags, call to action, alt text, as parsed
+    parse_flags: list[str]  # repairs made while parsing
+    similarity: float  # to the slot's other variants
+    rank: tuple[int, bool, float]  # (quality problems, near-duplicate, similarity): lower is better
     completion: dict[str, Any]  # the call's record (the quality gate reads its language scores)
 
 
-def write_draft(model: ChatModel, brand: Brand, slot: Slot, variant: int, guardrails: Guardrails,
-                draft_id: str, others: list[str] = (), brand_dir: Path | None = None) -> Draft:
+def write_draft(
+    model: ChatModel,
+    brand: Brand,
+    slot: Slot,
+    variant: int,
+    guardrails: Guardrails,
+    draft_id: str,
+    others: list[str] = (),
+    brand_dir: Path | None = None,
+) -> Draft:
     """One variant for one slot: ask, parse, repair, retry (bounded), enforce, check facts and
     variety. Raises LLMError, for this variant only, when no usable answer came."""
     post = slot.post
@@ -300,18 +374,24 @@ def write_draft(model: ChatModel, brand: Brand, slot: Slot, variant: int, guardr
     best: Candidate | None = None
     for attempt in range(MAX_ATTEMPTS):
         try:
-            completion = model.complete(messages,
-                                        max_tokens=DRAFT_MAX_TOKENS if model.structured else PLAIN_MAX_TOKENS,
-                                        seed=variant_seed(slot.slot_id, variant, attempt),
-                                        json_schema=DRAFT_SCHEMA if model.structured else None)
+            completion = model.complete(
+                messages,
+                max_tokens=DRAFT_MAX_TOKENS if model.structured else PLAIN_MAX_TOKENS,
+                seed=variant_seed(slot.slot_id, variant, attempt),
+                json_schema=DRAFT_SCHEMA if model.structured else None,
+            )
         except LLMError as exc:
-            raise type(exc)(str(exc), calls + [{**model.describe(), "attempt": attempt + 1, "error": str(exc)}]) from None
+            raise type(exc)(
+                str(exc), calls + [{**model.describe(), "attempt": attempt + 1, "error": str(exc)}]
+            ) from None
         call = {**completion.record, "attempt": attempt + 1, "raw_answer": completion.text}
         repeated = any(c["raw_answer"] == completion.text for c in calls)
         calls.append(call)
-        if repeated:   # greedy servers (transformers serve) ignore seed and temperature: asking again is waste
-            problems.append("the endpoint gave the same answer for another seed (it ignores `seed` and "
-                            "sampling), so it was not asked again")
+        if repeated:  # greedy servers (transformers serve) ignore seed and temperature: asking again is waste
+            problems.append(
+                "the endpoint gave the same answer for another seed (it ignores `seed` and "
+                "sampling), so it was not asked again"
+            )
             call["problem"] = "same answer as an earlier attempt"
             break
         if REFUSAL.match(completion.text):
@@ -339,25 +419,35 @@ def write_draft(model: ChatModel, brand: Brand, slot: Slot, variant: int, guardr
     parse_flags, similar, answer = best.parse_flags, best.similarity, best.completion
     fields, text, rule_flags = enforce_rules(best.fields, brand, post, guardrails)
     if similar > variety.NEAR_DUPLICATE:
-        rule_flags.append(f"near-duplicate of another variant (similarity {similar:.2f} after "
-                          f"{len(calls)} attempts)")
-    gate = judge(fields["caption"], brand, post, answer)   # the caption as published, after repairs
+        rule_flags.append(f"near-duplicate of another variant (similarity {similar:.2f} after {len(calls)} attempts)")
+    gate = judge(fields["caption"], brand, post, answer)  # the caption as published, after repairs
     if not gate.passed:
         rule_flags.append(gate.flag())
     facts = unsupported_facts(text, fact_sources(brand, post))
     fact_flags = [f"unsupported {f.kind} '{f.text}': not in the brief or the brand file" for f in facts]
     if not fields["alt_text"]:
         fields["alt_text"] = f"{brand.name}: {post.brief}"[:250]
-    return Draft(draft_id=draft_id, slot_id=slot.slot_id, variant=variant, language=post.language,
-                 locale=audience.locale if audience else post.language, audience=post.audience,
-                 platform=post.platform, caption=fields["caption"], hashtags=fields["hashtags"],
-                 call_to_action=fields["call_to_action"], alt_text=fields["alt_text"], text=text,
-                 flags=parse_flags + rule_flags + fact_flags,
-                 fact_spans=[[f.start, f.end, f.kind] for f in facts],
-                 quality={**gate.record(), "spans": [[start, end, p.kind] for p in gate.problems
-                                                     for start, end in p.spans]},
-                 similarity={"max_to_other_variants": round(similar, 3), "method": variety.method()},
-                 llm={"calls": calls, "attempts": len(calls), **{k: v for k, v in calls[-1].items()
-                                                                if k in ("backend", "host", "model")},
-                      "template_version": templates.version(*TEMPLATES, language=post.language,
-                                                            brand_dir=brand_dir)})
+    return Draft(
+        draft_id=draft_id,
+        slot_id=slot.slot_id,
+        variant=variant,
+        language=post.language,
+        locale=audience.locale if audience else post.language,
+        audience=post.audience,
+        platform=post.platform,
+        caption=fields["caption"],
+        hashtags=fields["hashtags"],
+        call_to_action=fields["call_to_action"],
+        alt_text=fields["alt_text"],
+        text=text,
+        flags=parse_flags + rule_flags + fact_flags,
+        fact_spans=[[f.start, f.end, f.kind] for f in facts],
+        quality={**gate.record(), "spans": [[start, end, p.kind] for p in gate.problems for start, end in p.spans]},
+        similarity={"max_to_other_variants": round(similar, 3), "method": variety.method()},
+        llm={
+            "calls": calls,
+            "attempts": len(calls),
+            **{k: v for k, v in calls[-1].items() if k in ("backend", "host", "model")},
+            "template_version": templates.version(*TEMPLATES, language=post.language, brand_dir=brand_dir),
+        },
+    )

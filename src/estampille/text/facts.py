@@ -13,22 +13,37 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-MONTHS = ("janvier|février|fevrier|mars|avril|mai|juin|juillet|août|aout|septembre|octobre|novembre|décembre|"
-          "decembre|january|february|march|april|may|june|july|august|september|october|november|december")
-DAYS = ("lundi|mardi|mercredi|jeudi|vendredi|samedi|dimanche|monday|tuesday|wednesday|thursday|friday|"
-        "saturday|sunday|aujourd'hui|demain|today|tomorrow|tonight|ce soir|ce week-end|this weekend")
+MONTHS = (
+    "janvier|février|fevrier|mars|avril|mai|juin|juillet|août|aout|septembre|octobre|novembre|décembre|"
+    "decembre|january|february|march|april|may|june|july|august|september|october|november|december"
+)
+DAYS = (
+    "lundi|mardi|mercredi|jeudi|vendredi|samedi|dimanche|monday|tuesday|wednesday|thursday|friday|"
+    "saturday|sunday|aujourd'hui|demain|today|tomorrow|tonight|ce soir|ce week-end|this weekend"
+)
 NUMBER = r"\d+(?:[.,]\d+)?"
 # Order matters: the first kind that matches a stretch of text claims it.
 PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("url", re.compile(r"https?://[^\s)]+|www\.[^\s)]+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|fr|net|org|io|eu|co|shop|"
-                       r"example)\b(?:/[^\s)]*)?", re.IGNORECASE)),
+    (
+        "url",
+        re.compile(
+            r"https?://[^\s)]+|www\.[^\s)]+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|fr|net|org|io|eu|co|shop|"
+            r"example)\b(?:/[^\s)]*)?",
+            re.IGNORECASE,
+        ),
+    ),
     ("handle", re.compile(r"(?<![\w.])@[A-Za-z0-9_](?:[A-Za-z0-9_.]*[A-Za-z0-9_])?")),
     ("percentage", re.compile(rf"[-−+]?\s?{NUMBER}\s?%")),
     ("price", re.compile(rf"(?:[€$£]\s?{NUMBER}|{NUMBER}\s?(?:€|\$|£|eur\b|euros?\b|dollars?\b))", re.IGNORECASE)),
-    ("time", re.compile(r"\b\d{1,2}\s?(?:h|:)\s?\d{0,2}\b|\b\d{1,2}\s?(?:a\.?m\.?|p\.?m\.?)",
-                        re.IGNORECASE)),
-    ("date", re.compile(rf"\b\d{{1,2}}(?:er)?\s+(?:{MONTHS})\b|\b(?:{MONTHS})\s+\d{{1,2}}(?:st|nd|rd|th)?\b|"
-                        rf"\b\d{{1,2}}[/.]\d{{1,2}}(?:[/.]\d{{2,4}})?\b", re.IGNORECASE)),
+    ("time", re.compile(r"\b\d{1,2}\s?(?:h|:)\s?\d{0,2}\b|\b\d{1,2}\s?(?:a\.?m\.?|p\.?m\.?)", re.IGNORECASE)),
+    (
+        "date",
+        re.compile(
+            rf"\b\d{{1,2}}(?:er)?\s+(?:{MONTHS})\b|\b(?:{MONTHS})\s+\d{{1,2}}(?:st|nd|rd|th)?\b|"
+            rf"\b\d{{1,2}}[/.]\d{{1,2}}(?:[/.]\d{{2,4}})?\b",
+            re.IGNORECASE,
+        ),
+    ),
     ("day", re.compile(rf"\b(?:{DAYS})\b", re.IGNORECASE)),
     ("figure", re.compile(rf"(?<![\w#]){NUMBER}(?!\w)")),
 ]
@@ -53,9 +68,9 @@ def _supported(span: str, kind: str, sources: str) -> bool:
     norm = _norm(span)
     if norm in sources:
         return True
-    if kind == "figure":   # a bare number is supported by the same number anywhere in the sources
+    if kind == "figure":  # a bare number is supported by the same number anywhere in the sources
         return re.search(rf"(?<![\d.]){re.escape(norm)}(?![\d])", sources) is not None
-    if kind == "url":      # with or without scheme and www
+    if kind == "url":  # with or without scheme and www
         return re.sub(r"^(https?://)?(www\.)?", "", norm).rstrip("/.") in sources
     return False
 
@@ -69,7 +84,7 @@ def unsupported_facts(text: str, sources: list[str]) -> list[FactSpan]:
         for match in pattern.finditer(text):
             start, end = match.span()
             while kind == "url" and end > start and text[end - 1] in ".,;:!?'\"»":
-                end -= 1   # sentence punctuation after an address is not part of it
+                end -= 1  # sentence punctuation after an address is not part of it
             if any(claimed[start:end]):
                 continue
             for i in range(start, end):

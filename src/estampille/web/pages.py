@@ -17,7 +17,7 @@ from ..provenance.xmp import read_xmp
 from .site import SiteDep
 from .thumbnails import thumbnail
 
-HISTORY_ROWS = 50                       # decisions shown on a run page (every one is on its item's page)
+HISTORY_ROWS = 50  # decisions shown on a run page (every one is on its item's page)
 
 router = APIRouter()
 
@@ -32,8 +32,9 @@ def run_page(request: Request, site: SiteDep, brand: str, week: str, message: st
     run = site.run_or_404(brand, week)
     if message:
         return site.page(request, "run.html", run=run, message=message, history_rows=HISTORY_ROWS)
-    return site.shared_page(request, ("run page", brand, week), "run.html", run=run, message="",
-                            history_rows=HISTORY_ROWS)
+    return site.shared_page(
+        request, ("run page", brand, week), "run.html", run=run, message="", history_rows=HISTORY_ROWS
+    )
 
 
 @router.get("/runs/{brand}/{week}/images/{image_id}", response_class=HTMLResponse)
@@ -48,7 +49,10 @@ def image_page(request: Request, site: SiteDep, brand: str, week: str, image_id:
         validation = {"state": report.state, "failures": report.failures}
         xmp = {k: v for k, v in read_xmp(data).items() if not k.startswith("_")}
     except (OutsideFolder, OSError, ValueError):
-        validation = {"state": "file unavailable", "failures": [f"{item.file} is missing or unreadable in the run folder"]}
+        validation = {
+            "state": "file unavailable",
+            "failures": [f"{item.file} is missing or unreadable in the run folder"],
+        }
     draft = next((d for s in run.slots for d in s.drafts if d.draft_id == item.render["draft_id"]), None)
     return site.page(request, "image.html", run=run, item=item, draft=draft, validation=validation, xmp=xmp)
 
@@ -60,7 +64,7 @@ def audit_form(request: Request, site: SiteDep):
 
 @router.get("/runs/{brand}/{week}/files/{relative:path}")
 def run_file(site: SiteDep, brand: str, week: str, relative: str):
-    site.run_or_404(brand, week)            # only folders of runs the ledger knows
+    site.run_or_404(brand, week)  # only folders of runs the ledger knows
     return FileResponse(site.file_in(site.run_dir(brand, week), relative))
 
 
@@ -75,8 +79,11 @@ def thumb(site: SiteDep, brand: str, week: str, image_id: str, v: str = ""):
     except ValueError as exc:
         raise HTTPException(422, f"cannot make a thumbnail: {exc}") from None
     fresh = v == thumb_version(item.sha256)
-    return FileResponse(path, media_type="image/webp", headers={
-        "Cache-Control": "private, max-age=31536000, immutable" if fresh else "private, no-cache"})
+    return FileResponse(
+        path,
+        media_type="image/webp",
+        headers={"Cache-Control": "private, max-age=31536000, immutable" if fresh else "private, no-cache"},
+    )
 
 
 @router.get("/runs/{brand}/{week}/images/{image_id}/matches/{number}")

@@ -62,7 +62,7 @@ class RateLimit:
             if len(window) >= self.per_minute:
                 return 60 - (now - window[0])
             window.append(now)
-            if len(self._seen) > 10_000:           # forget idle clients
+            if len(self._seen) > 10_000:  # forget idle clients
                 for key in [k for k, v in self._seen.items() if not v]:
                     del self._seen[key]
             return 0.0
@@ -83,10 +83,10 @@ def _manifest_store(path: Path) -> bytes | None:
         return None
     at = 8
     while at + 8 <= len(data):
-        length = int.from_bytes(data[at:at + 4], "big")
-        kind = data[at + 4:at + 8]
+        length = int.from_bytes(data[at : at + 4], "big")
+        kind = data[at + 4 : at + 8]
         if kind == b"caBX":
-            return data[at + 8:at + 8 + length]
+            return data[at + 8 : at + 8 + length]
         at += 12 + length
     return None
 
@@ -138,7 +138,9 @@ def _limited(request: Request) -> JSONResponse | None:
         limiter = request.app.state.c2pa_rate = RateLimit()
     wait = limiter.wait((request.client or ("?", 0))[0])
     if wait:
-        return JSONResponse({"error": "too many requests"}, status_code=429, headers={"Retry-After": str(int(wait) + 1)})
+        return JSONResponse(
+            {"error": "too many requests"}, status_code=429, headers={"Retry-After": str(int(wait) + 1)}
+        )
     return None
 
 
@@ -160,11 +162,13 @@ def _matches(site, alg: str, value: str, limit: int) -> JSONResponse:
             if distance is not None and distance <= soft_binding.ISCC_MAX_DISTANCE:
                 found.append((round(100 * (1 - distance / 64)), p))
     else:
-        return JSONResponse({"error": f"unsupported algorithm {alg!r}: see /c2pa/services/supportedAlgorithms"},
-                            status_code=400)
+        return JSONResponse(
+            {"error": f"unsupported algorithm {alg!r}: see /c2pa/services/supportedAlgorithms"}, status_code=400
+        )
     found.sort(key=lambda f: -f[0])
-    return JSONResponse({"matches": [{"manifestId": p.manifest_id, "similarityScore": score}
-                                     for score, p in found[:limit]]})
+    return JSONResponse(
+        {"matches": [{"manifestId": p.manifest_id, "similarityScore": score} for score, p in found[:limit]]}
+    )
 
 
 def _b64_text(value: str) -> str | None:
@@ -176,8 +180,9 @@ def _b64_text(value: str) -> str | None:
 
 @router.get("/services/supportedAlgorithms")
 def supported(request: Request) -> JSONResponse:
-    return _limited(request) or JSONResponse({"watermarks": [{"alg": watermark.ALG}],
-                                              "fingerprints": [{"alg": soft_binding.ISCC_ALG}]})
+    return _limited(request) or JSONResponse(
+        {"watermarks": [{"alg": watermark.ALG}], "fingerprints": [{"alg": soft_binding.ISCC_ALG}]}
+    )
 
 
 @router.get("/matches/byBinding")
@@ -231,5 +236,8 @@ def manifest(request: Request, site: SiteDep, manifest_id: str, returnActiveMani
     store = _manifest_store(found.file) if found and found.file.is_file() else None
     if store is None or found is None:
         return JSONResponse({"error": "no published manifest with this id"}, status_code=404)
-    return Response(store, media_type="application/c2pa",
-                    headers={"Content-Disposition": f'attachment; filename="{found.image_id}.c2pa"'})
+    return Response(
+        store,
+        media_type="application/c2pa",
+        headers={"Content-Disposition": f'attachment; filename="{found.image_id}.c2pa"'},
+    )

@@ -11,8 +11,17 @@ from ..review.week import WeekState
 from ..review.week_view import DraftItem, ImageItem, RunNotFound, RunView, SlotView, find_bundle, load_run
 
 # The run page's view model is the static page's too: review/week_view.py.
-__all__ = ["DraftItem", "ImageItem", "RunNotFound", "RunSummary", "RunView", "SlotView", "find_bundle", "list_runs",
-           "load_run"]
+__all__ = [
+    "DraftItem",
+    "ImageItem",
+    "RunNotFound",
+    "RunSummary",
+    "RunView",
+    "SlotView",
+    "find_bundle",
+    "list_runs",
+    "load_run",
+]
 
 
 @dataclass
@@ -21,7 +30,7 @@ class RunSummary:
     brand_name: str
     week: str
     posts: int
-    counts: Counter = field(default_factory=Counter)   # drafts, images, pending, approved, rejected, ...
+    counts: Counter = field(default_factory=Counter)  # drafts, images, pending, approved, rejected, ...
     completed: bool = False
 
 
@@ -31,8 +40,9 @@ def list_runs(ledger: Ledger) -> list[RunSummary]:
     for week in WeekState.all_weeks(ledger):
         if week.started is None:
             continue
-        run = RunSummary(week.brand, week.started.get("brand", week.brand), week.week, len(week.post_ids()),
-                         completed=week.completed)
+        run = RunSummary(
+            week.brand, week.started.get("brand", week.brand), week.week, len(week.post_ids()), completed=week.completed
+        )
         for kind, items in (("drafts", week.drafts), ("images", week.renders)):
             for item_id in items:
                 run.counts[kind] += 1

@@ -62,34 +62,54 @@ class NetworkPolicy:
 
     bind_host: str = "127.0.0.1"
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    allowed_hosts: tuple[str, ...] = ()          # besides the loopback names
-    proxy_header: str | None = None              # the reviewer's name, from a trusted proxy only
-    proxy_secret: str | None = None              # the proxy adds X-Estampille-Proxy-Secret: <this>
+    allowed_hosts: tuple[str, ...] = ()  # besides the loopback names
+    proxy_header: str | None = None  # the reviewer's name, from a trusted proxy only
+    proxy_secret: str | None = None  # the proxy adds X-Estampille-Proxy-Secret: <this>
     max_body: int = 64 * 2**20
 
     @classmethod
-    def parse(cls, bind_host: str, trusted: list[str], allowed: list[str], proxy_header: str | None,
-              proxy_secret: str | None, max_body: int = 64 * 2**20) -> NetworkPolicy:
+    def parse(
+        cls,
+        bind_host: str,
+        trusted: list[str],
+        allowed: list[str],
+        proxy_header: str | None,
+        proxy_secret: str | None,
+        max_body: int = 64 * 2**20,
+    ) -> NetworkPolicy:
         """From the command line, refusing a setting that would let anyone in (SetupError, with the fix)."""
         networks = []
         for value in trusted:
             try:
                 networks.append(ipaddress.ip_network(value.strip(), strict=False))
             except ValueError:
-                raise SetupError(f"--trusted-proxy {value!r} is not an address or a network (e.g. 127.0.0.1 "
-                                 "or 10.0.0.0/24)") from None
+                raise SetupError(
+                    f"--trusted-proxy {value!r} is not an address or a network (e.g. 127.0.0.1 or 10.0.0.0/24)"
+                ) from None
         if proxy_header and not networks:
-            raise SetupError(f"--proxy-header {proxy_header} would take the reviewer's name from anyone who can "
-                             "reach the port: give the proxy's address with --trusted-proxy ADDR (e.g. "
-                             "--trusted-proxy 127.0.0.1 when nginx or Caddy runs on this machine)")
+            raise SetupError(
+                f"--proxy-header {proxy_header} would take the reviewer's name from anyone who can "
+                "reach the port: give the proxy's address with --trusted-proxy ADDR (e.g. "
+                "--trusted-proxy 127.0.0.1 when nginx or Caddy runs on this machine)"
+            )
         if proxy_secret is not None and len(proxy_secret) < MIN_TOKEN_LENGTH:
-            raise SetupError(f"ESTAMPILLE_PROXY_SECRET is shorter than {MIN_TOKEN_LENGTH} characters: choose a "
-                             "longer one (e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')")
+            raise SetupError(
+                f"ESTAMPILLE_PROXY_SECRET is shorter than {MIN_TOKEN_LENGTH} characters: choose a "
+                "longer one (e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+            )
         if not is_loopback(bind_host) and not allowed:
-            raise SetupError(f"serving on {bind_host} needs the names clients use to reach it: add "
-                             "--allowed-host NAME (e.g. --allowed-host review.example.com)")
-        return cls(bind_host, tuple(networks), tuple(a.strip().lower() for a in allowed if a.strip()),
-                   proxy_header, proxy_secret, max_body)
+            raise SetupError(
+                f"serving on {bind_host} needs the names clients use to reach it: add "
+                "--allowed-host NAME (e.g. --allowed-host review.example.com)"
+            )
+        return cls(
+            bind_host,
+            tuple(networks),
+            tuple(a.strip().lower() for a in allowed if a.strip()),
+            proxy_header,
+            proxy_secret,
+            max_body,
+        )
 
     @property
     def hosts(self) -> list[str]:
@@ -125,17 +145,32 @@ class Gate:
         headers = Headers(scope=scope)
         via_proxy = policy.trusts(peer)
         if via_proxy and policy.proxy_secret is not None:
-            via_proxy = hmac.compare_digest(headers.get(PROXY_SECRET_HEADER, "").encode(),
-                                            policy.proxy_secret.encode())
+            via_proxy = hmac.compare_digest(headers.get(PROXY_SECRET_HEADER, "").encode(), policy.proxy_secret.encode())
         if is_loopback(policy.bind_host) and not is_loopback(peer):
-            await self._refuse(scope, receive, send, 403, "This review server is bound to localhost and answers "
-                               "only local requests. To share it, run it behind a reverse proxy (see the README).")
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                403,
+                "This review server is bound to localhost and answers "
+                "only local requests. To share it, run it behind a reverse proxy (see the README).",
+            )
             return
         # A proxy's headers count only from a trusted proxy: from anyone else they are dropped.
-        drop = {PROXY_SECRET_HEADER} if via_proxy else (
-            set(FORWARDED) | {PROXY_SECRET_HEADER} | ({policy.proxy_header.lower()} if policy.proxy_header else set()))
-        scope = dict(scope, headers=[(k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in drop],
-                     state={**scope.get("state", {}), "via_proxy": via_proxy})
+        drop = (
+            {PROXY_SECRET_HEADER}
+            if via_proxy
+            else (
+                set(FORWARDED)
+                | {PROXY_SECRET_HEADER}
+                | ({policy.proxy_header.lower()} if policy.proxy_header else set())
+            )
+        )
+        scope = dict(
+            scope,
+            headers=[(k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in drop],
+            state={**scope.get("state", {}), "via_proxy": via_proxy},
+        )
         if via_proxy:
             client = self._forwarded_client(headers.get("x-forwarded-for", ""))
             if client:
@@ -168,6 +203,7 @@ class Gate:
                 if seen > limit:
                     raise BodyTooLarge(limit)
             return message
+
         return counted
 
     @staticmethod
@@ -189,6 +225,7 @@ class Gate:
                         value = cookie.decode("latin-1")
                         headers.append("set-cookie", value if "secure" in value.lower() else value + "; Secure")
             await send(message)
+
         return secured
 
     @staticmethod
@@ -200,7 +237,7 @@ class Gate:
 SECURITY_HEADERS = {
     # No script at all: the pages are plain forms. Images only from this server.
     "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; "
-                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
@@ -225,8 +262,9 @@ class SignInThrottle:
         """Seconds before this client, or this name, may try again (0: now)."""
         now = self.clock()
         with self._lock:
-            return max([0.0] + [f.blocked_until - now for key in self._keys(client, name)
-                                if (f := self._failures.get(key))])
+            return max(
+                [0.0] + [f.blocked_until - now for key in self._keys(client, name) if (f := self._failures.get(key))]
+            )
 
     def failed(self, client: str, name: str) -> float:
         now = self.clock()
@@ -238,7 +276,7 @@ class SignInThrottle:
                 if f.count > self.free:
                     f.blocked_until = now + min(self.longest, 2.0 ** (f.count - self.free - 1))
                 delays.append(max(0.0, f.blocked_until - now))
-            if len(self._failures) > 10_000:      # bounded memory under a spray of names
+            if len(self._failures) > 10_000:  # bounded memory under a spray of names
                 self._failures = {k: v for k, v in self._failures.items() if v.blocked_until > now}
         return max(delays)
 
@@ -302,15 +340,17 @@ class ReviewerPolicy:
     """How a request gets a reviewer name."""
 
     reviewers: tuple[str, ...] = ()
-    token: str | None = None              # shared by the listed reviewers; never logged
-    proxy_header: str | None = None       # e.g. X-Forwarded-User, set by a trusted proxy
+    token: str | None = None  # shared by the listed reviewers; never logged
+    proxy_header: str | None = None  # e.g. X-Forwarded-User, set by a trusted proxy
     sessions: SessionStore = field(default_factory=SessionStore, compare=False)
     throttle: SignInThrottle = field(default_factory=SignInThrottle, compare=False)
 
     def __post_init__(self) -> None:
         if self.token is not None and len(self.token) < MIN_TOKEN_LENGTH:
-            raise SetupError(f"the team token (ESTAMPILLE_REVIEW_TOKEN) is shorter than {MIN_TOKEN_LENGTH} "
-                             "characters: choose a longer one, or unset it to get one made for you")
+            raise SetupError(
+                f"the team token (ESTAMPILLE_REVIEW_TOKEN) is shorter than {MIN_TOKEN_LENGTH} "
+                "characters: choose a longer one, or unset it to get one made for you"
+            )
 
     @property
     def can_log_in(self) -> bool:
@@ -327,8 +367,11 @@ class ReviewerPolicy:
         return self.sessions.reviewer(request.session.get("sid"), self.reviewers, self.token)
 
     def check_login(self, name: str, token: str) -> bool:
-        return bool(self.token) and name in self.reviewers and hmac.compare_digest(
-            token.encode("utf-8"), self.token.encode("utf-8"))
+        return (
+            bool(self.token)
+            and name in self.reviewers
+            and hmac.compare_digest(token.encode("utf-8"), self.token.encode("utf-8"))
+        )
 
 
 def csrf_token(request: Request) -> str:

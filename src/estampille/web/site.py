@@ -30,13 +30,13 @@ from .runs import ImageItem, RunNotFound, list_runs, load_run
 from .security import NetworkPolicy, ReviewerPolicy, csrf_ok, csrf_token, is_loopback
 
 TEMPLATES = Path(__file__).with_name("templates")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}$")      # brand slugs, item ids
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}$")  # brand slugs, item ids
 WEEK = re.compile(r"^\d{4}-W\d{2}$")
 SERVED_SUFFIXES = IMAGE_SUFFIXES | {".json"}
 MAX_UPLOAD = 64 * 1024 * 1024
-AUDITS_AT_ONCE = 1                      # worker processes auditing uploads (~235 MB each); more wait, then get a 503
-AUDIT_QUEUE_SECONDS = 90                # then a 503 with Retry-After
-CSRF_SLOT, REVIEWER_SLOT = "@@csrf-slot-5b1e@@", "@@reviewer-slot-5b1e@@"   # filled per request in shared pages
+AUDITS_AT_ONCE = 1  # worker processes auditing uploads (~235 MB each); more wait, then get a 503
+AUDIT_QUEUE_SECONDS = 90  # then a 503 with Retry-After
+CSRF_SLOT, REVIEWER_SLOT = "@@csrf-slot-5b1e@@", "@@reviewer-slot-5b1e@@"  # filled per request in shared pages
 
 
 @dataclass
@@ -44,7 +44,7 @@ class WebConfig:
     settings: Settings
     identity: SignerIdentity
     policy: ReviewerPolicy
-    brands_dir: Path | None = None       # where brand folders live (calendar text, competitor images, publish)
+    brands_dir: Path | None = None  # where brand folders live (calendar text, competitor images, publish)
     bind_host: str = "127.0.0.1"
     network: NetworkPolicy | None = None  # the edge: trusted proxies, allowed hosts, body limit
 
@@ -61,11 +61,13 @@ class Site:
     def __init__(self, config: WebConfig):
         self.config, self.settings, self.policy = config, config.settings, config.policy
         self.ledger = Ledger(config.settings.ledger_url)
-        self.templates = Jinja2Templates(directory=str(TEMPLATES))   # autoescapes .html: captions come from an LLM
+        self.templates = Jinja2Templates(directory=str(TEMPLATES))  # autoescapes .html: captions come from an LLM
         self.templates.env.globals["grade_words"] = GRADE_WORDS
         self.audits = AuditPool(config.settings, AUDITS_AT_ONCE, AUDIT_QUEUE_SECONDS)
         # A read-only server on loopback (nobody can sign in) still audits files; anywhere else, reviewers only.
-        self.anonymous_audits = not (self.policy.can_log_in or self.policy.proxy_header) and is_loopback(config.bind_host)
+        self.anonymous_audits = not (self.policy.can_log_in or self.policy.proxy_header) and is_loopback(
+            config.bind_host
+        )
         self._views: dict[tuple[str, ...], tuple[int, object]] = {}
         self._views_lock = threading.Lock()
 
@@ -74,18 +76,28 @@ class Site:
 
     # ------------------------------------------------------------------ pages
     def page(self, request: Request, name: str, status_code: int = 200, **context) -> HTMLResponse:
-        return self.templates.TemplateResponse(request, name, {
-            "reviewer": self.policy.reviewer(request), "policy": self.policy, "csrf": csrf_token(request), **context},
-            status_code=status_code)
+        return self.templates.TemplateResponse(
+            request,
+            name,
+            {"reviewer": self.policy.reviewer(request), "policy": self.policy, "csrf": csrf_token(request), **context},
+            status_code=status_code,
+        )
 
     def shared_page(self, request: Request, key: tuple[str, ...], name: str, **context) -> HTMLResponse:
         """A page everyone sees alike, rendered once while the ledger is unchanged (a run page of
         400 images is read by a whole team at once): the session's CSRF token and the reviewer's
         name go into slots of the cached HTML."""
         reviewer = self.policy.reviewer(request)
-        html = self.while_unchanged(key + (str(reviewer is not None),), lambda: self.templates.get_template(name).render(
-            request=request, reviewer=REVIEWER_SLOT if reviewer else None, policy=self.policy, csrf=CSRF_SLOT,
-            **context))
+        html = self.while_unchanged(
+            key + (str(reviewer is not None),),
+            lambda: self.templates.get_template(name).render(
+                request=request,
+                reviewer=REVIEWER_SLOT if reviewer else None,
+                policy=self.policy,
+                csrf=CSRF_SLOT,
+                **context,
+            ),
+        )
         html = html.replace(CSRF_SLOT, csrf_token(request)).replace(REVIEWER_SLOT, str(escape(reviewer or "")))
         return HTMLResponse(html)
 
@@ -113,8 +125,9 @@ class Site:
     def run_or_404(self, brand: str, week: str):
         self.run_dir(brand, week)
         try:
-            return self.while_unchanged(("run", brand, week),
-                                        lambda: load_run(self.ledger, brand, week, self.config.brands_dir))
+            return self.while_unchanged(
+                ("run", brand, week), lambda: load_run(self.ledger, brand, week, self.config.brands_dir)
+            )
         except RunNotFound as exc:
             raise HTTPException(404, str(exc)) from None
 

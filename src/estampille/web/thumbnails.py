@@ -21,5 +21,5 @@ def thumbnail(run_dir: Path, image_id: str, source: Path, sha256: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     image.save(tmp, "WEBP", quality=82)
-    tmp.replace(target)             # atomic: two requests at once never serve half a file
+    tmp.replace(target)  # atomic: two requests at once never serve half a file
     return target
