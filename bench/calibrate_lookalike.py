@@ -1,4 +1,4 @@
-"""Calibrate the lookalike thresholds on the labelled set and write them next to the engine.
+"""Calibrate the hash thresholds on the synthetic labelled set of issue 8 (printed; written with --out).
 
     .venv/bin/python bench/calibrate_lookalike.py [--scenes 160] [--distractors 1500] [--seed 0]
 
@@ -25,7 +25,9 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=160)
     parser.add_argument("--distractors", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="default: the engine's thresholds.json")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="write the chosen thresholds here (the shipped file is left alone)"
+    )
     parser.add_argument(
         "--budget",
         type=float,
@@ -34,7 +36,6 @@ def main() -> None:
         "a corpus of millions needs ~1e-7",
     )
     args = parser.parse_args()
-    from estampille.lookalike import engine
     from estampille.lookalike.hashing import pipeline_id
     from estampille.testing import benchset, calibration
 
@@ -49,28 +50,26 @@ def main() -> None:
     budget = {k: args.budget for k in calibration.BUDGET} if args.budget else calibration.BUDGET
     thresholds = calibration.choose(distances, budget)
     summary = calibration.report(distances, thresholds)
-    out = args.out or engine.THRESHOLDS_FILE
-    out.write_text(
-        json.dumps(
-            {
-                "thresholds": summary["thresholds"],
-                "pipeline": pipeline_id(),
-                "calibrated_on": {
-                    "seed": args.seed,
-                    "originals": len(originals),
-                    "copies": len(copies),
-                    "distractors": len(distractors),
-                    "negative_pairs": summary["negative_pairs"],
-                },
+    if args.out:
+        # Only this calibration's keys: the file also holds the feature tier's and verification's.
+        data = json.loads(args.out.read_text()) if args.out.exists() else {}
+        data.update(
+            thresholds=summary["thresholds"],
+            pipeline=pipeline_id(),
+            synthetic_calibration={
+                "seed": args.seed,
+                "originals": len(originals),
+                "copies": len(copies),
+                "distractors": len(distractors),
+                "negative_pairs": summary["negative_pairs"],
                 "budget": budget,
                 "false_positive_rate": summary["false_positive_rate"],
             },
-            indent=2,
         )
-        + "\n"
-    )
+        args.out.write_text(json.dumps(data, indent=2) + "\n")
+        print(f"written {args.out}", file=sys.stderr)
     print(json.dumps(summary, indent=2))
-    print(f"written {out} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    print(f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -108,35 +108,34 @@ def split(pictures: list[str]) -> tuple[list[str], list[str]]:
     return queries, references
 
 
-def build(store, reference_pictures: list[str], sizes: list[int], seed: int) -> list[bytes]:
-    """Index references up to max(sizes), one shard per size step; returns the first 1,000 encoded (for copies)."""
+def build(store, reference_pictures: list[str], sizes: list[int], seed: int, per_picture: int, made: int = 0) -> None:
+    """Index references up to max(sizes), one shard per size step, from reference number `made` on
+    (an index kept with --index grows to a larger size without redoing the first ones)."""
     from estampille.lookalike.store import Entry
 
-    total = max(sizes)
-    per_picture = max(1, -(-total // max(1, len(reference_pictures))))
-    first: list[bytes] = []
-    bounds = sorted(set(sizes))
-    made = 0
+    bounds = [b for b in sorted(set(sizes)) if b > made]
     with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
-        start = 0
+        start = made
         for bound in bounds:
             entries, hashes, features = [], [], []
             while made < bound:
                 path = reference_pictures[(made // per_picture) % len(reference_pictures)]
                 offset = made % per_picture  # a size step can end in the middle of a picture's regions
-                datas = regions(path, per_picture, seed + made // (per_picture * len(reference_pictures)))
+                # Each pass over the pictures takes other crops of them; only the first takes the whole frame.
+                cycle = made // (per_picture * len(reference_pictures))
+                datas = regions(path, per_picture + (cycle > 0), seed + cycle)[(cycle > 0) :]
                 datas = datas[offset : offset + bound - made]
                 for n, (h, f) in enumerate(pool.map(_reference, datas, chunksize=16)):
                     entries.append(Entry(f"{path}#{made + n}", "bench", str(made + n)))
                     hashes.append(h)
                     features.append(f)
-                if len(first) < 1000:
-                    first += datas[: 1000 - len(first)]
                 made += len(datas) if datas else per_picture - offset
-            store.add(entries, hashes, features)
+                # One shard at most every 50,000 references (the ingest's own shard size).
+                if len(entries) >= 50_000 or made >= bound:
+                    store.add(entries, hashes, features)
+                    entries, hashes, features = [], [], []
             print(f"  indexed {start:,}..{made:,}", flush=True)
             start = made
-    return first
 
 
 def main() -> None:
@@ -149,6 +148,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--index", type=Path, help="keep the index here (reused when it exists)")
     parser.add_argument("--evidence", type=Path, help="write each false flag's side-by-side here (and list them)")
+    parser.add_argument(
+        "--per-picture", type=int, help="regions per reference picture (default: enough for the largest size)"
+    )
     args = parser.parse_args()
 
     from estampille.lookalike.engine import hash_queries, search_store, verify_hits
@@ -159,19 +161,19 @@ def main() -> None:
     query_pictures, reference_pictures = split(pictures)
     rng = np.random.default_rng(args.seed)
     folder = args.index or Path(tempfile.mkdtemp(prefix="false-flags-"))
-    fresh = not (folder / "catalog.sqlite").exists()
     store = ReferenceStore(folder)
     started = time.perf_counter()
-    if fresh:
-        first = build(store, reference_pictures, args.sizes, args.seed)
-    else:
-        # The first 1,000 references again (regions() is deterministic), for the copies.
-        first = []
-        for path in reference_pictures:
-            first += regions(path, max(1, -(-max(args.sizes) // len(reference_pictures))), args.seed)
-            if len(first) >= 1000:
-                break
-        first = first[:1000]
+    # Regions per picture: fixed by --per-picture, so that an index kept with --index can grow.
+    per_picture = args.per_picture or max(1, -(-max(args.sizes) // len(reference_pictures)))
+    if store.count() < max(args.sizes):
+        build(store, reference_pictures, args.sizes, args.seed, per_picture, store.count())
+    # The first 1,000 references again (regions() is deterministic), for the copies.
+    first: list[bytes] = []
+    for path in reference_pictures:
+        first += regions(path, per_picture, args.seed)
+        if len(first) >= 1000:
+            break
+    first = first[:1000]
     ingest_s = time.perf_counter() - started
     from estampille.lookalike.engine import verify_thresholds
 
@@ -304,8 +306,10 @@ def main() -> None:
             f"{row[0]:>10,} {row[1]:>11,} {row[2]:>17.3f} {row[3]:>12.4f} {row[4]:>14.3f} {row[5]:>14.2e} "
             f"{row[6]:>17.3f} {row[7]:>15.3f} {row[8]:>8.3f}"
         )
-    total_pairs = sum(r[1] for r in table)
-    total_flags = sum(r[3] * n_unrelated for r in table)
+    # The sizes are nested (the first 1,000 references are inside the first 10,000): the largest one's
+    # pairs are all the distinct pairs measured.
+    total_pairs = table[-1][1]
+    total_flags = table[-1][3] * n_unrelated
     rate = total_flags / total_pairs
     upper = (3 / total_pairs) if total_flags == 0 else (total_flags + 2 * np.sqrt(total_flags) + 2) / total_pairs
     print(

@@ -28,10 +28,7 @@ def main() -> None:
         f"held-out set (seed {args.seed}): {len(originals)} originals, {len(copies)} copies, "
         f"{len(distractors)} distractors, {summary['negative_pairs']:,} unrelated pairs"
     )
-    print(
-        f"thresholds: pHash (or its mirror) <= {thresholds.phash}, window <= {thresholds.window}, "
-        f"PDQ <= {thresholds.pdq}\n"
-    )
+    print(f"hash rule: {thresholds.describe()} (the hash tier alone: the feature tier is not measured here)\n")
     print(
         f"{'kind of copy':14} {'copies':>7} {'recall':>8} {'target':>7} {'imagehash pHash@10':>19} {'x baseline':>11}"
     )

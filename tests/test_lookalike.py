@@ -16,7 +16,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from estampille.cli import main
 from estampille.lookalike import ingest as ingest_module
-from estampille.lookalike.engine import calibrated, hash_queries, search_store
+from estampille.lookalike.engine import calibrated, find_lookalikes, hash_queries, search_store
 from estampille.lookalike.fingerprint import fingerprints
 from estampille.lookalike.hashing import colour_of, decode, dhash_of, phash_of, shrink
 from estampille.lookalike.ingest import ingest
@@ -86,9 +86,11 @@ def competitor_index(tmp_path_factory):
 
 
 def hash_queries_from_bytes(blobs):
-    from estampille.lookalike.hashing import hash_query
+    """Queries as a check prepares them: both tiers (the hash tier takes near-duplicates, the
+    feature tier crops and borders)."""
+    from estampille.lookalike.engine import hash_queries
 
-    return [hash_query(decode(b)) for b in blobs], None
+    return hash_queries(blobs)
 
 
 @pytest.mark.parametrize(
@@ -105,15 +107,14 @@ def hash_queries_from_bytes(blobs):
 )
 def test_copies_of_a_competitor_image_are_found_and_unrelated_images_are_not(competitor_index, copy):
     original = Image.open(COMPETITOR / "boulangerie-doree-05.jpg")
-    queries, _ = hash_queries_from_bytes([jpeg(copy(original)), jpeg(Image.open(OTHER / "le-fournil-express-09.jpg"))])
-    hits = search_store(competitor_index, queries)
-    described = competitor_index.describe({h.reference_id for h in hits})
-    found = {described[h.reference_id]["source"].rsplit("/", 1)[1] for h in hits if h.query == 0}
-    assert "boulangerie-doree-05.jpg" in found
-    assert all(described[h.reference_id]["competitor"] == "Le Fournil Express" for h in hits if h.query == 1)
-    first = next(h for h in hits if h.query == 0 and described[h.reference_id]["source"].endswith("-05.jpg"))
-    assert set(first.distances) == {"phash", "window", "pdq", "dhash", "colour"} and first.reasons
-    assert described[first.reference_id]["captured"] == "2026-11-01"
+    blobs = [jpeg(copy(original)), jpeg(Image.open(OTHER / "le-fournil-express-00.jpg"))]  # no shared picture
+    found, _ = find_lookalikes(competitor_index, blobs)
+    flagged = [m for m in found if m.blocking]
+    assert "boulangerie-doree-05.jpg" in {m.reference["source"].rsplit("/", 1)[1] for m in flagged if m.source == 0}
+    assert all(m.reference["competitor"] == "Le Fournil Express" for m in flagged if m.source == 1)
+    first = next(m for m in flagged if m.source == 0 and m.reference["source"].endswith("-05.jpg"))
+    assert set(first.hit.distances) == {"phash", "window", "pdq", "dhash", "colour"} and first.hit.reasons
+    assert first.reference["captured"] == "2026-11-01"
 
 
 def test_noise_matches_nothing(competitor_index):
@@ -123,35 +124,38 @@ def test_noise_matches_nothing(competitor_index):
 
 
 def test_the_scan_is_exact_against_a_plain_numpy_evaluation(monkeypatch):
-    """Random hashes, thresholds wide enough for many hits: the compiled scan with its shortcuts
-    returns exactly the pairs a direct evaluation of the rule finds."""
+    """Random hashes, thresholds wide enough for many hits: the compiled scan (pHash first, PDQ for
+    the pairs it lets through) returns exactly the pairs a direct evaluation of the rule finds:
+    pHash and PDQ both near under one transform of the query."""
     rng = np.random.default_rng(7)
-    n, q, w = 5000, 40, 8
-    u = lambda *shape: rng.integers(0, 2**63, shape, dtype=np.int64).view(np.uint64) * np.uint64(2)  # noqa: E731
-    phash = u(n)
-    flips = np.uint64(1) << rng.integers(0, 64, (w, n)).astype(np.uint64)
-    windows = np.ascontiguousarray(phash[None, :] ^ flips)
-    pdq = u(4, n)
+    n, q, v = 5000, 40, 3
+
+    def u(*shape):
+        return rng.integers(0, 2**63, shape, dtype=np.int64).view(np.uint64) * np.uint64(2)
+
+    phash, pdq = u(n), u(4, n)
     from estampille.lookalike.scan import QueryArrays
 
-    q_phash, q_windows = phash[:q] ^ np.uint64(0b1011), windows[:, :q].T.copy()
-    queries = QueryArrays(q_phash, u(q), q_windows, u(q, 2, 4))
-    t = Thresholds(phash=24, window=23, pdq=110)
-    found = {tuple(p) for p in scan(queries, phash, windows, pdq, t)}
-    direct = popcount(queries.phash[:, None] ^ phash[None, :])
-    mirror = popcount(queries.mirror[:, None] ^ phash[None, :])
-    win = np.minimum(
-        popcount(queries.phash[:, None, None] ^ windows.T[None]).min(axis=2),
-        popcount(queries.windows[:, None, :] ^ phash[None, :, None]).min(axis=2),
-    )
-    pd = popcount(queries.pdq[:, :, None, :] ^ pdq.T[None, None]).sum(axis=3).min(axis=1)
-    expected = {tuple(p) for p in np.argwhere((direct <= 24) | (mirror <= 24) | (win <= 23) | (pd <= 110))}
-    assert found == expected and len(expected) > q
+    # Queries near some references in pHash under one transform or another, and in PDQ under others.
+    variant_phash = u(q, v)
+    variant_phash[:, 0] = phash[:q] ^ np.uint64(0b1011)
+    variant_phash[:, 2] = phash[q : 2 * q] ^ np.uint64(0b111)
+    variant_pdq = u(q, v, 4)
+    variant_pdq[: q // 2, 0] = pdq[:, : q // 2].T ^ np.uint64(0xFF)  # same transform: a match
+    variant_pdq[:, 1] = pdq[:, q : 2 * q].T  # another transform than the near pHash: no match
+    queries = QueryArrays(variant_phash[:, 0].copy(), variant_phash[:, 1].copy(), u(q, 8), variant_phash, variant_pdq)
+    t = Thresholds(phash=24, window=0, pdq=110)
+    found = {tuple(p) for p in scan(queries, phash, pdq, t)}
+    near_phash = popcount(variant_phash[:, :, None] ^ phash[None, None, :]) <= 24  # (Q, V, N)
+    near_pdq = popcount(variant_pdq[:, :, None, :] ^ pdq.T[None, None]).sum(axis=3) <= 110
+    expected = {tuple(p) for p in np.argwhere((near_phash & near_pdq).any(axis=1))}
+    assert found == expected and len(expected) >= q // 2
+    assert not any(r in range(q, 2 * q) for _, r in found if (_, r) not in expected)
     # A block with more hits than its room is scanned again alone: same answer.
     import estampille.lookalike.scan as scan_module
 
     monkeypatch.setattr(scan_module, "HIT_CAPACITY", 2)
-    assert {tuple(p) for p in scan(queries, phash, windows, pdq, t)} == expected
+    assert {tuple(p) for p in scan(queries, phash, pdq, t)} == expected
 
 
 def test_ingest_is_incremental_parallel_and_skips_bad_files_with_reasons(tmp_path, monkeypatch):

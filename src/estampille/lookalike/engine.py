@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from .features import QUERY_SIDE, FeatureMatch, Features, FeatureThresholds, decode_pair, query_features
-from .hashing import DECODE_SIDE, QueryHashes, hash_query, shrink
+from .hashing import DECODE_SIDE, DIHEDRAL, QueryHashes, hash_query, shrink
 from .query_prep import content_regions
 from .scan import QueryArrays, Thresholds, pair_distances, scan
 from .store import ReferenceStore, Shard
@@ -76,17 +76,19 @@ class Hit:
 
 
 def query_arrays(queries: list[QueryHashes], rotations: bool = False) -> tuple[QueryArrays, np.ndarray, np.ndarray]:
-    """Pack queries. PDQ is searched for the image itself (mirrors are caught by the mirror's pHash),
-    or, with rotations, for all 8 dihedral variants (quarter turns and flips), at 4 more words a pair each."""
-
-    def pdq_variants(q: QueryHashes):
-        return [q.hashes.pdq] + (list(q.pdq_dihedral[1:]) if rotations else [])
-
+    """Pack queries. The candidate rule is tried under the query as it is and mirrored, or, with
+    rotations, under all 8 dihedral variants (quarter turns and flips)."""
+    variants = len(DIHEDRAL) if rotations else 2
     arrays = QueryArrays(
         phash=np.array([q.hashes.phash for q in queries], dtype=np.uint64),
         mirror=np.array([q.mirror_phash for q in queries], dtype=np.uint64),
         windows=np.array([q.hashes.windows for q in queries], dtype=np.uint64).reshape(len(queries), -1),
-        pdq=np.array([pdq_variants(q) for q in queries], dtype=np.uint64).reshape(len(queries), -1, 4),
+        variant_phash=np.array([q.variant_phash[:variants] for q in queries], dtype=np.uint64).reshape(
+            len(queries), variants
+        ),
+        variant_pdq=np.array([q.variant_pdq[:variants] for q in queries], dtype=np.uint64).reshape(
+            len(queries), variants, 4
+        ),
     )
     return (
         arrays,
@@ -100,7 +102,7 @@ def search_shard(
 ) -> list[Hit]:
     """Every pair of (query, live reference in this shard) within a threshold, with all distances."""
     queries, q_dhash, q_colour = packed
-    pairs = scan(queries, shard.phash, shard.windows, shard.pdq, thresholds)
+    pairs = scan(queries, shard.phash, shard.pdq, thresholds)
     if len(pairs) == 0:
         return []
     ids = np.asarray(shard.ids)[pairs[:, 1]]
@@ -121,7 +123,7 @@ def search_shard(
                 int(reference),
                 distances,
                 tuple(k for k, limit in limits.items() if distances[k] <= limit)
-                + (("mirrored",) if found["mirrored"][n] and distances["phash"] <= thresholds.phash else ()),
+                + (("mirrored",) if found["mirrored"][n] else ()),
             )
         )
     return hits

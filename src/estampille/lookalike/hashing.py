@@ -229,25 +229,45 @@ def hash_image(image: Image.Image) -> Hashes:
     )
 
 
+# The eight ways a copy may be turned or flipped, identity and mirror first: a query is hashed under
+# each, the same transform for its pHash and its PDQ, so the candidate rule can ask both to agree
+# under one of them (the mirror always; the quarter turns when rotations are searched).
+DIHEDRAL: tuple[Image.Transpose | None, ...] = (
+    None,
+    Image.Transpose.FLIP_LEFT_RIGHT,
+    Image.Transpose.ROTATE_90,
+    Image.Transpose.ROTATE_180,
+    Image.Transpose.ROTATE_270,
+    Image.Transpose.TRANSPOSE,
+    Image.Transpose.TRANSVERSE,
+    Image.Transpose.FLIP_TOP_BOTTOM,
+)
+
+
 @dataclass(frozen=True)
 class QueryHashes:
-    """A render's hashes, with the variants a copy may have taken: the mirror image's pHash and
-    PDQ, and PDQ's 8 dihedral variants (quarter turns and flips; searched on request)."""
+    """A render's hashes, with the variants a copy may have taken: pHash and PDQ of the image under
+    each of DIHEDRAL's transforms (index 0 is the image itself, 1 its mirror, 2-7 quarter turns and flips)."""
 
     hashes: Hashes
-    mirror_phash: int
-    mirror_pdq: tuple[int, int, int, int]
-    pdq_dihedral: tuple[tuple[int, int, int, int], ...]
+    variant_phash: tuple[int, ...]
+    variant_pdq: tuple[tuple[int, int, int, int], ...]
+
+    @property
+    def mirror_phash(self) -> int:
+        return self.variant_phash[1]
 
 
 def hash_query(image: Image.Image) -> QueryHashes:
     hashes = hash_image(image)
-    mirror = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    mirror_bits, _ = pdqhash.compute(np.asarray(pdq_input(mirror)))
-    dihedral, _ = pdqhash.compute_dihedral(np.asarray(pdq_input(image)))
-    return QueryHashes(
-        hashes, phash_of(mirror.convert("L")), pdq_words(mirror_bits), tuple(pdq_words(b) for b in dihedral)
-    )
+    gray, small = image.convert("L"), pdq_input(image)
+    phashes, pdqs = [hashes.phash], [hashes.pdq]
+    for transform in DIHEDRAL[1:]:
+        assert transform is not None
+        bits, _ = pdqhash.compute(np.asarray(small.transpose(transform)))
+        phashes.append(phash_of(gray.transpose(transform)))
+        pdqs.append(pdq_words(bits))
+    return QueryHashes(hashes, tuple(phashes), tuple(pdqs))
 
 
 def hash_file(source: str | Path | bytes) -> Hashes:
