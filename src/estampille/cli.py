@@ -324,12 +324,12 @@ def import_edit(
     settings = Settings.from_env()
     ledger_db = _open_ledger(ledger)
     try:
-        payload = record_edit(ledger_db, settings.out, image_id, file, editor, signer_identity(settings))
+        retouch = record_edit(ledger_db, settings.out, image_id, file, editor, signer_identity(settings))
     finally:
         ledger_db.close()
     typer.echo(
-        f"{image_id}: retouch by {editor} recorded as {payload['file']} "
-        f"(compositeWithTrainedAlgorithmicMedia, C2PA {payload['c2pa_state']})"
+        f"{image_id}: retouch by {editor} recorded as {retouch.file} "
+        f"(compositeWithTrainedAlgorithmicMedia, C2PA {retouch.c2pa_state})"
     )
 
 
@@ -341,7 +341,7 @@ def rerender(
 ) -> None:
     """Re-create an image from its ledger record and compare it with the recorded one."""
     from .paths import inside, run_folder
-    from .records import Kind
+    from .records import Kind, Render
     from .render.rerender import rerender as rerender_image
 
     settings = Settings.from_env()
@@ -350,13 +350,14 @@ def rerender(
     ledger_db.close()
     if event is None or event.kind != Kind.RENDER_CREATED:
         raise EstampilleError(f"no render {image_id} in the ledger at {ledger_db.safe_url}")
-    original = inside(run_folder(settings.out, event.brand, event.week), event.payload["file"])
-    result = rerender_image(event.payload, settings, original)
+    recorded = Render.of(event)
+    original = inside(run_folder(settings.out, event.brand, event.week), recorded.file)
+    result = rerender_image(recorded, settings, original)
     target = out or Path(f"{image_id}.rerender.png")
     result.image.save(target, "PNG")
     typer.echo(
-        f"Re-created {image_id} with {event.payload['model']['id']} (seed {event.payload['seed']}, "
-        f"batch size {event.payload['batch_size']}) -> {target}"
+        f"Re-created {image_id} with {recorded.model['id']} (seed {recorded.seed}, "
+        f"batch size {recorded.batch_size}) -> {target}"
     )
     if result.identical:
         typer.echo("pixel-identical to the recorded render (same PNG bytes)")
@@ -380,21 +381,23 @@ def rerender(
 
 def _watermarked_check(image_id: str, image, settings: Settings, render_event, ledger_url: str | None):
     """The re-created render, watermarked as it was signed, against the signed file's pixels."""
-    from .paths import inside
-    from .records import Kind
+    from .paths import inside, run_folder
+    from .records import Kind, Provenance
     from .render.rerender import compare_signed
 
     ledger_db = _open_ledger(ledger_url)
-    signed = [e.payload for e in ledger_db.events(kind=Kind.PROVENANCE_SIGNED) if e.payload.get("image_id") == image_id]
+    signed = [Provenance.of(e) for e in ledger_db.events(kind=Kind.PROVENANCE_SIGNED)]
+    signed = [s for s in signed if s.image_id == image_id]
     ledger_db.close()
     if not signed:
         return None
-    run_dir = settings.out / render_event.brand / render_event.week
-    result = compare_signed(image, signed[-1], inside(run_dir, signed[-1]["file"]))
-    if result is not None and result.identical:
+    run_dir = run_folder(settings.out, render_event.brand, render_event.week)
+    result = compare_signed(image, signed[-1], inside(run_dir, signed[-1].file))
+    mark = signed[-1].watermark
+    if result is not None and result.identical and mark:
         typer.echo(
-            f"watermarked as signed ({signed[-1]['watermark']['method']} v{signed[-1]['watermark']['version']}, "
-            f"strength {signed[-1]['watermark']['strength']}): pixel-identical to the signed file {result.file}"
+            f"watermarked as signed ({mark['method']} v{mark['version']}, "
+            f"strength {mark['strength']}): pixel-identical to the signed file {result.file}"
         )
     return result
 

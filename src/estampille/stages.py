@@ -184,12 +184,12 @@ def render_images(
         if event is None:
             if position % shards == index:  # every worker plans the same list: an even split
                 fresh.append((prompt, job))
-        elif inside(batch.run_dir, event.payload["file"]).is_file():
-            done[job.key] = Render.model_validate(event.payload)
+        elif inside(batch.run_dir, (recorded := Render.of(event)).file).is_file():
+            done[job.key] = recorded
             batch.count(RENDER.name).reused += 1
         else:
-            lost.setdefault(event.payload["batch_size"], []).append(
-                (prompt, dataclasses.replace(job, batch_index=event.payload.get("batch_index", 0)))
+            lost.setdefault(recorded.batch_size, []).append(
+                (prompt, dataclasses.replace(job, batch_index=recorded.batch_index))
             )
     total = len(planned)
     if progress:
@@ -255,13 +255,14 @@ def _store_render(
     file, digest, image_fingerprints = saved
     event = batch.ledger.get(job.key)
     if event is not None:
-        if event.payload["sha256"] != digest:
+        recorded = Render.of(event)
+        if recorded.sha256 != digest:
             raise EstampilleError(
                 f"render {job.key} was re-created from its record but its pixels differ "
                 "from the recorded ones (another device or library version?)"
             )
         batch.count(RENDER.name).reused += 1
-        return Render.model_validate(event.payload)
+        return recorded
     reference = None
     if job.reference is not None:
         reference = {
@@ -305,9 +306,10 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
     """Compare every render with the brand's reference index (competitors' images, refreshed
     incrementally, and the brand's renders of other weeks); write side-by-side evidence for matches."""
     own = [
-        (e.week, e.payload["image_id"], run_folder(batch.settings.out, batch.slug, e.week) / e.payload["file"])
+        (e.week, render.image_id, run_folder(batch.settings.out, batch.slug, e.week) / render.file)
         for e in batch.ledger.events(kind=Kind.RENDER_CREATED, brand=batch.slug)
         if e.week and e.week != batch.week
+        for render in [Render.of(e)]
     ]
     store, skipped = refresh_brand_index(
         lookalike_index_folder(batch.settings.out, batch.slug), batch.bundle.competitor_folders(), own
@@ -409,12 +411,12 @@ def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
         while True:  # a recorded signature whose file is gone is superseded, never overwritten
             key = sign_key(render_record.image_id, generation)
             event = batch.ledger.get(key)
-            if event is None or _signed_file_intact(batch.run_dir, event.payload):
+            if event is None or _signed_file_intact(batch.run_dir, Provenance.of(event)):
                 break
             generation += 1
         if event is not None:
             batch.count(SIGN.name).reused += 1
-            results.append(Provenance.model_validate(event.payload))
+            results.append(Provenance.of(event))
             continue
         signer = signer or ManifestSigner(identity)
         record = sign_render(
@@ -438,9 +440,9 @@ def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
     return results
 
 
-def _signed_file_intact(run_dir: Path, payload: dict) -> bool:
-    path = inside(run_dir, payload["file"])
-    return path.is_file() and file_sha256(path) == payload["sha256"]
+def _signed_file_intact(run_dir: Path, signed: Provenance) -> bool:
+    path = inside(run_dir, signed.file)
+    return path.is_file() and file_sha256(path) == signed.sha256
 
 
 def write_review(batch: Batch) -> Path:
@@ -479,7 +481,7 @@ def recorded_prompts(batch: Batch, prompt_ids: list[str]) -> list[ImagePrompt]:
                 f"image prompt {prompt_id} is not recorded for {batch.slug} {batch.week} in "
                 f"{batch.ledger.safe_url}: a render worker renders only prompts the batch wrote"
             )
-        prompts.append(ImagePrompt.model_validate(event.payload))
+        prompts.append(ImagePrompt.of(event))
     return prompts
 
 

@@ -15,6 +15,7 @@ import c2pa
 
 from .. import __version__
 from ..errors import EstampilleError
+from ..records import ReviewDecision
 from .identity import SignerIdentity
 
 OFFLINE = {"remote_manifest_fetch": False, "ocsp_fetch": False}
@@ -128,7 +129,7 @@ def generation_manifest(
     )
 
 
-def approval_manifest(title: str, decision: dict[str, Any], instance_id: str | None = None) -> dict[str, Any]:
+def approval_manifest(title: str, decision: ReviewDecision, instance_id: str | None = None) -> dict[str, Any]:
     """An exported image's manifest: the signed render as parent ("generated"), the review as an action."""
     return manifest(
         title,
@@ -136,11 +137,11 @@ def approval_manifest(title: str, decision: dict[str, Any], instance_id: str | N
             {"action": "c2pa.opened", "parameters": {"ingredientIds": ["generated"]}},
             {
                 "action": "org.estampille.approved",
-                "when": decision["decided_at"],
+                "when": decision.decided_at,
                 "parameters": {
-                    "reviewer": decision["reviewer"],
-                    "comment": decision.get("comment", ""),
-                    "lookalike_override": decision.get("lookalike_override"),
+                    "reviewer": decision.reviewer,
+                    "comment": decision.comment,
+                    "lookalike_override": decision.lookalike_override,
                 },
             },
         ],
@@ -148,10 +149,10 @@ def approval_manifest(title: str, decision: dict[str, Any], instance_id: str | N
             {
                 "label": "org.estampille.review",
                 "data": {
-                    "decision": decision["decision"],
-                    "reviewer": decision["reviewer"],
-                    "decided_at": decision["decided_at"],
-                    "comment": decision.get("comment", ""),
+                    "decision": decision.decision,
+                    "reviewer": decision.reviewer,
+                    "decided_at": decision.decided_at,
+                    "comment": decision.comment,
                 },
             }
         ],

@@ -11,7 +11,7 @@ from typing import Literal
 from ..errors import EstampilleError, ExitStatus
 from ..keys import review_key
 from ..ledger import Event, Ledger
-from ..records import Kind
+from ..records import Draft, Kind
 from .week import WeekState
 
 Decision = Literal["approved", "rejected"]
@@ -94,7 +94,7 @@ def decide(
     if edited_text is not None:
         if item.kind != "draft":
             raise ReviewError("only a draft's text can be edited")
-        payload["edit"] = {"before": item.event.payload["text"], "after": edited_text}
+        payload["edit"] = {"before": Draft.of(item.event).text, "after": edited_text}
     earlier = week.decision_events.get(item_id, [])
     if version is not None and version != len(earlier):
         if version == len(earlier) - 1 and _same(earlier[-1].payload, payload):

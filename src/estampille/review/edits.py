@@ -17,13 +17,13 @@ from ..paths import inside
 from ..provenance.c2pa_manifest import ManifestSigner, edit_manifest, read_manifest
 from ..provenance.identity import SignerIdentity
 from ..provenance.xmp import COMPOSITE_TRAINED, XmpFields, png_with_xmp, xmp_packet
-from ..records import Kind
+from ..records import Kind, Retouch
 from .week import WeekState
 
 
 def import_edit(
     ledger: Ledger, run_root: Path, image_id: str, edited: Path, editor: str, identity: SignerIdentity
-) -> dict:
+) -> Retouch:
     """Record a retouch made outside Estampille as the image's current file: signed with the
     current file as its parent ingredient, labelled compositeWithTrainedAlgorithmicMedia, so
     review and publishing use it and the audit traces it back to the render."""
@@ -38,7 +38,7 @@ def import_edit(
         image = open_checked(edited).convert("RGB")
     except (OSError, ValueError) as exc:
         raise EstampilleError(f"{edited}: {exc}") from None
-    parent_file = inside(run_dir, parent["file"])
+    parent_file = inside(run_dir, parent.file)
     parent_bytes = parent_file.read_bytes()
     sidecar = json.loads(inside(run_dir, f"images/{image_id}.json").read_text())
     fields = replace(XmpFields(**sidecar["xmp"]), digital_source_type=COMPOSITE_TRAINED)
@@ -68,7 +68,7 @@ def import_edit(
         "source_name": edited.name,
         "digital_source_type": COMPOSITE_TRAINED,
         "c2pa_state": report.state,
-        "parent_sha256": parent["sha256"],
+        "parent_sha256": parent.sha256,
         "signer": identity.subject,
     }
     ledger.append(
@@ -79,4 +79,4 @@ def import_edit(
         week=render_event.week,
         subject=render_event.subject,
     )
-    return payload
+    return Retouch.model_validate(payload)

@@ -103,7 +103,7 @@ def decision(
     edited = None
     if draft is not None and text is not None:
         text = text.replace("\r\n", "\n").strip()
-        edited = text if text and text != draft.draft["text"] else None
+        edited = text if text and text != draft.draft.text else None
     target = f"/runs/{brand}/{week}/images/{item_id}" if back == "image" else f"/runs/{brand}/{week}#{item_id}"
     try:
         decide(
