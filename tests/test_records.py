@@ -131,6 +131,7 @@ def test_a_week_recorded_by_the_first_version_reads_into_the_models(tmp_path):
     assert (image.file, image.sha256, image.lookalike) == (OLD_SIGNED["file"], OLD_SIGNED["sha256"], True)
     page = write_review_page(tmp_path / "out", "Maison Levain", WEEK, run, []).read_text(encoding="utf-8")
     assert "Le croissant du lundi, revu" in page and "img-old-1" in page and "no watermark" in page
+    assert "lookalike (render, hash): rival — rival/a.png" in page  # an ungraded match, worded by describe
 
     [summary] = list_runs(ledger)
     assert summary.counts["images"] == 1 and summary.counts["lookalikes"] == 1 and summary.counts["approved"] == 1

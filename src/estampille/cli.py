@@ -575,6 +575,7 @@ def lookalike_check(
     composition (information). Exit 0: nothing blocking, 1: at least one copy or derived part, 2: error."""
     import json
 
+    from .lookalike import describe
     from .lookalike.engine import calibrated, find_lookalikes, summary
     from .lookalike.store import ReferenceStore
 
@@ -603,7 +604,10 @@ def lookalike_check(
     results: list[dict[str, Any]] = [
         {"file": str(f), "matches": [], "error": e} for f, e in zip(files, errors, strict=True)
     ]
+    described: list[list[str]] = [[] for _ in files]  # each file's match lines for people
+    limits = calibrated().as_dict()
     for match in found:
+        described[match.source] += describe.lines(describe.as_record(match), limits)
         hit, reference, region = match.hit, match.reference, summary(match.hit.region)
         results[match.source]["matches"].append(
             {
@@ -625,8 +629,7 @@ def lookalike_check(
     if as_json:
         typer.echo(json.dumps(results, indent=2, ensure_ascii=False))
     else:
-        limits = calibrated()
-        for result in results:
+        for result, lines in zip(results, described, strict=True):
             blocking = any(m["blocking"] for m in result["matches"])
             status = (
                 "error"
@@ -634,25 +637,8 @@ def lookalike_check(
                 else ("LOOKALIKE" if blocking else "clear (similar composition)" if result["matches"] else "clear")
             )
             typer.echo(f"{result['file']}: {status}" + (f" ({result['error']})" if result["error"] else ""))
-            for m in result["matches"]:
-                v = m["verification"]
-                typer.echo(
-                    f"  {m['grade'].upper()}  {m['competitor']}: {m['source']}  [{m['tier']}] "
-                    + " ".join(f"{k}={val}" for k, val in m["distances"].items())
-                    + f"  (thresholds phash<={limits.phash} window<={limits.window} pdq<={limits.pdq})"
-                )
-                typer.echo(
-                    f"    pixels: {v['agreement']:.0%} of {v['textured_blocks']} detailed blocks agree "
-                    f"({v['placement'] or 'no placement'}); {v.get('reason') or 'verified'}"
-                )
-                if m["region"]:
-                    r = m["region"]
-                    typer.echo(
-                        f"    features: {r['inliers']} inliers; their part {r['reference_box']} is this "
-                        f"image's {r['query_box']} (scale {r['scale']}, rotation {r['rotation']}°"
-                        + (", mirrored" if r["mirrored"] else "")
-                        + ")"
-                    )
+            for line in lines:
+                typer.echo(f"  {line}")
     if any(r["error"] for r in results):
         raise typer.Exit(ExitStatus.USAGE)
     if any(m["blocking"] for r in results for m in r["matches"]):

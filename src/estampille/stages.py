@@ -21,9 +21,10 @@ from .batch import Batch, finish, open_batch
 from .brand import posts_in_week
 from .errors import EstampilleError, LLMError, LLMUnavailableError, LookalikeError
 from .keys import check_key, derived_seed, failed_key, prompt_key, render_key, sign_key, slot_id
+from .lookalike import describe
 from .lookalike.brand_index import refresh_brand_index
-from .lookalike.engine import calibrated, find_lookalikes, summary, verify_thresholds
-from .lookalike.evidence import match_caption, side_by_side
+from .lookalike.engine import Found, calibrated, find_lookalikes, verify_thresholds
+from .lookalike.evidence import side_by_side
 from .lookalike.fingerprint import fingerprints
 from .paths import file_sha256, inside, lookalike_index_folder, run_folder
 from .pipeline import Stage, WeekResults, check_declaration
@@ -31,7 +32,7 @@ from .provenance.c2pa_manifest import ManifestSigner
 from .provenance.identity import from_settings as identity_from_settings
 from .provenance.sign import sign_render
 from .provenance.soft_binding import watermark_note
-from .records import Draft, ImagePrompt, Kind, LookalikeCheck, Match, Provenance, Render, Slot
+from .records import Draft, ImagePrompt, Kind, LookalikeCheck, Provenance, Render, Slot
 from .render.renderer import LoadedRenderer, Rendered, Renderer, RenderJob
 from .review.static_page import write_review_page
 from .review.week_view import load_run
@@ -335,10 +336,10 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
     problems = {
         r.image_id: error for (r, via, _), error in zip(sources, errors, strict=True) if error and via == "render"
     }
-    by_render: dict[str, list] = {r.image_id: [] for r in todo}
+    by_render: dict[str, list[tuple[str, Found]]] = {r.image_id: [] for r in todo}
     for match in found:
         render_record, via, _ = sources[match.source]
-        by_render[render_record.image_id].append((via, match.hit, match.reference, match.verification))
+        by_render[render_record.image_id].append((via, match))
     checks = []
     for render_record in renders:
 
@@ -348,32 +349,21 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
                     f"render {render_record.image_id} cannot be read: {problems[render_record.image_id]}"
                 )
             matches = []
-            for n, (via, hit, reference, verified) in enumerate(by_render[render_record.image_id]):
-                matches.append(
-                    Match(
-                        source=reference["competitor"],
-                        reference=reference["source"],
-                        distances=hit.distances,
-                        verdict="lookalike" if verified.blocking else "similar",
-                        via=via,
-                        tier=hit.tier,
-                        region=summary(hit.region),
-                        grade=verified.grade,
-                        verification=verified.as_dict(),
-                    )
-                )
-                if Path(reference["source"]).is_file():
+            for n, (via, found_match) in enumerate(by_render[render_record.image_id]):
+                match = describe.as_record(found_match, via)
+                matches.append(match)
+                if Path(match.reference).is_file():
                     shown = Image.open(
                         inside(batch.run_dir, render_record.file)
-                        if via == "render"
+                        if via == "render" or render_record.reference is None
                         else render_record.reference["path"]
                     )
                     side_by_side(
                         shown,
-                        Image.open(reference["source"]),
-                        match_caption(via, hit, reference, verified),
+                        Image.open(match.reference),
+                        describe.caption(match, found_match.hit.reasons),
                         batch.run_dir / "evidence" / f"{render_record.image_id}-{n}.png",
-                        hit.region,
+                        found_match.hit.region,
                     )
             blocking = any(m.verdict == "lookalike" for m in matches)
             return LookalikeCheck(

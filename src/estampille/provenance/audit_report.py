@@ -17,6 +17,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..images import UnreadableImage, open_image
+from ..lookalike import describe
 from .audit import AuditReport
 from .credentials import short_source_type
 
@@ -207,11 +208,7 @@ def print_report(r: AuditReport, echo: Callable[[str], None]) -> None:
         how = (
             t.found_by
             + (f", distances {t.distances}" if t.distances else "")
-            + (
-                f", {t.region['inliers']} keypoints in place, their part {t.region['reference_box']}"
-                if t.region
-                else ""
-            )
+            + (f", {describe.region(t.region)}" if t.region else "")
         )
         echo(f"  ledger: {t.kind} row {t.ledger_row}, image {t.image_id}, {t.brand} {t.slot} (found by {how})")
     else:
