@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from ..errors import EstampilleError, ExitStatus
 from ..keys import review_key
@@ -48,9 +48,7 @@ def find_item(ledger: Ledger, item_id: str) -> Item:
     event = ledger.get(item_id)
     if event is None or event.kind not in (Kind.DRAFT_CREATED, Kind.RENDER_CREATED):
         raise ReviewError(f"no draft or image '{item_id}' in the ledger at {ledger.safe_url}")
-    return Item(
-        item_id, "draft" if event.kind == Kind.DRAFT_CREATED else "image", event.brand, event.week, event.subject, event
-    )
+    return Item(item_id, "draft" if event.kind == Kind.DRAFT_CREATED else "image", *event.place(), event)
 
 
 SAME_DECISION = ("decision", "reviewer", "comment", "lookalike_override", "edit")
@@ -75,7 +73,7 @@ def decide(
     if not reviewer.strip():
         raise ReviewError("a decision needs a reviewer name (--reviewer)")
     item = find_item(ledger, item_id)
-    payload = {
+    payload: dict[str, Any] = {
         "item_id": item_id,
         "item_kind": item.kind,
         "decision": decision,

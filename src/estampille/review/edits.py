@@ -13,7 +13,7 @@ from ..errors import EstampilleError
 from ..images import open_checked
 from ..keys import edit_key
 from ..ledger import Ledger
-from ..paths import inside
+from ..paths import inside, run_folder
 from ..provenance.c2pa_manifest import ManifestSigner, edit_manifest, read_manifest
 from ..provenance.identity import SignerIdentity
 from ..provenance.xmp import COMPOSITE_TRAINED, XmpFields, png_with_xmp, xmp_packet
@@ -30,8 +30,9 @@ def import_edit(
     render_event = ledger.get(image_id)
     if render_event is None or render_event.kind != Kind.RENDER_CREATED:
         raise EstampilleError(f"no render {image_id} in the ledger at {ledger.safe_url}")
-    run_dir = run_root / render_event.brand / render_event.week
-    parent = WeekState.load(ledger, render_event.brand, render_event.week).current.get(image_id)
+    brand, week, slot_id = render_event.place()
+    run_dir = run_folder(run_root, brand, week)
+    parent = WeekState.load(ledger, brand, week).current.get(image_id)
     if parent is None:
         raise EstampilleError(f"render {image_id} was never signed: run the batch to the end first")
     try:
@@ -75,8 +76,8 @@ def import_edit(
         Kind.EDIT_IMPORTED,
         edit_key(image_id, digest),
         payload,
-        brand=render_event.brand,
-        week=render_event.week,
-        subject=render_event.subject,
+        brand=brand,
+        week=week,
+        subject=slot_id,
     )
     return Retouch.model_validate(payload)

@@ -59,7 +59,7 @@ def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, ident
         draft = max(approved_drafts, key=lambda d: _decided_at(approved[d.draft_id]))
         text = state.text_of(draft.draft_id)
         platform_dir = report.folder / post.platform
-        images = []
+        images: list[dict] = []  # the export.created payloads of this post's images
         for render_record in (r for r in renders if r.slot_id == slot_id):
             image_id = render_record.image_id
             decision = state.decision(image_id)

@@ -39,7 +39,9 @@ class WeekState:
     def from_events(cls, events: list[Event], brand: str | None = None, week: str | None = None) -> WeekState:
         """Fold one week's events (chain order) into its state; later events win."""
         state = cls(
-            brand or (events[0].brand if events else ""), week or (events[0].week if events else ""), events=events
+            brand or (events[0].brand if events else None) or "",
+            week or (events[0].week if events else None) or "",
+            events=events,
         )
         for event in events:
             payload = event.payload
@@ -51,7 +53,7 @@ class WeekState:
                 draft = Draft.of(event)
                 state.drafts[draft.draft_id] = draft
             elif event.kind == Kind.DRAFT_FAILED:
-                state.draft_failures.setdefault(event.subject, []).append(payload)
+                state.draft_failures.setdefault(event.subject or "", []).append(payload)
             elif event.kind == Kind.PROMPT_CREATED:
                 prompt = ImagePrompt.of(event)
                 state.prompts[prompt.draft_id] = prompt

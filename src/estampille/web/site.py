@@ -49,8 +49,14 @@ class WebConfig:
     network: NetworkPolicy | None = None  # the edge: trusted proxies, allowed hosts, body limit
 
     def __post_init__(self) -> None:
-        if self.network is None:
-            self.network = NetworkPolicy(self.bind_host, max_body=MAX_UPLOAD + 2**20)
+        self.network = self.edge
+
+    @property
+    def edge(self) -> NetworkPolicy:
+        """The network policy in force: `network`, else the defaults for `bind_host`."""
+        if self.network is not None:
+            return self.network
+        return NetworkPolicy(self.bind_host, max_body=MAX_UPLOAD + 2**20)
 
 
 class Site:
