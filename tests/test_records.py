@@ -5,8 +5,14 @@ review page, the runs list and the week-ready message."""
 
 from __future__ import annotations
 
+import hashlib
+
+from PIL import Image
+
 from estampille.ledger import Ledger
 from estampille.notify import week_message
+from estampille.provenance.audit import Auditor
+from estampille.provenance.trust import TrustConfig
 from estampille.records import Draft, Kind, ReviewDecision
 from estampille.review.static_page import write_review_page
 from estampille.review.week import WeekState
@@ -71,7 +77,7 @@ OLD_SIGNED = {
 }
 
 
-def _old_week(tmp_path) -> Ledger:
+def _old_week(tmp_path, signed: dict | None = None) -> Ledger:
     ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
     common = {"brand": "demo", "week": WEEK, "subject": SLOT}
     ledger.append(Kind.RUN_STARTED, f"run-{WEEK}", {"brand": "Maison Levain", "posts": ["croissant-lundi"]}, **common)
@@ -91,7 +97,7 @@ def _old_week(tmp_path) -> Ledger:
         },
         **common,
     )
-    ledger.append(Kind.PROVENANCE_SIGNED, "sign-img-old-1", OLD_SIGNED, **common)
+    ledger.append(Kind.PROVENANCE_SIGNED, "sign-img-old-1", signed or OLD_SIGNED, **common)
     # A decision recorded before decisions carried an item kind, with the reviewer's edit
     ledger.append(
         Kind.REVIEW_APPROVED,
@@ -133,8 +139,35 @@ def test_a_week_recorded_by_the_first_version_reads_into_the_models(tmp_path):
     assert "Le croissant du lundi, revu" in page and "img-old-1" in page and "no watermark" in page
     assert "lookalike (render, hash): rival — rival/a.png" in page  # an ungraded match, worded by describe
 
+    # every per-image record reaches the templates through one mapping, a new stage's kind included
+    assert set(image.records) == {Kind.RENDER_CREATED, Kind.LOOKALIKE_CHECKED, Kind.PROVENANCE_SIGNED}
+    assert image.records[Kind.PROVENANCE_SIGNED] == signed and image.records[Kind.RENDER_CREATED] == render
+
     [summary] = list_runs(ledger)
     assert summary.counts["images"] == 1 and summary.counts["lookalikes"] == 1 and summary.counts["approved"] == 1
     message = week_message("Maison Levain", "demo", WEEK, {}, ledger.events(brand="demo"), "https://review.test")
     assert (message["images"], message["lookalike_flags"], message["awaiting_review"]) == (1, 1, 1)
     ledger.close()
+
+
+def test_the_audit_reads_an_image_of_the_first_version_through_the_models(tmp_path):
+    """A signed file of an old week is traced by its bytes, and what the ledger knows of it (model,
+    review, lookalike verdict) is read from rows without the fields added since."""
+    signed_file = tmp_path / "img-old-1.png"
+    Image.new("RGB", (32, 32), (200, 150, 90)).save(signed_file)
+    digest = hashlib.sha256(signed_file.read_bytes()).hexdigest()
+    ledger = _old_week(tmp_path, {**OLD_SIGNED, "sha256": digest})
+    report = Auditor(ledger, TrustConfig()).audit(signed_file)
+    ledger.close()
+    assert report.record is not None and report.record.found_by == "content hash"
+    assert report.record.kind == Kind.PROVENANCE_SIGNED and report.record.model == "builtin:tiny-sd"
+    ours = report.ours
+    assert ours is not None and (ours.mode, ours.seed, ours.signer) == ("text-to-image", 7, "CN=Maison Levain")
+    assert ours.lookalike is not None and (ours.lookalike.verdict, ours.lookalike.matches) == ("lookalike", 1)
+    assert ours.review.decision == "pending" and not ours.changed_since_signing
+    assert ours.signed_record is not None and ours.signed_record.watermark is None  # added since: its default
+    assert set(ours.records) == {Kind.RENDER_CREATED, Kind.LOOKALIKE_CHECKED, Kind.PROVENANCE_SIGNED}
+    document = report.as_dict()
+    assert {"records", "render_record", "signed_record"}.isdisjoint(document["ours"])
+    assert document["ours"]["lookalike"] == {"verdict": "lookalike", "matches": 1}
+    assert document["record"]["found_by"] == "content hash" and document["record"]["distances"] is None

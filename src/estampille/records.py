@@ -192,3 +192,18 @@ class Retouch(Record):
     c2pa_state: str
     parent_sha256: str
     signer: str
+
+
+# A record one stage makes per image (each names its image_id).
+ImageRecord = Render | LookalikeCheck | Provenance | Retouch
+
+# The per-image records both review pages (`ImageItem.records`) and the audit (`OurImage.records`)
+# hold for each image, by ledger kind, the latest of each: a stage that records one item per image
+# adds its kind here (and its model to `ImageRecord`), and its fields reach the pages' and the
+# audit's templates with no other change to the week model or the audit.
+IMAGE_RECORDS: dict[str, type[ImageRecord]] = {
+    Kind.RENDER_CREATED: Render,
+    Kind.LOOKALIKE_CHECKED: LookalikeCheck,
+    Kind.PROVENANCE_SIGNED: Provenance,
+    Kind.EDIT_IMPORTED: Retouch,
+}

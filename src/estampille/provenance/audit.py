@@ -25,7 +25,17 @@ from ..images import MAX_PIXELS, UnreadableImage, open_image
 from ..ledger import Event, Ledger
 from ..lookalike.fingerprint import HASH_KINDS, fingerprints, hex_to_int
 from ..paths import OutsideFolder, inside, run_folder
-from ..records import Export, Kind, LookalikeCheck, Provenance, Render, Retouch, ReviewDecision
+from ..records import (
+    IMAGE_RECORDS,
+    Export,
+    ImageRecord,
+    Kind,
+    LookalikeCheck,
+    Provenance,
+    Render,
+    Retouch,
+    ReviewDecision,
+)
 from . import watermark as marks
 from .audit_findings import (
     RECORD_FIELDS,
@@ -106,11 +116,14 @@ class LedgerIndex:
         self.checks: dict[str, LookalikeCheck] = {}  # image id -> its latest lookalike check
         self.exports: dict[str, list[tuple[int, Export]]] = {}  # image id -> (ledger row, export)
         self.edits: dict[str, list[tuple[int, Retouch]]] = {}  # image id -> (ledger row, retouch)
+        self.image_records: dict[str, dict[str, ImageRecord]] = {}  # image id -> kind -> latest (IMAGE_RECORDS)
         for event in ledger.events() if ledger else []:
-            model = TRACE_BY_CONTENT.get(event.kind)
+            model = TRACE_BY_CONTENT.get(event.kind) or IMAGE_RECORDS.get(event.kind)
             record = model.of(event) if model else None
-            if record is not None:
+            if isinstance(record, Render | Provenance | Export | Retouch):
                 self.by_sha.setdefault(record.sha256, (event, record))
+            if record is not None and event.kind in IMAGE_RECORDS and not isinstance(record, Export):
+                self.image_records.setdefault(record.image_id, {})[event.kind] = record
             if isinstance(record, Render):
                 self.renders[record.image_id] = event
                 self.render_records[record.image_id] = record
@@ -120,9 +133,8 @@ class LedgerIndex:
                 self.exports.setdefault(record.image_id, []).append((event.seq, record))
             elif isinstance(record, Retouch):
                 self.edits.setdefault(record.image_id, []).append((event.seq, record))
-            elif event.kind == Kind.LOOKALIKE_CHECKED:
-                check = LookalikeCheck.of(event)
-                self.checks[check.image_id] = check
+            elif isinstance(record, LookalikeCheck):
+                self.checks[record.image_id] = record
             elif event.kind in (Kind.REVIEW_APPROVED, Kind.REVIEW_REJECTED):
                 decision = ReviewDecision.of(event)
                 self.decisions[decision.item_id] = decision  # the latest wins
@@ -366,6 +378,7 @@ class Auditor:
             changed_since_signing=digest not in known and digest != render.sha256,
             render_record=render,
             signed_record=signed[-1] if signed else None,
+            records=index.image_records.get(image_id, {}),
         )
 
 

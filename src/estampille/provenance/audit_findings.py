@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..records import Provenance, Render
+from ..records import ImageRecord, Provenance, Render
 
 # Fields that carry whole ledger records for the templates; `AuditReport.as_dict` leaves them out.
-RECORD_FIELDS = frozenset({"render_record", "signed_record"})
+RECORD_FIELDS = frozenset({"render_record", "signed_record", "records"})
 
 
 @dataclass
@@ -145,3 +145,6 @@ class OurImage:
     changed_since_signing: bool
     render_record: Render | None = field(default=None, repr=False)  # for templates; not in the JSON
     signed_record: Provenance | None = field(default=None, repr=False)  # the latest signature; not in the JSON
+    # ledger kind -> the image's latest record of every per-image kind (records.IMAGE_RECORDS): a new
+    # stage's record reaches the report's templates here, as `ours.records["<kind>"]`; not in the JSON
+    records: dict[str, ImageRecord] = field(default_factory=dict, repr=False)

@@ -13,10 +13,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..ledger import Event, Ledger
-from ..records import Draft, Export, ImagePrompt, Kind, LookalikeCheck, Provenance, Render, Retouch, ReviewDecision
+from ..records import (
+    IMAGE_RECORDS,
+    Draft,
+    Export,
+    ImagePrompt,
+    ImageRecord,
+    Kind,
+    LookalikeCheck,
+    Provenance,
+    Render,
+    Retouch,
+    ReviewDecision,
+)
 
 DECISION_KINDS = (Kind.REVIEW_APPROVED, Kind.REVIEW_REJECTED)
-CURRENT_FILE_KINDS = (Kind.PROVENANCE_SIGNED, Kind.EDIT_IMPORTED)  # an imported retouch replaces the signed render
 
 
 @dataclass
@@ -34,6 +45,8 @@ class WeekState:
     decision_events: dict[str, list[Event]] = field(default_factory=dict)  # item id -> its decisions, oldest first
     exports: dict[str, list[Export]] = field(default_factory=dict)  # image id -> its exports
     draft_failures: dict[str, list[dict]] = field(default_factory=dict)  # slot id -> draft.failed payloads
+    # image id -> ledger kind -> the latest per-image record of that kind (records.IMAGE_RECORDS)
+    image_records: dict[str, dict[str, ImageRecord]] = field(default_factory=dict)
 
     @classmethod
     def from_events(cls, events: list[Event], brand: str | None = None, week: str | None = None) -> WeekState:
@@ -45,7 +58,17 @@ class WeekState:
         )
         for event in events:
             payload = event.payload
-            if event.kind == Kind.RUN_STARTED:
+            model = IMAGE_RECORDS.get(event.kind)
+            record = model.of(event) if model else None
+            if record is not None:
+                state.image_records.setdefault(record.image_id, {})[event.kind] = record
+            if isinstance(record, Render):
+                state.renders[record.image_id] = record
+            elif isinstance(record, LookalikeCheck):
+                state.checks[record.image_id] = record
+            elif isinstance(record, Provenance | Retouch):  # an imported retouch replaces the signed render
+                state.current[record.image_id] = record
+            elif event.kind == Kind.RUN_STARTED:
                 state.started = payload
             elif event.kind == Kind.RUN_COMPLETED:
                 state.completed = True
@@ -57,15 +80,6 @@ class WeekState:
             elif event.kind == Kind.PROMPT_CREATED:
                 prompt = ImagePrompt.of(event)
                 state.prompts[prompt.draft_id] = prompt
-            elif event.kind == Kind.RENDER_CREATED:
-                render = Render.of(event)
-                state.renders[render.image_id] = render
-            elif event.kind == Kind.LOOKALIKE_CHECKED:
-                check = LookalikeCheck.of(event)
-                state.checks[check.image_id] = check
-            elif event.kind in CURRENT_FILE_KINDS:
-                current = (Provenance if event.kind == Kind.PROVENANCE_SIGNED else Retouch).of(event)
-                state.current[current.image_id] = current
             elif event.kind in DECISION_KINDS:
                 state.decision_events.setdefault(ReviewDecision.of(event).item_id, []).append(event)
             elif event.kind == Kind.EXPORT_CREATED:

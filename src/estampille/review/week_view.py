@@ -18,7 +18,17 @@ from .. import keys
 from ..brand import BrandBundle, load_brand, posts_in_week
 from ..errors import EstampilleError
 from ..ledger import Ledger
-from ..records import Draft, Export, ImagePrompt, LookalikeCheck, Provenance, Render, Retouch, ReviewDecision
+from ..records import (
+    Draft,
+    Export,
+    ImagePrompt,
+    ImageRecord,
+    LookalikeCheck,
+    Provenance,
+    Render,
+    Retouch,
+    ReviewDecision,
+)
 from .week import WeekState, state_of, text_after
 
 QUALITY_MARKS = {"unknown": "misspelt or unknown word", "language": "another language", "truncated": "truncated ending"}
@@ -54,6 +64,9 @@ class ImageItem:
     exports: list[Export]
     version: int = 0  # decisions recorded on it: a form made before the latest is stale
     evidence: list[str] = field(default_factory=list)  # side-by-side pictures of its matches, run-relative
+    # ledger kind -> its latest record of every per-image kind (records.IMAGE_RECORDS): a new stage's
+    # record reaches the templates here, as `item.records["<kind>"]`
+    records: dict[str, ImageRecord] = field(default_factory=dict)
 
     @property
     def image_id(self) -> str:
@@ -164,6 +177,7 @@ def load_run(
             state.exports.get(image_id, []),
             state.version(image_id),
             _evidence(run_dir, image_id),
+            state.image_records.get(image_id, {}),
         )
         for image_id, render in state.renders.items()
     }
