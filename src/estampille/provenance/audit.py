@@ -21,21 +21,12 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .. import records
 from ..images import MAX_PIXELS, UnreadableImage, open_image
 from ..ledger import Event, Ledger
 from ..lookalike.fingerprint import HASH_KINDS, fingerprints, hex_to_int
 from ..paths import OutsideFolder, inside, run_folder
-from ..records import (
-    IMAGE_RECORDS,
-    Export,
-    ImageRecord,
-    Kind,
-    LookalikeCheck,
-    Provenance,
-    Render,
-    Retouch,
-    ReviewDecision,
-)
+from ..records import IMAGE_RECORDS, Export, Kind, LookalikeCheck, Provenance, Render, Retouch
 from . import watermark as marks
 from .audit_findings import (
     RECORD_FIELDS,
@@ -111,12 +102,12 @@ class LedgerIndex:
         self.by_sha: dict[str, tuple[Event, Render | Provenance | Export | Retouch]] = {}
         self.renders: dict[str, Event] = {}
         self.render_records: dict[str, Render] = {}
-        self.decisions: dict[str, ReviewDecision] = {}  # item id -> its latest decision
+        self.decisions: dict[str, records.ReviewDecision] = {}  # item id -> its latest decision
         self.signed: dict[str, list[Provenance]] = {}  # image id -> its signatures, oldest first
         self.checks: dict[str, LookalikeCheck] = {}  # image id -> its latest lookalike check
         self.exports: dict[str, list[tuple[int, Export]]] = {}  # image id -> (ledger row, export)
         self.edits: dict[str, list[tuple[int, Retouch]]] = {}  # image id -> (ledger row, retouch)
-        self.image_records: dict[str, dict[str, ImageRecord]] = {}  # image id -> kind -> latest (IMAGE_RECORDS)
+        self.image_records: dict[str, dict[str, records.ImageRecord]] = {}  # image id -> kind -> latest (IMAGE_RECORDS)
         for event in ledger.events() if ledger else []:
             model = TRACE_BY_CONTENT.get(event.kind) or IMAGE_RECORDS.get(event.kind)
             record = model.of(event) if model else None
@@ -136,7 +127,7 @@ class LedgerIndex:
             elif isinstance(record, LookalikeCheck):
                 self.checks[record.image_id] = record
             elif event.kind in (Kind.REVIEW_APPROVED, Kind.REVIEW_REJECTED):
-                decision = ReviewDecision.of(event)
+                decision = records.ReviewDecision.of(event)
                 self.decisions[decision.item_id] = decision  # the latest wins
         self.by_document = {document_id(image_id): image_id for image_id in self.renders}
         self.by_mark: dict[str, Event] = {}  # the watermark's short id -> render
