@@ -11,7 +11,7 @@ from typing import Any, Literal
 from ..errors import EstampilleError, ExitStatus
 from ..keys import review_key
 from ..ledger import Event, Ledger
-from ..records import Draft, Kind
+from ..records import Draft, Kind, ReviewDecision
 from .week import WeekState
 
 Decision = Literal["approved", "rejected"]
@@ -26,9 +26,12 @@ class ReviewError(EstampilleError):
 class StaleDecision(ReviewError):
     """The item was decided on since the form was made (or at the same moment, by someone else)."""
 
-    def __init__(self, item_id: str, expected: int, recorded: int, latest: dict | None):
-        self.item_id, self.expected, self.recorded, self.latest = item_id, expected, recorded, latest
-        who = f": now {latest['decision']} by {latest['reviewer']} at {latest['decided_at']}" if latest else ""
+    def __init__(self, item_id: str, expected: int, recorded: int, latest: Event | None):
+        self.item_id, self.expected, self.recorded = item_id, expected, recorded
+        self.latest = ReviewDecision.of(latest) if latest else None  # the decision recorded since
+        who = (
+            f": now {self.latest.decision} by {self.latest.reviewer} at {self.latest.decided_at}" if self.latest else ""
+        )
         super().__init__(f"{item_id} changed since decision {expected}{who}; look again and decide again")
 
 
@@ -97,7 +100,7 @@ def decide(
     if version is not None and version != len(earlier):
         if version == len(earlier) - 1 and _same(earlier[-1].payload, payload):
             return earlier[-1]  # a double submit: recorded once
-        raise StaleDecision(item_id, version, len(earlier), earlier[-1].payload if earlier else None)
+        raise StaleDecision(item_id, version, len(earlier), earlier[-1] if earlier else None)
     number = len(earlier) + 1
     event = ledger.append(
         Kind(f"review.{decision}"),
@@ -108,7 +111,7 @@ def decide(
         subject=item.slot_id,
     )
     if not event.created and not _same(event.payload, payload):
-        raise StaleDecision(item_id, number - 1, number, event.payload)
+        raise StaleDecision(item_id, number - 1, number, event)
     return event
 
 
