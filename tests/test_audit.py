@@ -302,7 +302,9 @@ def test_our_signed_file_names_the_dev_ca_the_model_and_its_licence(batch_copy, 
         "yes",
         True,
     )
-    assert ours["review"] == {"decision": "pending"} and report["conflicts"] == []
+    pending = {"decision": "pending", "reviewer": None, "decided_at": None, "lookalike_override": None}
+    assert ours["review"] == pending and report["conflicts"] == []
+    assert "render_record" not in ours and "signed_record" not in ours  # the JSON says what the audit found
     # The XMP names the model as people do and agrees with the manifest on ids and data mining.
     xmp, active = report["xmp"], report["credentials"]["active"]
     assert xmp["Iptc4xmpExt:AISystemUsed"] == "Estampille tiny test model (random weights)"

@@ -16,6 +16,7 @@ from estampille.cli import main
 from estampille.errors import ConfigError
 from estampille.ledger import Ledger
 from estampille.provenance.c2pa_manifest import read_manifest
+from estampille.records import Render
 from estampille.render.families import FAMILIES, plan_render
 from estampille.render.registry import resolve_model
 from estampille.render.renderer import RenderJob, SpeedOptions, load_model, render, weights_sha256
@@ -249,7 +250,7 @@ def test_a_batch_with_each_family_runs_end_to_end_signed_and_recorded(
         out = capsys.readouterr().out + json.dumps(summary)
         assert "negative prompt" in out and "true_cfg_scale" in out
     # the record alone re-creates the image, to the byte
-    again = rerender(renders[0], settings, run_dir / renders[0]["file"])
+    again = rerender(Render.model_validate(renders[0]), settings, run_dir / renders[0]["file"])
     assert again.identical and again.differing_pixels == 0
 
 

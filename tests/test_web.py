@@ -306,6 +306,6 @@ def test_a_designer_reviews_publishes_and_audits_in_a_real_browser(fake_llm, set
     assert decision.payload["edit"]["before"] != edited
     # The web audit said what the library's audit says.
     web_view = Auditor(ledger, audit_trust(settings)).audit(stripped).record
-    assert web_view["image_id"] == approved
+    assert web_view is not None and web_view.image_id == approved
     assert ledger.verify().ok
     ledger.close()

@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import re
 import string
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -67,6 +68,17 @@ class PlatformRules(Strict):
             max_hashtags=own.max_hashtags if self.max_hashtags is None else self.max_hashtags,
             max_line_breaks=self.max_line_breaks if self.max_line_breaks is not None else own.max_line_breaks,
         )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One platform's limits as drafting applies them: the brand's, completed with the
+    platform's own, so a length and a hashtag count are always there (brand validation refuses an
+    unknown platform without them)."""
+
+    max_chars: int
+    max_hashtags: int
+    max_line_breaks: int | None
 
 
 class Visual(Strict):
@@ -217,9 +229,12 @@ class Brand(Strict):
             raise ValueError("not an IANA time zone (e.g. Europe/Paris, America/Montreal)") from None
         return value
 
-    def rules_for(self, platform: str) -> PlatformRules:
+    def rules_for(self, platform: str) -> Limits:
         """The brand's limits for `platform`, completed with the platform's own."""
-        return self.platforms[platform].resolved(platform)
+        rules = self.platforms[platform].resolved(platform)
+        if rules.max_chars is None or rules.max_hashtags is None:  # load_brand refuses such a brand
+            raise ConfigError(f"platform '{platform}' needs max_chars and max_hashtags")
+        return Limits(rules.max_chars, rules.max_hashtags, rules.max_line_breaks)
 
 
 class PostFields(Strict):
@@ -432,7 +447,9 @@ def _check_calendar(calendar: Calendar, source: YamlSource, brand: Brand) -> Non
     if not calendar.posts and not calendar.recurring:
         raise source.error((), "no posts: list dated posts under 'posts' or weekly ones under 'recurring'")
     seen: set[str] = set()
-    entries = [("posts", i, post, [post.id]) for i, post in enumerate(calendar.posts)]
+    entries: list[tuple[str, int, PostFields, list[str]]] = [
+        ("posts", i, post, [post.id]) for i, post in enumerate(calendar.posts)
+    ]
     entries += [("recurring", i, post, post.post_ids()) for i, post in enumerate(calendar.recurring)]
     for section, i, post, ids in entries:
         for post_id in ids:

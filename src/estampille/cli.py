@@ -324,12 +324,12 @@ def import_edit(
     settings = Settings.from_env()
     ledger_db = _open_ledger(ledger)
     try:
-        payload = record_edit(ledger_db, settings.out, image_id, file, editor, signer_identity(settings))
+        retouch = record_edit(ledger_db, settings.out, image_id, file, editor, signer_identity(settings))
     finally:
         ledger_db.close()
     typer.echo(
-        f"{image_id}: retouch by {editor} recorded as {payload['file']} "
-        f"(compositeWithTrainedAlgorithmicMedia, C2PA {payload['c2pa_state']})"
+        f"{image_id}: retouch by {editor} recorded as {retouch.file} "
+        f"(compositeWithTrainedAlgorithmicMedia, C2PA {retouch.c2pa_state})"
     )
 
 
@@ -341,7 +341,7 @@ def rerender(
 ) -> None:
     """Re-create an image from its ledger record and compare it with the recorded one."""
     from .paths import inside, run_folder
-    from .records import Kind
+    from .records import Kind, Render
     from .render.rerender import rerender as rerender_image
 
     settings = Settings.from_env()
@@ -350,13 +350,14 @@ def rerender(
     ledger_db.close()
     if event is None or event.kind != Kind.RENDER_CREATED:
         raise EstampilleError(f"no render {image_id} in the ledger at {ledger_db.safe_url}")
-    original = inside(run_folder(settings.out, event.brand, event.week), event.payload["file"])
-    result = rerender_image(event.payload, settings, original)
+    recorded = Render.of(event)
+    original = inside(run_folder(settings.out, event.brand, event.week), recorded.file)
+    result = rerender_image(recorded, settings, original)
     target = out or Path(f"{image_id}.rerender.png")
     result.image.save(target, "PNG")
     typer.echo(
-        f"Re-created {image_id} with {event.payload['model']['id']} (seed {event.payload['seed']}, "
-        f"batch size {event.payload['batch_size']}) -> {target}"
+        f"Re-created {image_id} with {recorded.model['id']} (seed {recorded.seed}, "
+        f"batch size {recorded.batch_size}) -> {target}"
     )
     if result.identical:
         typer.echo("pixel-identical to the recorded render (same PNG bytes)")
@@ -380,21 +381,23 @@ def rerender(
 
 def _watermarked_check(image_id: str, image, settings: Settings, render_event, ledger_url: str | None):
     """The re-created render, watermarked as it was signed, against the signed file's pixels."""
-    from .paths import inside
-    from .records import Kind
+    from .paths import inside, run_folder
+    from .records import Kind, Provenance
     from .render.rerender import compare_signed
 
     ledger_db = _open_ledger(ledger_url)
-    signed = [e.payload for e in ledger_db.events(kind=Kind.PROVENANCE_SIGNED) if e.payload.get("image_id") == image_id]
+    signed = [Provenance.of(e) for e in ledger_db.events(kind=Kind.PROVENANCE_SIGNED)]
+    signed = [s for s in signed if s.image_id == image_id]
     ledger_db.close()
     if not signed:
         return None
-    run_dir = settings.out / render_event.brand / render_event.week
-    result = compare_signed(image, signed[-1], inside(run_dir, signed[-1]["file"]))
-    if result is not None and result.identical:
+    run_dir = run_folder(settings.out, render_event.brand, render_event.week)
+    result = compare_signed(image, signed[-1], inside(run_dir, signed[-1].file))
+    mark = signed[-1].watermark
+    if result is not None and result.identical and mark:
         typer.echo(
-            f"watermarked as signed ({signed[-1]['watermark']['method']} v{signed[-1]['watermark']['version']}, "
-            f"strength {signed[-1]['watermark']['strength']}): pixel-identical to the signed file {result.file}"
+            f"watermarked as signed ({mark['method']} v{mark['version']}, "
+            f"strength {mark['strength']}): pixel-identical to the signed file {result.file}"
         )
     return result
 
@@ -572,6 +575,7 @@ def lookalike_check(
     composition (information). Exit 0: nothing blocking, 1: at least one copy or derived part, 2: error."""
     import json
 
+    from .lookalike import describe
     from .lookalike.engine import calibrated, find_lookalikes, summary
     from .lookalike.store import ReferenceStore
 
@@ -600,7 +604,10 @@ def lookalike_check(
     results: list[dict[str, Any]] = [
         {"file": str(f), "matches": [], "error": e} for f, e in zip(files, errors, strict=True)
     ]
+    described: list[list[str]] = [[] for _ in files]  # each file's match lines for people
+    limits = calibrated().as_dict()
     for match in found:
+        described[match.source] += describe.lines(describe.as_record(match), limits)
         hit, reference, region = match.hit, match.reference, summary(match.hit.region)
         results[match.source]["matches"].append(
             {
@@ -622,8 +629,7 @@ def lookalike_check(
     if as_json:
         typer.echo(json.dumps(results, indent=2, ensure_ascii=False))
     else:
-        limits = calibrated()
-        for result in results:
+        for result, lines in zip(results, described, strict=True):
             blocking = any(m["blocking"] for m in result["matches"])
             status = (
                 "error"
@@ -631,25 +637,8 @@ def lookalike_check(
                 else ("LOOKALIKE" if blocking else "clear (similar composition)" if result["matches"] else "clear")
             )
             typer.echo(f"{result['file']}: {status}" + (f" ({result['error']})" if result["error"] else ""))
-            for m in result["matches"]:
-                v = m["verification"]
-                typer.echo(
-                    f"  {m['grade'].upper()}  {m['competitor']}: {m['source']}  [{m['tier']}] "
-                    + " ".join(f"{k}={val}" for k, val in m["distances"].items())
-                    + f"  (thresholds phash<={limits.phash} window<={limits.window} pdq<={limits.pdq})"
-                )
-                typer.echo(
-                    f"    pixels: {v['agreement']:.0%} of {v['textured_blocks']} detailed blocks agree "
-                    f"({v['placement'] or 'no placement'}); {v.get('reason') or 'verified'}"
-                )
-                if m["region"]:
-                    r = m["region"]
-                    typer.echo(
-                        f"    features: {r['inliers']} inliers; their part {r['reference_box']} is this "
-                        f"image's {r['query_box']} (scale {r['scale']}, rotation {r['rotation']}°"
-                        + (", mirrored" if r["mirrored"] else "")
-                        + ")"
-                    )
+            for line in lines:
+                typer.echo(f"  {line}")
     if any(r["error"] for r in results):
         raise typer.Exit(ExitStatus.USAGE)
     if any(m["blocking"] for r in results for m in r["matches"]):

@@ -31,7 +31,7 @@ class UnreadableImage(ValueError):
     """Not an image we can use: the message says why (empty, truncated, bomb, unknown format)."""
 
 
-def open_image(source: str | Path | bytes, before_load: Callable[[Image.Image], None] | None = None) -> Image.Image:
+def open_image(source: str | Path | bytes, before_load: Callable[[Image.Image], object] | None = None) -> Image.Image:
     """Open and fully decode `source`; `before_load` may set a reduced decode (JPEG draft)."""
     if (len(source) if isinstance(source, bytes) else Path(source).stat().st_size) == 0:
         raise UnreadableImage("empty file")

@@ -4,7 +4,7 @@ through JSON: a rerun rebuilds them from the ledger instead of redoing the work.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict
 
@@ -33,8 +33,22 @@ class Kind(StrEnum):
     NOTIFY_FAILED = "notify.failed"  # it did not: recorded, the batch itself succeeded
 
 
+class HasPayload(Protocol):
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
+
 class Record(BaseModel):
+    """A ledger payload as a typed value. Fields added after a payload was first recorded carry
+    defaults, so a week recorded by an older version still reads back (fields the model no longer
+    names are ignored on reading)."""
+
     model_config = ConfigDict(frozen=True)
+
+    @classmethod
+    def of(cls, event: HasPayload) -> Self:
+        """The payload of a ledger event (ledger.Event) read back as this record."""
+        return cls.model_validate(event.payload)
 
 
 class Slot(Record):
@@ -49,8 +63,8 @@ class Draft(Record):
     slot_id: str
     variant: int
     language: str
-    locale: str
-    audience: str | None
+    locale: str = ""  # the first drafts (before locales) lack it
+    audience: str | None = None
     platform: str
     caption: str
     hashtags: list[str]
@@ -58,9 +72,9 @@ class Draft(Record):
     alt_text: str
     text: str  # the post as published: caption, call to action, hashtags, disclosure
     flags: list[str]  # rule problems a reviewer must see; empty when clean
-    fact_spans: list[list]  # [start, end, kind] of each unsupported fact in `text`
+    fact_spans: list[list] = []  # [start, end, kind] of each unsupported fact in `text`
     quality: dict[str, Any] = {}  # the language-quality gate: passed, problems, scores, spans in `text`
-    similarity: dict[str, Any]
+    similarity: dict[str, Any] = {}
     llm: dict[str, Any]  # every call made for this variant (attempts), with host, tokens, latency
 
 
@@ -140,3 +154,56 @@ class Provenance(Record):
     xmp: dict[str, Any] | None = None  # the XMP fields written, for audits that cross-check layers
     watermark: dict[str, Any] | None = None  # method, version, strength, payload; None: brand turned it off
     soft_bindings: list[dict[str, str]] = []  # C2PA soft bindings (alg, value): the resolver's keys
+
+
+class ReviewDecision(Record):
+    """A reviewer's decision (review.approved / review.rejected), written by review.decisions."""
+
+    item_id: str
+    item_kind: str = ""  # draft or image
+    decision: str  # approved or rejected
+    reviewer: str
+    comment: str = ""
+    decided_at: str
+    lookalike_override: str | None = None  # why a flagged image was approved anyway
+    edit: dict[str, str] | None = None  # a draft rewritten by the reviewer: before, after
+
+
+class Export(Record):
+    """An approved image signed again for publishing (export.created), written by review.export."""
+
+    image_id: str
+    file: str  # relative to the run folder
+    sha256: str
+    reviewer: str
+    decided_at: str
+
+
+class Retouch(Record):
+    """A retouched image imported and signed (edit.imported), written by review.edits; it replaces
+    the signed render as the image's current file."""
+
+    image_id: str
+    file: str  # relative to the run folder
+    sha256: str
+    editor: str
+    source_name: str
+    digital_source_type: str
+    c2pa_state: str
+    parent_sha256: str
+    signer: str
+
+
+# A record one stage makes per image (each names its image_id).
+ImageRecord = Render | LookalikeCheck | Provenance | Retouch
+
+# The per-image records both review pages (`ImageItem.records`) and the audit (`OurImage.records`)
+# hold for each image, by ledger kind, the latest of each: a stage that records one item per image
+# adds its kind here (and its model to `ImageRecord`), and its fields reach the pages' and the
+# audit's templates with no other change to the week model or the audit.
+IMAGE_RECORDS: dict[str, type[ImageRecord]] = {
+    Kind.RENDER_CREATED: Render,
+    Kind.LOOKALIKE_CHECKED: LookalikeCheck,
+    Kind.PROVENANCE_SIGNED: Provenance,
+    Kind.EDIT_IMPORTED: Retouch,
+}

@@ -21,9 +21,10 @@ from .batch import Batch, finish, open_batch
 from .brand import posts_in_week
 from .errors import EstampilleError, LLMError, LLMUnavailableError, LookalikeError
 from .keys import check_key, derived_seed, failed_key, prompt_key, render_key, sign_key, slot_id
+from .lookalike import describe
 from .lookalike.brand_index import refresh_brand_index
-from .lookalike.engine import calibrated, find_lookalikes, summary, verify_thresholds
-from .lookalike.evidence import match_caption, side_by_side
+from .lookalike.engine import Found, calibrated, find_lookalikes, verify_thresholds
+from .lookalike.evidence import side_by_side
 from .lookalike.fingerprint import fingerprints
 from .paths import file_sha256, inside, lookalike_index_folder, run_folder
 from .pipeline import Stage, WeekResults, check_declaration
@@ -31,7 +32,7 @@ from .provenance.c2pa_manifest import ManifestSigner
 from .provenance.identity import from_settings as identity_from_settings
 from .provenance.sign import sign_render
 from .provenance.soft_binding import watermark_note
-from .records import Draft, ImagePrompt, Kind, LookalikeCheck, Match, Provenance, Render, Slot
+from .records import Draft, ImagePrompt, Kind, LookalikeCheck, Provenance, Render, Slot
 from .render.renderer import LoadedRenderer, Rendered, Renderer, RenderJob
 from .review.static_page import write_review_page
 from .review.week_view import load_run
@@ -184,12 +185,12 @@ def render_images(
         if event is None:
             if position % shards == index:  # every worker plans the same list: an even split
                 fresh.append((prompt, job))
-        elif inside(batch.run_dir, event.payload["file"]).is_file():
-            done[job.key] = Render.model_validate(event.payload)
+        elif inside(batch.run_dir, (recorded := Render.of(event)).file).is_file():
+            done[job.key] = recorded
             batch.count(RENDER.name).reused += 1
         else:
-            lost.setdefault(event.payload["batch_size"], []).append(
-                (prompt, dataclasses.replace(job, batch_index=event.payload.get("batch_index", 0)))
+            lost.setdefault(recorded.batch_size, []).append(
+                (prompt, dataclasses.replace(job, batch_index=recorded.batch_index))
             )
     total = len(planned)
     if progress:
@@ -255,13 +256,14 @@ def _store_render(
     file, digest, image_fingerprints = saved
     event = batch.ledger.get(job.key)
     if event is not None:
-        if event.payload["sha256"] != digest:
+        recorded = Render.of(event)
+        if recorded.sha256 != digest:
             raise EstampilleError(
                 f"render {job.key} was re-created from its record but its pixels differ "
                 "from the recorded ones (another device or library version?)"
             )
         batch.count(RENDER.name).reused += 1
-        return Render.model_validate(event.payload)
+        return recorded
     reference = None
     if job.reference is not None:
         reference = {
@@ -305,9 +307,10 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
     """Compare every render with the brand's reference index (competitors' images, refreshed
     incrementally, and the brand's renders of other weeks); write side-by-side evidence for matches."""
     own = [
-        (e.week, e.payload["image_id"], run_folder(batch.settings.out, batch.slug, e.week) / e.payload["file"])
+        (e.week, render.image_id, run_folder(batch.settings.out, batch.slug, e.week) / render.file)
         for e in batch.ledger.events(kind=Kind.RENDER_CREATED, brand=batch.slug)
         if e.week and e.week != batch.week
+        for render in [Render.of(e)]
     ]
     store, skipped = refresh_brand_index(
         lookalike_index_folder(batch.settings.out, batch.slug), batch.bundle.competitor_folders(), own
@@ -333,10 +336,10 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
     problems = {
         r.image_id: error for (r, via, _), error in zip(sources, errors, strict=True) if error and via == "render"
     }
-    by_render: dict[str, list] = {r.image_id: [] for r in todo}
+    by_render: dict[str, list[tuple[str, Found]]] = {r.image_id: [] for r in todo}
     for match in found:
         render_record, via, _ = sources[match.source]
-        by_render[render_record.image_id].append((via, match.hit, match.reference, match.verification))
+        by_render[render_record.image_id].append((via, match))
     checks = []
     for render_record in renders:
 
@@ -346,32 +349,21 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
                     f"render {render_record.image_id} cannot be read: {problems[render_record.image_id]}"
                 )
             matches = []
-            for n, (via, hit, reference, verified) in enumerate(by_render[render_record.image_id]):
-                matches.append(
-                    Match(
-                        source=reference["competitor"],
-                        reference=reference["source"],
-                        distances=hit.distances,
-                        verdict="lookalike" if verified.blocking else "similar",
-                        via=via,
-                        tier=hit.tier,
-                        region=summary(hit.region),
-                        grade=verified.grade,
-                        verification=verified.as_dict(),
-                    )
-                )
-                if Path(reference["source"]).is_file():
+            for n, (via, found_match) in enumerate(by_render[render_record.image_id]):
+                match = describe.as_record(found_match, via)
+                matches.append(match)
+                if Path(match.reference).is_file():
                     shown = Image.open(
                         inside(batch.run_dir, render_record.file)
-                        if via == "render"
+                        if via == "render" or render_record.reference is None
                         else render_record.reference["path"]
                     )
                     side_by_side(
                         shown,
-                        Image.open(reference["source"]),
-                        match_caption(via, hit, reference, verified),
+                        Image.open(match.reference),
+                        describe.caption(match, found_match.hit.reasons),
                         batch.run_dir / "evidence" / f"{render_record.image_id}-{n}.png",
-                        hit.region,
+                        found_match.hit.region,
                     )
             blocking = any(m.verdict == "lookalike" for m in matches)
             return LookalikeCheck(
@@ -409,12 +401,12 @@ def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
         while True:  # a recorded signature whose file is gone is superseded, never overwritten
             key = sign_key(render_record.image_id, generation)
             event = batch.ledger.get(key)
-            if event is None or _signed_file_intact(batch.run_dir, event.payload):
+            if event is None or _signed_file_intact(batch.run_dir, Provenance.of(event)):
                 break
             generation += 1
         if event is not None:
             batch.count(SIGN.name).reused += 1
-            results.append(Provenance.model_validate(event.payload))
+            results.append(Provenance.of(event))
             continue
         signer = signer or ManifestSigner(identity)
         record = sign_render(
@@ -438,9 +430,9 @@ def record_provenance(batch: Batch, renders: list[Render]) -> list[Provenance]:
     return results
 
 
-def _signed_file_intact(run_dir: Path, payload: dict) -> bool:
-    path = inside(run_dir, payload["file"])
-    return path.is_file() and file_sha256(path) == payload["sha256"]
+def _signed_file_intact(run_dir: Path, signed: Provenance) -> bool:
+    path = inside(run_dir, signed.file)
+    return path.is_file() and file_sha256(path) == signed.sha256
 
 
 def write_review(batch: Batch) -> Path:
@@ -479,7 +471,7 @@ def recorded_prompts(batch: Batch, prompt_ids: list[str]) -> list[ImagePrompt]:
                 f"image prompt {prompt_id} is not recorded for {batch.slug} {batch.week} in "
                 f"{batch.ledger.safe_url}: a render worker renders only prompts the batch wrote"
             )
-        prompts.append(ImagePrompt.model_validate(event.payload))
+        prompts.append(ImagePrompt.of(event))
     return prompts
 
 

@@ -61,6 +61,13 @@ class Event:
     hash: str
     created: bool = False  # True when this append wrote the row, False when it already existed
 
+    def place(self) -> tuple[str, str, str]:
+        """(brand, week, subject) of a run's event: a draft's or an image's rows always carry all
+        three; a row without them is not of a run."""
+        if not (self.brand and self.week and self.subject):
+            raise LedgerError(f"ledger row {self.seq} ({self.key}) names no brand, week and item")
+        return self.brand, self.week, self.subject
+
 
 @dataclass(frozen=True)
 class VerifyReport:
@@ -162,7 +169,7 @@ class Ledger:
             raise LedgerError(
                 f"cannot write to the ledger at {self.safe_url}: {str(exc.orig) if exc.orig else exc}"
             ) from None
-        return Event(**{**row, "payload": payload}, created=True)
+        return Event(seq, key, kind, brand, week, subject, payload, created_at, prev, digest, created=True)
 
     # ------------------------------------------------------------------ reading
     def get(self, key: str) -> Event | None:

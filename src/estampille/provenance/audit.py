@@ -16,22 +16,44 @@ import io
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..images import MAX_PIXELS, UnreadableImage, image_files, open_image
+from .. import records
+from ..images import MAX_PIXELS, UnreadableImage, open_image
 from ..ledger import Event, Ledger
 from ..lookalike.fingerprint import HASH_KINDS, fingerprints, hex_to_int
 from ..paths import OutsideFolder, inside, run_folder
-from ..records import Kind
+from ..records import IMAGE_RECORDS, Export, Kind, LookalikeCheck, Provenance, Render, Retouch
 from . import watermark as marks
+from .audit_findings import (
+    RECORD_FIELDS,
+    Candidate,
+    Conflict,
+    ExportFinding,
+    Ingredient,
+    IngredientMatch,
+    LookalikeFinding,
+    OurImage,
+    RetouchFinding,
+    ReviewFinding,
+    Trace,
+    WatermarkFound,
+)
 from .credentials import Credentials, read_credentials, short_source_type
 from .sign import document_id
 from .trust import TrustConfig
 from .xmp import DMI, read_xmp
 
-TRACE_BY_CONTENT = (Kind.PROVENANCE_SIGNED, Kind.EXPORT_CREATED, Kind.EDIT_IMPORTED, Kind.RENDER_CREATED)
+# The records whose files an audit traces by their exact bytes (each has a sha256).
+TRACE_BY_CONTENT: dict[str, type[Render | Provenance | Export | Retouch]] = {
+    Kind.PROVENANCE_SIGNED: Provenance,
+    Kind.EXPORT_CREATED: Export,
+    Kind.EDIT_IMPORTED: Retouch,
+    Kind.RENDER_CREATED: Render,
+}
 # A stripped copy is traced to the closest render when both hashes stay this close (bits of 64).
 MAX_DISTANCE = {"phash": 12, "dhash": 16}
 DMI_PROHIBITED = DMI["prohibited"].rsplit("/", 1)[-1]
@@ -55,17 +77,19 @@ class AuditReport:
     c2pa_failures: list[str] = field(default_factory=list)
     credentials: dict | None = None  # the whole manifest store, readable (credentials.Credentials)
     xmp: dict[str, str] = field(default_factory=dict)
-    record: dict | None = None  # how it was found, and the ledger record
-    candidates: list[dict] = field(default_factory=list)  # nothing traced: the nearest renders, with distances
-    ours: dict | None = None  # for our files: model, licence, ingredients, review, exports
-    conflicts: list[dict] = field(default_factory=list)  # layers that disagree, field by field
+    record: Trace | None = None  # how it was found, and the ledger record
+    candidates: list[Candidate] = field(default_factory=list)  # nothing traced: the nearest renders
+    ours: OurImage | None = None  # for our files: model, licence, ingredients, review, exports
+    conflicts: list[Conflict] = field(default_factory=list)  # layers that disagree, field by field
     metadata_gone: bool = False  # one of ours whose C2PA and XMP are both gone
-    watermark: dict | None = None  # the invisible mark read from the pixels (watermark.Detection)
+    watermark: WatermarkFound | None = None  # the invisible mark read from the pixels
     foreign_watermark: str | None = None  # another tool's known mark, named (diffusers' SDXL default)
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The JSON document of `--json` and `--report x.json`: every finding, without the ledger
+        records kept for the templates."""
+        return asdict(self, dict_factory=lambda items: {k: v for k, v in items if k not in RECORD_FIELDS})
 
 
 class LedgerIndex:
@@ -74,21 +98,37 @@ class LedgerIndex:
     def __init__(self, ledger: Ledger | None, out_dir: Path | None = None):
         self.available = ledger is not None
         self.out_dir = out_dir
-        self._features = None
-        self.by_sha: dict[str, object] = {}
+        self._features: Any = None
+        self.by_sha: dict[str, tuple[Event, Render | Provenance | Export | Retouch]] = {}
         self.renders: dict[str, Event] = {}
-        self.by_kind: dict[str, dict[str, list]] = {}
-        self.decisions: dict[str, object] = {}
+        self.render_records: dict[str, Render] = {}
+        self.decisions: dict[str, records.ReviewDecision] = {}  # item id -> its latest decision
+        self.signed: dict[str, list[Provenance]] = {}  # image id -> its signatures, oldest first
+        self.checks: dict[str, LookalikeCheck] = {}  # image id -> its latest lookalike check
+        self.exports: dict[str, list[tuple[int, Export]]] = {}  # image id -> (ledger row, export)
+        self.edits: dict[str, list[tuple[int, Retouch]]] = {}  # image id -> (ledger row, retouch)
+        self.image_records: dict[str, dict[str, records.ImageRecord]] = {}  # image id -> kind -> latest (IMAGE_RECORDS)
         for event in ledger.events() if ledger else []:
-            payload = event.payload
-            if event.kind in TRACE_BY_CONTENT and "sha256" in payload:
-                self.by_sha.setdefault(payload["sha256"], event)
-            if event.kind == Kind.RENDER_CREATED:
-                self.renders[payload["image_id"]] = event
+            model = TRACE_BY_CONTENT.get(event.kind) or IMAGE_RECORDS.get(event.kind)
+            record = model.of(event) if model else None
+            if isinstance(record, Render | Provenance | Export | Retouch):
+                self.by_sha.setdefault(record.sha256, (event, record))
+            if record is not None and event.kind in IMAGE_RECORDS and not isinstance(record, Export):
+                self.image_records.setdefault(record.image_id, {})[event.kind] = record
+            if isinstance(record, Render):
+                self.renders[record.image_id] = event
+                self.render_records[record.image_id] = record
+            elif isinstance(record, Provenance):
+                self.signed.setdefault(record.image_id, []).append(record)
+            elif isinstance(record, Export):
+                self.exports.setdefault(record.image_id, []).append((event.seq, record))
+            elif isinstance(record, Retouch):
+                self.edits.setdefault(record.image_id, []).append((event.seq, record))
+            elif isinstance(record, LookalikeCheck):
+                self.checks[record.image_id] = record
             elif event.kind in (Kind.REVIEW_APPROVED, Kind.REVIEW_REJECTED):
-                self.decisions[payload.get("item_id")] = event  # the latest wins
-            elif "image_id" in payload:
-                self.by_kind.setdefault(event.kind, {}).setdefault(payload["image_id"], []).append(event)
+                decision = records.ReviewDecision.of(event)
+                self.decisions[decision.item_id] = decision  # the latest wins
         self.by_document = {document_id(image_id): image_id for image_id in self.renders}
         self.by_mark: dict[str, Event] = {}  # the watermark's short id -> render
         for image_id, event in self.renders.items():
@@ -96,18 +136,18 @@ class LedgerIndex:
                 self.by_mark.setdefault(marks.short_id(image_id), event)
             except marks.WatermarkError:
                 pass
-        order = list(self.renders.values())
-        self.fingerprinted = order
+        # every render, in ledger order: the rows of the hash arrays and of the feature shard
+        self.fingerprinted = [(event, self.render_records[image_id]) for image_id, event in self.renders.items()]
         self.arrays = {
-            kind: np.array([hex_to_int(e.payload["fingerprints"][kind]) for e in order], dtype=np.uint64)
+            kind: np.array([hex_to_int(r.fingerprints[kind]) for _, r in self.fingerprinted], dtype=np.uint64)
             for kind in HASH_KINDS
         }
 
-    def render_file(self, event) -> Path | None:
-        if self.out_dir is None or not event.payload.get("file"):
+    def render_file(self, event: Event, render: Render) -> Path | None:
+        if self.out_dir is None or not render.file or not event.brand or not event.week:
             return None
         try:
-            path = inside(run_folder(self.out_dir, event.brand, event.week), event.payload["file"])
+            path = inside(run_folder(self.out_dir, event.brand, event.week), render.file)
         except OutsideFolder:  # a forged row: nothing of ours to compare with
             return None
         return path if path.is_file() else None
@@ -119,8 +159,8 @@ class LedgerIndex:
             from ..lookalike.features import extract, reference_features
 
             found = []
-            for event in self.fingerprinted:
-                path = self.render_file(event)
+            for event, render in self.fingerprinted:
+                path = self.render_file(event, render)
                 try:
                     found.append(reference_features(path.read_bytes()) if path else extract(Image.new("L", (1, 1)), 0))
                 except (OSError, UnreadableImage):
@@ -128,7 +168,7 @@ class LedgerIndex:
             self._features = FeatureShard.in_memory(found)
         return self._features
 
-    def by_features(self, image: Image.Image) -> tuple[object, dict] | None:
+    def by_features(self, image: Image.Image) -> tuple[Event, dict] | None:
         """The render a crop, mirror, reframe or screenshot of it was made from, by local features."""
         from ..lookalike.engine import feature_thresholds, region_of, summary
         from ..lookalike.features import query_features
@@ -139,36 +179,30 @@ class LedgerIndex:
         if not hits:
             return None
         _, row, match = max(hits, key=lambda h: h[2].inliers)
-        return self.fingerprinted[row], summary(region_of(match))
+        region = summary(region_of(match))
+        return (self.fingerprinted[row][0], region) if region else None
 
-    def candidates(self, distances: dict[str, np.ndarray], count: int = 3) -> list[dict]:
+    def candidates(self, distances: dict[str, np.ndarray], count: int = 3) -> list[Candidate]:
         """The renders nearest by perceptual hash (`distances`), for a report where nothing passed."""
         total = sum(distances.values())
-        return [
-            {
-                "image_id": self.fingerprinted[i].payload["image_id"],
-                "brand": self.fingerprinted[i].brand,
-                "week": self.fingerprinted[i].week,
-                **{k: int(distances[k][i]) for k in HASH_KINDS},
-                "thresholds": dict(MAX_DISTANCE),
-            }
-            for i in np.argsort(total)[:count]
-        ]
-
-    def events_of(self, kind: str, image_id: str) -> list:
-        return self.by_kind.get(kind, {}).get(image_id, [])
+        found = []
+        for i in np.argsort(total)[:count]:
+            event, render = self.fingerprinted[i]
+            phash, dhash = int(distances["phash"][i]), int(distances["dhash"][i])
+            found.append(Candidate(render.image_id, event.brand, event.week, phash, dhash, dict(MAX_DISTANCE)))
+        return found
 
     def distances(self, image: Image.Image) -> dict[str, np.ndarray]:
         """pHash and dHash distances from `image` to every render."""
         query = fingerprints(image)
         return {k: np.bitwise_count(self.arrays[k] ^ np.uint64(hex_to_int(query[k]))).astype(int) for k in HASH_KINDS}
 
-    def nearest(self, distances: dict[str, np.ndarray]) -> tuple[object, dict[str, int]] | None:
+    def nearest(self, distances: dict[str, np.ndarray]) -> tuple[Event, dict[str, int]] | None:
         best = int(np.argmin(sum(distances.values())))
         found = {k: int(distances[k][best]) for k in HASH_KINDS}
         if any(found[k] > MAX_DISTANCE[k] for k in HASH_KINDS):
             return None
-        return self.fingerprinted[best], found
+        return self.fingerprinted[best][0], found
 
 
 class Auditor:
@@ -215,15 +249,9 @@ class Auditor:
         if report.error:
             return report
         if event is not None:
-            evidence = (
-                {"region": distances}
-                if distances and "inliers" in distances
-                else {"distances": distances}
-                if distances
-                else {}
-            )
-            report.record = {"found_by": found_by, **evidence, **self._describe(event)}
-            report.ours = self._ours(report.record["image_id"], digest)
+            region = distances if distances and "inliers" in distances else None
+            report.record = self._describe(event, found_by, None if region else distances, region)
+            report.ours = self._ours(report.record.image_id, digest)
             report.metadata_gone = credentials.state == "absent" and not report.xmp
             report.conflicts = cross_check(report.xmp, credentials, report.ours, _sidecar_xmp(path, report.ours))
         elif not self.index.available:
@@ -238,15 +266,10 @@ class Auditor:
     def _read_marks(self, image: Image.Image, report: AuditReport) -> None:
         """The invisible watermark, read from the pixels of any file; else a known foreign mark."""
         found = marks.detect(image)
-        if found.found:
-            report.watermark = {
-                "image_id": found.image_id,
-                "method": found.method,
-                "version": found.version,
-                "scale": found.scale,
-                "rotation": found.rotation,
-                "mirrored": found.mirrored,
-            }
+        if found.image_id is not None:
+            report.watermark = WatermarkFound(
+                found.image_id, found.method, found.version, found.scale, found.rotation, found.mirrored
+            )
         elif marks.sdxl_default_mark(image):
             report.foreign_watermark = (
                 "diffusers' SDXL default watermark (invisible-watermark dwtDct, one fixed "
@@ -254,15 +277,19 @@ class Auditor:
                 "names no image"
             )
 
-    def _trace(self, data: bytes, digest: str, credentials: Credentials, report: AuditReport):
-        event = self.index.by_sha.get(digest)
-        if event is not None:
-            return event, "content hash", None
+    def _trace(
+        self, data: bytes, digest: str, credentials: Credentials, report: AuditReport
+    ) -> tuple[Event | None, str, dict | None]:
+        """The ledger row the file comes from, how it was found, and the hash distances or the
+        matched region when it was found by its pixels."""
+        exact = self.index.by_sha.get(digest)
+        if exact is not None:
+            return exact[0], "content hash", None
         try:
             image = open_image(data)
         except UnreadableImage as exc:
             report.error = str(exc)
-            return None, None, None
+            return None, "", None
         self._read_marks(image, report)
         image_id = _generation_image_id(credentials) or self.index.by_document.get(
             report.xmp.get("xmpMM:DocumentID", "")
@@ -270,10 +297,10 @@ class Auditor:
         if image_id in self.index.renders:
             how = "our C2PA manifest" if _generation_image_id(credentials) else "XMP DocumentID"
             return self.index.renders[image_id], f"{how} (file changed since)", None
-        if report.watermark and report.watermark["image_id"] in self.index.by_mark:
-            return self.index.by_mark[report.watermark["image_id"]], "invisible watermark", None
+        if report.watermark and report.watermark.image_id in self.index.by_mark:
+            return self.index.by_mark[report.watermark.image_id], "invisible watermark", None
         if not self.index.fingerprinted:
-            return None, None, None
+            return None, "", None
         distances = self.index.distances(image)
         nearest = self.index.nearest(distances)
         if nearest:
@@ -282,95 +309,86 @@ class Auditor:
         if found:
             return found[0], "local features (a crop, mirror, reframe or screenshot)", found[1]
         report.candidates = self.index.candidates(distances)
-        return None, None, None
+        return None, "", None
 
-    def _describe(self, event) -> dict:
-        payload = event.payload
-        image_id = payload.get("image_id")
-        render = self.index.renders.get(image_id)
-        model = (render.payload.get("model") or {}) if render else {}
-        return {
-            "kind": event.kind,
-            "ledger_row": event.seq,
-            "brand": event.brand,
-            "week": event.week,
-            "slot": event.subject,
-            "image_id": image_id,
-            "model": model.get("id"),
-            "reviewer": payload.get("reviewer"),
-            "editor": payload.get("editor"),
-        }
+    def _describe(self, event: Event, found_by: str, distances: dict | None, region: dict | None) -> Trace:
+        model = TRACE_BY_CONTENT.get(event.kind, Render)
+        record = model.of(event)
+        render = self.index.render_records.get(record.image_id)
+        return Trace(
+            found_by,
+            event.kind,
+            event.seq,
+            event.brand,
+            event.week,
+            event.subject,
+            record.image_id,
+            render.model.get("id") if render else None,
+            reviewer=record.reviewer if isinstance(record, Export) else None,
+            editor=record.editor if isinstance(record, Retouch) else None,
+            distances=distances,
+            region=region,
+        )
 
-    def _ours(self, image_id: str, digest: str) -> dict:
+    def _ours(self, image_id: str, digest: str) -> OurImage:
         """What the ledger knows of one of our images, whichever file of it was audited."""
         index = self.index
-        render = index.renders[image_id].payload
-        model = render.get("model") or {}
-        signed = [e.payload for e in index.events_of(Kind.PROVENANCE_SIGNED, image_id)]
-        check = next(reversed(index.events_of(Kind.LOOKALIKE_CHECKED, image_id)), None)
-        matches = check.payload.get("matches", []) if check else []
-        ingredients = []
-        if render.get("reference"):
-            reference = render["reference"]
-            via_reference = [m for m in matches if m.get("via") == "image-to-image reference"]
-            ingredients.append(
-                {
-                    "title": Path(reference.get("path", "")).name,
-                    "relationship": "inputTo",
-                    "sha256": reference.get("sha256"),
-                    "strength": reference.get("strength"),
-                    "lookalike": "lookalike" if via_reference else "clear" if check else "not checked",
-                    "matches": [
-                        {"source": m["source"], "reference": Path(m["reference"]).name, "distances": m["distances"]}
-                        for m in via_reference
-                    ],
-                }
-            )
+        event, render = index.renders[image_id], index.render_records[image_id]
+        model = render.model
+        signed = index.signed.get(image_id, [])
+        check = index.checks.get(image_id)
         decision = index.decisions.get(image_id)
-        known = {
-            e.payload["sha256"]
-            for kind in (Kind.PROVENANCE_SIGNED, Kind.EXPORT_CREATED, Kind.EDIT_IMPORTED)
-            for e in index.events_of(kind, image_id)
-        }
-        return {
-            "image_id": image_id,
-            "brand": index.renders[image_id].brand,
-            "week": index.renders[image_id].week,
-            "model": model.get("id"),
-            "model_name": model.get("name") or model.get("id"),
-            "revision": model.get("revision"),
-            "weights_sha256": model.get("weights_sha256"),
-            "pipeline": model.get("pipeline_class"),
-            "licence": model.get("licence"),
-            "commercial_use": model.get("commercial_use"),
-            "test_model": model.get("test_model"),
-            "mode": render.get("mode"),
-            "seed": render.get("seed"),
-            "signer": signed[-1].get("signer") if signed else None,
-            "digital_source_type": (signed[-1].get("digital_source_type") if signed else None),
-            "expected_xmp": signed[-1].get("xmp") if signed else None,
-            "lookalike": {"verdict": check.payload["verdict"], "matches": len(matches)} if check else None,
-            "ingredients": ingredients,
-            "review": (
-                {
-                    "decision": decision.payload.get("decision"),
-                    "reviewer": decision.payload.get("reviewer"),
-                    "decided_at": decision.payload.get("decided_at"),
-                    "lookalike_override": decision.payload.get("lookalike_override"),
-                }
+        exports, edits = index.exports.get(image_id, []), index.edits.get(image_id, [])
+        known = {s.sha256 for s in signed} | {e.sha256 for _, e in exports} | {r.sha256 for _, r in edits}
+        return OurImage(
+            image_id=image_id,
+            brand=event.brand,
+            week=event.week,
+            model=model.get("id"),
+            model_name=model.get("name") or model.get("id"),
+            revision=model.get("revision"),
+            weights_sha256=model.get("weights_sha256"),
+            pipeline=model.get("pipeline_class"),
+            licence=model.get("licence"),
+            commercial_use=model.get("commercial_use"),
+            test_model=model.get("test_model"),
+            mode=render.mode,
+            seed=render.seed,
+            signer=signed[-1].signer if signed else None,
+            digital_source_type=signed[-1].digital_source_type if signed else None,
+            expected_xmp=signed[-1].xmp if signed else None,
+            lookalike=LookalikeFinding(check.verdict, len(check.matches)) if check else None,
+            ingredients=_ingredients(render, check),
+            review=(
+                ReviewFinding(decision.decision, decision.reviewer, decision.decided_at, decision.lookalike_override)
                 if decision
-                else {"decision": "pending"}
+                else ReviewFinding()
             ),
-            "exports": [
-                {"file": e.payload["file"], "reviewer": e.payload.get("reviewer"), "ledger_row": e.seq}
-                for e in index.events_of(Kind.EXPORT_CREATED, image_id)
-            ],
-            "edits": [
-                {"editor": e.payload.get("editor"), "source_name": e.payload.get("source_name"), "ledger_row": e.seq}
-                for e in index.events_of(Kind.EDIT_IMPORTED, image_id)
-            ],
-            "changed_since_signing": digest not in known and digest != render.get("sha256"),
-        }
+            exports=[ExportFinding(e.file, e.reviewer, row) for row, e in exports],
+            edits=[RetouchFinding(r.editor, r.source_name, row) for row, r in edits],
+            changed_since_signing=digest not in known and digest != render.sha256,
+            render_record=render,
+            signed_record=signed[-1] if signed else None,
+            records=index.image_records.get(image_id, {}),
+        )
+
+
+def _ingredients(render: Render, check: LookalikeCheck | None) -> list[Ingredient]:
+    """The picture an image-to-image render started from, with the lookalike matches found through it."""
+    if not render.reference:
+        return []
+    reference = render.reference
+    via_reference = [m for m in check.matches if m.via == "image-to-image reference"] if check else []
+    return [
+        Ingredient(
+            title=Path(reference.get("path", "")).name,
+            relationship="inputTo",
+            sha256=reference.get("sha256"),
+            strength=reference.get("strength"),
+            lookalike="lookalike" if via_reference else "clear" if check else "not checked",
+            matches=[IngredientMatch(m.source, Path(m.reference).name, m.distances) for m in via_reference],
+        )
+    ]
 
 
 def _lineage(credentials: Credentials):
@@ -394,13 +412,13 @@ def _generation_image_id(credentials: Credentials) -> str | None:
     return _generation(credentials, "image_id")
 
 
-def _sidecar_xmp(path: Path, ours: dict | None) -> dict | None:
+def _sidecar_xmp(path: Path, ours: OurImage | None) -> dict | None:
     """The JSON sidecar beside a signed file (images/<id>.json), when it is there."""
     import json
 
     if not ours:
         return None
-    sidecar = path.with_name(f"{ours['image_id']}.json")
+    sidecar = path.with_name(f"{ours.image_id}.json")
     try:
         return json.loads(sidecar.read_text())["xmp"] if sidecar.is_file() else None
     except (OSError, ValueError, KeyError):
@@ -417,14 +435,16 @@ def _dmi_of_c2pa(credentials: Credentials) -> str | None:
     return None
 
 
-def cross_check(xmp: dict[str, str], credentials: Credentials, ours: dict | None, sidecar: dict | None) -> list[dict]:
+def cross_check(
+    xmp: dict[str, str], credentials: Credentials, ours: OurImage | None, sidecar: dict | None
+) -> list[Conflict]:
     """Each field on which the file's XMP, its C2PA manifest, the ledger and the sidecar disagree."""
-    expected = (ours or {}).get("expected_xmp") or {}
+    expected = (ours.expected_xmp if ours else None) or {}
     layers: dict[str, dict[str, str | None]] = {
         "source type": {
             "XMP": short_source_type(xmp.get("Iptc4xmpExt:DigitalSourceType")),
             "C2PA": short_source_type(credentials.source_type),
-            "ledger": short_source_type((ours or {}).get("digital_source_type")),
+            "ledger": short_source_type(ours.digital_source_type if ours else None),
             "sidecar": short_source_type((sidecar or {}).get("digital_source_type")),
         },
         "creator": {
@@ -445,55 +465,41 @@ def cross_check(xmp: dict[str, str], credentials: Credentials, ours: dict | None
         "model": {
             "XMP": xmp.get("Iptc4xmpExt:AISystemUsed"),
             "C2PA": _generation(credentials, "model"),
-            "ledger": (ours or {}).get("model_name"),
+            "ledger": ours.model_name if ours else None,
         },
     }
-    if layers["model"]["C2PA"] and ours and layers["model"]["C2PA"] == ours.get("model"):
-        layers["model"]["C2PA"] = ours.get("model_name")  # the same model, by id
+    if layers["model"]["C2PA"] and ours and layers["model"]["C2PA"] == ours.model:
+        layers["model"]["C2PA"] = ours.model_name  # the same model, by id
     conflicts = []
     for name, values in layers.items():
         present = {layer: value for layer, value in values.items() if value}
         if len(set(present.values())) > 1:
-            conflicts.append({"field": name, "layers": present})
+            conflicts.append(Conflict(name, present))
     # A file whose metadata is gone has nothing to disagree with; a half-stripped one does.
     return conflicts if xmp or credentials.state != "absent" else []
 
 
 def _verdict(credentials: Credentials, report: AuditReport) -> str:
     line = credentials.verdict()
-    ours = report.ours
-    if ours:
-        where = f"Estampille image {ours['image_id']} ({ours['brand']} {ours['week']})"
-        if ours["changed_since_signing"] and report.record["found_by"] not in (
-            "perceptual hash",
-            "invisible watermark",
-        ):
+    ours, record = report.ours, report.record
+    if ours and record:
+        where = f"Estampille image {ours.image_id} ({ours.brand} {ours.week})"
+        if ours.changed_since_signing and record.found_by not in ("perceptual hash", "invisible watermark"):
             line = f"Signed by {where}, CHANGED since signing. " + line
         elif report.metadata_gone:
             line = (
-                f"{where}, found by {report.record['found_by']}: its Content Credentials and XMP are gone "
+                f"{where}, found by {record.found_by}: its Content Credentials and XMP are gone "
                 "(stripped or re-encoded). " + line
             )
         else:
             line = f"{where}. " + line
     elif report.watermark:
         line = (
-            f"AI-generated by Estampille (invisible watermark), image ID {report.watermark['image_id']}: the "
+            f"AI-generated by Estampille (invisible watermark), image ID {report.watermark.image_id}: the "
             "brand that published it can resolve its Content Credentials. " + line
         )
     if report.foreign_watermark:
         line += f" Carries {report.foreign_watermark}."
     if report.conflicts:
-        line += " Layers disagree on: " + ", ".join(c["field"] for c in report.conflicts) + "."
+        line += " Layers disagree on: " + ", ".join(c.field for c in report.conflicts) + "."
     return line
-
-
-def audit_files(
-    paths: list[Path],
-    ledger: Ledger | None,
-    trust: TrustConfig,
-    fetch_remote: bool = False,
-    out_dir: Path | None = None,
-) -> list[AuditReport]:
-    auditor = Auditor(ledger, trust, fetch_remote, out_dir)
-    return [auditor.audit(path) for path in image_files(paths)]

@@ -17,6 +17,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..images import UnreadableImage, open_image
+from ..lookalike import describe
 from .audit import AuditReport
 from .credentials import short_source_type
 
@@ -59,7 +60,7 @@ def _active(report: AuditReport) -> dict:
 
 
 def csv_row(report: AuditReport) -> dict[str, str]:
-    active, ours, record = _active(report), report.ours or {}, report.record or {}
+    active, ours, record = _active(report), report.ours, report.record
     signer = active.get("signer") or {}
     return {
         "file": report.file,
@@ -72,15 +73,15 @@ def csv_row(report: AuditReport) -> dict[str, str]:
         "issuer": signer.get("issuer") or "",
         "trusted_through": "; ".join((report.credentials or {}).get("trusted_through") or []),
         "xmp_source_type": short_source_type(report.xmp.get("Iptc4xmpExt:DigitalSourceType")) or "",
-        "image_id": record.get("image_id") or "",
-        "found_by": record.get("found_by") or "",
-        "brand": record.get("brand") or "",
-        "week": record.get("week") or "",
-        "model": ours.get("model_name") or "",
-        "licence": ours.get("licence") or "",
-        "commercial_use": ours.get("commercial_use") or "",
-        "review": ((ours.get("review") or {}).get("decision") or "") if ours else "",
-        "conflicts": "; ".join(c["field"] for c in report.conflicts),
+        "image_id": record.image_id if record else "",
+        "found_by": record.found_by if record else "",
+        "brand": (record.brand if record else None) or "",
+        "week": (record.week if record else None) or "",
+        "model": (ours.model_name if ours else None) or "",
+        "licence": (ours.licence if ours else None) or "",
+        "commercial_use": (ours.commercial_use if ours else None) or "",
+        "review": ours.review.decision if ours else "",
+        "conflicts": "; ".join(c.field for c in report.conflicts),
         "error": report.error or "",
         "watermark": "" if report.error else watermark_line(report),
     }
@@ -102,7 +103,9 @@ def thumbnail(path: Path, size: int = 160) -> str | None:
 
 def html_fragment(reports: list[AuditReport], thumbnails: dict[str, str | None] | None = None) -> str:
     """The report body (no <html>): the web audit page embeds it."""
-    return _env.get_template("audit_report.html").module.reports(reports, thumbnails or {})
+    macros = _env.get_template("audit_report.html").module
+    # jinja2 types a template's module as having no attributes: its macros are made when it renders
+    return macros.reports(reports, thumbnails or {})  # type: ignore[attr-defined]
 
 
 def html_page(reports: list[AuditReport], thumbnails: dict[str, str | None]) -> str:
@@ -167,16 +170,16 @@ def watermark_line(r: AuditReport) -> str:
     tool's known mark, nothing, or not read (the file was traced by its exact bytes first)."""
     if r.watermark:
         w = r.watermark
-        changes = [f"rotated {w['rotation']:g}°"] if abs(w["rotation"]) > 0.3 else []
-        changes += ["mirrored"] if w["mirrored"] else []
+        changes = [f"rotated {w.rotation:g}°"] if abs(w.rotation) > 0.3 else []
+        changes += ["mirrored"] if w.mirrored else []
         return (
-            f"Estampille, AI-generated, image ID {w['image_id']} ({w['method']} v{w['version']}"
+            f"Estampille, AI-generated, image ID {w.image_id} ({w.method} v{w.version}"
             + (f"; copy {', '.join(changes)}" if changes else "")
             + ")"
         )
     if r.foreign_watermark:
         return r.foreign_watermark
-    if r.record and r.record.get("found_by") == "content hash":
+    if r.record and r.record.found_by == "content hash":
         return "not read (the file is one of ours to the byte)"
     return "none found"
 
@@ -201,51 +204,44 @@ def print_report(r: AuditReport, echo: Callable[[str], None]) -> None:
     echo(f"  XMP: {xmp}" + ("  — metadata gone (stripped or re-encoded)" if r.metadata_gone else ""))
     echo(f"  watermark: {watermark_line(r)}")
     if r.record:
+        t = r.record
         how = (
-            r.record["found_by"]
-            + (f", distances {r.record['distances']}" if "distances" in r.record else "")
-            + (
-                f", {r.record['region']['inliers']} keypoints in place, their part {r.record['region']['reference_box']}"
-                if "region" in r.record
-                else ""
-            )
+            t.found_by
+            + (f", distances {t.distances}" if t.distances else "")
+            + (f", {describe.region(t.region)}" if t.region else "")
         )
-        echo(
-            f"  ledger: {r.record['kind']} row {r.record['ledger_row']}, image {r.record['image_id']}, "
-            f"{r.record['brand']} {r.record['slot']} (found by {how})"
-        )
+        echo(f"  ledger: {t.kind} row {t.ledger_row}, image {t.image_id}, {t.brand} {t.slot} (found by {how})")
     else:
         echo("  ledger: no matching record")
         for c in r.candidates:
             echo(
-                f"  nearest render: {c['image_id']} ({c['brand']} {c['week']}), pHash {c['phash']}, dHash {c['dhash']} "
-                f"(traced at pHash <= {c['thresholds']['phash']} and dHash <= {c['thresholds']['dhash']})"
+                f"  nearest render: {c.image_id} ({c.brand} {c.week}), pHash {c.phash}, dHash {c.dhash} "
+                f"(traced at pHash <= {c.thresholds['phash']} and dHash <= {c.thresholds['dhash']})"
             )
     if r.ours:
         o = r.ours
         echo(
-            f"  model: {o['model_name']} ({o['model']}), licence {o['licence']}, commercial use {o['commercial_use']}"
-            + (" — TEST model" if o.get("test_model") else "")
+            f"  model: {o.model_name} ({o.model}), licence {o.licence}, commercial use {o.commercial_use}"
+            + (" — TEST model" if o.test_model else "")
         )
-        review = o["review"]
+        review = o.review
         echo(
-            f"  review: {review['decision']}"
-            + (f" by {review['reviewer']} at {review['decided_at']}" if review.get("reviewer") else "")
-            + (f" (lookalike override: {review['lookalike_override']})" if review.get("lookalike_override") else "")
+            f"  review: {review.decision}"
+            + (f" by {review.reviewer} at {review.decided_at}" if review.reviewer else "")
+            + (f" (lookalike override: {review.lookalike_override})" if review.lookalike_override else "")
         )
-        for ingredient in o["ingredients"]:
+        for ingredient in o.ingredients:
             echo(
-                f"  made from: {ingredient['title']} ({ingredient['relationship']}), lookalike check: "
-                f"{ingredient['lookalike']}"
-                + "".join(f"; matches {m['source']} {m['reference']}" for m in ingredient["matches"])
+                f"  made from: {ingredient.title} ({ingredient.relationship}), lookalike check: {ingredient.lookalike}"
+                + "".join(f"; matches {m.source} {m.reference}" for m in ingredient.matches)
             )
-        if o.get("lookalike"):
-            echo(f"  lookalike check: {o['lookalike']['verdict']} ({o['lookalike']['matches']} match(es))")
-        for export in o["exports"]:
-            echo(f"  exported: {export['file']} (approved by {export['reviewer']}, ledger row {export['ledger_row']})")
-        for edit in o["edits"]:
-            echo(f"  retouched: by {edit['editor']} from {edit['source_name']} (ledger row {edit['ledger_row']})")
+        if o.lookalike:
+            echo(f"  lookalike check: {o.lookalike.verdict} ({o.lookalike.matches} match(es))")
+        for export in o.exports:
+            echo(f"  exported: {export.file} (approved by {export.reviewer}, ledger row {export.ledger_row})")
+        for edit in o.edits:
+            echo(f"  retouched: by {edit.editor} from {edit.source_name} (ledger row {edit.ledger_row})")
     for conflict in r.conflicts:
-        echo(f"  CONFLICT {conflict['field']}: " + ", ".join(f"{k} says {v}" for k, v in conflict["layers"].items()))
+        echo(f"  CONFLICT {conflict.field}: " + ", ".join(f"{k} says {v}" for k, v in conflict.layers.items()))
     for note in r.notes:
         echo(f"  note: {note}")

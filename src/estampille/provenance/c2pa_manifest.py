@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ import c2pa
 
 from .. import __version__
 from ..errors import EstampilleError
+from ..records import ReviewDecision
 from .identity import SignerIdentity
 
 OFFLINE = {"remote_manifest_fetch": False, "ocsp_fetch": False}
@@ -45,11 +47,13 @@ class ManifestSigner:
             self._signer = c2pa.Signer.from_callback(
                 identity.sign, c2pa.C2paSigningAlg.ES256, identity.chain_pem.decode(), identity.timestamp_url
             )
-        else:
+        elif identity.key_path is not None:
             info = c2pa.C2paSignerInfo(
                 c2pa.C2paSigningAlg.ES256, identity.chain_pem, identity.key_path.read_bytes(), identity.timestamp_url
             )
             self._signer = c2pa.Signer.from_info(info)
+        else:
+            raise EstampilleError("a signer identity needs a private key file or a signing callback (KMS/HSM)")
         self._context = _signing_context()
 
     def sign(
@@ -57,7 +61,7 @@ class ManifestSigner:
         data: bytes,
         mime: str,
         manifest: dict[str, Any],
-        ingredients: list[tuple[dict[str, Any], str, bytes]] = (),
+        ingredients: Sequence[tuple[dict[str, Any], str, bytes]] = (),
     ) -> bytes:
         try:
             with c2pa.Builder(manifest, self._context) as builder:
@@ -76,7 +80,7 @@ class ManifestSigner:
 
 
 def manifest(
-    title: str, actions: list[dict[str, Any]], assertions: list[dict[str, Any]] = (), instance_id: str | None = None
+    title: str, actions: list[dict[str, Any]], assertions: Sequence[dict[str, Any]] = (), instance_id: str | None = None
 ) -> dict[str, Any]:
     """Every manifest Estampille signs: its claim generator, a title, the actions, other assertions."""
     return {
@@ -94,8 +98,8 @@ def generation_manifest(
     generation: dict[str, Any],
     data_mining: str,
     instance_id: str | None = None,
-    more_actions: list[dict[str, Any]] = (),
-    more_assertions: list[dict[str, Any]] = (),
+    more_actions: Sequence[dict[str, Any]] = (),
+    more_assertions: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """A render's manifest: created by a model, how (the generation assertion), and the TDM
     reservation; then the watermark's action and the soft bindings, when given."""
@@ -128,7 +132,7 @@ def generation_manifest(
     )
 
 
-def approval_manifest(title: str, decision: dict[str, Any], instance_id: str | None = None) -> dict[str, Any]:
+def approval_manifest(title: str, decision: ReviewDecision, instance_id: str | None = None) -> dict[str, Any]:
     """An exported image's manifest: the signed render as parent ("generated"), the review as an action."""
     return manifest(
         title,
@@ -136,11 +140,11 @@ def approval_manifest(title: str, decision: dict[str, Any], instance_id: str | N
             {"action": "c2pa.opened", "parameters": {"ingredientIds": ["generated"]}},
             {
                 "action": "org.estampille.approved",
-                "when": decision["decided_at"],
+                "when": decision.decided_at,
                 "parameters": {
-                    "reviewer": decision["reviewer"],
-                    "comment": decision.get("comment", ""),
-                    "lookalike_override": decision.get("lookalike_override"),
+                    "reviewer": decision.reviewer,
+                    "comment": decision.comment,
+                    "lookalike_override": decision.lookalike_override,
                 },
             },
         ],
@@ -148,10 +152,10 @@ def approval_manifest(title: str, decision: dict[str, Any], instance_id: str | N
             {
                 "label": "org.estampille.review",
                 "data": {
-                    "decision": decision["decision"],
-                    "reviewer": decision["reviewer"],
-                    "decided_at": decision["decided_at"],
-                    "comment": decision.get("comment", ""),
+                    "decision": decision.decision,
+                    "reviewer": decision.reviewer,
+                    "decided_at": decision.decided_at,
+                    "comment": decision.comment,
                 },
             }
         ],

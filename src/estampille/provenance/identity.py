@@ -116,11 +116,9 @@ def _create_dev_ca(keys_dir: Path) -> None:
         .sign(ca_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
-    pkcs8 = dict(
-        encoding=pem, format=serialization.PrivateFormat.PKCS8, encryption_algorithm=serialization.NoEncryption()
-    )
-    write_private(keys_dir / DEV_CA_KEY, ca_key.private_bytes(**pkcs8))
-    write_private(keys_dir / SIGNER_KEY, leaf_key.private_bytes(**pkcs8))
+    pkcs8 = (pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    write_private(keys_dir / DEV_CA_KEY, ca_key.private_bytes(*pkcs8))
+    write_private(keys_dir / SIGNER_KEY, leaf_key.private_bytes(*pkcs8))
     (keys_dir / DEV_CA_CERT).write_bytes(ca_cert.public_bytes(pem))
     (keys_dir / SIGNER_CHAIN).write_bytes(leaf_cert.public_bytes(pem) + ca_cert.public_bytes(pem))
 

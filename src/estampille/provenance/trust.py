@@ -12,6 +12,7 @@ apply its own `trust.allowed_list` in our tests, so the audit applies the list i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def load_bundle(path: Path, development: bool = False) -> list[Anchor]:
     return anchors
 
 
-def audit_trust(settings: Settings, anchors: list[Path] = (), allowed: list[Path] = ()) -> TrustConfig:
+def audit_trust(settings: Settings, anchors: Sequence[Path] = (), allowed: Sequence[Path] = ()) -> TrustConfig:
     """Anchors: --trust-anchors and ESTAMPILLE_TRUST_ANCHORS (PEM bundles, `:`-separated), the
     brand's own signer anchor (ESTAMPILLE_SIGNER_ANCHOR), and the dev CA if this machine has one.
     Allowed end-entity certificates: --allowed-certs and ESTAMPILLE_ALLOWED_CERTS."""

@@ -127,7 +127,7 @@ def read_xmp(data: bytes) -> dict[str, str]:
         return {}
     try:
         body = packet[packet.index("<x:xmpmeta") : packet.rindex("</x:xmpmeta>") + 12]
-        declared = {}
+        declared: dict[str, str] = {}  # namespace URI -> the prefix the file declares for it
         for _, (prefix, uri) in ET.iterparse(io.StringIO(body), events=("start-ns",)):
             declared.setdefault(uri, prefix)
         root = ET.fromstring(body)

@@ -11,6 +11,7 @@ the family's.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -223,7 +224,7 @@ class RenderPlan:
 
 
 def plan_render(
-    model: ResolvedModel, render: Any, negative_prompt: str = "", references: list[tuple[str, float]] = ()
+    model: ResolvedModel, render: Any, negative_prompt: str = "", references: Sequence[tuple[str, float]] = ()
 ) -> RenderPlan:
     """Resolve `render` (the brand's RenderSettings) for `model`. Raises ConfigError for what the
     pipeline cannot do; returns warnings for what it would ignore (they go into the run's record)."""

@@ -451,8 +451,9 @@ def _render_chunk(loaded: LoadedModel, chunk: list[RenderJob], size: int, can_sp
         from PIL import Image
 
         pipeline = loaded.image_to_image()
+        reference = first.reference  # a batch is one mode: every job in it has a reference
         arguments.update(
-            image=[Image.open(j.reference).convert("RGB").resize((j.width, j.height)) for j in padded],
+            image=[Image.open(j.reference or reference).convert("RGB").resize((j.width, j.height)) for j in padded],
             strength=first.strength,
         )
         if _takes(pipeline, "width"):  # SD 3 and FLUX image-to-image size from width/height, not the image

@@ -95,7 +95,7 @@ def _clip_encoder(tokenizer: Any, hidden: int = 32, projection: int | None = Non
 def _t5_tokenizer() -> Any:
     """A T5 tokenizer from a Unigram model of single characters (no sentencepiece file, no download)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import T5TokenizerFast
+    from transformers import T5Tokenizer  # transformers 5's tokenizers-backed class (T5TokenizerFast is its alias)
 
     chars = sorted(set(string.printable.strip()) | set("éèêëàâäçùûüîïôöœæÉÈÊÀÂÇÙÛÎÔŒ’«»–—…"))
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
@@ -107,7 +107,7 @@ def _t5_tokenizer() -> Any:
     model.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
     )
-    return T5TokenizerFast(
+    return T5Tokenizer(
         tokenizer_object=model,
         eos_token="</s>",
         unk_token="<unk>",
@@ -130,7 +130,8 @@ def _t5_encoder(tokenizer: Any, d_model: int) -> Any:
             num_heads=4,
             feed_forward_proj="gated-gelu",
             relative_attention_num_buckets=8,
-            decoder_start_token_id=0,
+            # T5Config's typed signature omits the generic config keywords it stores all the same
+            decoder_start_token_id=0,  # type: ignore[call-arg]
             pad_token_id=0,
             eos_token_id=1,
         )

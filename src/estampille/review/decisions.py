@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from ..errors import EstampilleError, ExitStatus
 from ..keys import review_key
 from ..ledger import Event, Ledger
-from ..records import Kind
+from ..records import Draft, Kind, ReviewDecision
 from .week import WeekState
 
 Decision = Literal["approved", "rejected"]
@@ -26,9 +26,12 @@ class ReviewError(EstampilleError):
 class StaleDecision(ReviewError):
     """The item was decided on since the form was made (or at the same moment, by someone else)."""
 
-    def __init__(self, item_id: str, expected: int, recorded: int, latest: dict | None):
-        self.item_id, self.expected, self.recorded, self.latest = item_id, expected, recorded, latest
-        who = f": now {latest['decision']} by {latest['reviewer']} at {latest['decided_at']}" if latest else ""
+    def __init__(self, item_id: str, expected: int, recorded: int, latest: Event | None):
+        self.item_id, self.expected, self.recorded = item_id, expected, recorded
+        self.latest = ReviewDecision.of(latest) if latest else None  # the decision recorded since
+        who = (
+            f": now {self.latest.decision} by {self.latest.reviewer} at {self.latest.decided_at}" if self.latest else ""
+        )
         super().__init__(f"{item_id} changed since decision {expected}{who}; look again and decide again")
 
 
@@ -48,9 +51,7 @@ def find_item(ledger: Ledger, item_id: str) -> Item:
     event = ledger.get(item_id)
     if event is None or event.kind not in (Kind.DRAFT_CREATED, Kind.RENDER_CREATED):
         raise ReviewError(f"no draft or image '{item_id}' in the ledger at {ledger.safe_url}")
-    return Item(
-        item_id, "draft" if event.kind == Kind.DRAFT_CREATED else "image", event.brand, event.week, event.subject, event
-    )
+    return Item(item_id, "draft" if event.kind == Kind.DRAFT_CREATED else "image", *event.place(), event)
 
 
 SAME_DECISION = ("decision", "reviewer", "comment", "lookalike_override", "edit")
@@ -75,7 +76,7 @@ def decide(
     if not reviewer.strip():
         raise ReviewError("a decision needs a reviewer name (--reviewer)")
     item = find_item(ledger, item_id)
-    payload = {
+    payload: dict[str, Any] = {
         "item_id": item_id,
         "item_kind": item.kind,
         "decision": decision,
@@ -94,12 +95,12 @@ def decide(
     if edited_text is not None:
         if item.kind != "draft":
             raise ReviewError("only a draft's text can be edited")
-        payload["edit"] = {"before": item.event.payload["text"], "after": edited_text}
+        payload["edit"] = {"before": Draft.of(item.event).text, "after": edited_text}
     earlier = week.decision_events.get(item_id, [])
     if version is not None and version != len(earlier):
         if version == len(earlier) - 1 and _same(earlier[-1].payload, payload):
             return earlier[-1]  # a double submit: recorded once
-        raise StaleDecision(item_id, version, len(earlier), earlier[-1].payload if earlier else None)
+        raise StaleDecision(item_id, version, len(earlier), earlier[-1] if earlier else None)
     number = len(earlier) + 1
     event = ledger.append(
         Kind(f"review.{decision}"),
@@ -110,7 +111,7 @@ def decide(
         subject=item.slot_id,
     )
     if not event.created and not _same(event.payload, payload):
-        raise StaleDecision(item_id, number - 1, number, event.payload)
+        raise StaleDecision(item_id, number - 1, number, event)
     return event
 
 

@@ -26,9 +26,9 @@ from ..provenance.c2pa_manifest import ManifestSigner, approval_manifest, read_m
 from ..provenance.identity import SignerIdentity
 from ..provenance.sign import document_id
 from ..provenance.xmp import XmpFields, png_with_xmp, read_xmp, xmp_packet
-from ..records import Kind
+from ..records import Export, Kind, LookalikeCheck, Provenance, Retouch, ReviewDecision
 from .schedulers import ExportRow, write_all
-from .week import WeekState
+from .week import WeekState, state_of
 
 
 @dataclass
@@ -51,20 +51,20 @@ def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, ident
     rows: dict[str, list[ExportRow]] = {}
     for post in posts_in_week(bundle, week):
         slot_id = keys.slot_id(week, post.id)
-        approved_drafts = [d for d in drafts if d["slot_id"] == slot_id and state.state_of(d["draft_id"]) == "approved"]
+        approved = {d.draft_id: state.decision(d.draft_id) for d in drafts if d.slot_id == slot_id}
+        approved_drafts = [d for d in drafts if state_of(approved.get(d.draft_id)) == "approved"]
         if not approved_drafts:
             report.refused.append({"item": slot_id, "reason": "no approved text variant"})
             continue
-        draft = max(approved_drafts, key=lambda d: state.decision(d["draft_id"])["decided_at"])
-        text = state.text_of(draft["draft_id"])
+        draft = max(approved_drafts, key=lambda d: _decided_at(approved[d.draft_id]))
+        text = state.text_of(draft.draft_id)
         platform_dir = report.folder / post.platform
-        images = []
-        for render_record in (r for r in renders if r["slot_id"] == slot_id):
-            image_id = render_record["image_id"]
-            reason = _refusal(
-                image_id, state.decision(image_id), signed.get(image_id), checks.get(image_id), run_dir, identity
-            )
-            if reason:
+        images: list[dict] = []  # the export.created payloads of this post's images
+        for render_record in (r for r in renders if r.slot_id == slot_id):
+            image_id = render_record.image_id
+            decision = state.decision(image_id)
+            reason = _refusal(image_id, decision, signed.get(image_id), checks.get(image_id), run_dir, identity)
+            if reason or decision is None:
                 report.refused.append({"item": image_id, "slot": slot_id, "reason": reason})
                 continue
             signer = signer or ManifestSigner(identity)
@@ -76,11 +76,11 @@ def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, ident
                     week,
                     slot_id,
                     signed[image_id],
-                    state.decision(image_id),
+                    (decision, state.decision_events[image_id][-1].payload),
                     run_dir,
                     target,
                     signer,
-                    draft["alt_text"],
+                    draft.alt_text,
                 )
             )
         if not images:
@@ -88,12 +88,12 @@ def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, ident
             continue
         platform_dir.mkdir(parents=True, exist_ok=True)
         (platform_dir / f"{post.id}.txt").write_text(text + "\n", encoding="utf-8")
-        (platform_dir / f"{post.id}.alt.txt").write_text(draft["alt_text"] + "\n", encoding="utf-8")
+        (platform_dir / f"{post.id}.alt.txt").write_text(draft.alt_text + "\n", encoding="utf-8")
         rows.setdefault(post.platform, []).append(
             ExportRow(post.id, post.date, post.time, text, tuple(Path(i["file"]).name for i in images))
         )
         report.exported.append(
-            {"slot": slot_id, "platform": post.platform, "draft": draft["draft_id"], "text": text, "images": images}
+            {"slot": slot_id, "platform": post.platform, "draft": draft.draft_id, "text": text, "images": images}
         )
     if signer:
         signer.close()
@@ -116,31 +116,35 @@ def publish(ledger: Ledger, bundle: BrandBundle, week: str, run_dir: Path, ident
     return report
 
 
+def _decided_at(decision: ReviewDecision | None) -> str:
+    return decision.decided_at if decision else ""
+
+
 def _refusal(
     image_id: str,
-    decision: dict | None,
-    signed: dict | None,
-    check: dict | None,
+    decision: ReviewDecision | None,
+    signed: Provenance | Retouch | None,
+    check: LookalikeCheck | None,
     run_dir: Path,
     identity: SignerIdentity,
 ) -> str | None:
     """Why an image may not be exported, or None when it may."""
     if decision is None:
         return "pending review: nobody approved it"
-    if decision["decision"] != "approved":
-        return f"rejected by {decision['reviewer']}" + (f": {decision['comment']}" if decision.get("comment") else "")
-    if check and check["verdict"] == "lookalike" and not decision.get("lookalike_override"):
+    if decision.decision != "approved":
+        return f"rejected by {decision.reviewer}" + (f": {decision.comment}" if decision.comment else "")
+    if check and check.verdict == "lookalike" and not decision.lookalike_override:
         return "flagged as a lookalike and not overridden"
     if signed is None:
         return "never signed"
     try:
-        path = inside(run_dir, signed["file"])
+        path = inside(run_dir, signed.file)
     except OutsideFolder:
-        return f"its record points outside the output folder ({signed['file']!r}): refused"
+        return f"its record points outside the output folder ({signed.file!r}): refused"
     if not path.is_file():
-        return f"signed file {signed['file']} is missing"
+        return f"signed file {signed.file} is missing"
     data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != signed["sha256"]:  # the bytes are needed below too
+    if hashlib.sha256(data).hexdigest() != signed.sha256:  # the bytes are needed below too
         return "signed file changed since it was signed"
     manifest = read_manifest(data, "image/png", identity.trust_anchor_pem)
     if manifest.state not in ("Trusted", "Valid") or manifest.failures:
@@ -150,19 +154,21 @@ def _refusal(
     return None
 
 
-def _published_copy(run_dir: Path, signed: dict, source: bytes, alt_text: str) -> tuple[bytes, str | None]:
+def _published_copy(
+    run_dir: Path, signed: Provenance | Retouch, source: bytes, alt_text: str
+) -> tuple[bytes, str | None]:
     """The pixels of the approved file with its XMP plus the published alt text, under a new
     instance id (the document id stays the image's). Files without a sidecar keep their bytes."""
-    sidecar = run_dir / "images" / f"{signed['image_id']}.json"
+    sidecar = run_dir / "images" / f"{signed.image_id}.json"
     if not sidecar.is_file():
         return source, None
     fields = json.loads(sidecar.read_text())["xmp"]
     instance_id = f"xmp:iid:{uuid.uuid4()}"
     fields.update(
-        digital_source_type=signed.get("digital_source_type") or fields["digital_source_type"],
+        digital_source_type=signed.digital_source_type or fields["digital_source_type"],
         instance_id=instance_id,
         alt_text=alt_text.strip() or None,
-        document_id=fields.get("document_id") or document_id(signed["image_id"]),
+        document_id=fields.get("document_id") or document_id(signed.image_id),
     )
     with Image.open(io.BytesIO(source)) as image:
         return png_with_xmp(image, xmp_packet(XmpFields(**fields))), instance_id
@@ -173,38 +179,40 @@ def _export_image(
     brand: str,
     week: str,
     slot_id: str,
-    signed: dict,
-    decision: dict,
+    signed: Provenance | Retouch,
+    decision: tuple[ReviewDecision, dict],
     run_dir: Path,
     target: Path,
     signer: ManifestSigner,
     alt_text: str,
 ) -> dict:
     """Sign the approved image again, the human decision in the manifest and the alt text in its
-    XMP; once per decision."""
-    key = export_key(signed["image_id"], decision)
+    XMP; once per decision. `decision`: the decision, and its payload as recorded (the export's
+    ledger key hashes those exact fields)."""
+    approval, recorded = decision
+    key = export_key(signed.image_id, recorded)
     done = ledger.get(key)
-    if done and target.is_file() and file_sha256(target) == done.payload["sha256"]:
+    if done and target.is_file() and file_sha256(target) == Export.of(done).sha256:
         return done.payload
-    source = inside(run_dir, signed["file"]).read_bytes()
+    source = inside(run_dir, signed.file).read_bytes()
     labelled, instance_id = _published_copy(run_dir, signed, source, alt_text)
-    ingredient = {"title": Path(signed["file"]).name, "relationship": "parentOf", "label": "generated"}
+    ingredient = {"title": Path(signed.file).name, "relationship": "parentOf", "label": "generated"}
     data = signer.sign(
         labelled,
         "image/png",
-        approval_manifest(target.name, decision, instance_id),
+        approval_manifest(target.name, approval, instance_id),
         [(ingredient, "image/png", source)],
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)
     payload = {
-        "image_id": signed["image_id"],
+        "image_id": signed.image_id,
         "file": str(target.relative_to(run_dir)),
         "sha256": hashlib.sha256(data).hexdigest(),
-        "reviewer": decision["reviewer"],
-        "decided_at": decision["decided_at"],
+        "reviewer": approval.reviewer,
+        "decided_at": approval.decided_at,
     }
     # A re-export after a lost file gets its own row (the bytes differ: signatures are not repeatable).
-    key = key if done is None else export_key(signed["image_id"], decision, payload["sha256"])
+    key = key if done is None else export_key(signed.image_id, recorded, payload["sha256"])
     ledger.append(Kind.EXPORT_CREATED, key, payload, brand=brand, week=week, subject=slot_id)
     return payload

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from ..lookalike.evidence import GRADE_WORDS
+from ..lookalike import describe
 from .week_view import RunView
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -16,7 +16,7 @@ TEMPLATES = Path(__file__).with_name("templates")
 def _environment() -> Environment:
     # Autoescape: captions and prompts come from an LLM and must never become markup.
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
-    env.globals["grade_words"] = GRADE_WORDS
+    env.globals["describe"] = describe  # one wording of a lookalike match (lookalike/describe.py)
     return env
 
 

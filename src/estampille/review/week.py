@@ -2,8 +2,9 @@
 review pages, the decisions and publishing share (so "the reviewer's edit wins" and "the latest
 decision is the state" are written here and nowhere else).
 
-Payloads stay the dicts the ledger holds rather than `records` models: a week recorded by an
-older version lacks fields added since, and the pages and the audit must still read it.
+Payloads are read back into the `records` models, so the pages name fields the type checker
+knows; a week recorded by an older version still reads, through the models' defaults for fields
+added since.
 """
 
 from __future__ import annotations
@@ -12,10 +13,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..ledger import Event, Ledger
-from ..records import Kind
+from ..records import (
+    IMAGE_RECORDS,
+    Draft,
+    Export,
+    ImagePrompt,
+    ImageRecord,
+    Kind,
+    LookalikeCheck,
+    Provenance,
+    Render,
+    Retouch,
+    ReviewDecision,
+)
 
 DECISION_KINDS = (Kind.REVIEW_APPROVED, Kind.REVIEW_REJECTED)
-CURRENT_FILE_KINDS = (Kind.PROVENANCE_SIGNED, Kind.EDIT_IMPORTED)  # an imported retouch replaces the signed render
 
 
 @dataclass
@@ -25,43 +37,54 @@ class WeekState:
     events: list[Event] = field(default_factory=list)
     started: dict[str, Any] | None = None  # the latest run.started payload
     completed: bool = False
-    drafts: dict[str, dict] = field(default_factory=dict)  # draft id -> payload, in ledger order
-    prompts: dict[str, dict] = field(default_factory=dict)  # draft id -> its image prompt
-    renders: dict[str, dict] = field(default_factory=dict)  # image id -> payload, in ledger order
-    checks: dict[str, dict] = field(default_factory=dict)  # image id -> latest lookalike check
-    current: dict[str, dict] = field(default_factory=dict)  # image id -> signed file or imported retouch
+    drafts: dict[str, Draft] = field(default_factory=dict)  # draft id -> draft, in ledger order
+    prompts: dict[str, ImagePrompt] = field(default_factory=dict)  # draft id -> its image prompt
+    renders: dict[str, Render] = field(default_factory=dict)  # image id -> render, in ledger order
+    checks: dict[str, LookalikeCheck] = field(default_factory=dict)  # image id -> latest lookalike check
+    current: dict[str, Provenance | Retouch] = field(default_factory=dict)  # image id -> signed file or retouch
     decision_events: dict[str, list[Event]] = field(default_factory=dict)  # item id -> its decisions, oldest first
-    exports: dict[str, list[dict]] = field(default_factory=dict)  # image id -> its exports
+    exports: dict[str, list[Export]] = field(default_factory=dict)  # image id -> its exports
     draft_failures: dict[str, list[dict]] = field(default_factory=dict)  # slot id -> draft.failed payloads
+    # image id -> ledger kind -> the latest per-image record of that kind (records.IMAGE_RECORDS)
+    image_records: dict[str, dict[str, ImageRecord]] = field(default_factory=dict)
 
     @classmethod
     def from_events(cls, events: list[Event], brand: str | None = None, week: str | None = None) -> WeekState:
         """Fold one week's events (chain order) into its state; later events win."""
         state = cls(
-            brand or (events[0].brand if events else ""), week or (events[0].week if events else ""), events=events
+            brand or (events[0].brand if events else None) or "",
+            week or (events[0].week if events else None) or "",
+            events=events,
         )
         for event in events:
             payload = event.payload
-            if event.kind == Kind.RUN_STARTED:
+            model = IMAGE_RECORDS.get(event.kind)
+            record = model.of(event) if model else None
+            if record is not None:
+                state.image_records.setdefault(record.image_id, {})[event.kind] = record
+            if isinstance(record, Render):
+                state.renders[record.image_id] = record
+            elif isinstance(record, LookalikeCheck):
+                state.checks[record.image_id] = record
+            elif isinstance(record, Provenance | Retouch):  # an imported retouch replaces the signed render
+                state.current[record.image_id] = record
+            elif event.kind == Kind.RUN_STARTED:
                 state.started = payload
             elif event.kind == Kind.RUN_COMPLETED:
                 state.completed = True
             elif event.kind == Kind.DRAFT_CREATED:
-                state.drafts[payload["draft_id"]] = payload
+                draft = Draft.of(event)
+                state.drafts[draft.draft_id] = draft
             elif event.kind == Kind.DRAFT_FAILED:
-                state.draft_failures.setdefault(event.subject, []).append(payload)
+                state.draft_failures.setdefault(event.subject or "", []).append(payload)
             elif event.kind == Kind.PROMPT_CREATED:
-                state.prompts[payload["draft_id"]] = payload
-            elif event.kind == Kind.RENDER_CREATED:
-                state.renders[payload["image_id"]] = payload
-            elif event.kind == Kind.LOOKALIKE_CHECKED:
-                state.checks[payload["image_id"]] = payload
-            elif event.kind in CURRENT_FILE_KINDS:
-                state.current[payload["image_id"]] = payload
+                prompt = ImagePrompt.of(event)
+                state.prompts[prompt.draft_id] = prompt
             elif event.kind in DECISION_KINDS:
-                state.decision_events.setdefault(payload["item_id"], []).append(event)
+                state.decision_events.setdefault(ReviewDecision.of(event).item_id, []).append(event)
             elif event.kind == Kind.EXPORT_CREATED:
-                state.exports.setdefault(payload["image_id"], []).append(payload)
+                export = Export.of(event)
+                state.exports.setdefault(export.image_id, []).append(export)
         return state
 
     @classmethod
@@ -78,10 +101,10 @@ class WeekState:
         return [cls.from_events(events, brand, week) for (brand, week), events in grouped.items()]
 
     # ------------------------------------------------------------------ one item's state
-    def decision(self, item_id: str) -> dict | None:
+    def decision(self, item_id: str) -> ReviewDecision | None:
         """The latest decision on a draft or an image: its state."""
         decided = self.decision_events.get(item_id)
-        return decided[-1].payload if decided else None
+        return ReviewDecision.of(decided[-1]) if decided else None
 
     def state_of(self, item_id: str) -> str:
         return state_of(self.decision(item_id))
@@ -91,7 +114,8 @@ class WeekState:
         return len(self.decision_events.get(item_id, []))
 
     def verdict(self, image_id: str) -> str | None:
-        return (self.checks.get(image_id) or {}).get("verdict")
+        check = self.checks.get(image_id)
+        return check.verdict if check else None
 
     def text_of(self, draft_id: str) -> str:
         return text_after(self.drafts[draft_id], self.decision(draft_id))
@@ -104,10 +128,11 @@ class WeekState:
         return list((self.started or {}).get("posts", []))
 
 
-def state_of(decision: dict | None) -> str:
-    return decision["decision"] if decision else "pending"
+def state_of(decision: ReviewDecision | None) -> str:
+    return decision.decision if decision else "pending"
 
 
-def text_after(draft: dict, decision: dict | None) -> str:
+def text_after(draft: Draft, decision: ReviewDecision | None) -> str:
     """The text that would be published: a reviewer's edit wins over the draft."""
-    return (decision or {}).get("edit", {}).get("after", draft["text"])
+    edit = decision.edit if decision else None
+    return edit["after"] if edit and "after" in edit else draft.text

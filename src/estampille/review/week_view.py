@@ -18,6 +18,17 @@ from .. import keys
 from ..brand import BrandBundle, load_brand, posts_in_week
 from ..errors import EstampilleError
 from ..ledger import Ledger
+from ..records import (
+    Draft,
+    Export,
+    ImagePrompt,
+    ImageRecord,
+    LookalikeCheck,
+    Provenance,
+    Render,
+    Retouch,
+    ReviewDecision,
+)
 from .week import WeekState, state_of, text_after
 
 QUALITY_MARKS = {"unknown": "misspelt or unknown word", "language": "another language", "truncated": "truncated ending"}
@@ -46,17 +57,20 @@ def marked_segments(text: str, fact_spans: list[list], quality: dict | None = No
 
 @dataclass
 class ImageItem:
-    render: dict[str, Any]
-    decision: dict[str, Any] | None
-    check: dict[str, Any] | None
-    current: dict[str, Any] | None  # the signed file, or an imported retouch
-    exports: list[dict[str, Any]]
+    render: Render
+    decision: ReviewDecision | None
+    check: LookalikeCheck | None
+    current: Provenance | Retouch | None  # the signed file, or an imported retouch
+    exports: list[Export]
     version: int = 0  # decisions recorded on it: a form made before the latest is stale
     evidence: list[str] = field(default_factory=list)  # side-by-side pictures of its matches, run-relative
+    # ledger kind -> its latest record of every per-image kind (records.IMAGE_RECORDS): a new stage's
+    # record reaches the templates here, as `item.records["<kind>"]`
+    records: dict[str, ImageRecord] = field(default_factory=dict)
 
     @property
     def image_id(self) -> str:
-        return self.render["image_id"]
+        return self.render.image_id
 
     @property
     def state(self) -> str:
@@ -64,29 +78,29 @@ class ImageItem:
 
     @property
     def lookalike(self) -> bool:
-        return bool(self.check and self.check["verdict"] == "lookalike")
+        return bool(self.check and self.check.verdict == "lookalike")
 
     @property
     def file(self) -> str:
         """The file a person should look at: the signed (or retouched) one, else the raw render."""
-        return (self.current or self.render)["file"]
+        return (self.current or self.render).file
 
     @property
     def sha256(self) -> str:
-        return (self.current or self.render)["sha256"]
+        return (self.current or self.render).sha256
 
 
 @dataclass
 class DraftItem:
-    draft: dict[str, Any]
-    decision: dict[str, Any] | None
-    prompt: dict[str, Any] | None
+    draft: Draft
+    decision: ReviewDecision | None
+    prompt: ImagePrompt | None
     images: list[ImageItem]
     version: int = 0
 
     @property
     def draft_id(self) -> str:
-        return self.draft["draft_id"]
+        return self.draft.draft_id
 
     @property
     def state(self) -> str:
@@ -98,9 +112,9 @@ class DraftItem:
 
     @property
     def segments(self) -> list[tuple[str, str | None]]:
-        if self.decision and "edit" in self.decision:
+        if self.decision and self.decision.edit is not None:
             return [(self.text, None)]  # the reviewer rewrote it: the spans no longer apply
-        return marked_segments(self.draft["text"], self.draft.get("fact_spans", []), self.draft.get("quality"))
+        return marked_segments(self.draft.text, self.draft.fact_spans, self.draft.quality)
 
 
 @dataclass
@@ -163,22 +177,23 @@ def load_run(
             state.exports.get(image_id, []),
             state.version(image_id),
             _evidence(run_dir, image_id),
+            state.image_records.get(image_id, {}),
         )
         for image_id, render in state.renders.items()
     }
     by_draft: dict[str, list[ImageItem]] = {}
     for item in images.values():
-        by_draft.setdefault(item.render["draft_id"], []).append(item)
+        by_draft.setdefault(item.render.draft_id, []).append(item)
     bundle = bundle or find_bundle(brands_dir, brand)
     posts = {keys.slot_id(week, p.id): p for p in posts_in_week(bundle, week)} if bundle else {}
     drafts: dict[str, list[DraftItem]] = {}
     for draft_id, draft in state.drafts.items():
-        drafts.setdefault(draft["slot_id"], []).append(
+        drafts.setdefault(draft.slot_id, []).append(
             DraftItem(
                 draft,
                 state.decision(draft_id),
                 state.prompts.get(draft_id),
-                sorted(by_draft.get(draft_id, []), key=lambda i: i.render["seed"]),
+                sorted(by_draft.get(draft_id, []), key=lambda i: i.render.seed),
                 state.version(draft_id),
             )
         )
@@ -187,7 +202,7 @@ def load_run(
         SlotView(
             slot_id,
             posts.get(slot_id),
-            sorted(drafts.get(slot_id, []), key=lambda d: d.draft["variant"]),
+            sorted(drafts.get(slot_id, []), key=lambda d: d.draft.variant),
             state.draft_failures.get(slot_id, []),
         )
         for slot_id in slot_ids

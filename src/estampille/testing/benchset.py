@@ -102,8 +102,8 @@ def scene(rng: np.random.Generator) -> Image.Image:
     image = Image.fromarray(np.ascontiguousarray(base))
     draw = ImageDraw.Draw(image)
     for _ in range(rng.integers(3, 12)):
-        x0, y0 = rng.integers(-w // 4, w), rng.integers(-h // 4, h)
-        x1, y1 = x0 + rng.integers(w // 10, w // 2), y0 + rng.integers(h // 10, h // 2)
+        x0, y0 = int(rng.integers(-w // 4, w)), int(rng.integers(-h // 4, h))
+        x1, y1 = x0 + int(rng.integers(w // 10, w // 2)), y0 + int(rng.integers(h // 10, h // 2))
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         shape = rng.integers(0, 3)
         if shape == 0:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -332,7 +333,7 @@ def known_words(brand: Brand, post: Post) -> frozenset[str]:
 
 def judge(caption: str, brand: Brand, post: Post, completion: dict[str, Any] | None = None) -> quality.Quality:
     """The language-quality gate on one caption of `post`."""
-    hit_limit = bool(completion) and (completion.get("finish_reason") == "length")
+    hit_limit = completion is not None and completion.get("finish_reason") == "length"
     return quality.check(
         caption,
         language=post.language,
@@ -361,7 +362,7 @@ def write_draft(
     variant: int,
     guardrails: Guardrails,
     draft_id: str,
-    others: list[str] = (),
+    others: Sequence[str] = (),
     brand_dir: Path | None = None,
 ) -> Draft:
     """One variant for one slot: ask, parse, repair, retry (bounded), enforce, check facts and

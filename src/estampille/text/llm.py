@@ -87,8 +87,10 @@ class OpenAICompatibleModel:
         mode = self._schema_mode if json_schema else None
         create = self._client.chat.completions.create
         try:
-            if mode == "json_schema":
-                schema_format = {
+            if mode == "json_schema" and json_schema is not None:
+                from openai.types.shared_params import ResponseFormatJSONSchema
+
+                schema_format: ResponseFormatJSONSchema = {
                     "type": "json_schema",
                     "json_schema": {"name": json_schema.get("title", "answer"), "schema": json_schema, "strict": True},
                 }

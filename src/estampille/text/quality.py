@@ -300,7 +300,7 @@ def _loops(caption: str, words, limits: dict[str, Any]) -> list[str]:
         if len(items) >= limits["list_items"]:
             found.append(f"a list of {len(items)} items")
             break
-    run, best, prefix = 0, (0, ""), None
+    run, best, prefix = 0, (0, ""), ""
     for token in tokens:
         if len(token) < limits["prefix_min_length"]:
             continue

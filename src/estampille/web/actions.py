@@ -103,13 +103,13 @@ def decision(
     edited = None
     if draft is not None and text is not None:
         text = text.replace("\r\n", "\n").strip()
-        edited = text if text and text != draft.draft["text"] else None
+        edited = text if text and text != draft.draft.text else None
     target = f"/runs/{brand}/{week}/images/{item_id}" if back == "image" else f"/runs/{brand}/{week}#{item_id}"
     try:
         decide(
             site.ledger,
             item_id,
-            decision,
+            "approved" if decision == "approved" else "rejected",  # checked above
             reviewer,
             comment.strip(),
             override.strip() or None,
@@ -162,7 +162,7 @@ async def audit_upload(request: Request, site: SiteDep):
     except Exception as exc:
         # Raised while reading, the Gate's limit can reach here inside the middleware's task group.
         if isinstance(exc, BaseExceptionGroup) and exc.subgroup(BodyTooLarge):
-            raise BodyTooLarge(site.config.network.max_body) from None
+            raise BodyTooLarge(site.config.edge.max_body) from None
         raise HTTPException(400, "could not read the upload: send one file as multipart/form-data") from None
     try:
         upload = form.get("file")

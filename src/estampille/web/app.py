@@ -51,7 +51,7 @@ def create_app(config: WebConfig) -> FastAPI:
         https_only=False,
         max_age=12 * 3600,
     )
-    app.add_middleware(Gate, policy=config.network)
+    app.add_middleware(Gate, policy=config.edge)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

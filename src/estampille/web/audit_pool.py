@@ -11,10 +11,14 @@ import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..settings import Settings
 
-_auditor: tuple[int, object] | None = None  # (ledger head, Auditor), in each worker process
+if TYPE_CHECKING:  # imported in the worker only: the server process never loads the audit's libraries
+    from ..provenance.audit import Auditor, AuditReport
+
+_auditor: tuple[int, Auditor] | None = None  # (ledger head, Auditor), in each worker process
 
 
 def _lower_priority() -> None:
@@ -24,7 +28,7 @@ def _lower_priority() -> None:
         pass
 
 
-def _audit(settings: Settings, head: int, path: str):
+def _audit(settings: Settings, head: int, path: str) -> AuditReport:
     from ..ledger import Ledger
     from ..provenance.audit import Auditor
     from ..provenance.trust import audit_trust

@@ -53,7 +53,7 @@ def image_page(request: Request, site: SiteDep, brand: str, week: str, image_id:
             "state": "file unavailable",
             "failures": [f"{item.file} is missing or unreadable in the run folder"],
         }
-    draft = next((d for s in run.slots for d in s.drafts if d.draft_id == item.render["draft_id"]), None)
+    draft = next((d for s in run.slots for d in s.drafts if d.draft_id == item.render.draft_id), None)
     return site.page(request, "image.html", run=run, item=item, draft=draft, validation=validation, xmp=xmp)
 
 
@@ -90,11 +90,11 @@ def thumb(site: SiteDep, brand: str, week: str, image_id: str, v: str = ""):
 def matched_reference(site: SiteDep, brand: str, week: str, image_id: str, number: int):
     """The competitor's image of one match, only from inside the brands folder."""
     item = site.image_or_404(site.run_or_404(brand, week), image_id)
-    matches = (item.check or {}).get("matches", [])
+    matches = item.check.matches if item.check else []
     brands_dir = site.config.brands_dir
     if not 0 <= number < len(matches) or brands_dir is None:
         raise HTTPException(404, "not found")
-    reference = Path(matches[number]["reference"])
+    reference = Path(matches[number].reference)
     if not reference.is_absolute():
         reference = Path.cwd() / reference
     try:

@@ -33,9 +33,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..images import UnreadableImage, open_image
-from ..paths import OutsideFolder, inside
+from ..paths import OutsideFolder, inside, run_folder
 from ..provenance import soft_binding, watermark
-from ..records import Kind
+from ..records import Export, Kind, Provenance, ReviewDecision
 from .site import SiteDep
 
 router = APIRouter(prefix="/c2pa")
@@ -102,24 +102,27 @@ def _active_label(path: Path) -> str | None:
 def published_index(ledger, out_dir: Path) -> dict[str, Published]:
     """manifest id -> the published file carrying it, for every image whose latest decision is
     an approval and that was exported, with the soft bindings recorded when it was signed."""
-    bindings: dict = {}
-    decision: dict = {}
-    exports: dict = {}
+    bindings: dict[str, list[dict[str, str]]] = {}
+    decision: dict[str, str] = {}
+    exports: dict[str, list[tuple[str, str, Export]]] = {}
     for event in ledger.events():
-        payload = event.payload
+        if not (event.brand and event.week):
+            continue  # every image's events belong to a run
         if event.kind == Kind.PROVENANCE_SIGNED:
-            bindings[payload["image_id"]] = payload.get("soft_bindings") or []
+            signed = Provenance.of(event)
+            bindings[signed.image_id] = signed.soft_bindings
         elif event.kind in (Kind.REVIEW_APPROVED, Kind.REVIEW_REJECTED):
-            decision[payload.get("item_id")] = event.kind
+            decision[ReviewDecision.of(event).item_id] = event.kind
         elif event.kind == Kind.EXPORT_CREATED:
-            exports.setdefault(payload["image_id"], []).append((event, payload))
+            export = Export.of(event)
+            exports.setdefault(export.image_id, []).append((event.brand, event.week, export))
     index = {}
     for image_id, done in exports.items():
         if decision.get(image_id) != Kind.REVIEW_APPROVED or not bindings.get(image_id):
             continue
-        for event, payload in done:
+        for brand, week, export in done:
             try:
-                path = inside(out_dir / event.brand / event.week, payload["file"])
+                path = inside(run_folder(out_dir, brand, week), export.file)
             except OutsideFolder:
                 continue
             label = _active_label(path) if path.is_file() else None

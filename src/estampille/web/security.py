@@ -367,11 +367,9 @@ class ReviewerPolicy:
         return self.sessions.reviewer(request.session.get("sid"), self.reviewers, self.token)
 
     def check_login(self, name: str, token: str) -> bool:
-        return (
-            bool(self.token)
-            and name in self.reviewers
-            and hmac.compare_digest(token.encode("utf-8"), self.token.encode("utf-8"))
-        )
+        if not self.token:
+            return False  # no shared token: nobody signs in with one
+        return name in self.reviewers and hmac.compare_digest(token.encode("utf-8"), self.token.encode("utf-8"))
 
 
 def csrf_token(request: Request) -> str:
@@ -384,7 +382,9 @@ def csrf_token(request: Request) -> str:
 
 def csrf_ok(request: Request, submitted: str | None) -> bool:
     expected = request.session.get("csrf")
-    return bool(expected and submitted) and hmac.compare_digest(expected.encode(), submitted.encode())
+    if not expected or not submitted:
+        return False
+    return hmac.compare_digest(str(expected).encode(), submitted.encode())
 
 
 def session_secret(home: Path) -> str:

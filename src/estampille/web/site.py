@@ -21,7 +21,7 @@ from markupsafe import escape
 
 from ..images import IMAGE_SUFFIXES
 from ..ledger import Ledger
-from ..lookalike.evidence import GRADE_WORDS
+from ..lookalike import describe
 from ..paths import OutsideFolder, inside, run_folder
 from ..provenance.identity import SignerIdentity
 from ..settings import Settings
@@ -49,8 +49,14 @@ class WebConfig:
     network: NetworkPolicy | None = None  # the edge: trusted proxies, allowed hosts, body limit
 
     def __post_init__(self) -> None:
-        if self.network is None:
-            self.network = NetworkPolicy(self.bind_host, max_body=MAX_UPLOAD + 2**20)
+        self.network = self.edge
+
+    @property
+    def edge(self) -> NetworkPolicy:
+        """The network policy in force: `network`, else the defaults for `bind_host`."""
+        if self.network is not None:
+            return self.network
+        return NetworkPolicy(self.bind_host, max_body=MAX_UPLOAD + 2**20)
 
 
 class Site:
@@ -62,7 +68,7 @@ class Site:
         self.config, self.settings, self.policy = config, config.settings, config.policy
         self.ledger = Ledger(config.settings.ledger_url)
         self.templates = Jinja2Templates(directory=str(TEMPLATES))  # autoescapes .html: captions come from an LLM
-        self.templates.env.globals["grade_words"] = GRADE_WORDS
+        self.templates.env.globals["describe"] = describe  # one wording of a lookalike match
         self.audits = AuditPool(config.settings, AUDITS_AT_ONCE, AUDIT_QUEUE_SECONDS)
         # A read-only server on loopback (nobody can sign in) still audits files; anywhere else, reviewers only.
         self.anonymous_audits = not (self.policy.can_log_in or self.policy.proxy_header) and is_loopback(
