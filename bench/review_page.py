@@ -213,7 +213,7 @@ def main() -> None:
     from estampille.provenance.identity import dev_identity
     from estampille.settings import Settings
     from estampille.web.app import WebConfig, create_app
-    from estampille.web.security import ReviewerPolicy
+    from estampille.web.security import MIN_TOKEN_LENGTH, ReviewerPolicy
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings.from_env(env={"ESTAMPILLE_HOME": f"{tmp}/home", "ESTAMPILLE_OUT": f"{tmp}/out"})
@@ -221,8 +221,12 @@ def main() -> None:
         started = time.perf_counter()
         images = fill(ledger, settings.out, args.slots)
         print(f"ledger filled: {ledger.count()} rows, {len(images)} images in {time.perf_counter() - started:.1f} s")
-        app = create_app(WebConfig(settings, dev_identity(settings.keys_dir), ReviewerPolicy(("Camille",), "t")))
+        token = "bench-team-token-" + "t" * MIN_TOKEN_LENGTH
+        app = create_app(WebConfig(settings, dev_identity(settings.keys_dir), ReviewerPolicy(("Camille",), token)))
         client = TestClient(app, base_url="http://127.0.0.1", client=("127.0.0.1", 1))
+        # Timings are sent to a signed-in reviewer only: sign in as the page does (CSRF token from the form).
+        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/").text).group(1)
+        assert client.post("/login", data={"name": "Camille", "token": token, "csrf": csrf}).status_code == 200
         rows = []
 
         def measure(name: str, call) -> float:

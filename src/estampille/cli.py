@@ -605,7 +605,7 @@ def lookalike_check(
         {"file": str(f), "matches": [], "error": e} for f, e in zip(files, errors, strict=True)
     ]
     described: list[list[str]] = [[] for _ in files]  # each file's match lines for people
-    limits = calibrated().as_dict()
+    limits = {k: v for k, v in calibrated().as_dict().items() if k != "window"}  # the rule: pHash and PDQ
     for match in found:
         described[match.source] += describe.lines(describe.as_record(match), limits)
         hit, reference, region = match.hit, match.reference, summary(match.hit.region)
