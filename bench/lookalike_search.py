@@ -5,7 +5,7 @@
 1. An index of --corpus images: 300 real ones (photos the project ships, hashed by the pipeline)
    and synthetic ones (random pHash/PDQ/dHash/colour; each window a pHash with as many flipped
    bits as real windows have, drawn from the real images). --queries real copies of the real
-   images (resized, JPEG, mirrored, cropped...) are searched with all hash kinds, in one batch,
+   images (resized, JPEG, mirrored, cropped...) are searched with the hash rule (pHash and PDQ), in one batch,
    on 2 cores. Baselines in the same run: imagehash's `ImageHash` objects compared one by one
    (measured on 100,000 and scaled: they do not fit 1M in memory comfortably) and one numpy pass
    of one kind per query.
@@ -180,7 +180,7 @@ def main() -> None:
                 None,
             ),
             ("numpy pass, pHash only, 1 query", numpy_per_query * 1000, python_per_query / numpy_per_query),
-            (f"estampille, all kinds, {args.queries} queries batched: total", result["seconds"] * 1000, None),
+            (f"estampille, hash rule, {args.queries} queries batched: total", result["seconds"] * 1000, None),
             ("  same, per query", per_query * 1000, python_per_query / per_query),
         ]
 
