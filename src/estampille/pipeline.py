@@ -47,7 +47,9 @@ class Stage:
 
 @dataclass
 class WeekResults:
-    """What the stages made so far in one run, one field per stage's `gives`."""
+    """What the stages made so far in one run: a typed field for each of the first stages' `gives`,
+    and `more` for what a stage added later gives, so that adding a stage does not touch this module
+    (its result is typed where its own function is)."""
 
     slots: list[Slot] = field(default_factory=list)
     drafts: list[Draft] = field(default_factory=list)
@@ -56,25 +58,31 @@ class WeekResults:
     checks: list[LookalikeCheck] = field(default_factory=list)
     provenance: list[Provenance] = field(default_factory=list)
     review_page: Path | None = None
+    more: dict[str, Any] = field(default_factory=dict)
 
     def inputs(self, stage: Stage) -> list[Any]:
-        return [getattr(self, name) for name in stage.takes]
+        return [getattr(self, name) if name in TYPED else self.more[name] for name in stage.takes]
 
     def keep(self, stage: Stage, result: Any) -> None:
-        setattr(self, stage.gives, result)
+        if stage.gives in TYPED:
+            setattr(self, stage.gives, result)
+        else:
+            self.more[stage.gives] = result
+
+
+TYPED = frozenset(f.name for f in fields(WeekResults)) - {"more"}
 
 
 def check_declaration(stages: Sequence[Stage]) -> None:
     """A stage may only take what an earlier one gives; names and tasks are unique. Run at import,
     so a wrong table fails the first import, not a batch halfway."""
-    known = {f.name for f in fields(WeekResults)}
     given: set[str] = set()
     for stage in stages:
         missing = [name for name in stage.takes if name not in given]
-        if missing or stage.gives not in known:
+        if missing or stage.gives in given or stage.gives == "more":
             raise TypeError(
                 f"stage {stage.name!r} takes {missing or stage.takes} before a stage gives it, "
-                f"or gives {stage.gives!r}, which WeekResults lacks"
+                f"or gives {stage.gives!r}, which another stage gives (or a reserved name)"
             )
         if (stage.created is not None and stage.result is None) or (stage.item_errors and stage.failed is None):
             raise TypeError(f"stage {stage.name!r}: recorded items need a `result` type, item errors a `failed` kind")
