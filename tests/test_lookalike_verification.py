@@ -124,3 +124,18 @@ def test_verification_reads_the_catalog_file_for_an_old_index_and_says_when_it_c
     gone = [m for m in found if m.reference["source"] == str(reference.absolute())]
     assert gone and all(m.verification.grade == "unverified" and m.blocking for m in gone)
     assert "lookalike index --upgrade" in gone[0].verification.reason
+
+
+def test_the_check_gives_the_feature_search_the_threads_the_settings_say(layout_index, tmp_path, monkeypatch):
+    """ESTAMPILLE_SEARCH_THREADS is read by the settings and handed to the library by the command
+    (the library reads no configuration itself)."""
+    from estampille.lookalike.feature_index import default_search_threads, search_threads, set_search_threads
+
+    index, folder, _ = layout_index
+    monkeypatch.setenv("ESTAMPILLE_SEARCH_THREADS", "1")
+    try:
+        assert main(["lookalike", "check", "--index", str(index), str(next(folder.glob("*.jpg")))]) == 1
+        assert search_threads() == 1
+    finally:
+        set_search_threads()
+    assert search_threads() == default_search_threads()

@@ -577,11 +577,13 @@ def lookalike_check(
 
     from .lookalike import describe
     from .lookalike.engine import calibrated, find_lookalikes, summary
+    from .lookalike.feature_index import set_search_threads
     from .lookalike.store import ReferenceStore
 
     folder = _index_folder(index, brand)
     if not (folder / "catalog.sqlite").is_file():
         raise typer.BadParameter(f"no index at {folder}: build one with `estampille lookalike index`")
+    set_search_threads(Settings.from_env().search_threads)
     store = ReferenceStore(folder)
     sources: list[Path | bytes] = list(files)
     try:

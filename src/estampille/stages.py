@@ -25,6 +25,7 @@ from .lookalike import describe
 from .lookalike.brand_index import refresh_brand_index
 from .lookalike.engine import Found, calibrated, find_lookalikes, verify_thresholds
 from .lookalike.evidence import side_by_side
+from .lookalike.feature_index import set_search_threads
 from .lookalike.fingerprint import fingerprints
 from .paths import file_sha256, inside, lookalike_index_folder, run_folder
 from .pipeline import Stage, WeekResults, check_declaration
@@ -317,6 +318,7 @@ def check_lookalikes(batch: Batch, renders: list[Render]) -> list[LookalikeCheck
     )
     for source, reason in skipped:
         batch.notes.append(f"reference image skipped: {source}: {reason}")
+    set_search_threads(batch.settings.search_threads)
     thresholds = calibrated()
     limits = thresholds.as_dict()
     version = store.version()

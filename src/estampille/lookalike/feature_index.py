@@ -35,17 +35,14 @@ THUMBNAIL_QUALITY = 90  # ~4 KB a reference; at q90 the blocks verification corr
 
 
 def default_search_threads() -> int:
-    """ESTAMPILLE_SEARCH_THREADS, else every core this process may use: one search of a batch's
-    descriptors is the cost of the feature tier, and faiss splits it over threads."""
-    from ..settings import Settings
-
-    configured = Settings.from_env().search_threads
-    if configured:
-        return configured
+    """Every core this process may use: one search of a batch's descriptors is the cost of the
+    feature tier, and faiss splits it over threads."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def set_search_threads(threads: int | None = None) -> None:
+    """The feature search's threads: `threads` (the caller's `Settings.search_threads`,
+    ESTAMPILLE_SEARCH_THREADS), else every core. The library reads no configuration itself."""
     faiss.omp_set_num_threads(threads or default_search_threads())
 
 
