@@ -184,14 +184,14 @@ def search_store(
     feature tier (no feature files) is searched by the hash tier only."""
     if not queries:
         return []
-    queries = [_as_query(q) for q in queries]
+    asked = [_as_query(q) for q in queries]
     thresholds, features = thresholds or calibrated(), features or feature_thresholds()
-    searched = [n for n, q in enumerate(queries) if q.informative]
-    flat = [queries[n].hashes for n in searched] + [r for n in searched for r in queries[n].regions]
-    owner = searched + [n for n in searched for _ in queries[n].regions]
+    searched = [n for n, q in enumerate(asked) if q.informative]
+    flat = [asked[n].hashes for n in searched] + [r for n in searched for r in asked[n].regions]
+    owner = searched + [n for n in searched for _ in asked[n].regions]
     packed = query_arrays(flat, rotations) if flat else None
-    with_features = [(n, q.features) for n, q in enumerate(queries) if q.features is not None]
-    whole = query_arrays([q.hashes for q in queries]) if with_features else None
+    with_features = [(n, q.features) for n, q in enumerate(asked) if q.features is not None]
+    whole = query_arrays([q.hashes for q in asked])
     removed = store.removed_ids()
     hash_hits: list[Hit] = []
     feature_hits: list[Hit] = []
@@ -259,7 +259,8 @@ def prepare_query(small: Image.Image, image: Image.Image) -> Query:
 def hash_queries(paths: list[Path | bytes]) -> tuple[list[Query | None], list[str | None]]:
     """Prepare render files (or encoded bytes) for both tiers; one that cannot be read gets its
     reason instead."""
-    prepared, errors = [], []
+    prepared: list[Query | None] = []
+    errors: list[str | None] = []
     for path in paths:
         try:
             prepared.append(prepare_query(*decode_pair(path, QUERY_SIDE)))

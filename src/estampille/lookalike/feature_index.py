@@ -53,7 +53,7 @@ def search_threads() -> int:
 set_search_threads()
 
 
-def build_index(features: list[Features]) -> tuple[object, np.ndarray, np.ndarray]:
+def build_index(features: list[Features]) -> tuple[faiss.IndexBinary, np.ndarray, np.ndarray]:
     """(faiss index, positions, sizes) over the keypoints of `features`, row = position in the list."""
     n = len(features)
     xy = np.full((n, STRIDE, 2), np.nan, dtype=np.float16)
@@ -69,6 +69,7 @@ def build_index(features: list[Features]) -> tuple[object, np.ndarray, np.ndarra
     data = np.concatenate(codes) if codes else np.zeros((0, DESCRIPTOR_BYTES), np.uint8)
     ids_all = np.concatenate(ids) if ids else np.zeros(0, np.int64)
     bits = DESCRIPTOR_BYTES * 8
+    index: faiss.IndexBinary
     if len(data) < FLAT_BELOW:
         index = faiss.IndexBinaryIDMap(faiss.IndexBinaryFlat(bits))
     else:
@@ -79,6 +80,12 @@ def build_index(features: list[Features]) -> tuple[object, np.ndarray, np.ndarra
     if len(data):
         index.add_with_ids(data, ids_all)
     return index, xy, sizes
+
+
+def _thumbnail(features: Features) -> np.ndarray:
+    if features.thumbnail is None:
+        raise ValueError("a reference without its verification thumbnail")
+    return features.thumbnail
 
 
 class Thumbnails:
@@ -100,7 +107,7 @@ class Thumbnails:
         if not features or any(f.thumbnail is None for f in features):
             return None
         blobs = [
-            cv2.imencode(".jpg", f.thumbnail, [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_QUALITY])[1].tobytes()
+            cv2.imencode(".jpg", _thumbnail(f), [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_QUALITY])[1].tobytes()
             for f in features
         ]
         return cls(b"".join(blobs), np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64))
@@ -138,7 +145,7 @@ def has_features(folder: Path) -> bool:
 
 @dataclass
 class FeatureShard:
-    index: object
+    index: faiss.IndexBinary
     xy: np.ndarray
     sizes: np.ndarray
     thumbnails: Thumbnails | None = None
@@ -205,7 +212,7 @@ class FeatureShard:
                 match = verify(
                     features,
                     np.asarray(self.xy[row], dtype=np.float32),
-                    tuple(int(v) for v in self.sizes[row]),
+                    (int(self.sizes[row][0]), int(self.sizes[row][1])),
                     query_kp[pick],
                     ref_kp[pick],
                     mirrored,

@@ -13,6 +13,7 @@ query (ORB is not mirror-invariant). Why ORB over SIFT/AKAZE: bench/lookalike_fe
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -104,12 +105,12 @@ def _gray(image: Image.Image, side: int = EXTRACT_SIDE) -> np.ndarray:
 
 
 def _orb(keypoints: int) -> cv2.ORB:
-    return cv2.ORB_create(
+    return cv2.ORB.create(
         nfeatures=keypoints, scaleFactor=1.2, nlevels=8, edgeThreshold=15, patchSize=31, fastThreshold=12
     )
 
 
-def _spread(points: list, keep: int, width: int, height: int) -> list:
+def _spread(points: Sequence, keep: int, width: int, height: int) -> list:
     """The strongest keypoints per grid cell, so a crop of any part keeps some of them."""
     per_cell = max(1, keep // (GRID * GRID))
     cells: dict[tuple[int, int], list] = {}

@@ -198,7 +198,8 @@ def colour_of(image: Image.Image) -> int:
 def pdq_words(bits: np.ndarray) -> tuple[int, int, int, int]:
     """PDQ's 256 bits (pdqhash's order) as four uint64 words, most significant first."""
     packed = np.packbits(np.asarray(bits, dtype=bool)).view(">u8").astype(np.uint64)
-    return tuple(int(w) for w in packed)
+    a, b, c, d = (int(w) for w in packed)
+    return a, b, c, d
 
 
 @dataclass(frozen=True)

@@ -117,8 +117,8 @@ def ingest(
             take(_hash_chunk(chunk))
     else:
         with ProcessPoolExecutor(workers) as pool:
-            for chunk in pool.map(_hash_chunk, chunks):
-                take(chunk)
+            for hashed in pool.map(_hash_chunk, chunks):
+                take(hashed)
     flush()
     return report
 

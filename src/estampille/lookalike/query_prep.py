@@ -46,10 +46,12 @@ def _uniform_trim(gray: np.ndarray) -> tuple[int, int, int, int]:
 
 def _longest_run(active: np.ndarray, gap: int) -> tuple[int, int]:
     """[start, stop) of the longest run of True, bridging gaps of up to `gap` False values."""
-    best, start, last = (0, 0), None, None
+    best: tuple[int, int] = (0, 0)
+    start: int | None = None
+    last: int | None = None
     for i, on in enumerate(active):
         if on:
-            if start is None or i - last > gap + 1:
+            if start is None or last is None or i - last > gap + 1:
                 start = i
             last = i
             if last + 1 - start > best[1] - best[0]:
