@@ -51,6 +51,15 @@ class Record(BaseModel):
         return cls.model_validate(event.payload)
 
 
+class RunStarted(Record):
+    """The start of a weekly run: the brand's display name, the week and its posts (the run's
+    settings recorded beside them are for the ledger's reader, not read back here)."""
+
+    brand: str = ""  # "" in a row that did not record it: the brand folder's name is shown instead
+    week: str = ""
+    posts: list[str] = []
+
+
 class Slot(Record):
     slot_id: str  # "<week>/<post id>"
     brand: str

@@ -10,7 +10,6 @@ added since.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..ledger import Event, Ledger
 from ..records import (
@@ -25,6 +24,7 @@ from ..records import (
     Render,
     Retouch,
     ReviewDecision,
+    RunStarted,
 )
 
 DECISION_KINDS = (Kind.REVIEW_APPROVED, Kind.REVIEW_REJECTED)
@@ -35,7 +35,7 @@ class WeekState:
     brand: str
     week: str
     events: list[Event] = field(default_factory=list)
-    started: dict[str, Any] | None = None  # the latest run.started payload
+    started: RunStarted | None = None  # the latest run.started record
     completed: bool = False
     drafts: dict[str, Draft] = field(default_factory=dict)  # draft id -> draft, in ledger order
     prompts: dict[str, ImagePrompt] = field(default_factory=dict)  # draft id -> its image prompt
@@ -69,7 +69,7 @@ class WeekState:
             elif isinstance(record, Provenance | Retouch):  # an imported retouch replaces the signed render
                 state.current[record.image_id] = record
             elif event.kind == Kind.RUN_STARTED:
-                state.started = payload
+                state.started = RunStarted.of(event)
             elif event.kind == Kind.RUN_COMPLETED:
                 state.completed = True
             elif event.kind == Kind.DRAFT_CREATED:
@@ -125,7 +125,7 @@ class WeekState:
         return [dict(e.payload, seq=e.seq) for e in reversed(self.events) if e.kind in DECISION_KINDS]
 
     def post_ids(self) -> list[str]:
-        return list((self.started or {}).get("posts", []))
+        return list(self.started.posts) if self.started else []
 
 
 def state_of(decision: ReviewDecision | None) -> str:

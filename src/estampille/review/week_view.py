@@ -211,7 +211,7 @@ def load_run(
     counts["drafts"] = sum(len(s.drafts) for s in slots)
     counts["images"] = len(images)
     counts["lookalikes"] = sum(1 for i in images.values() if i.lookalike)
-    return RunView(brand, state.started.get("brand", brand), week, slots, images, state.history(), counts, bundle)
+    return RunView(brand, state.started.brand or brand, week, slots, images, state.history(), counts, bundle)
 
 
 def _evidence(run_dir: Path | None, image_id: str) -> list[str]:

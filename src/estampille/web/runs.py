@@ -41,7 +41,7 @@ def list_runs(ledger: Ledger) -> list[RunSummary]:
         if week.started is None:
             continue
         run = RunSummary(
-            week.brand, week.started.get("brand", week.brand), week.week, len(week.post_ids()), completed=week.completed
+            week.brand, week.started.brand or week.brand, week.week, len(week.post_ids()), completed=week.completed
         )
         for kind, items in (("drafts", week.drafts), ("images", week.renders)):
             for item_id in items:
