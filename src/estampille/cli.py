@@ -576,7 +576,8 @@ def lookalike_check(
     import json
 
     from .lookalike import describe
-    from .lookalike.engine import calibrated, find_lookalikes, summary
+    from .lookalike.describe import summary
+    from .lookalike.engine import calibrated, find_lookalikes
     from .lookalike.feature_index import set_search_threads
     from .lookalike.store import ReferenceStore
 

@@ -10,11 +10,18 @@ from what the engine found, for the batch (which records it) and for the CLI (wh
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..records import Match
-from .engine import Found, summary
 from .evidence import GRADE_WORDS
+
+if TYPE_CHECKING:  # the review pages and the audit word matches without loading the search (numba, faiss)
+    from .engine import Found
+
+
+def summary(region: dict | None) -> dict | None:
+    """A match's region for records and reports: without the inlier pairs (they are for the evidence image)."""
+    return {k: v for k, v in region.items() if k != "pairs"} if region else None
 
 
 def as_record(found: Found, via: str = "render") -> Match:

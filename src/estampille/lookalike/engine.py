@@ -129,11 +129,6 @@ def search_shard(
     return hits
 
 
-def summary(region: dict | None) -> dict | None:
-    """A match's region for records and reports: without the inlier pairs (they are for the evidence image)."""
-    return {k: v for k, v in region.items() if k != "pairs"} if region else None
-
-
 def region_of(match: FeatureMatch) -> dict:
     return {
         "reference_box": [round(v, 4) for v in match.reference_box],

@@ -170,7 +170,8 @@ class LedgerIndex:
 
     def by_features(self, image: Image.Image) -> tuple[Event, dict] | None:
         """The render a crop, mirror, reframe or screenshot of it was made from, by local features."""
-        from ..lookalike.engine import feature_thresholds, region_of, summary
+        from ..lookalike.describe import summary
+        from ..lookalike.engine import feature_thresholds, region_of
         from ..lookalike.features import query_features
 
         if not self.fingerprinted:
