@@ -371,4 +371,6 @@ def test_the_static_page_and_the_web_page_show_one_view_of_the_week(fake_llm, se
     shown = [d.draft_id for slot in run.slots for d in slot.drafts] + list(run.images)
     assert len(shown) == 4 and all(item_id in html for item_id in shown)  # 2 drafts, 2 images
     assert [len(slot.failures) for slot in run.slots] == [0, 2]
+    # read back as records.ItemFailure: why, and what the endpoint said, shown on the page
+    assert all(f.error and f.error_type and f"A text variant failed: {f.error}" in html for f in run.slots[1].failures)
     assert html.count("A text variant failed") == 2 and 'id="sourdough-linkedin"' in html

@@ -51,6 +51,15 @@ class Record(BaseModel):
         return cls.model_validate(event.payload)
 
 
+class ItemFailure(Record):
+    """A stage's item that failed (`draft.failed`, ...): why, and the endpoint calls it cost. Written by
+    `Batch.record` under a fresh key, so the next run tries the item again."""
+
+    error: str = ""
+    error_type: str = ""
+    calls: list[dict[str, Any]] = []
+
+
 class RunStarted(Record):
     """The start of a weekly run: the brand's display name, the week and its posts (the run's
     settings recorded beside them are for the ledger's reader, not read back here)."""

@@ -18,6 +18,7 @@ from ..records import (
     Export,
     ImagePrompt,
     ImageRecord,
+    ItemFailure,
     Kind,
     LookalikeCheck,
     Provenance,
@@ -44,7 +45,7 @@ class WeekState:
     current: dict[str, Provenance | Retouch] = field(default_factory=dict)  # image id -> signed file or retouch
     decision_events: dict[str, list[Event]] = field(default_factory=dict)  # item id -> its decisions, oldest first
     exports: dict[str, list[Export]] = field(default_factory=dict)  # image id -> its exports
-    draft_failures: dict[str, list[dict]] = field(default_factory=dict)  # slot id -> draft.failed payloads
+    draft_failures: dict[str, list[ItemFailure]] = field(default_factory=dict)  # slot id -> draft.failed
     # image id -> ledger kind -> the latest per-image record of that kind (records.IMAGE_RECORDS)
     image_records: dict[str, dict[str, ImageRecord]] = field(default_factory=dict)
 
@@ -57,7 +58,6 @@ class WeekState:
             events=events,
         )
         for event in events:
-            payload = event.payload
             model = IMAGE_RECORDS.get(event.kind)
             record = model.of(event) if model else None
             if record is not None:
@@ -76,7 +76,7 @@ class WeekState:
                 draft = Draft.of(event)
                 state.drafts[draft.draft_id] = draft
             elif event.kind == Kind.DRAFT_FAILED:
-                state.draft_failures.setdefault(event.subject or "", []).append(payload)
+                state.draft_failures.setdefault(event.subject or "", []).append(ItemFailure.of(event))
             elif event.kind == Kind.PROMPT_CREATED:
                 prompt = ImagePrompt.of(event)
                 state.prompts[prompt.draft_id] = prompt

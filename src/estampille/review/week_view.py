@@ -23,6 +23,7 @@ from ..records import (
     Export,
     ImagePrompt,
     ImageRecord,
+    ItemFailure,
     LookalikeCheck,
     Provenance,
     Render,
@@ -122,7 +123,7 @@ class SlotView:
     slot_id: str
     post: Any | None  # the calendar post when the brand folder is at hand
     drafts: list[DraftItem]
-    failures: list[dict[str, Any]]
+    failures: list[ItemFailure]
 
     @property
     def post_id(self) -> str:
