@@ -315,3 +315,19 @@ def test_a_quarter_turned_copy_is_found_when_rotations_are_searched(competitor_i
     turned = search_store(competitor_index, queries, rotations=True)
     assert "boulangerie-doree-05.jpg" in found(turned)
     assert min(h.distances["pdq"] for h in turned) <= calibrated().pdq
+
+
+def test_each_query_variant_is_the_hash_of_the_transformed_picture():
+    """The candidate rule asks pHash and PDQ to agree under one transform: each variant must be the
+    hashes of the query turned or flipped that way (PDQ's eight come from one pdqhash call)."""
+    import pdqhash
+
+    from estampille.lookalike.hashing import DIHEDRAL, hash_query, pdq_input, pdq_words
+
+    image = decode(jpeg(Image.open(COMPETITOR / "boulangerie-doree-05.jpg")))
+    query = hash_query(image)
+    for n, transform in enumerate(DIHEDRAL):
+        turned = image if transform is None else image.transpose(transform)
+        bits, _ = pdqhash.compute(np.asarray(pdq_input(turned)))
+        assert query.variant_pdq[n] == pdq_words(bits)
+        assert query.variant_phash[n] == phash_of(turned.convert("L"))

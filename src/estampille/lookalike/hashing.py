@@ -259,16 +259,17 @@ class QueryHashes:
         return self.variant_phash[1]
 
 
+# Where each of DIHEDRAL's transforms is in pdqhash.compute_dihedral's answer, which computes all eight
+# from one transform of the pixels (tested: each equals PDQ of the transformed image).
+PDQ_DIHEDRAL_ORDER = (0, 5, 1, 2, 3, 6, 7, 4)
+
+
 def hash_query(image: Image.Image) -> QueryHashes:
     hashes = hash_image(image)
-    gray, small = image.convert("L"), pdq_input(image)
-    phashes, pdqs = [hashes.phash], [hashes.pdq]
-    for transform in DIHEDRAL[1:]:
-        assert transform is not None
-        bits, _ = pdqhash.compute(np.asarray(small.transpose(transform)))
-        phashes.append(phash_of(gray.transpose(transform)))
-        pdqs.append(pdq_words(bits))
-    return QueryHashes(hashes, tuple(phashes), tuple(pdqs))
+    gray = image.convert("L")
+    dihedral, _ = pdqhash.compute_dihedral(np.asarray(pdq_input(image)))
+    phashes = [hashes.phash] + [phash_of(gray.transpose(t)) for t in DIHEDRAL[1:] if t is not None]
+    return QueryHashes(hashes, tuple(phashes), tuple(pdq_words(dihedral[k]) for k in PDQ_DIHEDRAL_ORDER))
 
 
 def hash_file(source: str | Path | bytes) -> Hashes:
