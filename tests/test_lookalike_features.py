@@ -185,13 +185,16 @@ def test_an_index_built_before_the_feature_tier_keeps_working_and_upgrades_in_pl
     store.close()
 
 
-def test_dask_workers_give_the_same_two_tier_hits(tmp_path):
+def test_dask_workers_give_the_same_two_tier_hits(tmp_path, monkeypatch):
     from dask.distributed import Client, LocalCluster
 
     from estampille.lookalike.distributed import search_on_dask
 
+    _small_large_shards(monkeypatch)  # workers search lists filed on the index's vocabulary
     store = ReferenceStore(tmp_path / "index")
     ingest(store, [COMPETITOR], "Boulangerie Dorée", workers=1)
+    ingest(store, [DEMO_BRAND / "competitors" / "le-fournil-express"], "Le Fournil Express", workers=1)
+    assert store.vocabulary() is not None
     queries, _ = hash_queries(list(_framings(tmp_path).values()))
     here = search_store(store, queries)
     with (
@@ -256,3 +259,137 @@ def test_a_collage_tile_is_caught_by_the_hash_tier_through_the_gutters(tmp_path)
     [hit] = [h for h in hits if h.query == 0 and found[h.reference_id]["source"].endswith(PICTURE.name)]
     assert "content region" in hit.reasons
     assert [h for h in hits if h.query == 1] == []
+
+
+def _small_large_shards(monkeypatch) -> None:
+    """Shards count as large (filed on the vocabulary) from 500 keypoints: two demo images' worth."""
+    from estampille.lookalike import feature_index, store
+
+    monkeypatch.setattr(feature_index, "FLAT_BELOW", 500)
+    monkeypatch.setattr(store, "FLAT_BELOW", 500)
+
+
+def _mirrored_crop(tmp_path):
+    picture = Image.open(PICTURE).convert("RGB")
+    w, h = picture.size
+    crop = picture.crop((int(w * 0.2), int(h * 0.1), int(w * 0.95), int(h * 0.85)))
+    return _jpeg(ImageOps.mirror(crop), tmp_path / "mirrored-crop.jpg", 80)
+
+
+def _found(store, hits) -> set[tuple[int, str, str]]:
+    sources = store.describe({h.reference_id for h in hits})
+    return {(h.query, h.tier, sources[h.reference_id]["source"].rsplit("/", 1)[-1]) for h in hits}
+
+
+def test_large_shards_share_one_vocabulary_and_find_what_exact_search_finds(tmp_path, monkeypatch):
+    """The first large shard trains the index's vocabulary; later ones are filed on the same words,
+    and one assignment of the query's keypoints serves them all."""
+    queries, _ = hash_queries([*_framings(tmp_path).values(), _mirrored_crop(tmp_path)])
+    exact = ReferenceStore(tmp_path / "exact")
+    ingest(exact, [COMPETITOR], "Boulangerie Dorée", workers=1)
+    assert exact.vocabulary() is None  # a small index stays exact
+    expected = _found(exact, search_store(exact, queries))
+    exact.close()
+
+    _small_large_shards(monkeypatch)
+    store = ReferenceStore(tmp_path / "index")
+    ingest(store, [COMPETITOR], "Boulangerie Dorée", workers=1)
+    ingest(store, [DEMO_BRAND / "competitors" / "le-fournil-express"], "Le Fournil Express", workers=1)
+    vocabulary = store.vocabulary()
+    assert vocabulary is not None and (store.folder / "vocabulary.fbin").is_file()
+    metas = [json.loads(p.read_text()) for p in sorted(store.folder.glob("shards/*/meta.json"))]
+    assert len(metas) == 2 and all(m["vocabulary"] == vocabulary.digest for m in metas)
+    found = _found(store, search_store(store, queries))
+    assert {(q, name) for q, tier, name in found if "features" in tier} >= {
+        (q, name) for q, tier, name in expected if "features" in tier
+    }
+    assert {(3, "boulangerie-doree-04.jpg")} <= {(q, name) for q, _, name in found}  # the mirrored crop
+    store.close()
+
+
+def test_shards_with_an_ivf_of_their_own_are_filed_on_the_vocabulary_by_upgrade_without_their_files(
+    tmp_path, monkeypatch
+):
+    """An index from before the shared vocabulary (each large shard an IVF trained on itself) is
+    searched as it is, then `--upgrade` files its keypoints on one vocabulary from the descriptors
+    the shards hold: the pictures may be gone. A vocabulary lost or trained again since is refused
+    with the command that repairs it."""
+    import shutil
+
+    import faiss
+    import pytest
+
+    from estampille.lookalike.feature_index import descriptors_of, index_of
+    from estampille.lookalike.store import IndexUnusable
+
+    _small_large_shards(monkeypatch)
+    pictures = tmp_path / "pictures"
+    shutil.copytree(COMPETITOR, pictures)
+    store = ReferenceStore(tmp_path / "index")
+    ingest(store, [pictures], "Boulangerie Dorée", workers=1)
+    shard = store.folder / "shards" / "000001"
+    # Back to the earlier layout: the same keypoints in an IVF trained on the shard itself, no vocabulary.
+    own = index_of(*descriptors_of(store.load_features(1).index))
+    assert isinstance(own, faiss.IndexBinaryIVF)
+    faiss.write_index_binary(own, str(shard / "features.fbin"))
+    meta = json.loads((shard / "meta.json").read_text())
+    del meta["vocabulary"]
+    (shard / "meta.json").write_text(json.dumps(meta))
+    (store.folder / "vocabulary.fbin").unlink()
+    store.close()
+
+    queries, _ = hash_queries([_mirrored_crop(tmp_path)])
+    store = ReferenceStore(tmp_path / "index")
+    assert store.vocabulary() is None and store.shards_to_refile() == [1]
+    before = _found(store, search_store(store, queries))
+    assert (0, "features", "boulangerie-doree-04.jpg") in before
+    store.close()
+
+    shutil.rmtree(pictures)  # filing reads the shard's descriptors, not the pictures
+    assert main(["lookalike", "index", "--index", str(store.folder), "--upgrade"]) == 0
+    store = ReferenceStore(tmp_path / "index")
+    vocabulary = store.vocabulary()
+    assert vocabulary is not None and json.loads((shard / "meta.json").read_text())["vocabulary"] == vocabulary.digest
+    assert store.shards_to_refile() == []
+    assert _found(store, search_store(store, queries)) == before
+    store.close()
+
+    (store.folder / "vocabulary.fbin").unlink()
+    store = ReferenceStore(tmp_path / "index")
+    with pytest.raises(IndexUnusable, match="--upgrade"):
+        search_store(store, queries)
+    store.close()
+    assert main(["lookalike", "index", "--index", str(store.folder), "--upgrade"]) == 0
+    store = ReferenceStore(tmp_path / "index")
+    assert _found(store, search_store(store, queries)) == before
+    store.close()
+
+
+def test_an_index_grown_past_its_vocabulary_says_so_and_upgrade_trains_a_larger_one(tmp_path, monkeypatch, capsys):
+    """The first large shard trains as many words as its keypoints allow; once the index holds enough
+    for four times as many, `lookalike index` says so and `--upgrade` trains a larger vocabulary and
+    files every shard on it. (Few keypoints per word stand in for a grown index.)"""
+    from estampille.lookalike import vocabulary
+
+    _small_large_shards(monkeypatch)
+    monkeypatch.setattr(vocabulary, "MIN_WORDS", 16)
+    folder = tmp_path / "index"
+    assert main(["lookalike", "index", str(COMPETITOR), "--competitor", "B", "--index", str(folder)]) == 0
+    store = ReferenceStore(folder)
+    first = store.vocabulary()
+    assert first is not None and not store.vocabulary_outgrown()
+    store.close()
+
+    monkeypatch.setattr(vocabulary, "SAMPLES_PER_WORD", 1)  # the same keypoints now warrant 16 times the words
+    other = DEMO_BRAND / "competitors" / "le-fournil-express"
+    capsys.readouterr()
+    assert main(["lookalike", "index", str(other), "--competitor", "F", "--index", str(folder)]) == 0
+    assert "--upgrade" in capsys.readouterr().err
+    assert main(["lookalike", "index", "--index", str(folder), "--upgrade"]) == 0
+    store = ReferenceStore(folder)
+    larger = store.vocabulary()
+    assert larger is not None and len(larger) >= 4 * len(first) and not store.vocabulary_outgrown()
+    assert {json.loads(p.read_text())["vocabulary"] for p in folder.glob("shards/*/meta.json")} == {larger.digest}
+    queries, _ = hash_queries([_mirrored_crop(tmp_path)])
+    assert (0, "features", "boulangerie-doree-04.jpg") in _found(store, search_store(store, queries))
+    store.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .feature_index import query_descriptors
 from .features import QUERY_SIDE, FeatureMatch, Features, FeatureThresholds, decode_pair, query_features
 from .hashing import DECODE_SIDE, DIHEDRAL, QueryHashes, hash_query, shrink
 from .query_prep import content_regions
@@ -188,6 +189,9 @@ def search_store(
     with_features = [(n, q.features) for n, q in enumerate(asked) if q.features is not None]
     whole = query_arrays([q.hashes for q in asked])
     removed = store.removed_ids()
+    vocabulary = store.vocabulary() if with_features else None
+    # One assignment of the queries' keypoints to the vocabulary's words serves every shard filed on it.
+    probes = vocabulary.probes(query_descriptors([f for _, f in with_features])[0]) if vocabulary else None
     hash_hits: list[Hit] = []
     feature_hits: list[Hit] = []
     for number in store.shard_numbers() if shards is None else shards:
@@ -206,7 +210,7 @@ def search_store(
         if feature_shard is None:
             continue
         live = np.flatnonzero(~np.isin(np.asarray(shard.ids), removed))
-        found = feature_shard.search([f for _, f in with_features], features, live)
+        found = feature_shard.search([f for _, f in with_features], features, live, probes)
         if not found:
             continue
         # Every match reports all hash distances, also those only the feature tier found.

@@ -8,9 +8,12 @@ rename, same memory-mapping):
     shards/<n>/verify_offsets.npy   (N + 1,) int64 where each one starts in verify.bin
                                     (both absent in shards written before verification: the catalog's file is read)
 
-Small shards get an exact (flat) index; large ones an IVF index (trained on the shard's own
-descriptors), probed `NPROBE` lists deep. A shard written before this tier has no such files: the
-hash tier still searches it, and `lookalike index --upgrade` adds them from the catalog's files.
+Small shards get an exact (flat) index; large ones inverted lists over the index's shared
+vocabulary (vocabulary.py: one assignment of a query's keypoints serves every shard). A shard's meta.json
+names the vocabulary its lists are filed on; shards filed before it have an IVF index of their own
+(trained on the shard's descriptors, probed `NPROBE` lists deep), still searched that way until
+`lookalike index --upgrade` files them again. A shard written before this tier has no feature
+files: the hash tier still searches it, and `--upgrade` adds them from the catalog's files.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ import faiss
 import numpy as np
 
 from .features import DESCRIPTOR_BYTES, FeatureMatch, Features, FeatureThresholds, verify
+from .vocabulary import Probes, Vocabulary
 
 STRIDE = 256  # keypoint slots per image in the ids
 FLAT_BELOW = 200_000  # descriptors: an exact index below this, IVF above
-NPROBE = 6  # IVF lists probed: chosen with bench/lookalike_features_speed.py (recall at 100k)
+NPROBE = 6  # lists probed in a shard's own IVF (before the shared vocabulary; bench/lookalike_features_speed.py)
 CANDIDATES = 12  # references verified per query, the most voted first
 FEATURE_FILES = ("features.fbin", "features_xy.npy", "features_size.npy")
 THUMBNAILS = ("verify.bin", "verify_offsets.npy")
@@ -53,8 +57,11 @@ def search_threads() -> int:
 set_search_threads()
 
 
-def build_index(features: list[Features]) -> tuple[faiss.IndexBinary, np.ndarray, np.ndarray]:
-    """(faiss index, positions, sizes) over the keypoints of `features`, row = position in the list."""
+def build_index(
+    features: list[Features], vocabulary: Vocabulary | None = None
+) -> tuple[faiss.IndexBinary, np.ndarray, np.ndarray]:
+    """(faiss index, positions, sizes) over the keypoints of `features`, row = position in the list:
+    exact when small, else lists over `vocabulary` (or, without one, an IVF trained on them)."""
     n = len(features)
     xy = np.full((n, STRIDE, 2), np.nan, dtype=np.float16)
     sizes = np.zeros((n, 2), dtype=np.uint16)
@@ -68,18 +75,63 @@ def build_index(features: list[Features]) -> tuple[faiss.IndexBinary, np.ndarray
             ids.append(np.arange(k, dtype=np.int64) + row * STRIDE)
     data = np.concatenate(codes) if codes else np.zeros((0, DESCRIPTOR_BYTES), np.uint8)
     ids_all = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+    return index_of(data, ids_all, vocabulary), xy, sizes
+
+
+def index_of(data: np.ndarray, ids: np.ndarray, vocabulary: Vocabulary | None = None) -> faiss.IndexBinary:
+    """The searchable index of descriptors `data` with their `ids` (see build_index)."""
     bits = DESCRIPTOR_BYTES * 8
-    index: faiss.IndexBinary
     if len(data) < FLAT_BELOW:
-        index = faiss.IndexBinaryIDMap(faiss.IndexBinaryFlat(bits))
+        flat = faiss.IndexBinaryIDMap(faiss.IndexBinaryFlat(bits))
+        if len(data):
+            flat.add_with_ids(data, ids)
+        return flat
+    if vocabulary is not None:
+        return vocabulary.file(data, ids)
+    nlist = int(min(4096, 2 ** round(np.log2(np.sqrt(len(data))))))
+    index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(bits), bits, nlist)
+    sample = data[np.random.default_rng(0).choice(len(data), min(len(data), 64 * nlist), replace=False)]
+    index.train(sample)
+    index.add_with_ids(data, ids)
+    return index
+
+
+def descriptors_of(index: faiss.IndexBinary) -> tuple[np.ndarray, np.ndarray]:
+    """(descriptors, ids) a shard's index holds, in id order: to file them again without decoding
+    a single image (`lookalike index --upgrade` onto a new vocabulary)."""
+    if isinstance(index, faiss.IndexBinaryIDMap):
+        flat = faiss.downcast_IndexBinary(index.index)
+        codes = flat.reconstruct_n(0, flat.ntotal) if flat.ntotal else np.zeros((0, DESCRIPTOR_BYTES), np.uint8)
+        ids = faiss.vector_to_array(index.id_map)
     else:
-        nlist = int(min(4096, 2 ** round(np.log2(np.sqrt(len(data))))))
-        index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(bits), bits, nlist)
-        sample = data[np.random.default_rng(0).choice(len(data), min(len(data), 64 * nlist), replace=False)]
-        index.train(sample)
-    if len(data):
-        index.add_with_ids(data, ids_all)
-    return index, xy, sizes
+        assert isinstance(index, faiss.IndexBinaryIVF), type(index)
+        lists = index.invlists
+        parts = [(lists.list_size(n), n) for n in range(lists.nlist)]
+        codes = np.concatenate(
+            [np.zeros((0, DESCRIPTOR_BYTES), np.uint8)]
+            + [
+                faiss.rev_swig_ptr(lists.get_codes(n), size * DESCRIPTOR_BYTES).copy().reshape(size, -1)
+                for size, n in parts
+                if size
+            ]
+        )
+        ids = np.concatenate(
+            [np.zeros(0, np.int64)] + [faiss.rev_swig_ptr(lists.get_ids(n), size).copy() for size, n in parts if size]
+        )
+    order = np.argsort(ids, kind="stable")
+    return np.ascontiguousarray(codes[order]), ids[order].astype(np.int64)
+
+
+def query_descriptors(queries: list[tuple[Features, Features]]) -> tuple[np.ndarray, list[tuple[int, bool, int]]]:
+    """Every query keypoint's descriptor in one array (as searched), and its owners: (query number,
+    mirrored, count) per block. The vocabulary's probes are computed on this array."""
+    blocks, owners = [], []
+    for q, (plain, mirror) in enumerate(queries):
+        for mirrored, features in ((False, plain), (True, mirror)):
+            if len(features):
+                blocks.append(features.descriptors)
+                owners.append((q, mirrored, len(features)))
+    return (np.concatenate(blocks) if blocks else np.zeros((0, DESCRIPTOR_BYTES), np.uint8)), owners
 
 
 def _thumbnail(features: Features) -> np.ndarray:
@@ -128,15 +180,21 @@ class Thumbnails:
         )
 
 
-def write_feature_files(folder: Path, features: list[Features]) -> None:
-    """Write a shard's feature files into `folder` (the shard's temporary folder before its rename)."""
-    index, xy, sizes = build_index(features)
+def write_feature_files(folder: Path, features: list[Features], vocabulary: Vocabulary | None = None) -> str | None:
+    """Write a shard's feature files into `folder` (the shard's temporary folder before its rename).
+    Returns the digest of the vocabulary its lists were filed on (None: exact, or its own IVF)."""
+    index, xy, sizes = build_index(features, vocabulary)
     faiss.write_index_binary(index, str(folder / "features.fbin"))
     np.save(folder / "features_xy.npy", xy)
     np.save(folder / "features_size.npy", sizes)
     thumbs = Thumbnails.encode(features)
     if thumbs is not None:
         thumbs.save(folder)
+    return filed_on(index, vocabulary)
+
+
+def filed_on(index: faiss.IndexBinary, vocabulary: Vocabulary | None) -> str | None:
+    return vocabulary.digest if vocabulary is not None and isinstance(index, faiss.IndexBinaryIVF) else None
 
 
 def has_features(folder: Path) -> bool:
@@ -149,6 +207,7 @@ class FeatureShard:
     xy: np.ndarray
     sizes: np.ndarray
     thumbnails: Thumbnails | None = None
+    vocabulary: str | None = None  # digest of the shared vocabulary its lists are filed on
 
     @classmethod
     def in_memory(cls, features: list[Features]) -> FeatureShard:
@@ -159,7 +218,8 @@ class FeatureShard:
         return cls(index, xy, sizes, Thumbnails.encode(features))
 
     @classmethod
-    def load(cls, folder: Path) -> FeatureShard | None:
+    def load(cls, folder: Path, vocabulary: str | None = None) -> FeatureShard | None:
+        """`vocabulary`: the digest the shard's meta.json names (None: exact, or an IVF of its own)."""
         if not has_features(folder):
             return None
         # Memory-mapped: a search pages in the inverted lists it probes, and the kernel may drop them
@@ -172,24 +232,32 @@ class FeatureShard:
             np.load(folder / "features_xy.npy", mmap_mode="r"),
             np.load(folder / "features_size.npy", mmap_mode="r"),
             Thumbnails.load(folder),
+            vocabulary,
         )
 
     def search(
-        self, queries: list[tuple[Features, Features]], thresholds: FeatureThresholds, rows: np.ndarray | None = None
+        self,
+        queries: list[tuple[Features, Features]],
+        thresholds: FeatureThresholds,
+        rows: np.ndarray | None = None,
+        probes: Probes | None = None,
     ) -> list[tuple[int, int, FeatureMatch]]:
         """(query number, shard row, match) for every verified pair. Each query is (features of the
-        image, features of its mirror); `rows` (live rows of the shard) filters candidates."""
+        image, features of its mirror); `rows` (live rows of the shard) filters candidates; `probes`
+        (the vocabulary's nearest words of `query_descriptors(queries)`) serve a shard filed on it."""
         if self.index.ntotal == 0 or not queries:
             return []
-        blocks, owners = [], []  # owners: (query number, mirrored) per block of descriptors
-        for q, (plain, mirror) in enumerate(queries):
-            for mirrored, features in ((False, plain), (True, mirror)):
-                if len(features):
-                    blocks.append(features.descriptors)
-                    owners.append((q, mirrored, len(features)))
-        if not blocks:
+        descriptors, owners = query_descriptors(queries)
+        if not owners:
             return []
-        distances, found = self.index.search(np.concatenate(blocks), 2)
+        if self.vocabulary is not None:
+            assert isinstance(self.index, faiss.IndexBinaryIVF)
+            if probes is None or probes.vocabulary != self.vocabulary:
+                raise ValueError(f"these lists are filed on vocabulary {self.vocabulary}: search with its probes")
+            self.index.nprobe = probes.words.shape[1]
+            distances, found = self.index.search_preassigned(descriptors, 2, probes.words, probes.distances)
+        else:
+            distances, found = self.index.search(descriptors, 2)
         hits = []
         start = 0
         for q, mirrored, count in owners:

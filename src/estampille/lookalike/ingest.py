@@ -156,3 +156,12 @@ def upgrade(
                     progress(done, total)
             store.add_features(number, found)
     return total
+
+
+def refile(store: ReferenceStore) -> int:
+    """File every large shard's keypoint lists on the index's shared vocabulary: shards from before it
+    (an IVF of their own), and all of them when the index has outgrown its vocabulary (its first
+    large shard trained fewer words than its size now warrants). Reads no image. Returns keypoints filed."""
+    if store.vocabulary_outgrown():
+        return store.refile([n for n in store.shard_numbers()], retrain=True)
+    return store.refile(store.shards_to_refile())

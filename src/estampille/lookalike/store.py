@@ -5,6 +5,7 @@ arrays (`.npy`, memory-mapped when searched).
     <index>/catalog.sqlite
     <index>/shards/<n>/{phash,dhash,colour,ids}.npy (N,)  windows.npy (W, N)  pdq.npy (4, N)
     <index>/shards/<n>/features.fbin, features_xy.npy, features_size.npy   the feature tier (feature_index.py)
+    <index>/vocabulary.fbin   the words large shards' keypoint lists are filed on (vocabulary.py)
 
 Arrays are column-major so a scan reads each hash kind contiguously. A shard is written to a
 temporary folder and renamed into place before the catalog points at it, so a crash leaves
@@ -24,12 +25,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import faiss
 import numpy as np
 
 from ..errors import EstampilleError, ExitStatus
-from .feature_index import FEATURE_FILES, THUMBNAILS, FeatureShard, write_feature_files
+from .feature_index import (
+    FEATURE_FILES,
+    FLAT_BELOW,
+    STRIDE,
+    THUMBNAILS,
+    FeatureShard,
+    descriptors_of,
+    filed_on,
+    index_of,
+    write_feature_files,
+)
 from .features import feature_pipeline_id
 from .hashing import WINDOWS, Hashes, pipeline_id
+from .vocabulary import Vocabulary, words_for
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -106,6 +119,7 @@ class ReferenceStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
         self._features: dict[int, FeatureShard | None] = {}
+        self._vocabulary: Vocabulary | None = None
         self._clean_orphans()
 
     def close(self) -> None:
@@ -216,8 +230,7 @@ class ReferenceStore:
             np.save(tmp / f"{name}.npy", array)
         meta = {"pipeline": pipeline_id(), "count": len(entries), "windows": WINDOWS}
         if features is not None:
-            write_feature_files(tmp, features)
-            meta["features"] = feature_pipeline_id()
+            meta |= self._write_features(tmp, features)
         (tmp / "meta.json").write_text(json.dumps(meta))
         tmp.rename(self.folder / "shards" / f"{number:06d}")
         pipeline, now = pipeline_id(), _now()
@@ -267,16 +280,107 @@ class ReferenceStore:
             raise IndexUnusable(f"shard {folder} is damaged ({exc}): delete it and index again") from None
         return Shard(number, **arrays)
 
+    # ---------------------------------------------------------------- vocabulary
+    def vocabulary(self) -> Vocabulary | None:
+        """The words large shards are filed on; None until the first large shard is written."""
+        if self._vocabulary is None:
+            self._vocabulary = Vocabulary.load(self.folder)
+        return self._vocabulary
+
+    def _write_features(self, folder: Path, features: list) -> dict:
+        """Write a shard's feature files; the first large shard trains the index's vocabulary.
+        Returns what its meta.json records of them."""
+        vocabulary = self.vocabulary()
+        if vocabulary is None and sum(min(len(f), STRIDE) for f in features) >= FLAT_BELOW:
+            vocabulary = self._vocabulary = Vocabulary.train(np.concatenate([f.descriptors for f in features]))
+            vocabulary.save(self.folder)
+        digest = write_feature_files(folder, features, vocabulary)
+        return {"features": feature_pipeline_id(), **({"vocabulary": digest} if digest else {})}
+
+    def vocabulary_outgrown(self) -> bool:
+        """The index holds enough keypoints for a vocabulary four times larger than the one its first
+        large shard trained (its lists are four times longer than they need be): `lookalike index
+        --upgrade` trains one and files every shard on it."""
+        vocabulary = self.vocabulary()
+        if vocabulary is None:
+            return False
+        shards = [self._feature_shard(n) for n in self.shard_numbers()]
+        return words_for(sum(s.index.ntotal for s in shards if s is not None)) >= 4 * len(vocabulary)
+
+    def shards_to_refile(self) -> list[int]:
+        """Shards with features whose lists are not filed on the current vocabulary (an IVF of their
+        own from before the shared vocabulary, or an older vocabulary)."""
+        vocabulary = self.vocabulary()
+        found = []
+        for number in self.shard_numbers():
+            meta = self._meta(number)
+            shard = self._feature_shard(number)
+            large = shard is not None and shard.index.ntotal >= FLAT_BELOW
+            if large and (vocabulary is None or meta.get("vocabulary") != vocabulary.digest):
+                found.append(number)
+        return found
+
+    def refile(self, numbers: list[int], retrain: bool = False) -> int:
+        """File the keypoint lists of shards `numbers` on the index's vocabulary (training it first from
+        their descriptors when there is none, or when `retrain`), from the descriptors their
+        indexes hold: no image is decoded. Each shard's file is replaced whole, meta.json last.
+        Returns the number of keypoints filed."""
+        held = {n: descriptors_of(shard.index) for n in numbers if (shard := self._feature_shard(n)) is not None}
+        if not held:
+            return 0
+        if retrain or self.vocabulary() is None:
+            self._vocabulary = Vocabulary.train(np.concatenate([codes for codes, _ in held.values()]))
+            self._vocabulary.save(self.folder)
+        vocabulary = self._vocabulary
+        assert vocabulary is not None
+        for number, (codes, ids) in held.items():
+            folder = self.folder / "shards" / f"{number:06d}"
+            index = index_of(codes, ids, vocabulary)
+            tmp = folder / f".features-{os.getpid()}.fbin"
+            faiss.write_index_binary(index, str(tmp))
+            self._features.pop(number, None)
+            os.replace(tmp, folder / FEATURE_FILES[0])
+            meta = self._meta(number)
+            meta.pop("vocabulary", None)
+            if digest := filed_on(index, vocabulary):
+                meta["vocabulary"] = digest
+            self._write_meta(number, meta)
+        return sum(len(ids) for _, ids in held.values())
+
+    def _meta(self, number: int) -> dict:
+        return json.loads((self.folder / "shards" / f"{number:06d}" / "meta.json").read_text())
+
+    def _write_meta(self, number: int, meta: dict) -> None:
+        folder = self.folder / "shards" / f"{number:06d}"
+        (folder / "meta.json.tmp").write_text(json.dumps(meta))
+        os.replace(folder / "meta.json.tmp", folder / "meta.json")
+
     def load_features(self, number: int) -> FeatureShard | None:
         """The shard's feature tier, or None when it predates it (or another feature pipeline made it)."""
+        shard = self._feature_shard(number)
+        vocabulary = self.vocabulary()
+        if (
+            shard is not None
+            and shard.vocabulary is not None
+            and (vocabulary is None or vocabulary.digest != shard.vocabulary)
+        ):
+            raise IndexUnusable(
+                f"shard {number:06d} of {self.folder} is filed on vocabulary {shard.vocabulary}, which "
+                f"{self.folder / 'vocabulary.fbin'} is not (missing, or trained again since): run "
+                "`estampille lookalike index --upgrade` to file it again"
+            )
+        return shard
+
+    def _feature_shard(self, number: int) -> FeatureShard | None:
         folder = self.folder / "shards" / f"{number:06d}"
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("features") != feature_pipeline_id():
             return None
+        filed = meta.get("vocabulary")
         cached = self._features.get(number)
         if cached is None:
             try:
-                cached = self._features[number] = FeatureShard.load(folder)
+                cached = self._features[number] = FeatureShard.load(folder, filed)
             except (OSError, RuntimeError, ValueError) as exc:
                 raise IndexUnusable(
                     f"the feature files of shard {folder} are damaged ({exc}): run "
@@ -320,15 +424,14 @@ class ReferenceStore:
         folder = self.folder / "shards" / f"{number:06d}"
         tmp = folder / f".features-{os.getpid()}"
         tmp.mkdir(exist_ok=True)
-        write_feature_files(tmp, features)
+        written = self._write_features(tmp, features)
         for name in FEATURE_FILES + THUMBNAILS:
             if (tmp / name).is_file():
                 os.replace(tmp / name, folder / name)
         tmp.rmdir()
-        meta = json.loads((folder / "meta.json").read_text())
-        meta["features"] = feature_pipeline_id()
-        (folder / "meta.json.tmp").write_text(json.dumps(meta))
-        os.replace(folder / "meta.json.tmp", folder / "meta.json")
+        meta = self._meta(number)
+        meta.pop("vocabulary", None)
+        self._write_meta(number, meta | written)
         self._features.pop(number, None)
 
     def _clean_orphans(self) -> None:
