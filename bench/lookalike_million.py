@@ -14,7 +14,7 @@ False flags are not measured here (lookalike_false_flags.py: real pictures only)
 Two layouts of the same keypoints, both searched by `engine.search_store` + `verify_hits` (as
 `lookalike check` does), memory-mapped:
 - own IVF per shard (before): each shard's lists trained on itself, NPROBE lists scanned per shard
-  (measured at 100,000: at a million it scans ten times the shards, by construction);
+  (measured at 100,000 by default, `--sizes own-ivf:1M` for a million: ten times the shards);
 - shared vocabulary (now): `lookalike index --upgrade` files every shard on one vocabulary;
   a query's keypoints are assigned once, and every shard scans its part of the same PROBES lists.
 

@@ -570,7 +570,7 @@ def lookalike_index(
         typer.echo(
             "the index has grown past the vocabulary its first large shard trained: searches slow down as it "
             "grows. `estampille lookalike index --upgrade` trains a larger one and files every shard on it "
-            "(reads no image; about 4 min per 100,000 references on 2 cores).",
+            "(reads no image; about 18 min per 100,000 references on 2 cores).",
             err=True,
         )
 

@@ -2,15 +2,15 @@
 
 With a quantizer per shard, a query's keypoints are assigned to cells once per shard and each
 shard's lists are scanned `NPROBE` deep: the cost of the feature tier grows with the number of
-shards, ~2 s a render at a million references (20 shards). With one vocabulary for the whole index
-a query's keypoints are assigned once (an HNSW graph over the words, ~30 µs a keypoint), and each
-shard scans only its part of the same few lists: the work is that of one index of the whole
-corpus, and finer words make the probed lists short (bench/lookalike_million.py).
+shards (20 at a million references: ingest writes 50,000 a shard). With one vocabulary for the whole
+index a query's keypoints are assigned once (an HNSW graph over the words, ~55 µs a keypoint), and
+each shard scans only its part of the same few lists (bench/lookalike_million.py).
 
 The words are binary centroids found by k-majority (k-means for Hamming space: each word becomes
 the bitwise majority of the descriptors nearest to it), seeded with descriptors of the index's
-first large shard. faiss has no binary k-means of its own (it trains binary IVF through float
-k-means, hours at 65,536 words on 2 cores); the majority step is a few lines of numpy.
+first large shard. faiss trains a binary IVF through float k-means over 256 dimensions, far too
+slow for 262,144 words on 2 cores; the majority step is a few lines of numpy, and faiss's HNSW
+does the assignments.
 
     <index>/vocabulary.fbin    faiss IndexBinaryHNSW over the words (meta.json of a shard filed
                                on it names the vocabulary's digest)
