@@ -225,6 +225,9 @@ class FeatureShard:
         # Memory-mapped: a search pages in the inverted lists it probes, and the kernel may drop them
         # again; a million references (~8 GB of lists) then fit a machine that also renders.
         index = faiss.read_index_binary(str(folder / "features.fbin"), faiss.IO_FLAG_MMAP)
+        if isinstance(index, faiss.IndexBinaryIVF) and index.quantizer.ntotal == 0 and vocabulary is None:
+            # Filed on a vocabulary its meta.json does not name (a crash between the two): not searchable.
+            raise ValueError("its lists are filed on a vocabulary its meta.json does not name")
         if hasattr(index, "nprobe"):
             index.nprobe = NPROBE
         return cls(

@@ -304,8 +304,8 @@ class ReferenceStore:
         vocabulary = self.vocabulary()
         if vocabulary is None:
             return False
-        shards = [self._feature_shard(n) for n in self.shard_numbers()]
-        return words_for(sum(s.index.ntotal for s in shards if s is not None)) >= 4 * len(vocabulary)
+        indexes = [self._keypoint_index(n) for n in self.shard_numbers()]
+        return words_for(sum(i.ntotal for i in indexes if i is not None)) >= 4 * len(vocabulary)
 
     def shards_to_refile(self) -> list[int]:
         """Shards with features whose lists are not filed on the current vocabulary (an IVF of their
@@ -314,8 +314,8 @@ class ReferenceStore:
         found = []
         for number in self.shard_numbers():
             meta = self._meta(number)
-            shard = self._feature_shard(number)
-            large = shard is not None and shard.index.ntotal >= FLAT_BELOW
+            index = self._keypoint_index(number)
+            large = index is not None and index.ntotal >= FLAT_BELOW
             if large and (vocabulary is None or meta.get("vocabulary") != vocabulary.digest):
                 found.append(number)
         return found
@@ -325,7 +325,7 @@ class ReferenceStore:
         their descriptors when there is none, or when `retrain`), from the descriptors their
         indexes hold: no image is decoded. Each shard's file is replaced whole, meta.json last.
         Returns the number of keypoints filed."""
-        held = {n: descriptors_of(shard.index) for n in numbers if (shard := self._feature_shard(n)) is not None}
+        held = {n: descriptors_of(index) for n in numbers if (index := self._keypoint_index(n)) is not None}
         if not held:
             return 0
         if retrain or self.vocabulary() is None:
@@ -346,6 +346,14 @@ class ReferenceStore:
                 meta["vocabulary"] = digest
             self._write_meta(number, meta)
         return sum(len(ids) for _, ids in held.values())
+
+    def _keypoint_index(self, number: int) -> faiss.IndexBinary | None:
+        """A shard's keypoint index as it is on disk, whatever its meta.json says of it (what --upgrade
+        files again, also after a crash between a shard's new file and its meta.json)."""
+        folder = self.folder / "shards" / f"{number:06d}"
+        if self._meta(number).get("features") != feature_pipeline_id() or not (folder / FEATURE_FILES[0]).is_file():
+            return None
+        return faiss.read_index_binary(str(folder / FEATURE_FILES[0]), faiss.IO_FLAG_MMAP)
 
     def _meta(self, number: int) -> dict:
         return json.loads((self.folder / "shards" / f"{number:06d}" / "meta.json").read_text())
