@@ -31,7 +31,7 @@ WORDS = 262_144  # words of a vocabulary trained on enough descriptors (bench/lo
 SAMPLES_PER_WORD = 16  # training descriptors per word; fewer words when a first shard has fewer
 MIN_WORDS = 256
 PROBES = 32  # nearest words a query keypoint's lists are scanned in (bench/lookalike_million.py)
-ITERATIONS = 3  # k-majority steps: the third moves <1% of the descriptors
+ITERATIONS = 3  # k-majority steps: a time budget (~70 s each at 262,144 words on 2 cores), not tuned
 GRAPH_LINKS = 32  # HNSW links per word
 SEARCH_DEPTH = 64  # HNSW efSearch when a query's keypoints are assigned (>= PROBES)
 ADD_DEPTH = 16  # and when a reference's keypoint is filed (its one nearest word)
@@ -53,6 +53,7 @@ def _graph(words: np.ndarray) -> faiss.IndexBinaryHNSW:
 def k_majority(descriptors: np.ndarray, words: int, seed: int = 0) -> np.ndarray:
     """`words` binary centroids of `descriptors` (N, 32) uint8."""
     rng = np.random.default_rng(seed)
+    words = min(words, len(descriptors))
     sample = descriptors[rng.choice(len(descriptors), min(len(descriptors), SAMPLES_PER_WORD * words), replace=False)]
     centroids = sample[rng.choice(len(sample), words, replace=False)].copy()
     bits = np.unpackbits(sample, axis=1)
