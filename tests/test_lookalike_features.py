@@ -354,28 +354,23 @@ def test_shards_with_an_ivf_of_their_own_are_filed_on_the_vocabulary_by_upgrade_
     assert _found(store, search_store(store, queries)) == before
     store.close()
 
-    (store.folder / "vocabulary.fbin").unlink()
-    store = ReferenceStore(tmp_path / "index")
-    with pytest.raises(IndexUnusable, match="--upgrade"):
-        search_store(store, queries)
-    store.close()
-    assert main(["lookalike", "index", "--index", str(store.folder), "--upgrade"]) == 0
-    store = ReferenceStore(tmp_path / "index")
-    assert _found(store, search_store(store, queries)) == before
-    store.close()
+    def refused_then_repaired_by_upgrade() -> None:
+        store = ReferenceStore(tmp_path / "index")
+        with pytest.raises(IndexUnusable, match="--upgrade"):
+            search_store(store, queries)
+        store.close()
+        assert main(["lookalike", "index", "--index", str(store.folder), "--upgrade"]) == 0
+        store = ReferenceStore(tmp_path / "index")
+        assert _found(store, search_store(store, queries)) == before
+        store.close()
 
+    (store.folder / "vocabulary.fbin").unlink()
+    refused_then_repaired_by_upgrade()
     # A crash between a shard's new lists and its meta.json: refused, then filed again by --upgrade.
     meta = json.loads((shard / "meta.json").read_text())
     del meta["vocabulary"]
     (shard / "meta.json").write_text(json.dumps(meta))
-    store = ReferenceStore(tmp_path / "index")
-    with pytest.raises(IndexUnusable, match="--upgrade"):
-        search_store(store, queries)
-    store.close()
-    assert main(["lookalike", "index", "--index", str(store.folder), "--upgrade"]) == 0
-    store = ReferenceStore(tmp_path / "index")
-    assert _found(store, search_store(store, queries)) == before
-    store.close()
+    refused_then_repaired_by_upgrade()
 
 
 def test_an_index_grown_past_its_vocabulary_says_so_and_upgrade_trains_a_larger_one(tmp_path, monkeypatch, capsys):
