@@ -4,19 +4,23 @@ vocabulary against the shards' own IVF indexes, measured in the same run.
 
 Starts from an index of real references (`bench/lookalike_false_flags.py --index DIR` builds one of
 100,000; ingesting a million real ones takes ~4 h on 2 cores), and grows it tenfold in `--work`:
-each extra shard is a real shard whose every hash and keypoint descriptor has 8% of its bits
-flipped (the flipped descriptors stay in their original's list), with its keypoints moved to random
-places (so that, like a distinct picture, no geometry lines up with a copy of the original; the
-verification thumbnails are shared). Copies of a reference still meet its nine siblings' votes and
-hashes: candidates cost more than among a million distinct pictures (timings are upper bounds).
+each extra shard is a real shard whose every keypoint descriptor has 8% of its bits flipped (the
+flipped descriptors stay in their original's list), with its keypoints moved to random places (so
+that, like a distinct picture, no geometry lines up with a copy of the original; the verification
+thumbnails are shared), and whose hashes are random, as a distinct picture's are. Copies of a
+reference still meet its nine siblings' votes: candidates cost more than among a million distinct
+pictures (timings are upper bounds).
 False flags are not measured here (lookalike_false_flags.py: real pictures only).
 
-Two layouts of the same keypoints, both searched by `engine.search_store` + `verify_hits` (as
+Three layouts of the same keypoints, all searched by `engine.search_store` + `verify_hits` (as
 `lookalike check` does), memory-mapped:
-- own IVF per shard (before): each shard's lists trained on itself, NPROBE lists scanned per shard
-  (measured at 100,000 by default, `--sizes own-ivf:1M` for a million: ten times the shards);
-- shared vocabulary (now): `lookalike index --upgrade` files every shard on one vocabulary;
-  a query's keypoints are assigned once, and every shard scans its part of the same PROBES lists.
+- own IVF per shard (`own-ivf`, two sessions ago): each shard's lists trained on itself, NPROBE lists
+  scanned per shard (`--layouts own-ivf vocabulary --sizes own-ivf:100k ...` to run it again);
+- shared vocabulary, lists per shard (`vocabulary-per-shard`, before): `lookalike index --upgrade` files
+  every shard on one vocabulary; a query's keypoints are assigned once, and every shard scans its
+  part of the same PROBES lists;
+- shared vocabulary, merged lists (`vocabulary`, now): the same lists merged by word across shards
+  (merged_lists.py), each probed word's run scanned once for every shard.
 
     .venv/bin/python bench/lookalike_million.py --index /tmp/ff_index --pictures /tmp/pictures.txt --work /tmp/million
 """
@@ -85,6 +89,8 @@ def grow(source: Path, work: Path, layout: str) -> Path:
 
     folder = work / layout
     if (folder / "grown").is_file():
+        if not (folder / "grown").read_text():
+            _rehash_siblings(folder, source)
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "shards").mkdir(parents=True)
@@ -135,10 +141,7 @@ def grow(source: Path, work: Path, layout: str) -> Path:
             size = np.load(src / "features_size.npy").astype(np.float32)[:, None, :]
             placed = (rng.random(xy.shape, dtype=np.float32) * size).astype(np.float16)
             np.save(dst / "features_xy.npy", np.where(np.isnan(xy), xy, placed))
-            for name in ("phash", "dhash", "colour"):
-                np.save(dst / f"{name}.npy", _flip(np.load(src / f"{name}.npy"), rng))
-            for name in ("windows", "pdq"):
-                np.save(dst / f"{name}.npy", np.ascontiguousarray(_flip(np.load(src / f"{name}.npy"), rng)))
+            _sibling_hashes(src, dst, rng)
             count = len(np.load(src / "ids.npy", mmap_mode="r"))
             np.save(dst / "ids.npy", np.arange(next_id, next_id + count, dtype=np.int64))
             index = faiss.read_index_binary(str(src / "features.fbin"))
@@ -160,8 +163,53 @@ def grow(source: Path, work: Path, layout: str) -> Path:
         print(f"  {layout}: sibling {sibling + 1} of {SIBLINGS} written", flush=True)
     assert vocabulary is None or layout == "vocabulary"
     store.close()
-    (folder / "grown").write_text("")
+    (folder / "grown").write_text(json.dumps({"hashes": "random"}))
     return folder
+
+
+def _sibling_hashes(src: Path, dst: Path, rng: np.random.Generator) -> None:
+    """A sibling's hashes: unrelated to its original's (every bit random), as a distinct picture's
+    are. (With 8% of their bits flipped, the first run's siblings were each a hash-tier candidate of
+    every copy of their original: 35 candidates to verify per copy, where a million distinct pictures
+    give about one.)"""
+    for name in ("phash", "dhash", "colour", "windows", "pdq"):
+        original = np.load(src / f"{name}.npy")
+        np.save(dst / f"{name}.npy", rng.integers(0, 2**64, original.shape, dtype=np.uint64))
+
+
+def _rehash_siblings(folder: Path, source: Path) -> None:
+    """Give the siblings of an index grown by the first version of this bench random hashes."""
+    real = sorted(int(p.name) for p in (source / "shards").iterdir() if p.name.isdigit())
+    number = max(real) + 1
+    for sibling in range(SIBLINGS):
+        for original in real:
+            rng = np.random.default_rng(7000 + 1000 * sibling + original)
+            _sibling_hashes(folder / "shards" / f"{original:06d}", folder / "shards" / f"{number:06d}", rng)
+            number += 1
+    (folder / "grown").write_text(json.dumps({"hashes": "random"}))
+
+
+def merged(folder: Path) -> None:
+    """Merge the index's keypoint lists across shards (as ingest does after writing a shard), timed."""
+    from estampille.lookalike.store import ReferenceStore
+
+    store = ReferenceStore(folder)
+    started = time.perf_counter()
+    codes = store.merge_lists()
+    if codes:
+        print(f"  {folder.name}: {codes:,} keypoints merged in {time.perf_counter() - started:.0f} s", flush=True)
+    store.close()
+
+
+def _evict(folder: Path, part: str) -> None:
+    """Drop the page cache of the keypoint lists under `folder`/`part` (posix_fadvise: no root needed)."""
+    for path in (folder / part).rglob("*"):
+        if path.is_file() and (path.name == "features.fbin" or part == "lists"):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
 
 
 def _status(field: str) -> float:
@@ -172,13 +220,20 @@ def _status(field: str) -> float:
     return 0.0
 
 
-def measure(folder: Path, queries: list, copied: list[str | None], label: str) -> dict:
-    """One render, then a batch, through search_store + verify_hits: run in a fresh process each."""
+def measure(folder: Path, queries: list, copied: list[str | None], label: str, per_shard: bool = False) -> dict:
+    """One render, then a batch, through search_store + verify_hits: run in a fresh process each.
+    `per_shard`: every shard scans its own lists, as before the merge (the merged lists are ignored)."""
     from estampille.lookalike import vocabulary
     from estampille.lookalike.engine import search_store, verify_hits
     from estampille.lookalike.feature_index import NPROBE
     from estampille.lookalike.store import ReferenceStore
 
+    if per_shard:
+        ReferenceStore.merged_lists = lambda self: None  # type: ignore[method-assign]
+    # Each row starts with the other layout's lists out of the page cache, as on a machine that only
+    # searches this one: the two do not fit 24 GB together, and the kernel's LRU would otherwise keep
+    # the pages of the row run first and evict the other's.
+    _evict(folder, "lists" if per_shard else "shards")
     store = ReferenceStore(folder)
     search_store(store, queries[:1])  # opens every shard (memory maps) and warms the JIT
 
@@ -193,6 +248,10 @@ def measure(folder: Path, queries: list, copied: list[str | None], label: str) -
     verified = verify_hits(store, queries, hits)
     batch = time.perf_counter() - started
     one = float(np.median([render(n) for n in range(2, 9)]))  # after the batch: a warm index
+    # Copies above meet their original's nine flipped siblings (extra candidates to verify); an
+    # unrelated render meets none, as among a million distinct pictures.
+    unrelated = [n for n, c in enumerate(copied) if c is None][-7:]
+    one_unrelated = float(np.median([render(n) for n in unrelated]))
     blocking = [(h.query, h.reference_id) for h, v in verified if v.blocking]
     sources = store.describe({r for _, r in blocking})
     found = {q for q, r in blocking if copied[q] and sources[r]["source"].split("#")[0] == copied[q]}
@@ -203,12 +262,14 @@ def measure(folder: Path, queries: list, copied: list[str | None], label: str) -
         "label": label,
         "references": store.count(),
         "one": one,
+        "one_unrelated": one_unrelated,
         "cold": cold,
         "batch": batch,
         "queries": len(queries),
         "recall": len(found) / max(1, sum(1 for c in copied if c)),
         "unrelated_flagged": len(flagged),
         "probes": vocabulary.PROBES if store.vocabulary() else f"{NPROBE}/shard",
+        "lists": "per shard" if per_shard or store.merged_lists() is None else "merged",
         "peak_rss_mb": _status("VmHWM"),
         "anon_mb": _status("RssAnon"),
         "file_mb": _status("RssFile"),
@@ -222,10 +283,16 @@ def main() -> None:
     parser.add_argument("--pictures", type=Path, required=True, help="the list lookalike_false_flags.py used")
     parser.add_argument("--work", type=Path, required=True, help="where the grown indexes go (~25 GB)")
     parser.add_argument("--renders", type=int, default=400)
-    parser.add_argument("--layouts", nargs="+", default=["own-ivf", "vocabulary"])
-    parser.add_argument("--sizes", nargs="+", default=["own-ivf:100k", "vocabulary:100k", "vocabulary:1M"])
+    parser.add_argument("--layouts", nargs="+", default=["vocabulary"])
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        default=["vocabulary-per-shard:100k", "vocabulary:100k", "vocabulary-per-shard:1M", "vocabulary:1M"],
+    )
     parser.add_argument("--probes", type=int, nargs="*", default=[], help="also the vocabulary at 1M with these")
-    parser.add_argument("--measure", nargs=3, metavar=("FOLDER", "LABEL", "PROBES"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--measure", nargs=4, metavar=("FOLDER", "LABEL", "PROBES", "PER_SHARD"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     queries_file = args.work / "queries.pkl"
@@ -236,7 +303,7 @@ def main() -> None:
 
         vocabulary.PROBES = int(args.measure[2]) or vocabulary.PROBES
         queries, copied = pickle.loads(queries_file.read_bytes())
-        print(json.dumps(measure(Path(args.measure[0]), queries, copied, args.measure[1])))
+        print(json.dumps(measure(Path(args.measure[0]), queries, copied, args.measure[1], args.measure[3] == "1")))
         return
     if not queries_file.is_file():
         queries_file.write_bytes(pickle.dumps(_queries(args)))
@@ -248,14 +315,23 @@ def main() -> None:
         real = args.work / f"{layout}-100k"
         if not real.exists():
             _first_shards(folder, real, args.index)
-        plan = [(real, "100,000", 0)] if f"{layout}:100k" in args.sizes else []
-        plan += [(folder, "1,000,000", 0)] if f"{layout}:1M" in args.sizes else []
         if layout == "vocabulary":
-            plan += [(folder, "1,000,000", p) for p in args.probes]
-        for where, size, probes in plan:
-            label = f"{layout} at {size}" + (f", {probes} probes" if probes else "")
+            for where in (real, folder):
+                merged(where)
+        plan = []
+        for size, where in (("100k", real), ("1M", folder)):
+            count = "100,000" if size == "100k" else "1,000,000"
+            plan += (
+                [(where, f"{layout}-per-shard at {count}", 0, True)]
+                if f"{layout}-per-shard:{size}" in args.sizes
+                else []
+            )
+            plan += [(where, f"{layout} at {count}", 0, False)] if f"{layout}:{size}" in args.sizes else []
+        if layout == "vocabulary":
+            plan += [(folder, f"vocabulary at 1,000,000, {p} probes", p, False) for p in args.probes]
+        for where, label, probes, per_shard in plan:
             command = [sys.executable, __file__, "--index", str(args.index), "--pictures", str(args.pictures)]
-            command += ["--work", str(args.work), "--measure", str(where), label, str(probes)]
+            command += ["--work", str(args.work), "--measure", str(where), label, str(probes), str(int(per_shard))]
             out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             runs.append(json.loads(out.strip().splitlines()[-1]))
             r = runs[-1]
@@ -318,13 +394,13 @@ def _queries(args) -> tuple[list, list[str | None]]:
 
 def _table(runs: list[dict]) -> None:
     print(
-        f"\n{'layout at size':40} {'references':>10} {'probes':>7} {'cold render s':>13} {'one render s':>12} {'batch s':>8} "
+        f"\n{'layout at size':40} {'references':>10} {'lists':>9} {'probes':>7} {'cold render s':>13} {'one render s':>12} {'unrelated s':>11} {'batch s':>8} "
         f"{'renders':>7} {'recall':>6} {'unrelated flagged':>17} {'peak RSS MB':>11} {'anon MB':>8} "
         f"{'file MB':>8} {'disk GB':>8}"
     )
     for r in runs:
         print(
-            f"{r['label']:40} {r['references']:>10,} {r['probes']:>7} {r.get('cold', 0):>13.2f} {r['one']:>12.2f} {r['batch']:>8.1f} "
+            f"{r['label']:40} {r['references']:>10,} {r.get('lists', ''):>9} {r['probes']:>7} {r.get('cold', 0):>13.2f} {r['one']:>12.2f} {r.get('one_unrelated', 0):>11.2f} {r['batch']:>8.1f} "
             f"{r['queries']:>7} {r['recall']:>6.3f} {r['unrelated_flagged']:>17} {r['peak_rss_mb']:>11.0f} "
             f"{r['anon_mb']:>8.0f} {r['file_mb']:>8.0f} {r['disk_gb']:>8.1f}"
         )

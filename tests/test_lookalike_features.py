@@ -401,3 +401,73 @@ def test_an_index_grown_past_its_vocabulary_says_so_and_upgrade_trains_a_larger_
     queries, _ = hash_queries([_mirrored_crop(tmp_path)])
     assert (0, "features", "boulangerie-doree-04.jpg") in _found(store, search_store(store, queries))
     store.close()
+
+
+def _pairs(hits) -> set[tuple[int, int, str]]:
+    return {(h.query, h.reference_id, h.tier) for h in hits}
+
+
+def test_merged_lists_find_in_each_shard_what_its_own_lists_find(tmp_path, monkeypatch):
+    """Ingest merges the shards' keypoint lists by word; a search through them gives the hits a
+    search of every shard's own lists gives. A shard added without merging, or whose lists changed
+    since, is searched through its own lists; a damaged merge is ignored and made again."""
+    import shutil
+
+    from estampille.lookalike.feature_index import query_descriptors
+
+    _small_large_shards(monkeypatch)
+    store = ReferenceStore(tmp_path / "index")
+    ingest(store, [COMPETITOR], "Boulangerie Dorée", workers=1)
+    assert not (store.folder / "lists").exists()  # one shard: nothing to merge
+    ingest(store, [DEMO_BRAND / "competitors" / "le-fournil-express"], "Le Fournil Express", workers=1)
+    merged = store.merged_lists()
+    assert merged is not None and merged[1] == {1, 2}
+
+    queries, _ = hash_queries([*_framings(tmp_path).values(), _mirrored_crop(tmp_path)])
+    descriptors = query_descriptors([q.features for q in queries])[0]
+    probes = store.vocabulary().probes(descriptors)
+    thresholds = feature_thresholds()
+    near = merged[0].nearest(descriptors, probes, thresholds.max_hamming, {1, 2})
+    for number in (1, 2):  # each shard's two nearest within the radius, as its own k = 2 search finds them
+        index = store.load_features(number).index
+        index.nprobe = probes.words.shape[1]
+        distances, found = index.search_preassigned(descriptors, 2, probes.words, probes.distances)
+        keep = (found >= 0) & (distances <= thresholds.max_hamming)
+        assert np.array_equal(near[number].descriptor, np.nonzero(keep)[0])
+        assert np.array_equal(near[number].distance, distances[keep])
+        # The same keypoints, but for which of two equally near ones is kept (faiss keeps the first seen).
+        nearest = keep[:, 0] & (distances[:, 0] < distances[:, 1])
+        first = np.flatnonzero(np.nonzero(keep)[1] == 0)
+        assert np.array_equal(near[number].found[first][nearest[keep[:, 0]]], found[nearest, 0])
+    hits = search_store(store, queries)
+    assert (3, "features", "boulangerie-doree-04.jpg") in _found(store, hits)  # the mirrored crop
+    with_merge = _pairs(hits)
+    shutil.rmtree(store.folder / "lists")
+    assert store.merged_lists() is not None  # the store still holds the merge it opened
+    store.close()
+
+    store = ReferenceStore(tmp_path / "index")
+    assert store.merged_lists() is None
+    # Every shard through its own lists: the same pairs (a tie between two keypoints may pick the other
+    # of them, so the fitted region may differ by a few inliers).
+    assert _pairs(search_store(store, queries)) == with_merge
+    # A shard added without merging is searched through its own lists beside the merged ones.
+    store.merge_lists()
+    third = tmp_path / "third"
+    third.mkdir()
+    for path in [PICTURE, *sorted((DEMO_BRAND / "competitors" / "le-fournil-express").glob("*.jpg"))[:2]]:
+        _jpeg(ImageOps.mirror(Image.open(path)), third / path.name)
+    ingest(store, [third], "Third", workers=1, merge=False)
+    assert store.merged_lists()[1] == {1, 2}
+    beside = _pairs(search_store(store, queries))
+    assert with_merge < beside  # the mirrored copy of the picture in the third folder is found too
+    assert store.merge_lists() > 0 and store.merged_lists()[1] == {1, 2, 3}
+    assert store.merge_lists() == 0  # already current
+    assert _pairs(search_store(store, queries)) == beside
+    store.close()
+
+    (tmp_path / "index" / "lists" / "offsets.npy").unlink()  # a damaged merge: ignored, then made again
+    store = ReferenceStore(tmp_path / "index")
+    assert store.merged_lists() is None and _pairs(search_store(store, queries)) == beside
+    assert store.merge_lists() > 0 and _pairs(search_store(store, queries)) == beside
+    store.close()

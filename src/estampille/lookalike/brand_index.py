@@ -16,11 +16,12 @@ def refresh_brand_index(
     store = ReferenceStore(folder)
     skipped: list[tuple[str, str]] = []
     for name, images in sorted(competitors.items()):
-        skipped += ingest(store, [images], name, workers=workers).skipped
+        skipped += ingest(store, [images], name, workers=workers, merge=False).skipped
     by_week: dict[str, list[Path]] = {}
     for week, _image_id, path in own_renders:
         if path.is_file():
             by_week.setdefault(week, []).append(path)
     for week, paths in sorted(by_week.items()):
-        skipped += ingest(store, paths, f"own:{week}", workers=workers).skipped
+        skipped += ingest(store, paths, f"own:{week}", workers=workers, merge=False).skipped
+    store.merge_lists()  # once, after every folder: each merge rewrites all the merged lists
     return store, skipped

@@ -190,11 +190,21 @@ def search_store(
     whole = query_arrays([q.hashes for q in asked])
     removed = store.removed_ids()
     vocabulary = store.vocabulary() if with_features else None
-    # One assignment of the queries' keypoints to the vocabulary's words serves every shard filed on it.
-    probes = vocabulary.probes(query_descriptors([f for _, f in with_features])[0]) if vocabulary else None
+    feature_queries = [f for _, f in with_features]
+    descriptors = query_descriptors(feature_queries)[0]
+    # One assignment of the queries' keypoints to the vocabulary's words serves every shard filed on it,
+    # and one pass over the merged lists finds their near keypoints in every shard merged there.
+    probes = vocabulary.probes(descriptors) if vocabulary else None
+    requested = store.shard_numbers() if shards is None else shards
+    merged = store.merged_lists() if probes is not None else None
+    near = (
+        merged[0].nearest(descriptors, probes, features.max_hamming, merged[1] & set(requested))
+        if merged is not None and probes is not None
+        else {}
+    )
     hash_hits: list[Hit] = []
     feature_hits: list[Hit] = []
-    for number in store.shard_numbers() if shards is None else shards:
+    for number in requested:
         shard = store.load_shard(number)
         for hit in search_shard(shard, packed, thresholds, removed) if packed else ():
             hash_hits.append(
@@ -209,8 +219,13 @@ def search_store(
         feature_shard = store.load_features(number) if with_features else None
         if feature_shard is None:
             continue
-        live = np.flatnonzero(~np.isin(np.asarray(shard.ids), removed))
-        found = feature_shard.search([f for _, f in with_features], features, live, probes)
+        removed_here = np.isin(np.asarray(shard.ids), removed)
+        live = np.flatnonzero(~removed_here) if removed_here.any() else None  # None: every row is live
+        found = (
+            feature_shard.matches(feature_queries, near[number], features, live)
+            if number in near
+            else feature_shard.search(feature_queries, features, live, probes)
+        )
         if not found:
             continue
         # Every match reports all hash distances, also those only the feature tier found.

@@ -33,6 +33,7 @@ STRIDE = 256  # keypoint slots per image in the ids
 FLAT_BELOW = 200_000  # descriptors: an exact index below this, IVF above
 NPROBE = 6  # lists probed in a shard's own IVF (before the shared vocabulary; bench/lookalike_features_speed.py)
 CANDIDATES = 12  # references verified per query, the most voted first
+NEIGHBOURS = 2  # nearest reference keypoints per query keypoint and shard: each a vote
 FEATURE_FILES = ("features.fbin", "features_xy.npy", "features_size.npy")
 THUMBNAILS = ("verify.bin", "verify_offsets.npy")
 THUMBNAIL_QUALITY = 90  # ~4 KB a reference; at q90 the blocks verification correlates are unchanged
@@ -132,6 +133,18 @@ def query_descriptors(queries: list[tuple[Features, Features]]) -> tuple[np.ndar
                 blocks.append(features.descriptors)
                 owners.append((q, mirrored, len(features)))
     return (np.concatenate(blocks) if blocks else np.zeros((0, DESCRIPTOR_BYTES), np.uint8)), owners
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """A shard's near keypoints of a batch of query descriptors: pairs (descriptor, keypoint id), each
+    within the Hamming radius and among that descriptor's NEIGHBOURS nearest in the shard, sorted by
+    descriptor (row-major order of a k-nearest search). The one shape both retrievals hand to
+    `FeatureShard.matches`, so they vote and fit alike."""
+
+    descriptor: np.ndarray  # (M,) int64: position in query_descriptors' array
+    found: np.ndarray  # (M,) int64: the shard's keypoint id (row * STRIDE + keypoint)
+    distance: np.ndarray  # (M,) int32: Hamming distance between the two
 
 
 def _thumbnail(features: Features) -> np.ndarray:
@@ -258,17 +271,29 @@ class FeatureShard:
             if probes is None or probes.vocabulary != self.vocabulary:
                 raise ValueError(f"these lists are filed on vocabulary {self.vocabulary}: search with its probes")
             self.index.nprobe = probes.words.shape[1]
-            distances, found = self.index.search_preassigned(descriptors, 2, probes.words, probes.distances)
+            distances, found = self.index.search_preassigned(descriptors, NEIGHBOURS, probes.words, probes.distances)
         else:
-            distances, found = self.index.search(descriptors, 2)
+            distances, found = self.index.search(descriptors, NEIGHBOURS)
+        keep = (found >= 0) & (distances <= thresholds.max_hamming)
+        return self.matches(queries, Neighbours(np.nonzero(keep)[0], found[keep], distances[keep]), thresholds, rows)
+
+    def matches(
+        self,
+        queries: list[tuple[Features, Features]],
+        neighbours: Neighbours,
+        thresholds: FeatureThresholds,
+        rows: np.ndarray | None = None,
+    ) -> list[tuple[int, int, FeatureMatch]]:
+        """The verified pairs (as `search` returns them) from the near keypoints already found in this
+        shard (by its own index, or by the index's merged lists, merged_lists.py): each reference
+        with enough votes is fitted by RANSAC, the most voted first."""
+        _, owners = query_descriptors(queries)
         hits = []
         start = 0
         for q, mirrored, count in owners:
-            d, ids = distances[start : start + count], found[start : start + count]
+            lo, hi = np.searchsorted(neighbours.descriptor, (start, start + count))
+            query_kp, ids = neighbours.descriptor[lo:hi] - start, neighbours.found[lo:hi]
             start += count
-            keep = (ids >= 0) & (d <= thresholds.max_hamming)
-            query_kp = np.broadcast_to(np.arange(count)[:, None], ids.shape)[keep]
-            ids = ids[keep]
             ref_rows, ref_kp = ids // STRIDE, ids % STRIDE
             if rows is not None:
                 live = np.isin(ref_rows, rows)

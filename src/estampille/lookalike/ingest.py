@@ -54,10 +54,12 @@ def ingest(
     rights: str | None = None,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    merge: bool = True,
 ) -> IngestReport:
     """Hash what is new or changed under `inputs` and add it as `competitor`'s images (the stored
     source is the file's absolute path). Shards are written as hashing goes, so a crashed run
-    loses at most one shard's worth of work."""
+    loses at most one shard's worth of work. Then the keypoint lists are merged across shards
+    (merged_lists.py) unless `merge` is False (a caller adding several folders merges once)."""
     report = IngestReport()
     known = store.known()
     bad = store.skipped_known()
@@ -120,6 +122,8 @@ def ingest(
             for hashed in pool.map(_hash_chunk, chunks):
                 take(hashed)
     flush()
+    if merge and report.added:
+        store.merge_lists()
     return report
 
 
@@ -161,7 +165,11 @@ def upgrade(
 def refile(store: ReferenceStore) -> int:
     """File every large shard's keypoint lists on the index's shared vocabulary: shards from before it
     (an IVF of their own), and all of them when the index has outgrown its vocabulary (its first
-    large shard trained fewer words than its size now warrants). Reads no image. Returns keypoints filed."""
+    large shard trained fewer words than its size now warrants), then merge the lists across shards.
+    Reads no image. Returns keypoints filed."""
     if store.vocabulary_outgrown():
-        return store.refile([n for n in store.shard_numbers()], retrain=True)
-    return store.refile(store.shards_to_refile())
+        filed = store.refile([n for n in store.shard_numbers()], retrain=True)
+    else:
+        filed = store.refile(store.shards_to_refile())
+    store.merge_lists()
+    return filed

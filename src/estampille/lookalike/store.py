@@ -6,6 +6,7 @@ arrays (`.npy`, memory-mapped when searched).
     <index>/shards/<n>/{phash,dhash,colour,ids}.npy (N,)  windows.npy (W, N)  pdq.npy (4, N)
     <index>/shards/<n>/features.fbin, features_xy.npy, features_size.npy   the feature tier (feature_index.py)
     <index>/vocabulary.fbin   the words large shards' keypoint lists are filed on (vocabulary.py)
+    <index>/lists/            those lists merged by word across shards, derived from them (merged_lists.py)
 
 Arrays are column-major so a scan reads each hash kind contiguously. A shard is written to a
 temporary folder and renamed into place before the catalog points at it, so a crash leaves
@@ -21,9 +22,10 @@ import os
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import faiss
 import numpy as np
@@ -42,6 +44,8 @@ from .feature_index import (
 )
 from .features import feature_pipeline_id
 from .hashing import WINDOWS, Hashes, pipeline_id
+from .merged_lists import FOLDER as MERGED_FOLDER
+from .merged_lists import MergedLists, merge
 from .vocabulary import Vocabulary, words_for
 
 SCHEMA = """
@@ -62,6 +66,7 @@ CREATE TABLE IF NOT EXISTS skipped (source TEXT PRIMARY KEY, reason TEXT NOT NUL
                                     size INTEGER, mtime_ns INTEGER);
 """
 KINDS_1D = ("phash", "dhash", "colour", "ids")
+T = TypeVar("T")
 
 
 class IndexUnusable(EstampilleError):
@@ -120,6 +125,10 @@ class ReferenceStore:
         self.db.executescript(SCHEMA)
         self._features: dict[int, FeatureShard | None] = {}
         self._vocabulary: Vocabulary | None = None
+        self._merged: MergedLists | None = None
+        self._shards: dict[int, Shard] = {}
+        self._commits = 0  # this connection's own commits to `images` (PRAGMA data_version counts others')
+        self._catalog_cache: dict[str, tuple[tuple[int, int], Any]] = {}
         self._clean_orphans()
 
     def close(self) -> None:
@@ -173,7 +182,20 @@ class ReferenceStore:
         return found
 
     def removed_ids(self) -> np.ndarray:
-        return np.fromiter((r[0] for r in self.db.execute("SELECT id FROM images WHERE removed = 1")), dtype=np.int64)
+        return self._per_catalog_state(
+            "removed",
+            lambda: np.fromiter((r[0] for r in self.db.execute("SELECT id FROM images WHERE removed = 1")), np.int64),
+        )
+
+    def _per_catalog_state(self, name: str, read: Callable[[], T]) -> T:
+        """`read()`, again only when the catalog changed since (a commit here or by another process):
+        a search at a million references otherwise spends a quarter of a second scanning the catalog
+        for its shards and removed rows."""
+        state = (self.db.execute("PRAGMA data_version").fetchone()[0], self._commits)
+        cached = self._catalog_cache.get(name)
+        if cached is None or cached[0] != state:
+            cached = self._catalog_cache[name] = (state, read())
+        return cached[1]
 
     def count(self) -> int:
         return self.db.execute("SELECT count(*) FROM images WHERE removed = 0").fetchone()[0]
@@ -259,13 +281,22 @@ class ReferenceStore:
         self.db.executemany("UPDATE images SET removed = 1 WHERE id = ?", [(i,) for i in replaced])
         self.db.executemany("DELETE FROM skipped WHERE source = ?", [(e.source,) for e in entries])
         self.db.execute("COMMIT")
+        self._commits += 1
         return number
 
     def shard_numbers(self) -> list[int]:
-        live = {r[0] for r in self.db.execute("SELECT DISTINCT shard FROM images")}
+        live = self._per_catalog_state(
+            "shards", lambda: {r[0] for r in self.db.execute("SELECT DISTINCT shard FROM images")}
+        )
         return sorted(n for n in live if (self.folder / "shards" / f"{n:06d}").is_dir())
 
     def load_shard(self, number: int) -> Shard:
+        """A shard's hash arrays, memory-mapped (opened once: a shard's hashes never change)."""
+        if number not in self._shards:
+            self._shards[number] = self._open_shard(number)
+        return self._shards[number]
+
+    def _open_shard(self, number: int) -> Shard:
         folder = self.folder / "shards" / f"{number:06d}"
         meta = json.loads((folder / "meta.json").read_text())
         if meta["pipeline"] != pipeline_id():
@@ -296,6 +327,38 @@ class ReferenceStore:
             vocabulary.save(self.folder)
         digest = write_feature_files(folder, features, vocabulary)
         return {"features": feature_pipeline_id(), **({"vocabulary": digest} if digest else {})}
+
+    def merged_lists(self) -> tuple[MergedLists, set[int]] | None:
+        """The index's merged keypoint lists and the shards they still serve (merged_lists.py), or
+        None when there are none on the current vocabulary."""
+        vocabulary = self.vocabulary()
+        if vocabulary is None:
+            return None
+        if self._merged is None:
+            self._merged = MergedLists.load(self.folder)
+        if self._merged is None:
+            return None
+        current = self._merged.current(self.folder, vocabulary.digest)
+        return (self._merged, current) if current else None
+
+    def merge_lists(self) -> int:
+        """Merge the keypoint lists of every shard filed on the vocabulary by word (merged_lists.py),
+        unless the merge already serves exactly them. Returns the keypoints merged (0: nothing to do).
+        Reads every such shard's lists and writes them again: 266 s at a million references on 2 cores."""
+        vocabulary = self.vocabulary()
+        if vocabulary is None:
+            return 0
+        filed = [
+            n
+            for n in self.shard_numbers()
+            if (meta := self._meta(n)).get("vocabulary") == vocabulary.digest
+            and meta.get("features") == feature_pipeline_id()
+        ]
+        merged = self.merged_lists()
+        if len(filed) < 2 or (merged is not None and merged[1] == set(filed) == set(merged[0].shards)):
+            return 0
+        self._merged = None
+        return merge(self.folder, vocabulary.digest, len(vocabulary), filed)
 
     def vocabulary_outgrown(self) -> bool:
         """The index holds enough keypoints for a vocabulary four times larger than the one its first
@@ -446,6 +509,10 @@ class ReferenceStore:
         """A shard folder no catalog row points at is the leftover of a crash: remove it."""
         for path in (self.folder / "shards").iterdir():
             if path.name.startswith(".tmp-") and time.time() - path.stat().st_mtime > 3600:
+                shutil.rmtree(path, ignore_errors=True)
+        # And a merge of the keypoint lists cut short (merged_lists.py writes aside, then renames).
+        for path in self.folder.glob(f".{MERGED_FOLDER}-*"):
+            if time.time() - path.stat().st_mtime > 3600:
                 shutil.rmtree(path, ignore_errors=True)
 
 

@@ -1,0 +1,224 @@
+"""The index's keypoint lists merged by word: every vocabulary-filed shard's list of a word in one run.
+
+Why: each shard filed on the vocabulary holds a list per word, so a query keypoint visits its PROBES
+words once per shard. At a million references (40 shards) that is two million list visits a render,
+and the visits, not the Hamming distances, were the cost (bench/lookalike_million.py: 1.86 s a
+render). Merged, a word's codes for every shard lie in one contiguous run, visited once, and a
+batch's keypoints are scanned word by word, so a run read for one keypoint serves every keypoint of
+the batch that probes the same word.
+
+The answers stay the shards' own: for each query descriptor and each shard, the NEIGHBOURS nearest
+codes within the Hamming radius (ties broken by keypoint id), as a search of the shard finds them. So
+a shard searched here, by its own lists, or on a Dask worker votes and fits alike (`Neighbours`).
+
+Derived data, rebuilt from the shards' lists, never from images: ingest merges after writing a shard
+filed on the vocabulary, `lookalike index --upgrade` after filing. A shard whose lists changed since
+(its features.fbin is not the one merged) or one added since is searched through its own lists; a
+merge on another vocabulary is not used at all. Deleting the folder loses nothing but speed.
+
+    <index>/lists/meta.json     vocabulary digest; the shards merged: number, features.fbin size, mtime
+    <index>/lists/codes.npy     (N, 4) uint64 descriptors, by word, then shard, then their order in its list
+    <index>/lists/ids.npy       (N,) uint32 keypoint id within its shard (row * STRIDE + keypoint)
+    <index>/lists/slots.npy     (N,) uint16 the shard: its position in meta.json's list
+    <index>/lists/offsets.npy   (words + 1,) int64 where each word's run starts
+
+The scan is a compiled loop (numba) rather than faiss: faiss scans one index's lists and keeps one
+top-k per query, where this needs a top k per query and shard over the shards' codes interleaved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from ..settings import numba_cache_default
+from . import feature_index
+from .feature_index import FEATURE_FILES, Neighbours
+from .vocabulary import Probes
+
+numba_cache_default()
+from numba import njit, prange  # noqa: E402  (after the cache folder is chosen)
+
+FOLDER = "lists"
+ARRAYS = ("codes", "ids", "slots", "offsets")
+SCAN_BYTES = 64 << 20  # per-(descriptor, shard) best pairs held at once: the batch is scanned in chunks this size
+MAX_SHARDS = 1 << 16  # slots are uint16
+MAX_ID = 1 << 32  # ids are uint32
+BLOCKS_PER_THREAD = 1
+
+
+def stamp(shard_folder: Path) -> list[int]:
+    """What identifies a shard's lists as merged: its features.fbin's size and mtime."""
+    info = (shard_folder / FEATURE_FILES[0]).stat()
+    return [info.st_size, info.st_mtime_ns]
+
+
+@dataclass
+class MergedLists:
+    vocabulary: str
+    shards: list[int]  # slot -> shard number
+    stamps: list[list[int]]  # slot -> stamp() when merged
+    codes: np.ndarray
+    ids: np.ndarray
+    slots: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def load(cls, index_folder: Path) -> MergedLists | None:
+        """The index's merged lists, None when there are none (or a merge was cut short)."""
+        folder = index_folder / FOLDER
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+        except (OSError, ValueError):
+            return None
+        return cls(meta["vocabulary"], meta["shards"], meta["stamps"], **arrays)
+
+    def current(self, index_folder: Path, vocabulary: str) -> set[int]:
+        """The shards whose lists these still are (same vocabulary, same features.fbin)."""
+        if vocabulary != self.vocabulary:
+            return set()
+        found = set()
+        for number, was in zip(self.shards, self.stamps, strict=True):
+            try:
+                if stamp(index_folder / "shards" / f"{number:06d}") == was:
+                    found.add(number)
+            except OSError:
+                continue
+        return found
+
+    def nearest(self, descriptors: np.ndarray, probes: Probes, radius: int, shards: set[int]) -> dict[int, Neighbours]:
+        """For each shard of `shards` (merged here), the NEIGHBOURS nearest codes within `radius` of each
+        descriptor in the probed words' lists."""
+        if probes.vocabulary != self.vocabulary:
+            raise ValueError(f"these lists are filed on vocabulary {self.vocabulary}: search with its probes")
+        wanted = np.array([n in shards for n in self.shards], dtype=np.bool_)
+        queries = np.ascontiguousarray(descriptors).view(np.uint64).reshape(len(descriptors), 4)
+        words = np.ascontiguousarray(probes.words, dtype=np.int64)
+        slots = len(self.shards)
+        chunk = max(1, SCAN_BYTES // (12 * feature_index.NEIGHBOURS * slots))
+        found: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {n: [] for n in self.shards if n in shards}
+        for start in range(0, len(queries), chunk):
+            stop = min(len(queries), start + chunk)
+            best_d = np.full((stop - start, slots, feature_index.NEIGHBOURS), radius + 1, dtype=np.int32)
+            best_i = np.full((stop - start, slots, feature_index.NEIGHBOURS), -1, dtype=np.int64)
+            _scan(
+                queries[start:stop], words[start:stop], self.offsets, self.codes, self.ids, self.slots, wanted,
+                radius, best_d, best_i, BLOCKS_PER_THREAD * faiss.omp_get_max_threads(),
+            )  # fmt: skip
+            for slot, number in enumerate(self.shards):
+                if wanted[slot]:
+                    rows, neighbour = np.nonzero(best_i[:, slot, :] >= 0)
+                    found[number].append((rows + start, best_i[rows, slot, neighbour], best_d[rows, slot, neighbour]))
+        return {
+            number: Neighbours(*(np.concatenate([p[k] for p in parts]) for k in range(3))) if parts else _NONE
+            for number, parts in found.items()
+        }
+
+
+_NONE = Neighbours(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32))
+
+
+@njit(inline="always")
+def _popcount(x):
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
+
+
+@njit(parallel=True, cache=True)
+def _scan(queries, words, offsets, codes, ids, slots, wanted, radius, best_d, best_i, blocks):  # pragma: no cover
+    """best_d/best_i[q, slot] <- the k smallest (distance, id) within `radius` among the codes of
+    that slot in the words `words[q]`. Each block of queries is scanned word by word (its (query,
+    word) pairs sorted by word): a run read once serves every query of the block that probes it."""
+    total, probes = words.shape
+    blocks = max(1, min(blocks, total))
+    for block in prange(blocks):
+        lo = block * total // blocks
+        hi = (block + 1) * total // blocks
+        flat = words[lo:hi].copy().reshape(-1)
+        order = np.argsort(flat)
+        for t in order:
+            word = flat[t]
+            if word < 0:
+                continue
+            q = lo + t // probes
+            q0, q1, q2, q3 = queries[q, 0], queries[q, 1], queries[q, 2], queries[q, 3]
+            for j in range(offsets[word], offsets[word + 1]):
+                slot = slots[j]
+                if not wanted[slot]:
+                    continue
+                d = _popcount(q0 ^ codes[j, 0]) + _popcount(q1 ^ codes[j, 1])
+                d += _popcount(q2 ^ codes[j, 2]) + _popcount(q3 ^ codes[j, 3])
+                if d > radius:
+                    continue
+                key = np.int64(ids[j])
+                last = best_d.shape[2] - 1
+                if d > best_d[q, slot, last] or (d == best_d[q, slot, last] and key >= best_i[q, slot, last]):
+                    continue
+                at = last  # insertion into the few kept, nearest first
+                while at > 0 and (
+                    d < best_d[q, slot, at - 1] or (d == best_d[q, slot, at - 1] and key < best_i[q, slot, at - 1])
+                ):
+                    best_d[q, slot, at], best_i[q, slot, at] = best_d[q, slot, at - 1], best_i[q, slot, at - 1]
+                    at -= 1
+                best_d[q, slot, at], best_i[q, slot, at] = d, key
+
+
+def _filed_lists(path: Path, words: int) -> faiss.IndexBinaryIVF:
+    index = faiss.read_index_binary(str(path), faiss.IO_FLAG_MMAP)
+    if not isinstance(index, faiss.IndexBinaryIVF) or index.nlist != words:
+        raise ValueError(f"{path} is not filed on a vocabulary of {words} words")
+    return index
+
+
+def merge(index_folder: Path, vocabulary: str, words: int, shards: list[int]) -> int:
+    """Write the merged lists of `shards` (each filed on `vocabulary`, of `words` words) aside and
+    rename them into place: a crash leaves the old merge or none. Returns the codes merged."""
+    if len(shards) > MAX_SHARDS:
+        raise ValueError(f"{len(shards)} shards: at most {MAX_SHARDS} can be merged")
+    folders = [index_folder / "shards" / f"{n:06d}" for n in shards]
+    stamps = [stamp(f) for f in folders]
+    indexes = [_filed_lists(f / FEATURE_FILES[0], words) for f in folders]
+    sizes = np.zeros((words, len(shards)), dtype=np.int64)
+    for slot, index in enumerate(indexes):
+        sizes[:, slot] = [index.invlists.list_size(w) for w in range(words)]
+    # Where each (word, shard) run starts: word by word, the shards in order.
+    starts = np.concatenate([[0], np.cumsum(sizes.reshape(-1))]).astype(np.int64)
+    total = int(starts[-1])
+    tmp = index_folder / f".{FOLDER}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    codes = np.lib.format.open_memmap(tmp / "codes.npy", mode="w+", dtype=np.uint64, shape=(total, 4))
+    ids = np.lib.format.open_memmap(tmp / "ids.npy", mode="w+", dtype=np.uint32, shape=(total,))
+    slots = np.lib.format.open_memmap(tmp / "slots.npy", mode="w+", dtype=np.uint16, shape=(total,))
+    for slot, index in enumerate(indexes):
+        lists = index.invlists
+        for word in np.flatnonzero(sizes[:, slot]):
+            size, at = int(sizes[word, slot]), int(starts[word * len(shards) + slot])
+            found = faiss.rev_swig_ptr(lists.get_ids(int(word)), size)
+            if found.max(initial=0) >= MAX_ID:
+                raise ValueError(f"shard {shards[slot]} has keypoint ids past {MAX_ID}: it cannot be merged")
+            ids[at : at + size] = found
+            codes[at : at + size] = (
+                faiss.rev_swig_ptr(lists.get_codes(int(word)), size * 32).view(np.uint64).reshape(-1, 4)
+            )
+            slots[at : at + size] = slot
+    for array in (codes, ids, slots):
+        array.flush()
+    del codes, ids, slots, indexes
+    np.save(tmp / "offsets.npy", starts[:: len(shards)])
+    (tmp / "meta.json").write_text(json.dumps({"vocabulary": vocabulary, "shards": shards, "stamps": stamps}))
+    old = index_folder / f".{FOLDER}-old-{os.getpid()}"
+    if (index_folder / FOLDER).exists():
+        os.replace(index_folder / FOLDER, old)
+    os.replace(tmp, index_folder / FOLDER)
+    shutil.rmtree(old, ignore_errors=True)
+    return total
