@@ -471,3 +471,41 @@ def test_merged_lists_find_in_each_shard_what_its_own_lists_find(tmp_path, monke
     assert store.merged_lists() is None and _pairs(search_store(store, queries)) == beside
     assert store.merge_lists() > 0 and _pairs(search_store(store, queries)) == beside
     store.close()
+
+
+def test_a_full_disk_while_merging_loses_nothing_and_says_so(tmp_path, monkeypatch, capsys):
+    """The merge reserves its files' space first, so a full disk is an error it reports, not a crash:
+    the images are indexed, nothing half-written is left, every shard is searched through its own
+    lists, and the next `lookalike index` merges them."""
+    import errno
+    import os
+
+    from estampille.lookalike import merged_lists
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    _small_large_shards(monkeypatch)
+    folder = tmp_path / "index"
+    assert main(["lookalike", "index", str(COMPETITOR), "--competitor", "B", "--index", str(folder)]) == 0
+    monkeypatch.setattr(merged_lists.os, "posix_fallocate", full)
+    other = DEMO_BRAND / "competitors" / "le-fournil-express"
+    capsys.readouterr()
+    assert main(["lookalike", "index", str(other), "--competitor", "F", "--index", str(folder)]) == 0
+    assert "keypoint lists not merged (No space left on device)" in capsys.readouterr().err
+    assert not list(folder.glob(".lists-*")) and not (folder / "lists").exists()
+    store = ReferenceStore(folder)
+    assert store.count() == len(list(COMPETITOR.glob("*.jpg"))) + len(list(other.glob("*.jpg")))
+    queries, _ = hash_queries([_mirrored_crop(tmp_path)])
+    assert (0, "features", "boulangerie-doree-04.jpg") in _found(store, search_store(store, queries))
+    store.close()
+    monkeypatch.undo()
+    _small_large_shards(monkeypatch)
+    third = tmp_path / "third"
+    third.mkdir()
+    _jpeg(Image.open(PICTURE), third / "again.jpg")
+    _jpeg(ImageOps.mirror(Image.open(PICTURE)), third / "mirrored.jpg")
+    assert main(["lookalike", "index", str(third), "--competitor", "T", "--index", str(folder)]) == 0
+    store = ReferenceStore(folder)
+    assert store.merged_lists() is not None and {1, 2} <= store.merged_lists()[1]
+    store.close()

@@ -562,6 +562,8 @@ def lookalike_index(
     store.close()
     for source, reason in report.skipped:
         typer.echo(f"skipped {source}: {reason}", err=True)
+    if report.merge_error:
+        typer.echo(report.merge_error, err=True)
     typer.echo(
         f"{competitor}: {report.added} added ({report.replaced} changed), {report.unchanged} unchanged, "
         f"{len(report.skipped)} skipped; {total} images in {store.folder}"

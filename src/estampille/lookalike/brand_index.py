@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .ingest import ingest
+from .ingest import ingest, merge_lists
 from .store import ReferenceStore
 
 
@@ -23,5 +23,7 @@ def refresh_brand_index(
             by_week.setdefault(week, []).append(path)
     for week, paths in sorted(by_week.items()):
         skipped += ingest(store, paths, f"own:{week}", workers=workers, merge=False).skipped
-    store.merge_lists()  # once, after every folder: each merge rewrites all the merged lists
+    # Once, after every folder: each merge rewrites all the merged lists.
+    if (why := merge_lists(store)) is not None:
+        skipped.append((str(folder / "lists"), why))
     return store, skipped

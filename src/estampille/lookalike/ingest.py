@@ -25,6 +25,7 @@ class IngestReport:
     unchanged: int = 0
     replaced: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+    merge_error: str | None = None  # why the keypoint lists were not merged (the images were added)
 
 
 def _hash_one(path: str) -> tuple[str, str, int, int, tuple[Hashes, Features] | None, str | None]:
@@ -123,8 +124,21 @@ def ingest(
                 take(hashed)
     flush()
     if merge and report.added:
-        store.merge_lists()
+        report.merge_error = merge_lists(store)
     return report
+
+
+def merge_lists(store: ReferenceStore) -> str | None:
+    """Merge the index's keypoint lists across shards (merged_lists.py). None when done, else why not:
+    a merge that fails (a full disk) loses nothing, every shard is still searched through its own lists."""
+    try:
+        store.merge_lists()
+    except OSError as exc:
+        return (
+            f"keypoint lists not merged ({exc.strerror or exc}): searches scan each shard's own lists, "
+            "more slowly, until the next `estampille lookalike index` merges them"
+        )
+    return None
 
 
 def _features_of(source: str) -> Features:
@@ -171,5 +185,5 @@ def refile(store: ReferenceStore) -> int:
         filed = store.refile([n for n in store.shard_numbers()], retrain=True)
     else:
         filed = store.refile(store.shards_to_refile())
-    store.merge_lists()
+    store.merge_lists()  # --upgrade: a failure here is the command's error
     return filed

@@ -43,7 +43,8 @@ from .feature_index import FEATURE_FILES, Neighbours
 from .vocabulary import Probes
 
 numba_cache_default()
-from numba import njit, prange  # noqa: E402  (after the cache folder is chosen)
+import numba  # noqa: E402  (after the cache folder is chosen)
+from numba import njit, prange  # noqa: E402
 
 FOLDER = "lists"
 ARRAYS = ("codes", "ids", "slots", "offsets")
@@ -76,9 +77,9 @@ class MergedLists:
         try:
             meta = json.loads((folder / "meta.json").read_text())
             arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
-        except (OSError, ValueError):
+            return cls(meta["vocabulary"], meta["shards"], meta["stamps"], **arrays)
+        except (OSError, ValueError, KeyError, TypeError):
             return None
-        return cls(meta["vocabulary"], meta["shards"], meta["stamps"], **arrays)
 
     def current(self, index_folder: Path, vocabulary: str) -> set[int]:
         """The shards whose lists these still are (same vocabulary, same features.fbin)."""
@@ -102,6 +103,8 @@ class MergedLists:
         queries = np.ascontiguousarray(descriptors).view(np.uint64).reshape(len(descriptors), 4)
         words = np.ascontiguousarray(probes.words, dtype=np.int64)
         slots = len(self.shards)
+        # As many scanning threads as the search may use (a Dask worker's share of its cores).
+        numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, faiss.omp_get_max_threads())))  # type: ignore[attr-defined]
         chunk = max(1, SCAN_BYTES // (12 * feature_index.NEIGHBOURS * slots))
         found: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {n: [] for n in self.shards if n in shards}
         for start in range(0, len(queries), chunk):
@@ -192,13 +195,42 @@ def merge(index_folder: Path, vocabulary: str, words: int, shards: list[int]) ->
         sizes[:, slot] = [index.invlists.list_size(w) for w in range(words)]
     # Where each (word, shard) run starts: word by word, the shards in order.
     starts = np.concatenate([[0], np.cumsum(sizes.reshape(-1))]).astype(np.int64)
-    total = int(starts[-1])
     tmp = index_folder / f".{FOLDER}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    codes = np.lib.format.open_memmap(tmp / "codes.npy", mode="w+", dtype=np.uint64, shape=(total, 4))
-    ids = np.lib.format.open_memmap(tmp / "ids.npy", mode="w+", dtype=np.uint32, shape=(total,))
-    slots = np.lib.format.open_memmap(tmp / "slots.npy", mode="w+", dtype=np.uint16, shape=(total,))
+    try:
+        _write(tmp, indexes, shards, sizes, starts)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk: nothing half-written is left behind
+        raise
+    (tmp / "meta.json").write_text(json.dumps({"vocabulary": vocabulary, "shards": shards, "stamps": stamps}))
+    old = index_folder / f".{FOLDER}-old-{os.getpid()}"
+    if (index_folder / FOLDER).exists():
+        os.replace(index_folder / FOLDER, old)
+    os.replace(tmp, index_folder / FOLDER)
+    shutil.rmtree(old, ignore_errors=True)
+    return int(starts[-1])
+
+
+def _allocated(path: Path, dtype: type, shape: tuple[int, ...]) -> np.memmap:
+    """A writable memory-mapped .npy whose blocks are reserved on disk first: a full disk is then an
+    OSError here, not a SIGBUS when a page of the mapping is written."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+    return array
+
+
+def _write(
+    tmp: Path, indexes: list[faiss.IndexBinaryIVF], shards: list[int], sizes: np.ndarray, starts: np.ndarray
+) -> None:
+    total = int(starts[-1])
+    codes = _allocated(tmp / "codes.npy", np.uint64, (total, 4))
+    ids = _allocated(tmp / "ids.npy", np.uint32, (total,))
+    slots = _allocated(tmp / "slots.npy", np.uint16, (total,))
     for slot, index in enumerate(indexes):
         lists = index.invlists
         for word in np.flatnonzero(sizes[:, slot]):
@@ -213,12 +245,4 @@ def merge(index_folder: Path, vocabulary: str, words: int, shards: list[int]) ->
             slots[at : at + size] = slot
     for array in (codes, ids, slots):
         array.flush()
-    del codes, ids, slots, indexes
     np.save(tmp / "offsets.npy", starts[:: len(shards)])
-    (tmp / "meta.json").write_text(json.dumps({"vocabulary": vocabulary, "shards": shards, "stamps": stamps}))
-    old = index_folder / f".{FOLDER}-old-{os.getpid()}"
-    if (index_folder / FOLDER).exists():
-        os.replace(index_folder / FOLDER, old)
-    os.replace(tmp, index_folder / FOLDER)
-    shutil.rmtree(old, ignore_errors=True)
-    return total

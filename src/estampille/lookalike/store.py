@@ -45,7 +45,7 @@ from .feature_index import (
 from .features import feature_pipeline_id
 from .hashing import WINDOWS, Hashes, pipeline_id
 from .merged_lists import FOLDER as MERGED_FOLDER
-from .merged_lists import MergedLists, merge
+from .merged_lists import MAX_ID, MergedLists, merge
 from .vocabulary import Vocabulary, words_for
 
 SCHEMA = """
@@ -353,6 +353,7 @@ class ReferenceStore:
             for n in self.shard_numbers()
             if (meta := self._meta(n)).get("vocabulary") == vocabulary.digest
             and meta.get("features") == feature_pipeline_id()
+            and meta["count"] * STRIDE < MAX_ID  # its ids fit the merge's (larger: its own lists)
         ]
         merged = self.merged_lists()
         if len(filed) < 2 or (merged is not None and merged[1] == set(filed) == set(merged[0].shards)):
