@@ -13,7 +13,7 @@ from PIL import Image, ImageOps
 
 from estampille.cli import main
 from estampille.ledger import Ledger
-from estampille.lookalike.engine import feature_thresholds, hash_queries, search_store
+from estampille.lookalike.engine import feature_thresholds, hash_queries, search_store, verify_hits
 from estampille.lookalike.ingest import ingest
 from estampille.lookalike.store import ReferenceStore
 from estampille.records import Render
@@ -142,14 +142,20 @@ def test_odd_inputs_neither_crash_ingest_nor_match_everything(tmp_path):
     queries, errors = hash_queries(odd)
     assert errors == [None] * len(odd)
     hits = search_store(store, queries)
+    # What is flagged: every candidate is verified on its pixels first. The demo's pictures share a drawn
+    # loaf, which the feature tier may propose (many keypoints of the same shape) and verification drops.
+    flagged = [h for h, v in verify_hits(store, queries, hits) if v.blocking]
     described = store.describe({h.reference_id for h in hits})
     same_picture = {str(p.absolute()) for p in odd if p.stem in ("cmyk", "deep", "animated", "alpha")} | {str(PICTURE)}
     for n, path in enumerate(odd):
-        sources = {described[h.reference_id]["source"] for h in hits if h.query == n}
+        sources = {described[h.reference_id]["source"] for h in flagged if h.query == n}
         # An odd file matches itself and, when it is a version of the competitor's picture, that
         # picture's other versions; never the rest of the index.
         allowed = {str(path.absolute())} | (same_picture if str(path.absolute()) in same_picture else set())
         assert sources <= allowed, (path.name, sources - allowed)
+        # A flat or tiny file is not even a candidate for anything but itself.
+        if path.stem in ("pixel", "flat"):
+            assert {described[h.reference_id]["source"] for h in hits if h.query == n} <= allowed
     # A real photograph matches none of the odd references.
     photo, _ = hash_queries([benchset.encode(benchset.real_photos()[0][1])])
     photo_hits = search_store(store, photo)
@@ -281,6 +287,10 @@ def _found(store, hits) -> set[tuple[int, str, str]]:
     return {(h.query, h.tier, sources[h.reference_id]["source"].rsplit("/", 1)[-1]) for h in hits}
 
 
+def _flagged(store, queries, hits) -> set[tuple[int, str, str]]:
+    return _found(store, [h for h, v in verify_hits(store, queries, hits) if v.blocking])
+
+
 def test_large_shards_share_one_vocabulary_and_find_what_exact_search_finds(tmp_path, monkeypatch):
     """The first large shard trains the index's vocabulary; later ones are filed on the same words,
     and one assignment of the query's keypoints serves them all."""
@@ -341,8 +351,9 @@ def test_shards_with_an_ivf_of_their_own_are_filed_on_the_vocabulary_by_upgrade_
     queries, _ = hash_queries([_mirrored_crop(tmp_path)])
     store = ReferenceStore(tmp_path / "index")
     assert store.vocabulary() is None and store.shards_to_refile() == [1]
-    before = _found(store, search_store(store, queries))
-    assert (0, "features", "boulangerie-doree-04.jpg") in before
+    hits = search_store(store, queries)
+    assert (0, "features", "boulangerie-doree-04.jpg") in _found(store, hits)
+    assert (0, "features", "boulangerie-doree-04.jpg") in _flagged(store, queries, hits)
     store.close()
 
     shutil.rmtree(pictures)  # filing reads the shard's descriptors, not the pictures
@@ -351,7 +362,9 @@ def test_shards_with_an_ivf_of_their_own_are_filed_on_the_vocabulary_by_upgrade_
     vocabulary = store.vocabulary()
     assert vocabulary is not None and json.loads((shard / "meta.json").read_text())["vocabulary"] == vocabulary.digest
     assert store.shards_to_refile() == []
-    assert _found(store, search_store(store, queries)) == before
+    # Both searches are approximate (inverted lists, 8 neighbours a keypoint): both flag the picture copied.
+    # (The demo's pictures share drawn loaves: either may also flag another picture with the same loaf.)
+    assert (0, "features", "boulangerie-doree-04.jpg") in _flagged(store, queries, search_store(store, queries))
     store.close()
 
     def refused_then_repaired_by_upgrade() -> None:
@@ -361,7 +374,7 @@ def test_shards_with_an_ivf_of_their_own_are_filed_on_the_vocabulary_by_upgrade_
         store.close()
         assert main(["lookalike", "index", "--index", str(store.folder), "--upgrade"]) == 0
         store = ReferenceStore(tmp_path / "index")
-        assert _found(store, search_store(store, queries)) == before
+        assert (0, "features", "boulangerie-doree-04.jpg") in _flagged(store, queries, search_store(store, queries))
         store.close()
 
     (store.folder / "vocabulary.fbin").unlink()
@@ -413,7 +426,7 @@ def test_merged_lists_find_in_each_shard_what_its_own_lists_find(tmp_path, monke
     since, is searched through its own lists; a damaged merge is ignored and made again."""
     import shutil
 
-    from estampille.lookalike.feature_index import query_descriptors
+    from estampille.lookalike.feature_index import NEIGHBOURS, query_descriptors
 
     _small_large_shards(monkeypatch)
     store = ReferenceStore(tmp_path / "index")
@@ -428,10 +441,10 @@ def test_merged_lists_find_in_each_shard_what_its_own_lists_find(tmp_path, monke
     probes = store.vocabulary().probes(descriptors)
     thresholds = feature_thresholds()
     near = merged[0].nearest(descriptors, probes, thresholds.max_hamming, {1, 2})
-    for number in (1, 2):  # each shard's two nearest within the radius, as its own k = 2 search finds them
+    for number in (1, 2):  # each shard's nearest within the radius, as its own k-nearest search finds them
         index = store.load_features(number).index
         index.nprobe = probes.words.shape[1]
-        distances, found = index.search_preassigned(descriptors, 2, probes.words, probes.distances)
+        distances, found = index.search_preassigned(descriptors, NEIGHBOURS, probes.words, probes.distances)
         keep = (found >= 0) & (distances <= thresholds.max_hamming)
         assert np.array_equal(near[number].descriptor, np.nonzero(keep)[0])
         assert np.array_equal(near[number].distance, distances[keep])

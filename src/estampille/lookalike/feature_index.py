@@ -14,6 +14,15 @@ names the vocabulary its lists are filed on; shards filed before it have an IVF 
 (trained on the shard's descriptors, probed `NPROBE` lists deep), still searched that way until
 `lookalike index --upgrade` files them again. A shard written before this tier has no feature
 files: the hash tier still searches it, and `--upgrade` adds them from the catalog's files.
+
+A query keypoint votes for the references of its `NEIGHBOURS` nearest indexed keypoints, and the
+`CANDIDATES` most voted references are fitted by RANSAC. A picture is often in an index more than
+once (a competitor's crops and reposts of one photo): with 2 neighbours and 12 candidates those other
+copies took the nearest slots, and the reference a copy was made from got too few votes for the
+RANSAC floor (a low-detail photo has 20-70 keypoints) or ranked past the twelfth (a photo indexed in
+a dozen crops). Issue 26's held-out set lost its last mirror/rotation and 70-80% crop copies that
+way, none of them at verification. More votes only propose more candidates: each one is verified on
+its pixels before anything is flagged (bench/lookalike_verification.py, bench/lookalike_false_flags.py).
 """
 
 from __future__ import annotations
@@ -32,8 +41,8 @@ from .vocabulary import Probes, Vocabulary
 STRIDE = 256  # keypoint slots per image in the ids
 FLAT_BELOW = 200_000  # descriptors: an exact index below this, IVF above
 NPROBE = 6  # lists probed in a shard's own IVF (before the shared vocabulary; bench/lookalike_features_speed.py)
-CANDIDATES = 12  # references verified per query, the most voted first
-NEIGHBOURS = 2  # nearest reference keypoints per query keypoint and shard: each a vote
+CANDIDATES = 24  # references fitted by RANSAC per query (and per mirror) and shard, the most voted first
+NEIGHBOURS = 8  # nearest indexed keypoints each query keypoint votes for, per shard (see the module doc)
 FEATURE_FILES = ("features.fbin", "features_xy.npy", "features_size.npy")
 THUMBNAILS = ("verify.bin", "verify_offsets.npy")
 THUMBNAIL_QUALITY = 90  # ~4 KB a reference; at q90 the blocks verification correlates are unchanged
