@@ -8,8 +8,10 @@ batch's keypoints are scanned word by word, so a run read for one keypoint serve
 the batch that probes the same word.
 
 The answers stay the shards' own: for each query descriptor and each shard, the NEIGHBOURS nearest
-codes within the Hamming radius (ties broken by keypoint id), as a search of the shard finds them. So
-a shard searched here, by its own lists, or on a Dask worker votes and fits alike (`Neighbours`).
+codes within the Hamming radius, as a search of the shard's own lists finds them (`Neighbours`), so a
+shard merged or not, searched here or on a Dask worker, votes alike. One difference: where several
+codes are equally near at the last place kept, this keeps the lowest ids and faiss the first seen,
+which can tip a borderline candidate (tested: the same copies flagged either way).
 
 Derived data, rebuilt from the shards' lists, never from images: ingest merges after writing a shard
 filed on the vocabulary, `lookalike index --upgrade` after filing. A shard whose lists changed since
@@ -48,7 +50,10 @@ from numba import njit, prange  # noqa: E402
 
 FOLDER = "lists"
 ARRAYS = ("codes", "ids", "slots", "offsets")
-SCAN_BYTES = 64 << 20  # per-(descriptor, shard) best pairs held at once: the batch is scanned in chunks this size
+# Per-(descriptor, shard) nearest keypoints held at once (6 bytes each): a batch is scanned in chunks of
+# this size, and each chunk reads the probed runs again, so the larger the chunk the fewer the passes
+# (a 400-render batch at a million references: 5 chunks of ~85 renders with 8 neighbours and 40 shards).
+SCAN_BYTES = 256 << 20
 MAX_SHARDS = 1 << 16  # slots are uint16
 MAX_ID = 1 << 32  # ids are uint32
 BLOCKS_PER_THREAD = 1
@@ -105,20 +110,26 @@ class MergedLists:
         slots = len(self.shards)
         # As many scanning threads as the search may use (a Dask worker's share of its cores).
         numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, faiss.omp_get_max_threads())))  # type: ignore[attr-defined]
-        chunk = max(1, SCAN_BYTES // (12 * feature_index.NEIGHBOURS * slots))
+        chunk = max(1, SCAN_BYTES // (6 * feature_index.NEIGHBOURS * slots))
         found: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {n: [] for n in self.shards if n in shards}
         for start in range(0, len(queries), chunk):
             stop = min(len(queries), start + chunk)
-            best_d = np.full((stop - start, slots, feature_index.NEIGHBOURS), radius + 1, dtype=np.int32)
-            best_i = np.full((stop - start, slots, feature_index.NEIGHBOURS), -1, dtype=np.int64)
+            best_d = np.full((stop - start, slots, feature_index.NEIGHBOURS), radius + 1, dtype=np.int16)
+            best_i = np.full((stop - start, slots, feature_index.NEIGHBOURS), MAX_ID - 1, dtype=np.uint32)
             _scan(
                 queries[start:stop], words[start:stop], self.offsets, self.codes, self.ids, self.slots, wanted,
                 radius, best_d, best_i, BLOCKS_PER_THREAD * faiss.omp_get_max_threads(),
             )  # fmt: skip
             for slot, number in enumerate(self.shards):
                 if wanted[slot]:
-                    rows, neighbour = np.nonzero(best_i[:, slot, :] >= 0)
-                    found[number].append((rows + start, best_i[rows, slot, neighbour], best_d[rows, slot, neighbour]))
+                    rows, neighbour = np.nonzero(best_d[:, slot, :] <= radius)
+                    found[number].append(
+                        (
+                            rows + start,
+                            best_i[rows, slot, neighbour].astype(np.int64),
+                            best_d[rows, slot, neighbour].astype(np.int32),
+                        )
+                    )
         return {
             number: Neighbours(*(np.concatenate([p[k] for p in parts]) for k in range(3))) if parts else _NONE
             for number, parts in found.items()
