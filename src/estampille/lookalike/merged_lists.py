@@ -56,7 +56,7 @@ ARRAYS = ("codes", "ids", "slots", "offsets")
 SCAN_BYTES = 256 << 20
 MAX_SHARDS = 1 << 16  # slots are uint16
 MAX_ID = 1 << 32  # ids are uint32
-BLOCKS_PER_THREAD = 1
+BLOCKS_PER_THREAD = 1  # query blocks per scanning thread: 4 and 16 were no faster on 2 cores
 
 
 def stamp(shard_folder: Path) -> list[int]:
