@@ -191,15 +191,15 @@ def search_store(
     removed = store.removed_ids()
     vocabulary = store.vocabulary() if with_features else None
     feature_queries = [f for _, f in with_features]
-    descriptors = query_descriptors(feature_queries)[0]
+    descriptors = query_descriptors(feature_queries)[0] if vocabulary else None
     # One assignment of the queries' keypoints to the vocabulary's words serves every shard filed on it,
     # and one pass over the merged lists finds their near keypoints in every shard merged there.
-    probes = vocabulary.probes(descriptors) if vocabulary else None
+    probes = vocabulary.probes(descriptors) if vocabulary and descriptors is not None else None
     requested = store.shard_numbers() if shards is None else shards
     merged = store.merged_lists() if probes is not None else None
     near = (
         merged[0].nearest(descriptors, probes, features.max_hamming, merged[1] & set(requested))
-        if merged is not None and probes is not None
+        if merged is not None and probes is not None and descriptors is not None
         else {}
     )
     hash_hits: list[Hit] = []

@@ -132,15 +132,21 @@ def descriptors_of(index: faiss.IndexBinary) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(codes[order]), ids[order].astype(np.int64)
 
 
+def query_owners(queries: list[tuple[Features, Features]]) -> list[tuple[int, bool, int]]:
+    """Whose are the blocks of query_descriptors' array: (query number, mirrored, count) per block."""
+    return [
+        (q, mirrored, len(features))
+        for q, (plain, mirror) in enumerate(queries)
+        for mirrored, features in ((False, plain), (True, mirror))
+        if len(features)
+    ]
+
+
 def query_descriptors(queries: list[tuple[Features, Features]]) -> tuple[np.ndarray, list[tuple[int, bool, int]]]:
-    """Every query keypoint's descriptor in one array (as searched), and its owners: (query number,
-    mirrored, count) per block. The vocabulary's probes are computed on this array."""
-    blocks, owners = [], []
-    for q, (plain, mirror) in enumerate(queries):
-        for mirrored, features in ((False, plain), (True, mirror)):
-            if len(features):
-                blocks.append(features.descriptors)
-                owners.append((q, mirrored, len(features)))
+    """Every query keypoint's descriptor in one array (as searched), and its owners (query_owners).
+    The vocabulary's probes are computed on this array."""
+    owners = query_owners(queries)
+    blocks = [queries[q][1 if mirrored else 0].descriptors for q, mirrored, _ in owners]
     return (np.concatenate(blocks) if blocks else np.zeros((0, DESCRIPTOR_BYTES), np.uint8)), owners
 
 
@@ -296,7 +302,7 @@ class FeatureShard:
         """The verified pairs (as `search` returns them) from the near keypoints already found in this
         shard (by its own index, or by the index's merged lists, merged_lists.py): each reference
         with enough votes is fitted by RANSAC, the most voted first."""
-        _, owners = query_descriptors(queries)
+        owners = query_owners(queries)  # not the descriptors: one copy of them per shard was a batch's hot spot
         hits = []
         start = 0
         for q, mirrored, count in owners:
