@@ -419,12 +419,16 @@ def test_an_index_grown_past_its_vocabulary_says_so_and_upgrade_trains_a_larger_
 def test_merged_lists_find_in_each_shard_what_its_own_lists_find(tmp_path, monkeypatch):
     """Ingest merges the shards' keypoint lists by word; a search through them gives the hits a
     search of every shard's own lists gives. A shard added without merging, or whose lists changed
-    since, is searched through its own lists; a damaged merge is ignored and made again."""
+    since, is searched through its own lists; a damaged merge is ignored and made again. The lists
+    are read in windows and the queries scanned in chunks (here small, so both take many passes)."""
     import shutil
 
+    from estampille.lookalike import merged_lists
     from estampille.lookalike.feature_index import NEIGHBOURS, query_descriptors
 
     _small_large_shards(monkeypatch)
+    monkeypatch.setattr(merged_lists, "WINDOW_CODES", 500)
+    monkeypatch.setattr(merged_lists, "SCAN_BYTES", 6 * NEIGHBOURS * 2 * 600)  # chunks of 600 descriptors, 2 shards
     store = ReferenceStore(tmp_path / "index")
     ingest(store, [COMPETITOR], "Boulangerie Dorée", workers=1)
     assert not (store.folder / "lists").exists()  # one shard: nothing to merge
@@ -434,9 +438,17 @@ def test_merged_lists_find_in_each_shard_what_its_own_lists_find(tmp_path, monke
 
     queries, _ = hash_queries([*_framings(tmp_path).values(), _mirrored_crop(tmp_path)])
     descriptors = query_descriptors([q.features for q in queries])[0]
+    assert len(merged[0]._windows()) >= 10 and len(descriptors) >= 4 * 600
     probes = store.vocabulary().probes(descriptors)
     thresholds = feature_thresholds()
     near = merged[0].nearest(descriptors, probes, thresholds.max_hamming, {1, 2})
+    ends = np.append(np.arange(250, len(descriptors), 250), len(descriptors))
+    chunks = list(merged[0].nearest_in_chunks(descriptors, probes, thresholds.max_hamming, {1, 2}, ends))
+    bounds = [(start, stop) for start, stop, _ in chunks]  # 600 at most, ending where a query does
+    assert bounds == [(0, 500), (500, 1000), (1000, 1500), (1500, 2000), (2000, 2500), (2500, len(descriptors))]
+    for number in (1, 2):  # chunk by chunk, the same
+        assert np.array_equal(np.concatenate([c[2][number].found for c in chunks]), near[number].found)
+        assert np.array_equal(np.concatenate([c[2][number].descriptor for c in chunks]), near[number].descriptor)
     for number in (1, 2):  # each shard's nearest within the radius, as its own k-nearest search finds them
         index = store.load_features(number).index
         index.nprobe = probes.words.shape[1]

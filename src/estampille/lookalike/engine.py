@@ -16,13 +16,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .feature_index import query_descriptors
+from .feature_index import Neighbours, query_descriptors, query_owners
 from .features import QUERY_SIDE, FeatureMatch, Features, FeatureThresholds, decode_pair, query_features
 from .hashing import DECODE_SIDE, DIHEDRAL, QueryHashes, hash_query, shrink
+from .merged_lists import MergedLists
 from .query_prep import content_regions
 from .scan import QueryArrays, Thresholds, pair_distances, scan
 from .store import ReferenceStore, Shard
 from .verify import QueryView, Verification, VerifyThresholds, verify
+from .vocabulary import Probes
 
 THRESHOLDS_FILE = Path(__file__).with_name("thresholds.json")
 REPORTED = ("phash", "window", "pdq", "dhash", "colour")
@@ -197,8 +199,8 @@ def search_store(
     probes = vocabulary.probes(descriptors) if vocabulary and descriptors is not None else None
     requested = store.shard_numbers() if shards is None else shards
     merged = store.merged_lists() if probes is not None else None
-    near = (
-        merged[0].nearest(descriptors, probes, features.max_hamming, merged[1] & set(requested))
+    found_merged = (
+        _merged_matches(store, merged[0], merged[1] & set(requested), feature_queries, descriptors, probes, features)
         if merged is not None and probes is not None and descriptors is not None
         else {}
     )
@@ -219,12 +221,10 @@ def search_store(
         feature_shard = store.load_features(number) if with_features else None
         if feature_shard is None:
             continue
-        removed_here = np.isin(np.asarray(shard.ids), removed)
-        live = np.flatnonzero(~removed_here) if removed_here.any() else None  # None: every row is live
         found = (
-            feature_shard.matches(feature_queries, near[number], features, live)
-            if number in near
-            else feature_shard.search(feature_queries, features, live, probes)
+            found_merged[number]
+            if number in found_merged
+            else feature_shard.search(feature_queries, features, _live_rows(shard, removed), probes)
         )
         if not found:
             continue
@@ -245,6 +245,46 @@ def search_store(
                 )
             )
     return _merge(hash_hits, feature_hits)
+
+
+def _live_rows(shard: Shard, removed: np.ndarray) -> np.ndarray | None:
+    """The shard's rows not removed from the catalog; None when every row is live."""
+    removed_here = np.isin(np.asarray(shard.ids), removed)
+    return np.flatnonzero(~removed_here) if removed_here.any() else None
+
+
+def _merged_matches(
+    store: ReferenceStore,
+    merged: MergedLists,
+    shards: set[int],
+    queries: list[tuple[Features, Features]],
+    descriptors: np.ndarray,
+    probes: Probes,
+    features: FeatureThresholds,
+) -> dict[int, list[tuple[int, int, FeatureMatch]]]:
+    """FeatureShard.matches for every shard of `shards` from the merged lists, a chunk of queries at a
+    time: a chunk's near keypoints (per shard) are voted on and dropped before the next is scanned, so
+    a batch never holds them all (3.6 GB for 400 renders at a million references)."""
+    owners = query_owners(queries)
+    counts = np.array([count for _, _, count in owners], dtype=np.int64)
+    block_starts = np.concatenate([[0], np.cumsum(counts)])
+    numbers = np.array([q for q, _, _ in owners], dtype=np.int64)
+    # A chunk ends where a query's last block ends: its image and its mirror are voted on together.
+    ends = block_starts[1:][np.append(numbers[1:] != numbers[:-1], True)] if len(owners) else block_starts[:1]
+    removed = store.removed_ids()
+    live = {n: _live_rows(store.load_shard(n), removed) for n in shards}
+    found: dict[int, list[tuple[int, int, FeatureMatch]]] = {n: [] for n in shards}
+    for start, stop, near in merged.nearest_in_chunks(descriptors, probes, features.max_hamming, shards, ends):
+        first = int(numbers[np.searchsorted(block_starts, start)])
+        last = int(numbers[np.searchsorted(block_starts, stop) - 1])
+        for number, neighbours in near.items():
+            feature_shard = store.load_features(number)
+            if feature_shard is None:
+                continue
+            local = Neighbours(neighbours.descriptor - start, neighbours.found, neighbours.distance)
+            for q, row, match in feature_shard.matches(queries[first : last + 1], local, features, live[number]):
+                found[number].append((q + first, row, match))
+    return found
 
 
 def prepare_query(small: Image.Image, image: Image.Image) -> Query:

@@ -24,15 +24,23 @@ merge on another vocabulary is not used at all. Deleting the folder loses nothin
     <index>/lists/slots.npy     (N,) uint16 the shard: its position in meta.json's list
     <index>/lists/offsets.npy   (words + 1,) int64 where each word's run starts
 
+Memory stays bounded whatever the index size: the lists are mapped a window of words at a time and
+unmapped once scanned (the page cache keeps what RAM allows; resident, a batch at a million held all
+9.5 GB), and a batch is scanned in chunks of whole queries whose near keypoints are voted on before
+the next chunk (engine.py; all at once they were 3.6 GB for 400 renders at a million). Peak resident
+memory of a 400-render batch at a million references: 4.7 GB, was 16.5 GB (bench/RESULTS.md part 6).
+
 The scan is a compiled loop (numba) rather than faiss: faiss scans one index's lists and keeps one
 top-k per query, where this needs a top k per query and shard over the shards' codes interleaved.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,9 +59,17 @@ from numba import njit, prange  # noqa: E402
 FOLDER = "lists"
 ARRAYS = ("codes", "ids", "slots", "offsets")
 # Per-(descriptor, shard) nearest keypoints held at once (6 bytes each): a batch is scanned in chunks of
-# this size, and each chunk reads the probed runs again, so the larger the chunk the fewer the passes
-# (a 400-render batch at a million references: 5 chunks of ~85 renders with 8 neighbours and 40 shards).
+# this size, each chunk's nearest keypoints are voted on before the next is scanned (engine.py), and
+# each chunk reads the probed runs again, so the larger the chunk the fewer the passes (a 400-render
+# batch at a million references: 5 chunks of ~85 renders with 8 neighbours and 40 shards).
 SCAN_BYTES = 256 << 20
+MAX_CHUNK = 1 << 20  # descriptors a chunk holds at most (their position fits 20 bits of the sort key)
+# Codes mapped at once. The lists are read through memory maps of this many codes, each unmapped when
+# scanned: the page cache keeps what fits (and gives it back when rendering needs the memory), while
+# the search's own resident memory stays bounded. Mapped whole, a batch at a million references held
+# all 9.5 GB of lists resident; unmapping costs a render ~0.1 s of page faults, smaller windows more
+# (bench/lookalike_million.py, bench/RESULTS.md part 6).
+WINDOW_CODES = 32 << 20  # 1 GB of codes, 128 MB of ids, 64 MB of slots
 MAX_SHARDS = 1 << 16  # slots are uint16
 MAX_ID = 1 << 32  # ids are uint32
 BLOCKS_PER_THREAD = 1  # query blocks per scanning thread: 4 and 16 were no faster on 2 cores
@@ -65,15 +81,39 @@ def stamp(shard_folder: Path) -> list[int]:
     return [info.st_size, info.st_mtime_ns]
 
 
+@dataclass(frozen=True)
+class _Array:
+    """Where a .npy's data lies, so a window of its rows can be mapped alone."""
+
+    path: Path
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    data_offset: int
+
+    @classmethod
+    def open(cls, path: Path) -> _Array:
+        """Reads the header (np.load maps the file to read it, and checks it is long enough)."""
+        whole = np.load(path, mmap_mode="r")
+        if not isinstance(whole, np.memmap) or not whole.flags.c_contiguous:
+            raise ValueError(f"{path}: not a C-ordered array")
+        found = cls(path, whole.dtype, whole.shape, int(whole.offset))
+        del whole  # unmapped: windows are mapped as scanned
+        return found
+
+    def rows(self, lo: int, hi: int) -> np.memmap:
+        row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
+        return np.memmap(self.path, self.dtype, "r", self.data_offset + lo * row_bytes, (hi - lo, *self.shape[1:]))
+
+
 @dataclass
 class MergedLists:
     vocabulary: str
     shards: list[int]  # slot -> shard number
     stamps: list[list[int]]  # slot -> stamp() when merged
-    codes: np.ndarray
-    ids: np.ndarray
-    slots: np.ndarray
-    offsets: np.ndarray
+    codes: _Array
+    ids: _Array
+    slots: _Array
+    offsets: np.ndarray  # (words + 1,) in memory: 2 MB at 262,144 words
 
     @classmethod
     def load(cls, index_folder: Path) -> MergedLists | None:
@@ -81,9 +121,13 @@ class MergedLists:
         folder = index_folder / FOLDER
         try:
             meta = json.loads((folder / "meta.json").read_text())
-            arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
-            return cls(meta["vocabulary"], meta["shards"], meta["stamps"], **arrays)
-        except (OSError, ValueError, KeyError, TypeError):
+            codes, ids, slots = (_Array.open(folder / f"{name}.npy") for name in ARRAYS[:3])
+            offsets = np.load(folder / "offsets.npy")
+            total = int(offsets[-1])
+            if codes.shape != (total, 4) or ids.shape != (total,) or slots.shape != (total,):
+                return None
+            return cls(meta["vocabulary"], meta["shards"], meta["stamps"], codes, ids, slots, offsets)
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
             return None
 
     def current(self, index_folder: Path, vocabulary: str) -> set[int]:
@@ -101,42 +145,92 @@ class MergedLists:
 
     def nearest(self, descriptors: np.ndarray, probes: Probes, radius: int, shards: set[int]) -> dict[int, Neighbours]:
         """For each shard of `shards` (merged here), the NEIGHBOURS nearest codes within `radius` of each
-        descriptor in the probed words' lists."""
+        descriptor in the probed words' lists (all at once: `nearest_in_chunks` holds less)."""
+        found: dict[int, list[Neighbours]] = {n: [] for n in self.shards if n in shards}
+        for _, _, near in self.nearest_in_chunks(descriptors, probes, radius, shards, np.array([len(descriptors)])):
+            for number, neighbours in near.items():
+                found[number].append(neighbours)
+        return {
+            number: Neighbours(*(np.concatenate([getattr(p, k) for p in parts]) for k in _FIELDS)) if parts else _NONE
+            for number, parts in found.items()
+        }
+
+    def nearest_in_chunks(
+        self, descriptors: np.ndarray, probes: Probes, radius: int, shards: set[int], ends: np.ndarray
+    ) -> Iterator[tuple[int, int, dict[int, Neighbours]]]:
+        """`nearest`, chunk by chunk: (start, stop, {shard: Neighbours}) for descriptors [start, stop),
+        positions counted from the first descriptor. A chunk ends only at one of `ends` (ascending
+        positions: where a query's descriptors end), so a caller can vote on whole queries."""
         if probes.vocabulary != self.vocabulary:
             raise ValueError(f"these lists are filed on vocabulary {self.vocabulary}: search with its probes")
         wanted = np.array([n in shards for n in self.shards], dtype=np.bool_)
         queries = np.ascontiguousarray(descriptors).view(np.uint64).reshape(len(descriptors), 4)
         words = np.ascontiguousarray(probes.words, dtype=np.int64)
+        if len(self.offsets) - 1 >= 1 << 20:
+            raise ValueError(f"{len(self.offsets) - 1} words: the scan's sort key holds 2^20")
         slots = len(self.shards)
         # As many scanning threads as the search may use (a Dask worker's share of its cores).
         numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, faiss.omp_get_max_threads())))  # type: ignore[attr-defined]
-        chunk = max(1, SCAN_BYTES // (6 * feature_index.NEIGHBOURS * slots))
-        found: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {n: [] for n in self.shards if n in shards}
-        for start in range(0, len(queries), chunk):
-            stop = min(len(queries), start + chunk)
+        blocks = BLOCKS_PER_THREAD * faiss.omp_get_max_threads()
+        chunk = max(1, min(MAX_CHUNK, SCAN_BYTES // (6 * feature_index.NEIGHBOURS * slots)))
+        windows = self._windows()
+        start = 0
+        while start < len(queries):
+            fits = ends[(ends > start) & (ends <= start + chunk)]
+            stop = int(fits[-1]) if len(fits) else int(ends[ends > start][0])
             best_d = np.full((stop - start, slots, feature_index.NEIGHBOURS), radius + 1, dtype=np.int16)
             best_i = np.full((stop - start, slots, feature_index.NEIGHBOURS), MAX_ID - 1, dtype=np.uint32)
-            _scan(
-                queries[start:stop], words[start:stop], self.offsets, self.codes, self.ids, self.slots, wanted,
-                radius, best_d, best_i, BLOCKS_PER_THREAD * faiss.omp_get_max_threads(),
-            )  # fmt: skip
+            pairs = _pairs(words[start:stop], blocks)
+            for lo_word, hi_word in windows:
+                # Each block's pairs probing this window's words: a run of the sorted keys.
+                cut = np.searchsorted(pairs, _key(np.arange(blocks)[:, None], np.array([lo_word, hi_word]), 0))
+                if not (cut[:, 1] > cut[:, 0]).any():
+                    continue
+                lo, hi = int(self.offsets[lo_word]), int(self.offsets[hi_word])
+                _scan(
+                    queries[start:stop], pairs, cut, self.offsets, lo, self.codes.rows(lo, hi),
+                    self.ids.rows(lo, hi), self.slots.rows(lo, hi), wanted, radius, best_d, best_i,
+                )  # fmt: skip
+            near = {}
             for slot, number in enumerate(self.shards):
                 if wanted[slot]:
                     rows, neighbour = np.nonzero(best_d[:, slot, :] <= radius)
-                    found[number].append(
-                        (
-                            rows + start,
-                            best_i[rows, slot, neighbour].astype(np.int64),
-                            best_d[rows, slot, neighbour].astype(np.int32),
-                        )
+                    near[number] = Neighbours(
+                        rows + start,
+                        best_i[rows, slot, neighbour].astype(np.int64),
+                        best_d[rows, slot, neighbour].astype(np.int32),
                     )
-        return {
-            number: Neighbours(*(np.concatenate([p[k] for p in parts]) for k in range(3))) if parts else _NONE
-            for number, parts in found.items()
-        }
+            yield start, stop, near
+            start = stop
+
+    def _windows(self) -> list[tuple[int, int]]:
+        """Word ranges of about WINDOW_CODES codes each (a word longer than that is a window alone)."""
+        words, total = len(self.offsets) - 1, int(self.offsets[-1])
+        cuts = np.searchsorted(self.offsets, np.arange(WINDOW_CODES, total, WINDOW_CODES), side="right") - 1
+        bounds = np.unique(np.concatenate([[0], np.clip(cuts, 1, words), [words]]))
+        return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
 
 _NONE = Neighbours(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32))
+_FIELDS = [f.name for f in dataclasses.fields(Neighbours)]
+
+
+def _key(block, word, position):
+    """A (query block, word, descriptor) pair as one sortable int64: blocks, then words, ascending."""
+    return (np.int64(block) << np.int64(40)) | (np.int64(word) << np.int64(20)) | np.int64(position)
+
+
+def _pairs(words: np.ndarray, blocks: int) -> np.ndarray:
+    """Every (descriptor, probed word) of a chunk as a sorted key. Each block of descriptors (one per
+    scanning thread, so no two threads update one descriptor's nearest) is scanned word by word: a
+    run read once serves every descriptor of the block that probes it."""
+    total, probes = words.shape
+    position = np.repeat(np.arange(total, dtype=np.int64), probes)
+    flat = words.reshape(-1)
+    keep = flat >= 0
+    keys = _key(position[keep] * blocks // max(1, total), flat[keep], position[keep])
+    keys.sort()
+    return keys
 
 
 @njit(inline="always")
@@ -148,42 +242,39 @@ def _popcount(x):
 
 
 @njit(parallel=True, cache=True)
-def _scan(queries, words, offsets, codes, ids, slots, wanted, radius, best_d, best_i, blocks):  # pragma: no cover
+def _scan(queries, pairs, cut, offsets, base, codes, ids, slots, wanted, radius, best_d, best_i):  # pragma: no cover
     """best_d/best_i[q, slot] <- the k smallest (distance, id) within `radius` among the codes of
-    that slot in the words `words[q]`. Each block of queries is scanned word by word (its (query,
-    word) pairs sorted by word): a run read once serves every query of the block that probes it."""
-    total, probes = words.shape
-    blocks = max(1, min(blocks, total))
-    for block in prange(blocks):
-        lo = block * total // blocks
-        hi = (block + 1) * total // blocks
-        flat = words[lo:hi].copy().reshape(-1)
-        order = np.argsort(flat)
-        for t in order:
-            word = flat[t]
-            if word < 0:
-                continue
-            q = lo + t // probes
+    that slot in the probed words, for the pairs of each block in
+    [cut[block, 0], cut[block, 1]): a window of the lists whose first code is `base`."""
+    last = best_d.shape[2] - 1
+    for block in prange(cut.shape[0]):
+        for t in range(cut[block, 0], cut[block, 1]):
+            key = pairs[t]
+            word = (key >> 20) & 0xFFFFF
+            q = key & 0xFFFFF
             q0, q1, q2, q3 = queries[q, 0], queries[q, 1], queries[q, 2], queries[q, 3]
-            for j in range(offsets[word], offsets[word + 1]):
+            for j in range(offsets[word] - base, offsets[word + 1] - base):
                 slot = slots[j]
                 if not wanted[slot]:
                     continue
+                limit = min(best_d[q, slot, last], radius)
+                # Half the bits first: a code already further than the k-th kept needs no more.
                 d = _popcount(q0 ^ codes[j, 0]) + _popcount(q1 ^ codes[j, 1])
-                d += _popcount(q2 ^ codes[j, 2]) + _popcount(q3 ^ codes[j, 3])
-                if d > radius:
+                if d > limit:
                     continue
-                key = np.int64(ids[j])
-                last = best_d.shape[2] - 1
-                if d > best_d[q, slot, last] or (d == best_d[q, slot, last] and key >= best_i[q, slot, last]):
+                d += _popcount(q2 ^ codes[j, 2]) + _popcount(q3 ^ codes[j, 3])
+                if d > limit:
+                    continue
+                found = np.int64(ids[j])
+                if d == limit and found >= best_i[q, slot, last]:
                     continue
                 at = last  # insertion into the few kept, nearest first
                 while at > 0 and (
-                    d < best_d[q, slot, at - 1] or (d == best_d[q, slot, at - 1] and key < best_i[q, slot, at - 1])
+                    d < best_d[q, slot, at - 1] or (d == best_d[q, slot, at - 1] and found < best_i[q, slot, at - 1])
                 ):
                     best_d[q, slot, at], best_i[q, slot, at] = best_d[q, slot, at - 1], best_i[q, slot, at - 1]
                     at -= 1
-                best_d[q, slot, at], best_i[q, slot, at] = d, key
+                best_d[q, slot, at], best_i[q, slot, at] = d, found
 
 
 def _filed_lists(path: Path, words: int) -> faiss.IndexBinaryIVF:
