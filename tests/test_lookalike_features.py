@@ -536,3 +536,44 @@ def test_a_full_disk_while_merging_loses_nothing_and_says_so(tmp_path, monkeypat
     store = ReferenceStore(folder)
     assert store.merged_lists() is not None and {1, 2} <= store.merged_lists()[1]
     store.close()
+
+
+def test_candidates_that_cannot_reach_the_inlier_floor_are_not_fitted_and_nothing_else_changes(tmp_path, monkeypatch):
+    """A reference voted for by fewer distinct keypoints of its own than the inlier floor cannot pass
+    RANSAC's distinct-keypoint check, so it is not fitted: the matches are those of fitting every
+    candidate over the vote floor, on copies and unrelated real photographs alike."""
+    from skimage import data as skdata
+
+    from estampille.lookalike import feature_index
+    from estampille.lookalike.feature_index import FeatureShard
+    from estampille.lookalike.features import reference_features
+
+    references = sorted(COMPETITOR.glob("*.jpg")) + sorted(
+        (DEMO_BRAND / "competitors" / "le-fournil-express").glob("*.jpg")
+    )
+    shard = FeatureShard.in_memory([reference_features(p) for p in references])
+    unrelated = [
+        _jpeg(Image.fromarray(getattr(skdata, n)()), tmp_path / f"{n}.jpg") for n in ("astronaut", "coffee", "chelsea")
+    ]
+    queries, _ = hash_queries([*_framings(tmp_path).values(), _mirrored_crop(tmp_path), *unrelated])
+    features = [q.features for q in queries]
+    thresholds = feature_thresholds()
+
+    skipped = []
+    real = feature_index._can_pass
+
+    def recorded(ref_rows, ref_kp, min_inliers):
+        passing = real(ref_rows, ref_kp, min_inliers)
+        rows, votes = np.unique(ref_rows, return_counts=True)
+        skipped.extend(r for r, v in zip(rows, votes, strict=True) if v >= thresholds.min_votes and r not in passing)
+        return passing
+
+    monkeypatch.setattr(feature_index, "_can_pass", recorded)
+    pruned = shard.search(features, thresholds)
+    assert skipped  # voted over the floor, but by too few distinct keypoints: not fitted
+    monkeypatch.setattr(feature_index, "_can_pass", lambda ref_rows, ref_kp, min_inliers: set(ref_rows.tolist()))
+    every = shard.search(features, thresholds)
+    assert [(q, row, m.inliers, m.transform) for q, row, m in pruned] == [
+        (q, row, m.inliers, m.transform) for q, row, m in every
+    ]
+    assert {q for q, _, _ in pruned} >= {0, 1, 2, 3}  # every copy still matched
