@@ -471,7 +471,8 @@ def test_merged_lists_find_in_each_shard_what_its_own_lists_find(tmp_path, monke
     with_merge = copies_flagged()
     assert (3, "features", PICTURE.name) in with_merge  # the mirrored crop
     shutil.rmtree(store.folder / "lists")
-    assert store.merged_lists() is not None  # the store still holds the merge it opened
+    assert store.merged_lists() is not None  # the store still holds the merge it opened...
+    assert copies_flagged() == with_merge  # ...and reads it, deleted (as another process merging again does)
     store.close()
 
     store = ReferenceStore(tmp_path / "index")

@@ -43,6 +43,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import faiss
 import numpy as np
@@ -83,26 +84,39 @@ def stamp(shard_folder: Path) -> list[int]:
 
 @dataclass(frozen=True)
 class _Array:
-    """Where a .npy's data lies, so a window of its rows can be mapped alone."""
+    """A .npy held open, so a window of its rows can be mapped alone. The open file keeps the merge
+    this store loaded readable after another process merges again and deletes it (a window mapped
+    by path would then read the new files against the old offsets)."""
 
-    path: Path
+    file: BinaryIO
     dtype: np.dtype
     shape: tuple[int, ...]
     data_offset: int
 
     @classmethod
     def open(cls, path: Path) -> _Array:
-        """Reads the header (np.load maps the file to read it, and checks it is long enough)."""
-        whole = np.load(path, mmap_mode="r")
-        if not isinstance(whole, np.memmap) or not whole.flags.c_contiguous:
-            raise ValueError(f"{path}: not a C-ordered array")
-        found = cls(path, whole.dtype, whole.shape, int(whole.offset))
-        del whole  # unmapped: windows are mapped as scanned
-        return found
+        """Reads the header, and checks the file holds the rows it announces."""
+        file = open(path, "rb")  # noqa: SIM115  (held for the store's life, closed with it)
+        try:
+            version = np.lib.format.read_magic(file)
+            read_header = {
+                (1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0,
+            }.get(version)
+            if read_header is None:
+                raise ValueError(f"{path}: .npy format {version}")
+            shape, fortran, dtype = read_header(file)
+            found = cls(file, dtype, shape, file.tell())
+            if fortran or os.fstat(file.fileno()).st_size < found.data_offset + dtype.itemsize * int(np.prod(shape)):
+                raise ValueError(f"{path}: not a whole C-ordered array")
+            return found
+        except BaseException:
+            file.close()
+            raise
 
     def rows(self, lo: int, hi: int) -> np.memmap:
         row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
-        return np.memmap(self.path, self.dtype, "r", self.data_offset + lo * row_bytes, (hi - lo, *self.shape[1:]))
+        return np.memmap(self.file, self.dtype, "r", self.data_offset + lo * row_bytes, (hi - lo, *self.shape[1:]))
 
 
 @dataclass
@@ -119,16 +133,25 @@ class MergedLists:
     def load(cls, index_folder: Path) -> MergedLists | None:
         """The index's merged lists, None when there are none (or a merge was cut short)."""
         folder = index_folder / FOLDER
+        opened: list[_Array] = []
         try:
             meta = json.loads((folder / "meta.json").read_text())
-            codes, ids, slots = (_Array.open(folder / f"{name}.npy") for name in ARRAYS[:3])
+            for name in ARRAYS[:3]:
+                opened.append(_Array.open(folder / f"{name}.npy"))
+            codes, ids, slots = opened
             offsets = np.load(folder / "offsets.npy")
             total = int(offsets[-1])
-            if codes.shape != (total, 4) or ids.shape != (total,) or slots.shape != (total,):
-                return None
-            return cls(meta["vocabulary"], meta["shards"], meta["stamps"], codes, ids, slots, offsets)
+            if codes.shape == (total, 4) and ids.shape == (total,) and slots.shape == (total,):
+                return cls(meta["vocabulary"], meta["shards"], meta["stamps"], codes, ids, slots, offsets)
         except (OSError, ValueError, KeyError, TypeError, IndexError):
-            return None
+            pass
+        for array in opened:  # a merge cut short or damaged
+            array.file.close()
+        return None
+
+    def close(self) -> None:
+        for array in (self.codes, self.ids, self.slots):
+            array.file.close()
 
     def current(self, index_folder: Path, vocabulary: str) -> set[int]:
         """The shards whose lists these still are (same vocabulary, same features.fbin)."""

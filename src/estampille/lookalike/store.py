@@ -133,6 +133,9 @@ class ReferenceStore:
 
     def close(self) -> None:
         self.db.close()
+        if self._merged is not None:
+            self._merged.close()
+            self._merged = None
 
     # ---------------------------------------------------------------- catalog
     def known(self) -> dict[str, KnownFile]:
@@ -358,7 +361,9 @@ class ReferenceStore:
         merged = self.merged_lists()
         if len(filed) < 2 or (merged is not None and merged[1] == set(filed) == set(merged[0].shards)):
             return 0
-        self._merged = None
+        if self._merged is not None:
+            self._merged.close()
+            self._merged = None
         return merge(self.folder, vocabulary.digest, len(vocabulary), filed)
 
     def vocabulary_outgrown(self) -> bool:
