@@ -247,6 +247,7 @@ def measure(folder: Path, queries: list, copied: list[str | None], label: str, p
     hits = search_store(store, queries)
     verified = verify_hits(store, queries, hits)
     batch = time.perf_counter() - started
+    batch_peak = _status("VmHWM")  # single renders after it keep the lists mapped whole (RESIDENT_BELOW)
     # The same batch without the copies: what a brand's week of mostly original renders costs. Each copy
     # above is a crop or edit of a picture indexed in ~136 overlapping regions, so it brings ~58
     # candidates to fit and verify; an original render brings almost none.
@@ -280,6 +281,7 @@ def measure(folder: Path, queries: list, copied: list[str | None], label: str, p
         "probes": vocabulary.PROBES if store.vocabulary() else f"{NPROBE}/shard",
         "lists": "per shard" if per_shard or store.merged_lists() is None else "merged",
         "peak_rss_mb": _status("VmHWM"),
+        "batch_peak_rss_mb": batch_peak,
         "anon_mb": _status("RssAnon"),
         "file_mb": _status("RssFile"),
         "disk_gb": disk / 1e9,
@@ -411,13 +413,13 @@ def _per_400(run: dict) -> str:
 def _table(runs: list[dict]) -> None:
     print(
         f"\n{'layout at size':40} {'references':>10} {'lists':>9} {'probes':>7} {'cold render s':>13} {'one render s':>12} {'unrelated s':>11} {'batch s':>8} "
-        f"{'originals-only batch s':>22} {'renders':>7} {'recall':>6} {'unrelated flagged':>17} {'peak RSS MB':>11} {'anon MB':>8} "
+        f"{'originals-only batch s':>22} {'renders':>7} {'recall':>6} {'unrelated flagged':>17} {'peak RSS MB':>11} {'batch peak MB':>13} {'anon MB':>8} "
         f"{'file MB':>8} {'disk GB':>8}"
     )
     for r in runs:
         print(
             f"{r['label']:40} {r['references']:>10,} {r.get('lists', ''):>9} {r['probes']:>7} {r.get('cold', 0):>13.2f} {r['one']:>12.2f} {r.get('one_unrelated', 0):>11.2f} {r['batch']:>8.1f} "
-            f"{_per_400(r):>22} {r['queries']:>7} {r['recall']:>6.3f} {r['unrelated_flagged']:>17} {r['peak_rss_mb']:>11.0f} "
+            f"{_per_400(r):>22} {r['queries']:>7} {r['recall']:>6.3f} {r['unrelated_flagged']:>17} {r['peak_rss_mb']:>11.0f} {r.get('batch_peak_rss_mb', 0):>13.0f} "
             f"{r['anon_mb']:>8.0f} {r['file_mb']:>8.0f} {r['disk_gb']:>8.1f}"
         )
 

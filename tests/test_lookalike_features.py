@@ -428,6 +428,7 @@ def test_merged_lists_find_in_each_shard_what_its_own_lists_find(tmp_path, monke
 
     _small_large_shards(monkeypatch)
     monkeypatch.setattr(merged_lists, "WINDOW_CODES", 500)
+    monkeypatch.setattr(merged_lists, "RESIDENT_BELOW", 0)  # every search read window by window
     monkeypatch.setattr(merged_lists, "SCAN_BYTES", 6 * NEIGHBOURS * 2 * 600)  # chunks of 600 descriptors, 2 shards
     store = ReferenceStore(tmp_path / "index")
     ingest(store, [COMPETITOR], "Boulangerie Dorée", workers=1)
@@ -460,6 +461,14 @@ def test_merged_lists_find_in_each_shard_what_its_own_lists_find(tmp_path, monke
         nearest = keep[:, 0] & (distances[:, 0] < distances[:, 1])
         first = np.flatnonzero(np.nonzero(keep)[1] == 0)
         assert np.array_equal(near[number].found[first][nearest[keep[:, 0]]], found[nearest, 0])
+    # A search of a few renders maps the lists whole and keeps them so: the same answers.
+    assert merged[0]._resident is None
+    monkeypatch.setattr(merged_lists, "RESIDENT_BELOW", len(descriptors))
+    resident = merged[0].nearest(descriptors, probes, thresholds.max_hamming, {1, 2})
+    assert merged[0]._resident is not None
+    for number in (1, 2):
+        assert all(np.array_equal(getattr(resident[number], k), getattr(near[number], k)) for k in merged_lists._FIELDS)
+    monkeypatch.setattr(merged_lists, "RESIDENT_BELOW", 0)
 
     def copies_flagged() -> set[tuple[int, str, str]]:
         """The copies of the picture flagged: a picture that only shares a drawn loaf with it is a

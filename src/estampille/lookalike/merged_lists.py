@@ -71,6 +71,11 @@ MAX_CHUNK = 1 << 20  # descriptors a chunk holds at most (their position fits 20
 # all 9.5 GB of lists resident; unmapping costs a render ~0.1 s of page faults, smaller windows more
 # (bench/lookalike_million.py, bench/RESULTS.md part 6).
 WINDOW_CODES = 32 << 20  # 1 GB of codes, 128 MB of ids, 64 MB of slots
+# A search of at most this many query keypoints (about 10 renders: `lookalike check` on a file or a
+# few) maps the lists whole and keeps them mapped for the store's life, so the next such search reads
+# pages already mapped: mapping and unmapping what a render reads cost it ~0.2 s at a million
+# references. A larger search drops that mapping first and reads window by window.
+RESIDENT_BELOW = 16_384
 MAX_SHARDS = 1 << 16  # slots are uint16
 MAX_ID = 1 << 32  # ids are uint32
 BLOCKS_PER_THREAD = 1  # query blocks per scanning thread: 4 and 16 were no faster on 2 cores
@@ -128,6 +133,8 @@ class MergedLists:
     ids: _Array
     slots: _Array
     offsets: np.ndarray  # (words + 1,) in memory: 2 MB at 262,144 words
+    # The lists mapped whole and kept so, for searches of a few renders (RESIDENT_BELOW).
+    _resident: tuple[np.memmap, np.memmap, np.memmap] | None = dataclasses.field(default=None, repr=False)
 
     @classmethod
     def load(cls, index_folder: Path) -> MergedLists | None:
@@ -150,6 +157,7 @@ class MergedLists:
         return None
 
     def close(self) -> None:
+        self._resident = None
         for array in (self.codes, self.ids, self.slots):
             array.file.close()
 
@@ -196,7 +204,16 @@ class MergedLists:
         numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, faiss.omp_get_max_threads())))  # type: ignore[attr-defined]
         blocks = BLOCKS_PER_THREAD * faiss.omp_get_max_threads()
         chunk = max(1, min(MAX_CHUNK, SCAN_BYTES // (6 * feature_index.NEIGHBOURS * slots)))
-        windows = self._windows()
+        if int(self.offsets[-1]) == 0:
+            windows = []
+        elif len(queries) <= RESIDENT_BELOW:
+            windows = [(0, len(self.offsets) - 1)]
+            if self._resident is None:
+                total = int(self.offsets[-1])
+                self._resident = (self.codes.rows(0, total), self.ids.rows(0, total), self.slots.rows(0, total))
+        else:
+            self._resident = None  # unmapped: a batch's resident memory stays bounded
+            windows = self._windows()
         start = 0
         while start < len(queries):
             fits = ends[(ends > start) & (ends <= start + chunk)]
@@ -210,10 +227,18 @@ class MergedLists:
                 if not (cut[:, 1] > cut[:, 0]).any():
                     continue
                 lo, hi = int(self.offsets[lo_word]), int(self.offsets[hi_word])
+                if hi == lo:
+                    continue
+                codes, ids, slots_of = self._resident or (
+                    self.codes.rows(lo, hi),
+                    self.ids.rows(lo, hi),
+                    self.slots.rows(lo, hi),
+                )
                 _scan(
-                    queries[start:stop], pairs, cut, self.offsets, lo, self.codes.rows(lo, hi),
-                    self.ids.rows(lo, hi), self.slots.rows(lo, hi), wanted, radius, best_d, best_i,
+                    queries[start:stop], pairs, cut, self.offsets, lo, codes, ids, slots_of, wanted, radius,
+                    best_d, best_i,
                 )  # fmt: skip
+                del codes, ids, slots_of  # a window is unmapped here
             near = {}
             for slot, number in enumerate(self.shards):
                 if wanted[slot]:
