@@ -194,11 +194,13 @@ def search_store(
     vocabulary = store.vocabulary() if with_features else None
     feature_queries = [f for _, f in with_features]
     descriptors = query_descriptors(feature_queries)[0] if vocabulary else None
+    merged = store.merged_lists() if descriptors is not None else None
+    if merged is not None and descriptors is not None:
+        merged[0].prepare(len(descriptors))  # a batch unmaps what single renders kept mapped, first
     # One assignment of the queries' keypoints to the vocabulary's words serves every shard filed on it,
     # and one pass over the merged lists finds their near keypoints in every shard merged there.
     probes = vocabulary.probes(descriptors) if vocabulary and descriptors is not None else None
     requested = store.shard_numbers() if shards is None else shards
-    merged = store.merged_lists() if probes is not None else None
     found_merged = (
         _merged_matches(store, merged[0], merged[1] & set(requested), feature_queries, descriptors, probes, features)
         if merged is not None and probes is not None and descriptors is not None

@@ -156,6 +156,16 @@ class MergedLists:
             array.file.close()
         return None
 
+    def prepare(self, descriptors: int) -> None:
+        """Map the lists whole for a search of `descriptors` query keypoints up to RESIDENT_BELOW (kept
+        mapped), or unmap them for a larger one, which reads window by window. A search calls this
+        before it builds its own arrays, so a batch's do not add up with what single renders mapped."""
+        total = int(self.offsets[-1])
+        if descriptors > RESIDENT_BELOW or total == 0:
+            self._resident = None
+        elif self._resident is None:
+            self._resident = (self.codes.rows(0, total), self.ids.rows(0, total), self.slots.rows(0, total))
+
     def close(self) -> None:
         self._resident = None
         for array in (self.codes, self.ids, self.slots):
@@ -204,15 +214,12 @@ class MergedLists:
         numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, faiss.omp_get_max_threads())))  # type: ignore[attr-defined]
         blocks = BLOCKS_PER_THREAD * faiss.omp_get_max_threads()
         chunk = max(1, min(MAX_CHUNK, SCAN_BYTES // (6 * feature_index.NEIGHBOURS * slots)))
+        self.prepare(len(queries))
         if int(self.offsets[-1]) == 0:
             windows = []
-        elif len(queries) <= RESIDENT_BELOW:
+        elif self._resident is not None:
             windows = [(0, len(self.offsets) - 1)]
-            if self._resident is None:
-                total = int(self.offsets[-1])
-                self._resident = (self.codes.rows(0, total), self.ids.rows(0, total), self.slots.rows(0, total))
         else:
-            self._resident = None  # unmapped: a batch's resident memory stays bounded
             windows = self._windows()
         start = 0
         while start < len(queries):
