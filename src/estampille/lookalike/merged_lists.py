@@ -24,11 +24,13 @@ merge on another vocabulary is not used at all. Deleting the folder loses nothin
     <index>/lists/slots.npy     (N,) uint16 the shard: its position in meta.json's list
     <index>/lists/offsets.npy   (words + 1,) int64 where each word's run starts
 
-Memory stays bounded whatever the index size: the lists are mapped a window of words at a time and
-unmapped once scanned (the page cache keeps what RAM allows; resident, a batch at a million held all
-9.5 GB), and a batch is scanned in chunks of whole queries whose near keypoints are voted on before
-the next chunk (engine.py; all at once they were 3.6 GB for 400 renders at a million). Peak resident
-memory of a 400-render batch at a million references: 4.7 GB, was 16.5 GB (bench/RESULTS.md part 6).
+A batch's memory stays bounded whatever the index size: it maps the lists a window of words at a
+time, unmapped once scanned (the page cache keeps what RAM allows; mapped whole, a batch at a million
+held all 9.4 GB resident), and it is scanned in chunks of whole queries whose near keypoints are voted
+on before the next chunk (engine.py; all at once they were 3.6 GB for 400 renders at a million). Peak
+resident memory of a 400-render batch at a million references: 4.3 GB, was 16.5 GB. A search of a
+few renders maps the lists whole and keeps them mapped instead (RESIDENT_BELOW), which saves it the
+~0.2 s of mapping what it reads (bench/RESULTS.md part 6).
 
 The scan is a compiled loop (numba) rather than faiss: faiss scans one index's lists and keeps one
 top-k per query, where this needs a top k per query and shard over the shards' codes interleaved.
