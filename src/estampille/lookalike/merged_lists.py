@@ -67,11 +67,10 @@ ARRAYS = ("codes", "ids", "slots", "offsets")
 # batch at a million references: 5 chunks of ~85 renders with 8 neighbours and 40 shards).
 SCAN_BYTES = 256 << 20
 MAX_CHUNK = 1 << 20  # descriptors a chunk holds at most (their position fits 20 bits of the sort key)
-# Codes mapped at once. The lists are read through memory maps of this many codes, each unmapped when
-# scanned: the page cache keeps what fits (and gives it back when rendering needs the memory), while
-# the search's own resident memory stays bounded. Mapped whole, a batch at a million references held
-# all 9.5 GB of lists resident; unmapping costs a render ~0.1 s of page faults, smaller windows more
-# (bench/lookalike_million.py, bench/RESULTS.md part 6).
+# Codes a batch maps at once. It reads the lists through memory maps of this many codes, each unmapped
+# when scanned: the page cache keeps what fits (and gives it back when rendering needs the memory),
+# while the batch's own resident memory stays bounded. Mapped whole, a batch at a million references
+# held all 9.4 GB of lists resident (bench/lookalike_million.py, bench/RESULTS.md part 6).
 WINDOW_CODES = 32 << 20  # 1 GB of codes, 128 MB of ids, 64 MB of slots
 # A search of at most this many query keypoints (about 10 renders: `lookalike check` on a file or a
 # few) maps the lists whole and keeps them mapped for the store's life, so the next such search reads
