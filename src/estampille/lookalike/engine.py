@@ -202,7 +202,9 @@ def search_store(
     probes = vocabulary.probes(descriptors) if vocabulary and descriptors is not None else None
     requested = store.shard_numbers() if shards is None else shards
     found_merged = (
-        _merged_matches(store, merged[0], merged[1] & set(requested), feature_queries, descriptors, probes, features)
+        _merged_matches(
+            store, merged[0], merged[1] & set(requested), feature_queries, descriptors, probes, features, removed
+        )
         if merged is not None and probes is not None and descriptors is not None
         else {}
     )
@@ -263,6 +265,7 @@ def _merged_matches(
     descriptors: np.ndarray,
     probes: Probes,
     features: FeatureThresholds,
+    removed: np.ndarray,
 ) -> dict[int, list[tuple[int, int, FeatureMatch]]]:
     """FeatureShard.matches for every shard of `shards` from the merged lists, a chunk of queries at a
     time: a chunk's near keypoints (per shard) are voted on and dropped before the next is scanned, so
@@ -273,7 +276,6 @@ def _merged_matches(
     numbers = np.array([q for q, _, _ in owners], dtype=np.int64)
     # A chunk ends where a query's last block ends: its image and its mirror are voted on together.
     ends = block_starts[1:][np.append(numbers[1:] != numbers[:-1], True)] if len(owners) else block_starts[:1]
-    removed = store.removed_ids()
     live = {n: _live_rows(store.load_shard(n), removed) for n in shards}
     found: dict[int, list[tuple[int, int, FeatureMatch]]] = {n: [] for n in shards}
     for start, stop, near in merged.nearest_in_chunks(descriptors, probes, features.max_hamming, shards, ends):
