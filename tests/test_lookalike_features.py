@@ -570,18 +570,21 @@ def test_candidates_that_cannot_reach_the_inlier_floor_are_not_fitted_and_nothin
     thresholds = feature_thresholds()
 
     skipped = []
-    real = feature_index._can_pass
+    real = feature_index._candidates
 
-    def recorded(ref_rows, ref_kp, min_inliers):
-        passing = real(ref_rows, ref_kp, min_inliers)
-        rows, votes = np.unique(ref_rows, return_counts=True)
-        skipped.extend(r for r, v in zip(rows, votes, strict=True) if v >= thresholds.min_votes and r not in passing)
-        return passing
+    def recorded(ids, min_inliers):
+        rows, votes, can_pass, order, bounds = real(ids, min_inliers)
+        skipped.extend(rows[(votes >= thresholds.min_votes) & ~can_pass].tolist())
+        return rows, votes, can_pass, order, bounds
 
-    monkeypatch.setattr(feature_index, "_can_pass", recorded)
+    def fit_all(ids, min_inliers):
+        rows, votes, can_pass, order, bounds = real(ids, min_inliers)
+        return rows, votes, np.ones_like(can_pass), order, bounds
+
+    monkeypatch.setattr(feature_index, "_candidates", recorded)
     pruned = shard.search(features, thresholds)
     assert skipped  # voted over the floor, but by too few distinct keypoints: not fitted
-    monkeypatch.setattr(feature_index, "_can_pass", lambda ref_rows, ref_kp, min_inliers: set(ref_rows.tolist()))
+    monkeypatch.setattr(feature_index, "_candidates", fit_all)
     every = shard.search(features, thresholds)
     assert [(q, row, m.inliers, m.transform) for q, row, m in pruned] == [
         (q, row, m.inliers, m.transform) for q, row, m in every

@@ -139,3 +139,46 @@ def test_the_check_gives_the_feature_search_the_threads_the_settings_say(layout_
     finally:
         set_search_threads()
     assert search_threads() == default_search_threads()
+
+
+def test_verification_stops_at_the_first_clear_placement_with_the_verdict_of_trying_them_all(tmp_path, monkeypatch):
+    """A copy agrees clearly under the first placement or two: the others (up to 21) are not tried,
+    and every verdict, copies and unrelated photographs alike, is the one trying all of them gives."""
+    from estampille.lookalike import verify as verification
+    from estampille.lookalike.features import reference_thumbnail
+
+    photos = _photos()
+    rng = np.random.default_rng(5)
+    reference = _jpeg(photos["chelsea"].resize((640, 480)), tmp_path / "reference.jpg")
+    thumb = reference_thumbnail(reference)
+    original = Image.open(reference).convert("RGB")
+    queries = {
+        "resized": original.resize((480, 360)),
+        "mirrored": ImageOps.mirror(original),
+        "cropped": benchset.crop_sides(original, 0.78, rng),
+        "screenshot": benchset.phone_screenshot(original, rng),
+        **{name: photos[name].convert("RGB") for name in ("coffee", "astronaut", "rocket")},
+    }
+    tried: list[str] = []
+    warp = verification._warp
+    monkeypatch.setattr(verification, "_warp", lambda view, matrix: tried.append("") or warp(view, matrix))
+
+    def verdicts() -> dict[str, tuple]:
+        found = {}
+        for name, image in queries.items():
+            tried.clear()
+            result = verification.verify(
+                verification.QueryView.of(image), thumb, None, True, verification.VerifyThresholds()
+            )
+            assert result is not None
+            found[name] = (result.grade, result.blocking, len(tried))
+        return found
+
+    stopping = verdicts()
+    monkeypatch.setattr(verification, "CLEAR_CUT", 1.01)  # never clear: every placement is tried
+    exhaustive = verdicts()
+    assert {n: v[:2] for n, v in stopping.items()} == {n: v[:2] for n, v in exhaustive.items()}
+    assert all(stopping[n][1] for n in ("resized", "mirrored"))
+    assert not any(stopping[n][1] for n in ("coffee", "astronaut", "rocket"))
+    assert stopping["resized"][2] == 1 and stopping["mirrored"][2] == 2  # whole, then whole mirrored
+    assert exhaustive["resized"][2] >= 15

@@ -142,7 +142,7 @@ def region_of(match: FeatureMatch) -> dict:
         "mirrored": match.mirrored,
         "coverage": match.coverage,
         "transform": list(match.transform),
-        "pairs": [[round(v, 4) for v in pair] for pair in match.pairs],
+        "pairs": np.round(np.asarray(match.pairs, dtype=np.float64).reshape(-1, 4), 4).tolist(),
     }
 
 

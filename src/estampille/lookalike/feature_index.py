@@ -229,13 +229,22 @@ def has_features(folder: Path) -> bool:
     return all((folder / name).is_file() for name in FEATURE_FILES)
 
 
-def _can_pass(ref_rows: np.ndarray, ref_kp: np.ndarray, min_inliers: int) -> set[int]:
-    """The references voted for by at least `min_inliers` distinct keypoints of theirs. verify() keeps
-    a fit only with that many inliers at distinct reference keypoints, so the others cannot pass and
-    are not fitted: the same matches, fewer RANSAC runs (at a million references most chance
-    candidates are these: 8 votes per shard in 40 shards bring many to the vote floor)."""
-    rows, distinct = np.unique(np.unique(ref_rows * STRIDE + ref_kp) // STRIDE, return_counts=True)
-    return set(rows[distinct >= min_inliers].tolist())
+def _candidates(ids: np.ndarray, min_inliers: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The references `ids` (row * STRIDE + keypoint, one per vote) vote for, grouped by one stable
+    sort: (rows ascending, their votes, whether each can pass, `order` with each row's votes at
+    order[start:stop] in their original order once sorted, starts with a final end).
+
+    A row "can pass" when at least `min_inliers` distinct keypoints of its voted: verify() keeps a fit
+    only with that many inliers at distinct reference keypoints, so the others are not fitted: the
+    same matches, fewer RANSAC runs (at a million references most chance candidates are these)."""
+    order = np.argsort(ids, kind="stable")
+    ranked = ids[order]
+    rows = ranked // STRIDE
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(ids) else np.zeros(0, np.int64)
+    new_keypoint = np.r_[True, ranked[1:] != ranked[:-1]] if len(ids) else np.zeros(0, bool)
+    distinct = np.add.reduceat(new_keypoint.astype(np.int64), starts) if len(ids) else np.zeros(0, np.int64)
+    bounds = np.r_[starts, len(ids)]
+    return rows[starts], np.diff(bounds), distinct >= min_inliers, order, bounds
 
 
 @dataclass
@@ -318,26 +327,24 @@ class FeatureShard:
             lo, hi = np.searchsorted(neighbours.descriptor, (start, start + count))
             query_kp, ids = neighbours.descriptor[lo:hi] - start, neighbours.found[lo:hi]
             start += count
-            ref_rows, ref_kp = ids // STRIDE, ids % STRIDE
             if rows is not None:
-                live = np.isin(ref_rows, rows)
-                ref_rows, ref_kp, query_kp = ref_rows[live], ref_kp[live], query_kp[live]
-            if len(ref_rows) == 0:
+                live = np.isin(ids // STRIDE, rows)
+                ids, query_kp = ids[live], query_kp[live]
+            if len(ids) == 0:
                 continue
-            candidates, votes = np.unique(ref_rows, return_counts=True)
-            order = np.argsort(-votes)[:CANDIDATES]
-            enough = _can_pass(ref_rows, ref_kp, thresholds.min_inliers)
+            candidates, votes, can_pass, by_row, bounds = _candidates(ids, thresholds.min_inliers)
             features = queries[q][1 if mirrored else 0]
-            for row in candidates[order][votes[order] >= thresholds.min_votes]:
-                if row not in enough:
+            for n in np.argsort(-votes)[:CANDIDATES]:
+                if votes[n] < thresholds.min_votes or not can_pass[n]:
                     continue
-                pick = ref_rows == row
+                row = candidates[n]
+                pick = np.sort(by_row[bounds[n] : bounds[n + 1]])  # the votes in their first order
                 match = verify(
                     features,
                     np.asarray(self.xy[row], dtype=np.float32),
                     (int(self.sizes[row][0]), int(self.sizes[row][1])),
                     query_kp[pick],
-                    ref_kp[pick],
+                    ids[pick] % STRIDE,
                     mirrored,
                     thresholds,
                 )

@@ -181,7 +181,8 @@ def verify(
     if not low <= scale <= high or abs(rotation) > thresholds.max_rotation:
         return None
     # One reference keypoint matched many times is not many inliers.
-    unique = len({(round(float(x)), round(float(y))) for x, y in src[keep]})
+    pixels = np.round(src[keep]).astype(np.int64)
+    unique = len(np.unique((pixels[:, 0] << 32) + pixels[:, 1]))
     if unique < thresholds.min_inliers:
         return None
     rw, rh = reference_size
@@ -196,7 +197,7 @@ def verify(
     if mirrored:  # the query was searched flipped: give its coordinates in the query as it is
         qx = 1.0 - qx
         normalised = np.vstack([-normalised[0] + np.array([0, 0, 1.0]), normalised[1]])
-    pairs = [(float(a), float(b), float(c), float(d)) for a, b, c, d in zip(rx, ry, qx, qy, strict=True)]
+    pairs = list(map(tuple, np.stack([rx, ry, qx, qy], axis=1).astype(np.float64).tolist()))
     # Both images are extracted at the same longest side, so the fitted scale compares their sizes.
     return FeatureMatch(
         inliers,
