@@ -590,3 +590,37 @@ def test_candidates_that_cannot_reach_the_inlier_floor_are_not_fitted_and_nothin
         (q, row, m.inliers, m.transform) for q, row, m in every
     ]
     assert {q for q, _, _ in pruned} >= {0, 1, 2, 3}  # every copy still matched
+
+
+def test_ransac_draws_only_what_the_smallest_passing_fit_needs_and_the_matches_are_those_of_2000(tmp_path, monkeypatch):
+    """A candidate of unrelated keypoints ran RANSAC's 2,000 draws; the cap (enough draws to find the
+    smallest consensus that could pass, with RANSAC's own confidence) gives the same matches, on
+    copies and unrelated real photographs alike."""
+    from skimage import data as skdata
+
+    from estampille.lookalike import features as feature_module
+    from estampille.lookalike.feature_index import FeatureShard
+    from estampille.lookalike.features import MAX_DRAWS, ransac_draws, reference_features
+
+    assert ransac_draws(60, 16) < 100 and ransac_draws(16, 16) == 1 and ransac_draws(10_000, 16) == MAX_DRAWS
+    references = sorted(COMPETITOR.glob("*.jpg")) + sorted(
+        (DEMO_BRAND / "competitors" / "le-fournil-express").glob("*.jpg")
+    )
+    shard = FeatureShard.in_memory([reference_features(p) for p in references])
+    unrelated = [
+        _jpeg(Image.fromarray(getattr(skdata, n)()), tmp_path / f"{n}.jpg") for n in ("astronaut", "coffee", "chelsea")
+    ]
+    queries, _ = hash_queries([*_framings(tmp_path).values(), _mirrored_crop(tmp_path), *unrelated])
+    features = [q.features for q in queries]
+    thresholds = feature_thresholds()
+    draws: list[int] = []
+    real = feature_module.ransac_draws
+    monkeypatch.setattr(feature_module, "ransac_draws", lambda n, m: draws.append(real(n, m)) or draws[-1])
+    capped = shard.search(features, thresholds)
+    assert draws and min(draws) < MAX_DRAWS
+    monkeypatch.setattr(feature_module, "ransac_draws", lambda n, m: MAX_DRAWS)
+    every = shard.search(features, thresholds)
+    assert [(q, row, m.inliers, m.transform) for q, row, m in capped] == [
+        (q, row, m.inliers, m.transform) for q, row, m in every
+    ]
+    assert {q for q, _, _ in capped} >= {0, 1, 2, 3}

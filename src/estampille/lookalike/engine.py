@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .feature_index import Neighbours, query_descriptors, query_owners
+from .feature_index import FeatureShard, Neighbours, query_descriptors, query_owners, search_threads
 from .features import QUERY_SIDE, FeatureMatch, Features, FeatureThresholds, decode_pair, query_features
 from .hashing import DECODE_SIDE, DIHEDRAL, QueryHashes, hash_query, shrink
 from .merged_lists import MergedLists
@@ -257,6 +259,21 @@ def _live_rows(shard: Shard, removed: np.ndarray) -> np.ndarray | None:
     return np.flatnonzero(~removed_here) if removed_here.any() else None
 
 
+def _fit_shard(
+    feature_shard: FeatureShard | None,
+    queries: list[tuple[Features, Features]],
+    neighbours: Neighbours,
+    start: int,
+    features: FeatureThresholds,
+    live: np.ndarray | None,
+) -> list[tuple[int, int, FeatureMatch]]:
+    """One shard's matches of a chunk whose first descriptor is at `start`."""
+    if feature_shard is None:
+        return []
+    local = Neighbours(neighbours.descriptor - start, neighbours.found, neighbours.distance)
+    return feature_shard.matches(queries, local, features, live)
+
+
 def _merged_matches(
     store: ReferenceStore,
     merged: MergedLists,
@@ -278,16 +295,23 @@ def _merged_matches(
     ends = block_starts[1:][np.append(numbers[1:] != numbers[:-1], True)] if len(owners) else block_starts[:1]
     live = {n: _live_rows(store.load_shard(n), removed) for n in shards}
     found: dict[int, list[tuple[int, int, FeatureMatch]]] = {n: [] for n in shards}
-    for start, stop, near in merged.nearest_in_chunks(descriptors, probes, features.max_hamming, shards, ends):
-        first = int(numbers[np.searchsorted(block_starts, start)])
-        last = int(numbers[np.searchsorted(block_starts, stop) - 1])
-        for number, neighbours in near.items():
-            feature_shard = store.load_features(number)
-            if feature_shard is None:
-                continue
-            local = Neighbours(neighbours.descriptor - start, neighbours.found, neighbours.distance)
-            for q, row, match in feature_shard.matches(queries[first : last + 1], local, features, live[number]):
-                found[number].append((q + first, row, match))
+    loaded = {n: store.load_features(n) for n in shards}
+    # Shards are fitted on the search's threads: RANSAC and numpy's sorts let go of the GIL.
+    with ThreadPoolExecutor(search_threads()) as pool:
+        for start, stop, near in merged.nearest_in_chunks(descriptors, probes, features.max_hamming, shards, ends):
+            first = int(numbers[np.searchsorted(block_starts, start)])
+            last = int(numbers[np.searchsorted(block_starts, stop) - 1])
+            fitted = pool.map(
+                _fit_shard,
+                [loaded[n] for n in near],
+                repeat(queries[first : last + 1]),
+                near.values(),
+                repeat(start),
+                repeat(features),
+                [live[n] for n in near],
+            )
+            for number, matches in zip(near, fitted, strict=True):
+                found[number] += [(q + first, row, match) for q, row, match in matches]
     return found
 
 

@@ -151,6 +151,24 @@ def extract(
     return Features(xy, descriptors.astype(np.uint8), (width, height), kept)
 
 
+RANSAC_CONFIDENCE = 0.995
+MAX_DRAWS = 2000
+
+
+def ransac_draws(matches: int, min_inliers: int) -> int:
+    """RANSAC's draws for `matches` tentative matches: enough to draw two inliers of the smallest fit
+    that can pass (`min_inliers` of them) with RANSAC's own confidence, at most MAX_DRAWS.
+
+    RANSAC stops early once a large consensus is found, but a candidate with none (most candidates:
+    keypoints of unrelated pictures that vote alike) ran all 2,000 draws; 60 matches of which 14 would
+    be inliers need ~95. Draws are the same sequence either way (OpenCV seeds its own generator), so a
+    fit found within the cap is the same fit."""
+    share = min_inliers / max(matches, 1)
+    if share >= 1:
+        return 1
+    return int(min(MAX_DRAWS, math.ceil(math.log(1 - RANSAC_CONFIDENCE) / math.log(1 - share * share))))
+
+
 def verify(
     query: Features,
     reference_xy: np.ndarray,
@@ -167,7 +185,13 @@ def verify(
     dst = query.xy[query_index].astype(np.float32)
     threshold = thresholds.reprojection * max(query.size)
     matrix, mask = cv2.estimateAffinePartial2D(
-        src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=2000, confidence=0.995, refineIters=10
+        src,
+        dst,
+        method=cv2.RANSAC,
+        ransacReprojThreshold=threshold,
+        maxIters=ransac_draws(len(src), thresholds.min_inliers),
+        confidence=RANSAC_CONFIDENCE,
+        refineIters=10,
     )
     if matrix is None or mask is None:
         return None
