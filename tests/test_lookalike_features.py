@@ -548,13 +548,11 @@ def test_a_full_disk_while_merging_loses_nothing_and_says_so(tmp_path, monkeypat
     store.close()
 
 
-def test_candidates_that_cannot_reach_the_inlier_floor_are_not_fitted_and_nothing_else_changes(tmp_path, monkeypatch):
-    """A reference voted for by fewer distinct keypoints of its own than the inlier floor cannot pass
-    RANSAC's distinct-keypoint check, so it is not fitted: the matches are those of fitting every
-    candidate over the vote floor, on copies and unrelated real photographs alike."""
+def _copies_and_unrelated(tmp_path):
+    """The competitor pictures in one exact shard, and as queries their framings, a mirrored crop and
+    three unrelated real photographs: (shard, the queries' features, the shipped thresholds)."""
     from skimage import data as skdata
 
-    from estampille.lookalike import feature_index
     from estampille.lookalike.feature_index import FeatureShard
     from estampille.lookalike.features import reference_features
 
@@ -568,6 +566,16 @@ def test_candidates_that_cannot_reach_the_inlier_floor_are_not_fitted_and_nothin
     queries, _ = hash_queries([*_framings(tmp_path).values(), _mirrored_crop(tmp_path), *unrelated])
     features = [q.features for q in queries]
     thresholds = feature_thresholds()
+    return shard, features, thresholds
+
+
+def test_candidates_that_cannot_reach_the_inlier_floor_are_not_fitted_and_nothing_else_changes(tmp_path, monkeypatch):
+    """A reference voted for by fewer distinct keypoints of its own than the inlier floor cannot pass
+    RANSAC's distinct-keypoint check, so it is not fitted: the matches are those of fitting every
+    candidate over the vote floor, on copies and unrelated real photographs alike."""
+    from estampille.lookalike import feature_index
+
+    shard, features, thresholds = _copies_and_unrelated(tmp_path)
 
     skipped = []
     real = feature_index._candidates
@@ -596,23 +604,11 @@ def test_ransac_draws_only_what_the_smallest_passing_fit_needs_and_the_matches_a
     """A candidate of unrelated keypoints ran RANSAC's 2,000 draws; the cap (enough draws to find the
     smallest consensus that could pass, with RANSAC's own confidence) gives the same matches, on
     copies and unrelated real photographs alike."""
-    from skimage import data as skdata
-
     from estampille.lookalike import features as feature_module
-    from estampille.lookalike.feature_index import FeatureShard
-    from estampille.lookalike.features import MAX_DRAWS, ransac_draws, reference_features
+    from estampille.lookalike.features import MAX_DRAWS, ransac_draws
 
     assert ransac_draws(60, 16) < 100 and ransac_draws(16, 16) == 1 and ransac_draws(10_000, 16) == MAX_DRAWS
-    references = sorted(COMPETITOR.glob("*.jpg")) + sorted(
-        (DEMO_BRAND / "competitors" / "le-fournil-express").glob("*.jpg")
-    )
-    shard = FeatureShard.in_memory([reference_features(p) for p in references])
-    unrelated = [
-        _jpeg(Image.fromarray(getattr(skdata, n)()), tmp_path / f"{n}.jpg") for n in ("astronaut", "coffee", "chelsea")
-    ]
-    queries, _ = hash_queries([*_framings(tmp_path).values(), _mirrored_crop(tmp_path), *unrelated])
-    features = [q.features for q in queries]
-    thresholds = feature_thresholds()
+    shard, features, thresholds = _copies_and_unrelated(tmp_path)
     draws: list[int] = []
     real = feature_module.ransac_draws
     monkeypatch.setattr(feature_module, "ransac_draws", lambda n, m: draws.append(real(n, m)) or draws[-1])
