@@ -230,13 +230,14 @@ def has_features(folder: Path) -> bool:
 
 
 def _candidates(ids: np.ndarray, min_inliers: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The references `ids` (row * STRIDE + keypoint, one per vote) vote for, grouped by one stable
-    sort: (rows ascending, their votes, whether each can pass, `order` with each row's votes at
-    order[start:stop] in their original order once sorted, starts with a final end).
+    """The references the votes `ids` (row * STRIDE + keypoint, one per vote) are for, from one stable
+    sort: (rows ascending, their votes, whether each can pass, order, bounds); row n's votes are
+    ids[order[bounds[n] : bounds[n + 1]]].
 
-    A row "can pass" when at least `min_inliers` distinct keypoints of its voted: verify() keeps a fit
-    only with that many inliers at distinct reference keypoints, so the others are not fitted: the
-    same matches, fewer RANSAC runs (at a million references most chance candidates are these)."""
+    A row can pass when at least `min_inliers` distinct keypoints of its own were voted for: verify()
+    keeps a fit only with that many inliers at distinct reference keypoints, so the others are not
+    fitted: the same matches, fewer RANSAC runs (at a million references most chance candidates are
+    these)."""
     order = np.argsort(ids, kind="stable")
     ranked = ids[order]
     rows = ranked // STRIDE

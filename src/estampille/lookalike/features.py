@@ -160,8 +160,8 @@ def ransac_draws(matches: int, min_inliers: int) -> int:
     that can pass (`min_inliers` of them) with RANSAC's own confidence, at most MAX_DRAWS.
 
     RANSAC stops early once a large consensus is found, but a candidate with none (most candidates:
-    keypoints of unrelated pictures that vote alike) ran all 2,000 draws; 60 matches of which 14 would
-    be inliers need ~95. Draws are the same sequence either way (OpenCV seeds its own generator), so a
+    keypoints of unrelated pictures that vote alike) ran all 2,000 draws; 60 matches of which 16 would
+    be inliers need 72. Draws are the same sequence either way (OpenCV seeds its own generator), so a
     fit found within the cap is the same fit."""
     share = min_inliers / max(matches, 1)
     if share >= 1:

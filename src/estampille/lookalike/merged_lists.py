@@ -307,9 +307,9 @@ def _scan(queries, pairs, cut, offsets, base, codes, ids, slots, wanted, radius,
     that slot in the probed words, for the pairs of each block in
     [cut[block, 0], cut[block, 1]): a window of the lists whose first code is `base`.
 
-    A run's distances are all computed first, in a loop without branches that the compiler
-    vectorises; the few within the radius are then kept. (Deciding code by code after half the bits
-    was a branch the CPU mispredicted about half the time: random codes sit near 64 of 128.)"""
+    A run's distances are all computed first, in a loop without branches that the compiler can
+    vectorise, and those within the radius are then kept: 6-10% faster than deciding code by code
+    after its first 128 bits (bench/RESULTS.md, part 7)."""
     last = best_d.shape[2] - 1
     longest = np.max(offsets[1:] - offsets[:-1]) if offsets.shape[0] > 1 else 0
     for block in prange(cut.shape[0]):
