@@ -255,7 +255,7 @@ def measure(folder: Path, queries: list, copied: list[str | None], label: str, p
     batch = time.perf_counter() - started
     batch_peak = _status("VmHWM")  # before the single renders below, which keep the lists mapped whole
     # The same batch without the copies: what a brand's week of mostly original renders costs. Each copy
-    # above is a crop or edit of a picture indexed in ~136 overlapping regions, so it brings ~58
+    # above is a crop or edit of a picture indexed in ~136 overlapping regions, so it brings ~60
     # candidates to fit and verify; an original render brings almost none.
     unrelated_queries = [q for q, c in zip(queries, copied, strict=True) if c is None]
     started = time.perf_counter()

@@ -286,7 +286,7 @@ def _merged_matches(
 ) -> dict[int, list[tuple[int, int, FeatureMatch]]]:
     """FeatureShard.matches for every shard of `shards` from the merged lists, a chunk of queries at a
     time: a chunk's near keypoints (per shard) are voted on and dropped before the next is scanned, so
-    a batch never holds them all (3.6 GB for 400 renders at a million references)."""
+    a batch never holds them all (all at once they came to 3.6 GB for 400 renders at a million)."""
     owners = query_owners(queries)
     counts = np.array([count for _, _, count in owners], dtype=np.int64)
     block_starts = np.concatenate([[0], np.cumsum(counts)])

@@ -28,7 +28,7 @@ A batch's memory stays bounded whatever the index size: it maps the lists a wind
 time, unmapped once scanned (the page cache keeps what RAM allows; mapped whole, a batch at a million
 held all 9.4 GB resident), and it is scanned in chunks of whole queries whose near keypoints are voted
 on before the next chunk (engine.py; all at once they were 3.6 GB for 400 renders at a million). Peak
-resident memory of a 400-render batch at a million references: 4.3 GB, was 16.5 GB. A search of a
+resident memory of a 400-render batch at a million references: 3.6 GB, was 16.5 GB (parts 6 and 7). A search of a
 few renders maps the lists whole and keeps them mapped instead (RESIDENT_BELOW), which saves it the
 ~0.2 s of mapping what it reads (bench/RESULTS.md part 6).
 
