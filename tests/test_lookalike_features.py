@@ -510,6 +510,74 @@ def test_merged_lists_find_in_each_shard_what_its_own_lists_find(tmp_path, monke
     store.close()
 
 
+def test_the_merged_scan_keeps_exactly_the_nearest_by_distance_then_lowest_id(tmp_path, monkeypatch):
+    """The compiled scan of the merged lists against a plain numpy evaluation: for each descriptor and
+    each shard searched, the NEIGHBOURS nearest codes within the radius in its probed words, ties at
+    any place broken by the lowest id. Codes are a few bits from a handful of bases, so distances tie
+    often and a slot's kept list tightens while a run is read (what the scan's bounds rely on); read
+    whole and window by window, on one and two threads."""
+    import json
+
+    from estampille.lookalike import merged_lists
+    from estampille.lookalike.feature_index import NEIGHBOURS, set_search_threads
+    from estampille.lookalike.vocabulary import Probes
+
+    rng = np.random.default_rng(3)
+    words, radius, shards = 40, 12, [4, 9, 17, 21]
+    bases = rng.integers(0, 2**63, size=(3, 4), dtype=np.uint64)
+
+    def near_bases(n: int) -> np.ndarray:
+        codes = bases[rng.integers(0, len(bases), n)].copy()
+        for _ in range(3):  # up to 3 bits flipped: many codes at the same distance
+            bit = rng.integers(0, 256, n)
+            codes[np.arange(n), bit // 64] ^= np.left_shift(np.uint64(1), (bit % 64).astype(np.uint64))
+        return codes
+
+    sizes = rng.integers(0, 100, words)
+    folder = tmp_path / merged_lists.FOLDER
+    folder.mkdir()
+    total = int(sizes.sum())
+    codes, slots = near_bases(total), rng.integers(0, len(shards), total).astype(np.uint16)
+    ids = rng.permutation(10 * total)[:total].astype(np.uint32)
+    for name, array in {"codes": codes, "ids": ids, "slots": slots, "offsets": np.r_[0, np.cumsum(sizes)]}.items():
+        np.save(folder / f"{name}.npy", array)
+    (folder / "meta.json").write_text(json.dumps({"vocabulary": "v", "shards": shards, "stamps": [[0, 0]] * 4}))
+    lists = merged_lists.MergedLists.load(tmp_path)
+    descriptors = near_bases(50).view(np.uint8)
+    probed = np.stack([rng.choice(words, 5, replace=False) for _ in range(len(descriptors))])
+    probed[::7, -1] = -1  # a word the vocabulary did not find
+    probes = Probes("v", np.zeros(probed.shape, np.int32), probed)
+    searched = {4, 17, 21}
+
+    distance = np.unpackbits(descriptors[:, None, :] ^ codes.view(np.uint8)[None], axis=2).sum(axis=2)
+    offsets = np.r_[0, np.cumsum(sizes)]
+    cut_at_a_tie = 0  # (descriptor, shard) whose last kept code ties with the first left out
+    for number in searched:
+        expected = {k: [] for k in merged_lists._FIELDS}
+        for q in range(len(descriptors)):
+            rows = np.concatenate([np.arange(offsets[w], offsets[w + 1]) for w in probed[q] if w >= 0])
+            rows = rows[(slots[rows] == shards.index(number)) & (distance[q, rows] <= radius)]
+            rows = rows[np.lexsort((ids[rows], distance[q, rows]))]
+            cut_at_a_tie += (
+                len(rows) > NEIGHBOURS and distance[q, rows[NEIGHBOURS - 1]] == distance[q, rows[NEIGHBOURS]]
+            )
+            rows = rows[:NEIGHBOURS]
+            expected["descriptor"] += [q] * len(rows)
+            expected["found"] += ids[rows].tolist()
+            expected["distance"] += distance[q, rows].tolist()
+        for threads in (1, 2):
+            set_search_threads(threads)
+            for whole in (True, False):
+                monkeypatch.setattr(merged_lists, "RESIDENT_BELOW", 10**6 if whole else 0)
+                monkeypatch.setattr(merged_lists, "WINDOW_CODES", 10**9 if whole else 100)
+                found = lists.nearest(descriptors, probes, radius, searched)[number]
+                for k in merged_lists._FIELDS:
+                    assert getattr(found, k).tolist() == expected[k], (number, threads, whole, k)
+    assert len(lists._windows()) > 5 and cut_at_a_tie > 50
+    set_search_threads()
+    lists.close()
+
+
 def test_a_full_disk_while_merging_loses_nothing_and_says_so(tmp_path, monkeypatch, capsys):
     """The merge reserves its files' space first, so a full disk is an error it reports, not a crash:
     the images are indexed, nothing half-written is left, every shard is searched through its own
