@@ -668,6 +668,19 @@ def test_candidates_that_cannot_reach_the_inlier_floor_are_not_fitted_and_nothin
     assert {q for q, _, _ in pruned} >= {0, 1, 2, 3}  # every copy still matched
 
 
+def test_votes_are_grouped_in_the_order_of_one_stable_sort_whichever_sort_does_it():
+    """Two radix sorts (keypoint, then row) order a shard's votes as one stable sort of their ids
+    does, repeated votes included, at every size and past the rows 16 bits hold."""
+    from estampille.lookalike.feature_index import RADIX_FROM, STRIDE, _stable_order
+
+    rng = np.random.default_rng(11)
+    for size in (0, 1, RADIX_FROM - 1, RADIX_FROM, 12_000):
+        for rows in (50, 60_000, 1 << 17):
+            ids = rng.integers(0, rows, size) * STRIDE + rng.integers(0, STRIDE, size)
+            ids = np.concatenate([ids, rng.choice(ids, size // 3)]) if size else ids  # one keypoint voted for again
+            assert np.array_equal(_stable_order(ids), np.argsort(ids, kind="stable")), (size, rows)
+
+
 def test_ransac_draws_only_what_the_smallest_passing_fit_needs_and_the_matches_are_those_of_2000(tmp_path, monkeypatch):
     """A candidate of unrelated keypoints ran RANSAC's 2,000 draws; the cap (enough draws to find the
     smallest consensus that could pass, with RANSAC's own confidence) gives the same matches, on

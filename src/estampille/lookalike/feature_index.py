@@ -229,6 +229,19 @@ def has_features(folder: Path) -> bool:
     return all((folder / name).is_file() for name in FEATURE_FILES)
 
 
+RADIX_FROM = 2048  # votes from which two radix sorts beat one comparison sort
+
+
+def _stable_order(ids: np.ndarray) -> np.ndarray:
+    """np.argsort(ids, kind="stable") for ids = row * STRIDE + keypoint. numpy sorts integers of 16
+    bits or less by radix, in linear time: a keypoint sort, then a stable row sort, give the same
+    order 2-3x faster for a shard's 6,000-12,000 votes in a render, when its rows fit 16 bits."""
+    if len(ids) < RADIX_FROM or int(ids.max()) >= (1 << 16) * STRIDE:
+        return np.argsort(ids, kind="stable")
+    by_keypoint = np.argsort((ids % STRIDE).astype(np.uint8), kind="stable")
+    return by_keypoint[np.argsort((ids[by_keypoint] // STRIDE).astype(np.uint16), kind="stable")]
+
+
 def _candidates(ids: np.ndarray, min_inliers: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The references the votes `ids` (row * STRIDE + keypoint, one per vote) are for, from one stable
     sort: (rows ascending, their votes, whether each can pass, order, bounds); row n's votes are
@@ -238,7 +251,7 @@ def _candidates(ids: np.ndarray, min_inliers: int) -> tuple[np.ndarray, np.ndarr
     keeps a fit only with that many inliers at distinct reference keypoints, so the others are not
     fitted: the same matches, fewer RANSAC runs (at a million references most chance candidates are
     these)."""
-    order = np.argsort(ids, kind="stable")
+    order = _stable_order(ids)
     ranked = ids[order]
     rows = ranked // STRIDE
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(ids) else np.zeros(0, np.int64)
@@ -277,10 +290,12 @@ class FeatureShard:
             raise ValueError("its lists are filed on a vocabulary its meta.json does not name")
         if hasattr(index, "nprobe"):
             index.nprobe = NPROBE
+        # Plain views of the mappings: indexing a np.memmap makes a memmap of each row, which cost a
+        # render at a million references more than its ~700 RANSAC fits' own look-ups.
         return cls(
             index,
-            np.load(folder / "features_xy.npy", mmap_mode="r"),
-            np.load(folder / "features_size.npy", mmap_mode="r"),
+            np.load(folder / "features_xy.npy", mmap_mode="r").view(np.ndarray),
+            np.load(folder / "features_size.npy", mmap_mode="r").view(np.ndarray),
             Thumbnails.load(folder),
             vocabulary,
         )

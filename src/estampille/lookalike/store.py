@@ -124,6 +124,7 @@ class ReferenceStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
         self._features: dict[int, FeatureShard | None] = {}
+        self._metas: dict[int, tuple[tuple[int, int, int], dict]] = {}
         self._vocabulary: Vocabulary | None = None
         self._merged: MergedLists | None = None
         self._shards: dict[int, Shard] = {}
@@ -448,9 +449,21 @@ class ReferenceStore:
             )
         return shard
 
+    def _current_meta(self, number: int) -> dict:
+        """A shard's meta.json as it is now, read again only when the file was replaced (a search
+        asks for every shard's several times a render: 40 shards at a million references). Not
+        for changing: `_meta` gives a copy of its own."""
+        path = self.folder / "shards" / f"{number:06d}" / "meta.json"
+        info = path.stat()
+        key = (info.st_ino, info.st_mtime_ns, info.st_size)
+        held = self._metas.get(number)
+        if held is None or held[0] != key:
+            held = self._metas[number] = (key, json.loads(path.read_text()))
+        return held[1]
+
     def _feature_shard(self, number: int) -> FeatureShard | None:
         folder = self.folder / "shards" / f"{number:06d}"
-        meta = json.loads((folder / "meta.json").read_text())
+        meta = self._current_meta(number)
         if meta.get("features") != feature_pipeline_id():
             return None
         filed = meta.get("vocabulary")
