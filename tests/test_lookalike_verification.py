@@ -141,6 +141,38 @@ def test_the_check_gives_the_feature_search_the_threads_the_settings_say(layout_
     assert search_threads() == default_search_threads()
 
 
+def test_verification_runs_on_one_blas_thread_and_gives_the_others_back(layout_index, tmp_path, monkeypatch):
+    """Verification's small matrix products run on one BLAS thread: OpenBLAS's threads spin after a
+    product and took the cores from the next search (bench/RESULTS.md part 8). Whatever the process
+    had before is back afterwards, and the copy is still a blocking copy."""
+    from threadpoolctl import ThreadpoolController
+
+    from estampille.lookalike import engine
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in ThreadpoolController().select(user_api="blas").info()]
+
+    index, folder, _ = layout_index
+    seen: list[list[int]] = []
+    real = engine.verify
+
+    def recorded(*args, **kwargs):
+        seen.append(blas_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "verify", recorded)
+    copy = _jpeg(Image.open(next(folder.glob("*.jpg"))).resize((480, 360)), tmp_path / "copy.jpg", 80)
+    store = ReferenceStore(index)
+    with ThreadpoolController().limit(limits=2, user_api="blas"):  # as on a machine of 2 cores or more
+        before = blas_threads()
+        found, _ = find_lookalikes(store, [copy])
+        after = blas_threads()
+    store.close()
+    assert any(m.blocking for m in found)
+    assert before and set(before) == {2} and after == before
+    assert seen and all(threads == [1] * len(before) for threads in seen)
+
+
 def test_verification_stops_at_the_first_clear_placement_with_the_verdict_of_trying_them_all(tmp_path, monkeypatch):
     """A copy agrees clearly under the first placement or two: the others (up to 21) are not tried,
     and every verdict, copies and unrelated photographs alike, is the one trying all of them gives."""

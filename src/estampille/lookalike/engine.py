@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from threadpoolctl import ThreadpoolController
 
 from .feature_index import FeatureShard, Neighbours, query_descriptors, query_owners, search_threads
 from .features import QUERY_SIDE, FeatureMatch, Features, FeatureThresholds, decode_pair, query_features
@@ -360,9 +361,30 @@ def verify_hits(
     rotations: bool = False,
     thresholds: VerifyThresholds | None = None,
 ) -> list[tuple[Hit, Verification]]:
-    """Each hit with its verification, the dropped ones (feature-only, pixels disagree) left out."""
+    """Each hit with its verification, the dropped ones (feature-only, pixels disagree) left out.
+
+    On one BLAS thread: verification's matrix products are small (256 x 64 by 64 x 64), and OpenBLAS's
+    threads go on spinning ~0.1 s after each, taking both cores from the next search's assignment of
+    keypoints to words (0.07 -> 0.12 s a render at a million references; bench/RESULTS.md part 8)."""
     thresholds = thresholds or verify_thresholds()
     references = store.thumbnails({h.reference_id for h in hits}) if hits else {}
+    with _thread_pools().limit(limits=1, user_api="blas"):
+        return _verified(queries, hits, references, rotations, thresholds)
+
+
+@lru_cache(maxsize=1)
+def _thread_pools() -> ThreadpoolController:
+    """The BLAS libraries loaded (numpy's OpenBLAS), found once: a limit is then ~10 µs to set."""
+    return ThreadpoolController()
+
+
+def _verified(
+    queries: Sequence[Query],
+    hits: list[Hit],
+    references: dict[int, np.ndarray | None],
+    rotations: bool,
+    thresholds: VerifyThresholds,
+) -> list[tuple[Hit, Verification]]:
     kept = []
     for hit in hits:
         view = queries[hit.query].view
