@@ -414,8 +414,8 @@ def _queries(args) -> tuple[list, list[str | None]]:
 
 
 def _with_p90(run: dict, key: str) -> str:
-    """A median render time with its 90th percentile, as runs before the percentile was kept show it."""
-    return f"{run.get(key, 0):.2f} ({run[key + '_p90']:.2f})" if key + "_p90" in run else f"{run.get(key, 0):.2f}"
+    """A median render time with its 90th percentile."""
+    return f"{run[key]:.2f} ({run[key + '_p90']:.2f})"
 
 
 def _per_400(run: dict) -> str:
